@@ -1,0 +1,271 @@
+//! What went wrong with an upstream attempt, and what to do about it: decided here, once, in
+//! closed matches with no catch-all arm, so that a new failure kind forces a decision.
+
+use std::time::Duration;
+
+use crate::config::DeploymentId;
+use crate::state::RouterState;
+use crate::time::Time;
+
+/// Why one attempt at one deployment failed. The gateway's providers produce these.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AttemptError {
+    #[error("connection failed: {detail}")]
+    ConnectFailed { detail: String },
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("connection reset before response headers")]
+    ResetBeforeHeaders,
+    #[error("no response headers within the first-byte timeout")]
+    FirstByteTimeout,
+    #[error("no content within the first-token timeout")]
+    FirstTokenTimeout,
+    #[error("rate limited (429)")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("upstream server error ({status})")]
+    ServerError { status: u16 },
+    #[error("context length exceeded: {message}")]
+    ContextLengthExceeded { message: String },
+    #[error("content filtered: {message}")]
+    ContentFiltered { message: String },
+    #[error("rejected by upstream ({status}): {message}")]
+    ClientError { status: u16, message: String },
+    #[error("invalid upstream response: {detail}")]
+    InvalidResponse { detail: String },
+    #[error("stream cut after content was sent")]
+    StreamCut,
+    #[error("stream stalled after content was sent")]
+    StreamStalled,
+}
+
+/// What the attempt loop does next after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Try the same deployment again after this long.
+    RetrySame { after: Duration },
+    /// Move on to the next deployment in the plan.
+    NextDeployment,
+    /// Move to the alias's larger-context fallback, never the same model.
+    LargerContext,
+    /// Content already reached the caller: continue the answer elsewhere with a prefill.
+    ContinueStream,
+    /// The caller's problem (or the provider's verdict on the content): return it as is.
+    ReturnToCaller,
+}
+
+/// How a failure bears on the deployment's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthSignal {
+    Failure,
+    /// Out of capacity: cool down for this long; not a failure.
+    Capacity { retry_after: Option<Duration> },
+    /// Says nothing about the deployment (the request was at fault).
+    Neutral,
+}
+
+// === impl AttemptError ===
+
+impl AttemptError {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttemptError::ConnectFailed { .. } => "connect_failed",
+            AttemptError::ConnectTimeout => "connect_timeout",
+            AttemptError::ResetBeforeHeaders => "reset",
+            AttemptError::FirstByteTimeout => "first_byte_timeout",
+            AttemptError::FirstTokenTimeout => "first_token_timeout",
+            AttemptError::RateLimited { .. } => "rate_limited",
+            AttemptError::ServerError { .. } => "server_error",
+            AttemptError::ContextLengthExceeded { .. } => "context_length",
+            AttemptError::ContentFiltered { .. } => "content_filter",
+            AttemptError::ClientError { .. } => "client_error",
+            AttemptError::InvalidResponse { .. } => "invalid_response",
+            AttemptError::StreamCut => "stream_cut",
+            AttemptError::StreamStalled => "stream_stalled",
+        }
+    }
+
+    pub fn health_signal(&self) -> HealthSignal {
+        match self {
+            AttemptError::ConnectFailed { .. }
+            | AttemptError::ConnectTimeout
+            | AttemptError::ResetBeforeHeaders
+            | AttemptError::FirstByteTimeout
+            | AttemptError::FirstTokenTimeout
+            | AttemptError::ServerError { .. }
+            | AttemptError::InvalidResponse { .. }
+            | AttemptError::StreamCut
+            | AttemptError::StreamStalled => HealthSignal::Failure,
+            AttemptError::RateLimited { retry_after } => HealthSignal::Capacity { retry_after: *retry_after },
+            AttemptError::ContextLengthExceeded { .. }
+            | AttemptError::ContentFiltered { .. }
+            | AttemptError::ClientError { .. } => HealthSignal::Neutral,
+        }
+    }
+}
+
+/// The one place that decides what follows a failed attempt.
+///
+/// `same_retries` counts retries already made on this deployment for this request.
+pub fn decide(error: &AttemptError, same_retries: u32, retry_after_cap: Duration) -> Decision {
+    match error {
+        // A deployment that did not answer in time is not asked again.
+        AttemptError::ConnectFailed { .. }
+        | AttemptError::ConnectTimeout
+        | AttemptError::ResetBeforeHeaders
+        | AttemptError::FirstByteTimeout
+        | AttemptError::FirstTokenTimeout
+        | AttemptError::InvalidResponse { .. } => Decision::NextDeployment,
+        AttemptError::RateLimited { retry_after } => match retry_after {
+            Some(wait) if *wait <= retry_after_cap && same_retries == 0 => {
+                Decision::RetrySame { after: *wait }
+            }
+            Some(_) | None => Decision::NextDeployment,
+        },
+        AttemptError::ServerError { status } => match status {
+            500 | 502 | 503 | 504 if same_retries == 0 => Decision::RetrySame { after: Duration::ZERO },
+            _ => Decision::NextDeployment,
+        },
+        AttemptError::ContextLengthExceeded { .. } => Decision::LargerContext,
+        AttemptError::ContentFiltered { .. } | AttemptError::ClientError { .. } => {
+            Decision::ReturnToCaller
+        }
+        AttemptError::StreamCut | AttemptError::StreamStalled => Decision::ContinueStream,
+    }
+}
+
+/// Why the attempt loop stopped without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhausted {
+    /// Every deployment in the plan was tried.
+    Plan,
+    /// `server.max_attempts` reached.
+    MaxAttempts,
+    /// The retry budget is spent: retrying now would feed a retry storm.
+    RetryBudget,
+}
+
+/// The next attempt to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextAttempt {
+    pub deployment: DeploymentId,
+    /// Wait this long first (a short Retry-After on the same deployment).
+    pub delay: Duration,
+}
+
+/// One request's walk through its plan: which deployment next, within attempts and budget.
+#[derive(Debug)]
+pub struct AttemptSession {
+    plan: Vec<DeploymentId>,
+    position: usize,
+    max_attempts: u32,
+    n_attempts: u32,
+    same_retries: u32,
+    retry_same: Option<NextAttempt>,
+    /// Every failed attempt, in order.
+    pub failures: Vec<(DeploymentId, AttemptError)>,
+}
+
+// === impl AttemptSession ===
+
+impl AttemptSession {
+    pub fn new(plan: Vec<DeploymentId>, max_attempts: u32) -> AttemptSession {
+        AttemptSession {
+            plan,
+            position: 0,
+            max_attempts,
+            n_attempts: 0,
+            same_retries: 0,
+            retry_same: None,
+            failures: Vec::new(),
+        }
+    }
+
+    pub fn n_attempts(&self) -> u32 {
+        self.n_attempts
+    }
+
+    /// The next attempt, skipping plan entries ejected since planning (unless none is left).
+    /// Every attempt after the first takes from the retry budget.
+    pub fn next(&mut self, state: &mut RouterState, now: Time) -> Result<NextAttempt, Exhausted> {
+        if self.n_attempts >= self.max_attempts {
+            return Err(Exhausted::MaxAttempts);
+        }
+        let next = match self.retry_same.take() {
+            Some(next) => next,
+            None => {
+                let remaining = &self.plan[self.position.min(self.plan.len())..];
+                let healthy = remaining.iter().position(|d| !state.deployment(*d).health.is_ejected(now));
+                let skip = healthy.unwrap_or(0);
+                let Some(deployment) = remaining.get(skip).copied() else {
+                    return Err(Exhausted::Plan);
+                };
+                self.position += skip + 1;
+                self.same_retries = 0;
+                NextAttempt { deployment, delay: Duration::ZERO }
+            }
+        };
+        if self.n_attempts > 0 && !state.try_retry(now) {
+            return Err(Exhausted::RetryBudget);
+        }
+        self.n_attempts += 1;
+        Ok(next)
+    }
+
+    /// Records a failure and decides what follows.
+    pub fn on_failure(
+        &mut self,
+        deployment: DeploymentId,
+        error: AttemptError,
+        retry_after_cap: Duration,
+    ) -> Decision {
+        let decision = decide(&error, self.same_retries, retry_after_cap);
+        if let Decision::RetrySame { after } = decision {
+            self.same_retries += 1;
+            self.retry_same = Some(NextAttempt { deployment, delay: after });
+        }
+        self.failures.push((deployment, error));
+        decision
+    }
+
+    /// Switches to another plan (a larger-context fallback); attempts made so far still count.
+    pub fn replace_plan(&mut self, plan: Vec<DeploymentId>) {
+        self.plan = plan;
+        self.position = 0;
+        self.retry_same = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: AttemptError, same_retries: u32, expected: Decision) {
+        assert_eq!(decide(&error, same_retries, Duration::from_secs(1)), expected, "{error:?}");
+    }
+
+    #[test]
+    fn every_failure_class_has_its_decision() {
+        use AttemptError as E;
+        use Decision as D;
+        check(E::ConnectFailed { detail: "refused".into() }, 0, D::NextDeployment);
+        check(E::ConnectTimeout, 0, D::NextDeployment);
+        check(E::ResetBeforeHeaders, 0, D::NextDeployment);
+        check(E::FirstByteTimeout, 0, D::NextDeployment);
+        check(E::FirstTokenTimeout, 0, D::NextDeployment);
+        check(E::InvalidResponse { detail: "garbage".into() }, 0, D::NextDeployment);
+        let short = Some(Duration::from_millis(200));
+        check(E::RateLimited { retry_after: short }, 0, D::RetrySame { after: Duration::from_millis(200) });
+        check(E::RateLimited { retry_after: short }, 1, D::NextDeployment);
+        check(E::RateLimited { retry_after: Some(Duration::from_secs(30)) }, 0, D::NextDeployment);
+        check(E::RateLimited { retry_after: None }, 0, D::NextDeployment);
+        check(E::ServerError { status: 503 }, 0, D::RetrySame { after: Duration::ZERO });
+        check(E::ServerError { status: 503 }, 1, D::NextDeployment);
+        check(E::ServerError { status: 501 }, 0, D::NextDeployment);
+        check(E::ContextLengthExceeded { message: String::new() }, 0, D::LargerContext);
+        check(E::ContentFiltered { message: String::new() }, 0, D::ReturnToCaller);
+        check(E::ClientError { status: 422, message: String::new() }, 0, D::ReturnToCaller);
+        check(E::StreamCut, 0, D::ContinueStream);
+        check(E::StreamStalled, 0, D::ContinueStream);
+    }
+}

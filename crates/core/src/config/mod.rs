@@ -1,0 +1,273 @@
+//! The validated config: types that cannot hold a wrong value, built from `switchyard.yaml`.
+//!
+//! Loading is two steps: [`raw`] parses (unknown fields are errors that name their path), then
+//! [`validate`] checks every value and resolves references and secrets. The typed config is the
+//! domain model the rest of the core works on.
+
+pub mod emulation;
+pub mod raw;
+mod secret;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
+pub use secret::{NoSecrets, Secret, SecretSource};
+pub use validate::{hash_key, key_hash_text};
+
+/// Index of a cloud in [`Config::clouds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloudId(pub u16);
+
+/// Index of a deployment in [`Config::deployments`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentId(pub u16);
+
+/// Index of an alias in [`Config::aliases`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AliasId(pub u16);
+
+/// Index of a tenant in [`Config::tenants`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(pub u16);
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub routing: RoutingSettings,
+    pub clouds: Vec<Cloud>,
+    pub deployments: Vec<Deployment>,
+    pub aliases: Vec<Alias>,
+    pub tenants: Vec<Tenant>,
+    alias_index: HashMap<String, AliasId>,
+    key_index: HashMap<[u8; 32], TenantId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub body_limit_bytes: usize,
+    pub timeouts: Timeouts,
+    /// Longest Retry-After the gateway waits out on the same deployment before moving on.
+    pub retry_after_cap: Duration,
+    /// Most upstream attempts one request may make, failover and retries included.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub first_token: Duration,
+    pub stream_idle: Duration,
+    pub request: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    pub outlier: OutlierSettings,
+    pub retry_budget: RetryBudgetSettings,
+    /// Candidates whose score is within this fraction of the best are near-ties.
+    pub near_tie: f64,
+    /// Output tokens assumed when a request sets no `max_tokens`, for cost and latency estimates.
+    pub default_output_tokens: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutlierSettings {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejected_share: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryBudgetSettings {
+    pub ratio: f64,
+    pub min_per_second: f64,
+    pub window: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI's Chat Completions API: OpenAI, vLLM, OCI Generative AI's compatible endpoint.
+    OpenAi,
+}
+
+#[derive(Debug)]
+pub struct Cloud {
+    pub name: String,
+    pub protocol: Protocol,
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeploymentKind {
+    Chat,
+    Embeddings,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Prepaid capacity: marginal cost about zero up to its capacity.
+    Reserved,
+    OnDemand,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cached_input_per_mtok: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    pub context_window: u32,
+    pub tools: bool,
+    pub vision: bool,
+    pub streaming: bool,
+    /// Accepts a trailing assistant message as a prefill and continues it.
+    pub prefill: bool,
+}
+
+#[derive(Debug)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub name: String,
+    pub cloud: CloudId,
+    pub region: String,
+    pub jurisdiction: String,
+    pub model: String,
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:9101/v1`.
+    pub endpoint: String,
+    pub kind: DeploymentKind,
+    pub price: Price,
+    pub tier: Tier,
+    pub limits: Limits,
+    pub capabilities: Capabilities,
+    pub emulation: Option<Emulation>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Cost,
+    Latency,
+    Balanced,
+    /// The order the alias lists its deployments in.
+    Priority,
+}
+
+#[derive(Debug)]
+pub struct Alias {
+    pub id: AliasId,
+    pub name: String,
+    pub policy: Policy,
+    pub kind: DeploymentKind,
+    pub deployments: Vec<DeploymentId>,
+    /// Aliases to use, in order, when a request does not fit this alias's context windows.
+    pub fallbacks: Vec<AliasId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Interactive,
+    Batch,
+    Training,
+    Research,
+}
+
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub jurisdictions: Vec<String>,
+    /// `None` means every alias.
+    pub aliases: Option<Vec<AliasId>>,
+    pub workload: Workload,
+}
+
+/// Config loading failed: a parse error, or every validation error found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Parses and validates YAML text; secrets (`env:NAME`, `file:PATH`) come from `secrets`.
+    pub fn from_yaml(text: &str, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
+        let value: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ConfigError::Parse(inner.to_string())
+            } else {
+                ConfigError::Parse(format!("{path}: {inner}"))
+            }
+        })?;
+        validate::validate(raw, secrets)
+    }
+
+    pub fn alias(&self, name: &str) -> Option<&Alias> {
+        self.alias_index.get(name).map(|id| &self.aliases[usize::from(id.0)])
+    }
+
+    pub fn deployment(&self, id: DeploymentId) -> &Deployment {
+        &self.deployments[usize::from(id.0)]
+    }
+
+    pub fn cloud_of(&self, id: DeploymentId) -> &Cloud {
+        &self.clouds[usize::from(self.deployment(id).cloud.0)]
+    }
+
+    pub fn deployment_by_name(&self, name: &str) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.name == name)
+    }
+
+    pub fn tenant(&self, id: TenantId) -> &Tenant {
+        &self.tenants[usize::from(id.0)]
+    }
+
+    /// The tenant an API key belongs to, looked up by the key's SHA-256.
+    pub fn tenant_for_key(&self, key: &str) -> Option<&Tenant> {
+        self.key_index.get(&hash_key(key)).map(|id| self.tenant(*id))
+    }
+
+    /// Whether `tenant` may call `alias`.
+    pub fn tenant_may_use(&self, tenant: &Tenant, alias: AliasId) -> bool {
+        match &tenant.aliases {
+            None => true,
+            Some(list) => list.contains(&alias),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::Cost => "cost",
+            Policy::Latency => "latency",
+            Policy::Balanced => "balanced",
+            Policy::Priority => "priority",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

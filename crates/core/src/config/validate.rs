@@ -1,0 +1,404 @@
+//! Turns the raw config into the typed one: defaults, ranges, references, secrets.
+//!
+//! Every problem is collected (not just the first) with the path of the value at fault, e.g.
+//! `deployments[2].price.input_per_mtok: must be >= 0`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::emulation::emulation_from_raw;
+use super::raw::{RawConfig, RawDeployment, RawRouting, RawServer};
+use super::secret::{SecretSource, resolve};
+use super::*;
+
+/// The SHA-256 of an API key, the only form in which keys are stored.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
+    let mut errors = Vec::new();
+    let server = server(raw.server.unwrap_or_default(), &mut errors);
+    let routing = routing(raw.routing.unwrap_or_default(), &mut errors);
+
+    let mut clouds = Vec::new();
+    let mut cloud_index = HashMap::new();
+    for (i, c) in raw.clouds.iter().enumerate() {
+        let path = format!("clouds[{i}]");
+        check_name(&c.name, &format!("{path}.name"), &mut errors);
+        if cloud_index.insert(c.name.clone(), CloudId(i as u16)).is_some() {
+            errors.push(format!("{path}.name: duplicate cloud {:?}", c.name));
+        }
+        let protocol = match c.protocol.as_str() {
+            "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
+            other => {
+                errors.push(format!(
+                    "{path}.protocol: unknown protocol {other:?} (supported: openai, vllm, oci-openai)"
+                ));
+                Protocol::OpenAi
+            }
+        };
+        let api_key = c.api_key.as_deref().and_then(|r| {
+            resolve(r, secrets).map_err(|e| errors.push(format!("{path}.api_key: {e}"))).ok()
+        });
+        clouds.push(Cloud { name: c.name.clone(), protocol, api_key });
+    }
+    if clouds.is_empty() {
+        errors.push("clouds: at least one cloud is required".to_owned());
+    }
+
+    let mut deployments = Vec::new();
+    let mut deployment_index = HashMap::new();
+    for (i, d) in raw.deployments.iter().enumerate() {
+        let path = format!("deployments[{i}]");
+        if deployment_index.insert(d.name.clone(), DeploymentId(i as u16)).is_some() {
+            errors.push(format!("{path}.name: duplicate deployment {:?}", d.name));
+        }
+        let cloud = match cloud_index.get(&d.cloud) {
+            Some(id) => *id,
+            None => {
+                errors.push(format!("{path}.cloud: unknown cloud {:?}", d.cloud));
+                CloudId(0)
+            }
+        };
+        deployments.push(deployment(d, i, cloud, &path, secrets, &mut errors));
+    }
+    if deployments.is_empty() {
+        errors.push("deployments: at least one deployment is required".to_owned());
+    }
+    if deployments.len() > usize::from(u16::MAX) {
+        errors.push("deployments: too many deployments".to_owned());
+    }
+
+    let mut alias_index = HashMap::new();
+    for (i, a) in raw.aliases.iter().enumerate() {
+        check_name(&a.name, &format!("aliases[{i}].name"), &mut errors);
+        if alias_index.insert(a.name.clone(), AliasId(i as u16)).is_some() {
+            errors.push(format!("aliases[{i}].name: duplicate alias {:?}", a.name));
+        }
+    }
+    let mut aliases = Vec::new();
+    for (i, a) in raw.aliases.iter().enumerate() {
+        let path = format!("aliases[{i}]");
+        let policy = match a.policy.as_deref().unwrap_or("balanced") {
+            "cost" => Policy::Cost,
+            "latency" => Policy::Latency,
+            "balanced" => Policy::Balanced,
+            "priority" => Policy::Priority,
+            other => {
+                errors.push(format!(
+                    "{path}.policy: unknown policy {other:?} (expected cost, latency, balanced or priority)"
+                ));
+                Policy::Balanced
+            }
+        };
+        let mut members = Vec::new();
+        for (j, name) in a.deployments.iter().enumerate() {
+            match deployment_index.get(name) {
+                Some(id) if members.contains(id) => {
+                    errors.push(format!("{path}.deployments[{j}]: {name:?} is listed twice"));
+                }
+                Some(id) => members.push(*id),
+                None => errors.push(format!("{path}.deployments[{j}]: unknown deployment {name:?}")),
+            }
+        }
+        if a.deployments.is_empty() {
+            errors.push(format!("{path}.deployments: at least one deployment is required"));
+        }
+        let kinds: HashSet<_> = members.iter().map(|id| deployments[usize::from(id.0)].kind).collect();
+        if kinds.len() > 1 {
+            errors.push(format!("{path}.deployments: mixes chat and embeddings deployments"));
+        }
+        let kind = members.first().map_or(DeploymentKind::Chat, |id| deployments[usize::from(id.0)].kind);
+        let mut fallbacks = Vec::new();
+        for (j, name) in a.fallbacks.iter().enumerate() {
+            match alias_index.get(name) {
+                Some(id) if *id == AliasId(i as u16) => {
+                    errors.push(format!("{path}.fallbacks[{j}]: an alias cannot fall back to itself"));
+                }
+                Some(id) => fallbacks.push(*id),
+                None => errors.push(format!("{path}.fallbacks[{j}]: unknown alias {name:?}")),
+            }
+        }
+        aliases.push(Alias { id: AliasId(i as u16), name: a.name.clone(), policy, kind, deployments: members, fallbacks });
+    }
+
+    let mut tenants = Vec::new();
+    let mut key_index = HashMap::new();
+    for (i, t) in raw.tenants.iter().enumerate() {
+        let path = format!("tenants[{i}]");
+        check_name(&t.name, &format!("{path}.name"), &mut errors);
+        if t.keys.is_empty() {
+            errors.push(format!("{path}.keys: at least one key hash is required"));
+        }
+        for (j, k) in t.keys.iter().enumerate() {
+            match parse_key_hash(k) {
+                Some(h) => {
+                    if key_index.insert(h, TenantId(i as u16)).is_some() {
+                        errors.push(format!("{path}.keys[{j}]: this key hash is used twice"));
+                    }
+                }
+                None => errors.push(format!(
+                    "{path}.keys[{j}]: must be sha256:<64 hex digits> (see `switchyard hash-key`)"
+                )),
+            }
+        }
+        if t.jurisdictions.is_empty() {
+            errors.push(format!("{path}.jurisdictions: at least one jurisdiction is required"));
+        }
+        for (j, jur) in t.jurisdictions.iter().enumerate() {
+            check_jurisdiction(jur, &format!("{path}.jurisdictions[{j}]"), &mut errors);
+        }
+        let tenant_aliases = if t.aliases.iter().any(|a| a == "*") {
+            None
+        } else {
+            let mut ids = Vec::new();
+            for (j, name) in t.aliases.iter().enumerate() {
+                match alias_index.get(name) {
+                    Some(id) => ids.push(*id),
+                    None => errors.push(format!("{path}.aliases[{j}]: unknown alias {name:?}")),
+                }
+            }
+            Some(ids)
+        };
+        let workload = match t.workload.as_deref().unwrap_or("interactive") {
+            "interactive" => Workload::Interactive,
+            "batch" => Workload::Batch,
+            "training" => Workload::Training,
+            "research" => Workload::Research,
+            other => {
+                errors.push(format!(
+                    "{path}.workload: unknown workload {other:?} (expected interactive, batch, training or research)"
+                ));
+                Workload::Interactive
+            }
+        };
+        tenants.push(Tenant {
+            id: TenantId(i as u16),
+            name: t.name.clone(),
+            jurisdictions: t.jurisdictions.clone(),
+            aliases: tenant_aliases,
+            workload,
+        });
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    Ok(Config { server, routing, clouds, deployments, aliases, tenants, alias_index, key_index })
+}
+
+fn deployment(
+    d: &RawDeployment,
+    i: usize,
+    cloud: CloudId,
+    path: &str,
+    secrets: &dyn SecretSource,
+    errors: &mut Vec<String>,
+) -> Deployment {
+    check_name(&d.name, &format!("{path}.name"), errors);
+    check_jurisdiction(&d.jurisdiction, &format!("{path}.jurisdiction"), errors);
+    if d.region.is_empty() {
+        errors.push(format!("{path}.region: must not be empty"));
+    }
+    if d.model.is_empty() {
+        errors.push(format!("{path}.model: must not be empty"));
+    }
+    let endpoint = d.endpoint.trim_end_matches('/').to_owned();
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        errors.push(format!("{path}.endpoint: must be an http:// or https:// URL"));
+    }
+    let kind = match d.kind.as_deref().unwrap_or("chat") {
+        "chat" => DeploymentKind::Chat,
+        "embeddings" => DeploymentKind::Embeddings,
+        other => {
+            errors.push(format!("{path}.kind: unknown kind {other:?} (expected chat or embeddings)"));
+            DeploymentKind::Chat
+        }
+    };
+    let mut price_of = |field: &str, v: Option<f64>| {
+        let v = v.unwrap_or(0.0);
+        if !(v >= 0.0 && v.is_finite()) {
+            errors.push(format!("{path}.price.{field}: must be >= 0"));
+        }
+        v
+    };
+    let price = Price {
+        input_per_mtok: price_of("input_per_mtok", Some(d.price.input_per_mtok)),
+        output_per_mtok: price_of("output_per_mtok", d.price.output_per_mtok),
+        cached_input_per_mtok: price_of("cached_input_per_mtok", d.price.cached_input_per_mtok),
+    };
+    let tier = match d.tier.as_deref().unwrap_or("on_demand") {
+        "on_demand" => Tier::OnDemand,
+        "reserved" => Tier::Reserved,
+        other => {
+            errors.push(format!("{path}.tier: unknown tier {other:?} (expected reserved or on_demand)"));
+            Tier::OnDemand
+        }
+    };
+    let raw_limits = d.limits.as_ref();
+    let limits = Limits {
+        rpm: raw_limits.and_then(|l| l.rpm),
+        tpm: raw_limits.and_then(|l| l.tpm),
+        concurrency: raw_limits.and_then(|l| l.concurrency),
+    };
+    for (field, zero) in [
+        ("rpm", limits.rpm == Some(0)),
+        ("tpm", limits.tpm == Some(0)),
+        ("concurrency", limits.concurrency == Some(0)),
+    ] {
+        if zero {
+            errors.push(format!("{path}.limits.{field}: must be > 0 (omit it for no limit)"));
+        }
+    }
+    let caps = d.capabilities.as_ref();
+    let capabilities = Capabilities {
+        context_window: caps.and_then(|c| c.context_window).unwrap_or(8192),
+        tools: caps.and_then(|c| c.tools).unwrap_or(false),
+        vision: caps.and_then(|c| c.vision).unwrap_or(false),
+        streaming: caps.and_then(|c| c.streaming).unwrap_or(true),
+        prefill: caps.and_then(|c| c.prefill).unwrap_or(false),
+    };
+    if capabilities.context_window == 0 {
+        errors.push(format!("{path}.capabilities.context_window: must be > 0"));
+    }
+    let emulation = d
+        .emulation
+        .as_ref()
+        .map(|e| emulation_from_raw(e, &format!("{path}.emulation"), secrets, errors));
+    Deployment {
+        id: DeploymentId(i as u16),
+        name: d.name.clone(),
+        cloud,
+        region: d.region.clone(),
+        jurisdiction: d.jurisdiction.clone(),
+        model: d.model.clone(),
+        endpoint,
+        kind,
+        price,
+        tier,
+        limits,
+        capabilities,
+        emulation,
+    }
+}
+
+fn server(raw: RawServer, errors: &mut Vec<String>) -> ServerSettings {
+    let t = raw.timeouts.unwrap_or_default();
+    let mut ms = |field: &str, v: Option<u64>, default: u64| {
+        let v = v.unwrap_or(default);
+        if v == 0 {
+            errors.push(format!("server.timeouts.{field}: must be > 0"));
+        }
+        Duration::from_millis(v)
+    };
+    let timeouts = Timeouts {
+        connect: ms("connect_ms", t.connect_ms, 2_000),
+        first_byte: ms("first_byte_ms", t.first_byte_ms, 30_000),
+        first_token: ms("first_token_ms", t.first_token_ms, 30_000),
+        stream_idle: ms("stream_idle_ms", t.stream_idle_ms, 30_000),
+        request: ms("request_ms", t.request_ms, 300_000),
+    };
+    let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        errors.push("server.listen: must be an address such as 127.0.0.1:8080".to_owned());
+    }
+    let body_limit = raw.body_limit_bytes.unwrap_or(4 * 1024 * 1024);
+    if body_limit == 0 {
+        errors.push("server.body_limit_bytes: must be > 0".to_owned());
+    }
+    let max_attempts = raw.max_attempts.unwrap_or(4);
+    if !(1..=16).contains(&max_attempts) {
+        errors.push("server.max_attempts: must be between 1 and 16".to_owned());
+    }
+    ServerSettings {
+        listen,
+        body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
+        timeouts,
+        retry_after_cap: Duration::from_millis(raw.retry_after_cap_ms.unwrap_or(1_000)),
+        max_attempts,
+    }
+}
+
+fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
+    let o = raw.outlier.unwrap_or_default();
+    let outlier = OutlierSettings {
+        consecutive_failures: o.consecutive_failures.unwrap_or(3),
+        base_ejection: Duration::from_millis(o.base_ejection_ms.unwrap_or(1_000)),
+        max_ejection: Duration::from_millis(o.max_ejection_ms.unwrap_or(10_000)),
+        max_ejected_share: o.max_ejected_share.unwrap_or(0.5),
+    };
+    if outlier.consecutive_failures == 0 {
+        errors.push("routing.outlier.consecutive_failures: must be > 0".to_owned());
+    }
+    if outlier.max_ejection < outlier.base_ejection {
+        errors.push("routing.outlier.max_ejection_ms: must be >= base_ejection_ms".to_owned());
+    }
+    if !(0.0..=1.0).contains(&outlier.max_ejected_share) {
+        errors.push("routing.outlier.max_ejected_share: must be between 0 and 1".to_owned());
+    }
+    let b = raw.retry_budget.unwrap_or_default();
+    let retry_budget = RetryBudgetSettings {
+        ratio: b.ratio.unwrap_or(0.2),
+        min_per_second: b.min_per_second.unwrap_or(5.0),
+        window: Duration::from_millis(b.window_ms.unwrap_or(10_000)),
+    };
+    if !(0.0..=10.0).contains(&retry_budget.ratio) {
+        errors.push("routing.retry_budget.ratio: must be between 0 and 10".to_owned());
+    }
+    if !(retry_budget.min_per_second >= 0.0) {
+        errors.push("routing.retry_budget.min_per_second: must be >= 0".to_owned());
+    }
+    if retry_budget.window < Duration::from_millis(100) {
+        errors.push("routing.retry_budget.window_ms: must be >= 100".to_owned());
+    }
+    let near_tie = raw.near_tie.unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&near_tie) {
+        errors.push("routing.near_tie: must be between 0 and 1".to_owned());
+    }
+    RoutingSettings {
+        outlier,
+        retry_budget,
+        near_tie,
+        default_output_tokens: raw.default_output_tokens.unwrap_or(256),
+    }
+}
+
+fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+    if !ok {
+        errors.push(format!("{path}: must be 1-128 characters of letters, digits, - _ . / :"));
+    }
+}
+
+fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
+    let ok = !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+    if !ok {
+        errors.push(format!("{path}: must be a lower-case code such as us, eu, jp"));
+    }
+}
+
+fn parse_key_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `sha256:<hex>` for a key, the form config files hold.
+pub fn key_hash_text(key: &str) -> String {
+    let mut s = String::from("sha256:");
+    for b in hash_key(key) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}

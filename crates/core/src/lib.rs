@@ -1,0 +1,24 @@
+//! Switchyard's pure core: the domain model, config validation and every routing decision.
+//!
+//! Nothing here does IO, reads a clock or spawns a task: the current time ([`Time`]) and the
+//! randomness ([`Rng`]) are arguments, so the gateway, the simulator and the tests all drive the
+//! same code and get the same answers from the same inputs.
+
+pub mod attempt;
+pub mod budget;
+pub mod config;
+pub mod estimator;
+pub mod health;
+pub mod plan;
+pub mod ratelimit;
+pub mod rng;
+pub mod state;
+pub mod time;
+pub mod usage;
+
+pub use attempt::{AttemptError, Decision};
+pub use config::{Config, ConfigError, DeploymentId};
+pub use plan::{NoRoute, Plan, PlanRequest};
+pub use rng::{Rng, SplitMix64};
+pub use state::RouterState;
+pub use time::Time;

@@ -1,0 +1,257 @@
+//! Planner tests: examples for each rule, and property tests for the invariants.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::attempt::{AttemptError, AttemptSession};
+use crate::config::{Config, NoSecrets};
+use crate::rng::SplitMix64;
+use crate::state::Outcome;
+
+const FIXTURE: &str = r#"
+clouds:
+  - { name: aws, protocol: openai }
+  - { name: azure, protocol: openai }
+  - { name: oci, protocol: openai }
+deployments:
+  - { name: aws-use1, cloud: aws, region: us-east-1, jurisdiction: us, model: m, endpoint: "http://127.0.0.1:1/v1", price: { input_per_mtok: 3, output_per_mtok: 15 }, capabilities: { context_window: 8000, prefill: true } }
+  - { name: aws-usw2, cloud: aws, region: us-west-2, jurisdiction: us, model: m, endpoint: "http://127.0.0.1:2/v1", price: { input_per_mtok: 3, output_per_mtok: 15 } }
+  - { name: aws-euc1, cloud: aws, region: eu-central-1, jurisdiction: eu, model: m, endpoint: "http://127.0.0.1:3/v1", price: { input_per_mtok: 3.5, output_per_mtok: 16 } }
+  - { name: az-eastus, cloud: azure, region: eastus, jurisdiction: us, model: m, endpoint: "http://127.0.0.1:4/v1", price: { input_per_mtok: 2.5, output_per_mtok: 10 }, capabilities: { context_window: 128000, tools: true } }
+  - { name: az-swe, cloud: azure, region: swedencentral, jurisdiction: eu, model: m, endpoint: "http://127.0.0.1:5/v1", price: { input_per_mtok: 2.5, output_per_mtok: 10 }, limits: { concurrency: 2 } }
+  - { name: oci-fra, cloud: oci, region: eu-frankfurt-1, jurisdiction: eu, model: m, endpoint: "http://127.0.0.1:6/v1", price: { input_per_mtok: 2, output_per_mtok: 8 }, tier: reserved }
+  - { name: oci-ord, cloud: oci, region: us-chicago-1, jurisdiction: us, model: m, endpoint: "http://127.0.0.1:7/v1", price: { input_per_mtok: 2, output_per_mtok: 8 } }
+  - { name: big, cloud: azure, region: eastus2, jurisdiction: us, model: m-long, endpoint: "http://127.0.0.1:8/v1", price: { input_per_mtok: 5, output_per_mtok: 20 }, capabilities: { context_window: 1000000 } }
+aliases:
+  - { name: chat, policy: cost, deployments: [aws-use1, aws-usw2, aws-euc1, az-eastus, az-swe, oci-fra, oci-ord], fallbacks: [long] }
+  - { name: chat-priority, policy: priority, deployments: [aws-use1, az-eastus, oci-ord] }
+  - { name: chat-latency, policy: latency, deployments: [aws-use1, aws-usw2, az-eastus, oci-ord] }
+  - { name: long, policy: cost, deployments: [big] }
+tenants:
+  - { name: us-eu, keys: ["sha256:0000000000000000000000000000000000000000000000000000000000000001"], jurisdictions: [us, eu], aliases: ["*"] }
+  - { name: eu-only, keys: ["sha256:0000000000000000000000000000000000000000000000000000000000000002"], jurisdictions: [eu], aliases: [chat] }
+"#;
+
+fn config() -> Config {
+    Config::from_yaml(FIXTURE, &NoSecrets).expect("fixture is valid")
+}
+
+fn names(config: &Config, plan: &Plan) -> Vec<String> {
+    plan.deployments.iter().map(|d| config.deployment(*d).name.clone()).collect()
+}
+
+fn request<'a>(config: &'a Config, alias: &str, tenant: usize) -> PlanRequest<'a> {
+    PlanRequest {
+        alias: config.alias(alias).expect("alias").id,
+        tenant: &config.tenants[tenant],
+        input_tokens: 100,
+        max_output_tokens: Some(100),
+        needs: Needs::default(),
+        min_context_above: 0,
+        avoid: None,
+    }
+}
+
+fn fail(config: &Config, state: &mut RouterState, name: &str, times: u32, now: Time) {
+    let id = config.deployment_by_name(name).expect("deployment").id;
+    let error = AttemptError::ConnectFailed { detail: "refused".into() };
+    for _ in 0..times {
+        state.begin_attempt(id, 200, now);
+        state.end_attempt(id, 200, Outcome::Failure(&error), now);
+    }
+}
+
+#[test]
+fn cost_policy_prefers_cheap_and_reserved_and_spreads_domains() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let plan = plan(&config, &state, &request(&config, "chat", 0), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    let names = names(&config, &plan);
+    // Reserved capacity costs nothing at the margin, then the cheapest on-demand.
+    assert_eq!(names[0], "oci-fra");
+    assert_eq!(names[1], "oci-ord");
+    // After two OCI entries, the next leaves OCI even though AWS us-east-1 ties with us-west-2.
+    assert!(names[2].starts_with("az-"), "{names:?}");
+    assert!(!plan.panic);
+}
+
+#[test]
+fn priority_policy_keeps_the_listed_order() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let plan =
+        plan(&config, &state, &request(&config, "chat-priority", 0), Time::ZERO, &mut SplitMix64::new(3)).unwrap();
+    assert_eq!(names(&config, &plan), ["aws-use1", "az-eastus", "oci-ord"]);
+}
+
+#[test]
+fn latency_policy_avoids_a_slow_deployment() {
+    let config = config();
+    let mut state = RouterState::new(&config, Time::ZERO);
+    let slow = config.deployment_by_name("az-eastus").unwrap().id;
+    state.begin_attempt(slow, 10, Time::ZERO);
+    let success = Outcome::Success {
+        ttft: Duration::from_secs(3),
+        duration: Duration::from_secs(5),
+        output_tokens: 10,
+        total_tokens: 20,
+    };
+    state.end_attempt(slow, 10, success, Time::ZERO);
+    for seed in 0..20 {
+        let plan = plan(&config, &state, &request(&config, "chat-latency", 0), Time::ZERO, &mut SplitMix64::new(seed))
+            .unwrap();
+        assert_eq!(*plan.deployments.last().unwrap(), slow);
+    }
+}
+
+#[test]
+fn eu_tenant_never_leaves_the_eu_and_fails_closed() {
+    let config = config();
+    let mut state = RouterState::new(&config, Time::ZERO);
+    let plan = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(names(&config, &plan).len(), 3);
+    // Full the only EU deployment with headroom limits, eject the others: panic mode stays in EU.
+    for name in ["aws-euc1", "az-swe", "oci-fra"] {
+        fail(&config, &mut state, name, 3, Time::ZERO);
+    }
+    let plan = super::plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert!(plan.panic);
+    assert!(plan.deployments.iter().all(|d| config.deployment(*d).jurisdiction == "eu"));
+}
+
+#[test]
+fn no_route_says_why() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut req = request(&config, "chat", 1);
+    req.input_tokens = 200_000;
+    let err = plan(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no deployment of model 'chat' can serve this request: 4 outside the allowed jurisdictions (eu); \
+         3 with a context window too small (need about 200100 tokens, largest is 8192)"
+    );
+    assert!(err.is_context());
+    let mut req = request(&config, "chat", 1);
+    req.needs.tools = true;
+    let err = plan(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).unwrap_err();
+    assert!(err.to_string().contains("3 lacking tools"), "{err}");
+}
+
+#[test]
+fn capacity_limits_and_cooldowns_remove_candidates() {
+    let config = config();
+    let mut state = RouterState::new(&config, Time::ZERO);
+    let swe = config.deployment_by_name("az-swe").unwrap().id;
+    state.begin_attempt(swe, 10, Time::ZERO);
+    state.begin_attempt(swe, 10, Time::ZERO);
+    let fra = config.deployment_by_name("oci-fra").unwrap().id;
+    state.begin_attempt(fra, 10, Time::ZERO);
+    let limited = AttemptError::RateLimited { retry_after: Some(Duration::from_secs(2)) };
+    state.end_attempt(fra, 10, Outcome::Failure(&limited), Time::ZERO);
+    let plan = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(names(&config, &plan), ["aws-euc1"]);
+    let euc = config.deployment_by_name("aws-euc1").unwrap().id;
+    state.begin_attempt(euc, 10, Time::ZERO);
+    state.end_attempt(euc, 10, Outcome::Failure(&limited), Time::ZERO);
+    let err = super::plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1))
+        .unwrap_err();
+    assert!(err.is_capacity(), "{err}");
+    // The cool-down ends with the Retry-After.
+    let later = Time::ZERO + Duration::from_secs(2);
+    assert!(super::plan(&config, &state, &request(&config, "chat", 1), later, &mut SplitMix64::new(1)).is_ok());
+}
+
+#[test]
+fn larger_context_fallback_skips_small_windows() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut req = request(&config, "long", 0);
+    req.min_context_above = 128_000;
+    let plan = plan(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(names(&config, &plan), ["big"]);
+}
+
+#[test]
+fn avoided_deployment_goes_last() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut req = request(&config, "chat", 0);
+    req.needs.prefill = true;
+    req.avoid = Some(config.deployment_by_name("aws-use1").unwrap().id);
+    let plan = plan(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(names(&config, &plan), ["aws-use1"]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn plans_hold_the_invariants(
+        tenant in 0usize..2,
+        failures in proptest::collection::vec(0u32..5, 7),
+        in_flight in proptest::collection::vec(0u32..3, 7),
+        seed in any::<u64>(),
+        at_ms in 0u64..30_000,
+    ) {
+        let config = config();
+        let mut state = RouterState::new(&config, Time::ZERO);
+        let alias = config.alias("chat").unwrap();
+        for (i, id) in alias.deployments.iter().enumerate() {
+            fail(&config, &mut state, &config.deployment(*id).name, failures[i], Time::ZERO);
+            for _ in 0..in_flight[i] {
+                state.begin_attempt(*id, 10, Time::ZERO);
+            }
+        }
+        let now = Time::from_millis(at_ms);
+        let req = request(&config, "chat", tenant);
+        let first = plan(&config, &state, &req, now, &mut SplitMix64::new(seed));
+        let again = plan(&config, &state, &req, now, &mut SplitMix64::new(seed));
+        prop_assert_eq!(&first, &again, "same inputs and seed give the same plan");
+        if let Ok(p) = first {
+            let allowed = &config.tenants[tenant].jurisdictions;
+            for d in &p.deployments {
+                prop_assert!(allowed.contains(&config.deployment(*d).jurisdiction));
+            }
+            let eligible_healthy = alias.deployments.iter().any(|id| {
+                allowed.contains(&config.deployment(*id).jurisdiction)
+                    && !state.deployment(*id).health.is_ejected(now)
+            });
+            if eligible_healthy {
+                prop_assert!(!p.panic);
+                for d in &p.deployments {
+                    prop_assert!(!state.deployment(*d).health.is_ejected(now));
+                }
+            }
+            let mut seen = p.deployments.clone();
+            seen.sort();
+            seen.dedup();
+            prop_assert_eq!(seen.len(), p.deployments.len(), "no deployment twice");
+        }
+    }
+
+    #[test]
+    fn retries_stay_within_budget(n_requests in 1usize..200, seed in any::<u64>()) {
+        let config = config();
+        let mut state = RouterState::new(&config, Time::ZERO);
+        let mut rng = SplitMix64::new(seed);
+        let now = Time::from_millis(1_000);
+        let mut n_retries = 0u64;
+        for _ in 0..n_requests {
+            state.on_request(now);
+            let p = plan(&config, &state, &request(&config, "chat", 0), now, &mut rng).unwrap();
+            let mut session = AttemptSession::new(p.deployments, 4);
+            while let Ok(next) = session.next(&mut state, now) {
+                if session.n_attempts() > 1 {
+                    n_retries += 1;
+                }
+                session.on_failure(next.deployment, AttemptError::ConnectTimeout, Duration::from_secs(1));
+            }
+        }
+        let settings = &config.routing.retry_budget;
+        let allowed = n_requests as f64 * settings.ratio + settings.min_per_second * settings.window.as_secs_f64();
+        prop_assert!(n_retries as f64 <= allowed, "{} retries > {}", n_retries, allowed);
+    }
+}

@@ -1,0 +1,154 @@
+//! What the router knows right now about every deployment: health, latency, load, rate
+//! allowance, cool-downs; and the retry budget. Events in, no clock reads.
+
+use std::time::Duration;
+
+use crate::attempt::{AttemptError, HealthSignal};
+use crate::budget::RetryBudget;
+use crate::config::{Config, DeploymentId, OutlierSettings};
+use crate::estimator::LatencyEstimate;
+use crate::health::Health;
+use crate::ratelimit::Bucket;
+use crate::time::Time;
+
+/// Cool-down after a 429 that carried no Retry-After.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct DeploymentState {
+    pub health: Health,
+    pub latency: LatencyEstimate,
+    pub in_flight: u32,
+    pub concurrency_limit: Option<u32>,
+    pub cooldown_until: Option<Time>,
+    rpm: Option<Bucket>,
+    tpm: Option<Bucket>,
+}
+
+/// The end of an attempt, as the router needs to know it.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
+    Success { ttft: Duration, duration: Duration, output_tokens: u32, total_tokens: u64 },
+    Failure(&'a AttemptError),
+}
+
+#[derive(Clone, Debug)]
+pub struct RouterState {
+    deployments: Vec<DeploymentState>,
+    budget: RetryBudget,
+    outlier: OutlierSettings,
+}
+
+// === impl DeploymentState ===
+
+impl DeploymentState {
+    /// Whether a new attempt fits the deployment's concurrency and rate limits.
+    pub fn has_headroom(&self, estimated_tokens: u32, now: Time) -> bool {
+        self.concurrency_limit.is_none_or(|limit| self.in_flight < limit)
+            && self.rpm.is_none_or(|b| b.has_room(1.0, now))
+            && self.tpm.is_none_or(|b| b.has_room(f64::from(estimated_tokens), now))
+    }
+
+    pub fn cooling_down(&self, now: Time) -> bool {
+        self.cooldown_until.is_some_and(|until| now < until)
+    }
+
+    /// In-flight attempts as a share of the concurrency limit (of 64 when unlimited).
+    pub fn load(&self) -> f64 {
+        f64::from(self.in_flight) / f64::from(self.concurrency_limit.unwrap_or(64).max(1))
+    }
+}
+
+// === impl RouterState ===
+
+impl RouterState {
+    pub fn new(config: &Config, now: Time) -> RouterState {
+        let deployments = config
+            .deployments
+            .iter()
+            .map(|d| DeploymentState {
+                health: Health::default(),
+                latency: LatencyEstimate::new(now),
+                in_flight: 0,
+                concurrency_limit: d.limits.concurrency,
+                cooldown_until: None,
+                rpm: d.limits.rpm.map(|r| Bucket::new(u64::from(r), now)),
+                tpm: d.limits.tpm.map(|t| Bucket::new(t, now)),
+            })
+            .collect();
+        RouterState {
+            deployments,
+            budget: RetryBudget::new(config.routing.retry_budget.clone()),
+            outlier: config.routing.outlier.clone(),
+        }
+    }
+
+    pub fn deployment(&self, id: DeploymentId) -> &DeploymentState {
+        &self.deployments[usize::from(id.0)]
+    }
+
+    fn deployment_mut(&mut self, id: DeploymentId) -> &mut DeploymentState {
+        &mut self.deployments[usize::from(id.0)]
+    }
+
+    pub fn n_ejected(&self, now: Time) -> usize {
+        self.deployments.iter().filter(|d| d.health.is_ejected(now)).count()
+    }
+
+    /// A request arrived: it earns the retry budget its share.
+    pub fn on_request(&mut self, now: Time) {
+        self.budget.deposit(now);
+    }
+
+    /// Takes one retry from the budget.
+    pub fn try_retry(&mut self, now: Time) -> bool {
+        self.budget.try_withdraw(now)
+    }
+
+    pub fn retry_budget_remaining(&self, now: Time) -> f64 {
+        self.budget.remaining(now)
+    }
+
+    pub fn begin_attempt(&mut self, id: DeploymentId, estimated_tokens: u32, now: Time) {
+        let d = self.deployment_mut(id);
+        d.in_flight += 1;
+        d.health.on_attempt(now);
+        if let Some(b) = &mut d.rpm {
+            b.take(1.0, now);
+        }
+        if let Some(b) = &mut d.tpm {
+            b.take(f64::from(estimated_tokens), now);
+        }
+    }
+
+    /// An attempt ended. `estimated_tokens` is what `begin_attempt` reserved.
+    pub fn end_attempt(&mut self, id: DeploymentId, estimated_tokens: u32, outcome: Outcome<'_>, now: Time) {
+        let n_deployments = self.deployments.len();
+        let n_ejected = self.n_ejected(now);
+        let outlier = self.outlier.clone();
+        let d = self.deployment_mut(id);
+        d.in_flight = d.in_flight.saturating_sub(1);
+        match outcome {
+            Outcome::Success { ttft, duration, output_tokens, total_tokens } => {
+                d.health.on_success();
+                d.cooldown_until = None;
+                d.latency.observe(ttft, output_tokens, duration, now);
+                if let Some(b) = &mut d.tpm {
+                    b.adjust(f64::from(estimated_tokens) - total_tokens as f64, now);
+                }
+            }
+            Outcome::Failure(error) => match error.health_signal() {
+                HealthSignal::Failure => {
+                    // Ejecting one more must keep the ejected share within the cap.
+                    let may_eject = ((n_ejected + 1) as f64) <= outlier.max_ejected_share * n_deployments as f64;
+                    d.health.on_failure(now, &outlier, may_eject);
+                }
+                HealthSignal::Capacity { retry_after } => {
+                    d.health.on_neutral();
+                    d.cooldown_until = Some(now + retry_after.unwrap_or(DEFAULT_COOLDOWN));
+                }
+                HealthSignal::Neutral => d.health.on_neutral(),
+            },
+        }
+    }
+}
