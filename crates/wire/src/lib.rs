@@ -1,1 +1,12 @@
-//! placeholder
+//! Wire formats: the OpenAI Chat Completions and Embeddings shapes, SSE framing, OpenAI-shaped
+//! errors and token estimates. Pure: bytes and JSON in, typed views out.
+
+pub mod chat;
+pub mod error;
+pub mod sse;
+pub mod tokens;
+
+pub use chat::{ChatRequest, ChunkView, RequestError};
+pub use error::error_body;
+pub use sse::{SseEvent, SseParser};
+pub use tokens::estimate_tokens;
