@@ -32,6 +32,10 @@ pub enum AttemptError {
     ClientError { status: u16, message: String },
     #[error("invalid upstream response: {detail}")]
     InvalidResponse { detail: String },
+    #[error("stream ended before any content")]
+    CutBeforeContent,
+    #[error("deployment refused the request ({status}): credentials or model id are wrong")]
+    UpstreamRefused { status: u16 },
     #[error("stream cut after content was sent")]
     StreamCut,
     #[error("stream stalled after content was sent")]
@@ -80,6 +84,8 @@ impl AttemptError {
             AttemptError::ContentFiltered { .. } => "content_filter",
             AttemptError::ClientError { .. } => "client_error",
             AttemptError::InvalidResponse { .. } => "invalid_response",
+            AttemptError::CutBeforeContent => "cut_before_content",
+            AttemptError::UpstreamRefused { .. } => "upstream_refused",
             AttemptError::StreamCut => "stream_cut",
             AttemptError::StreamStalled => "stream_stalled",
         }
@@ -94,6 +100,8 @@ impl AttemptError {
             | AttemptError::FirstTokenTimeout
             | AttemptError::ServerError { .. }
             | AttemptError::InvalidResponse { .. }
+            | AttemptError::CutBeforeContent
+            | AttemptError::UpstreamRefused { .. }
             | AttemptError::StreamCut
             | AttemptError::StreamStalled => HealthSignal::Failure,
             AttemptError::RateLimited { retry_after } => HealthSignal::Capacity { retry_after: *retry_after },
@@ -115,7 +123,9 @@ pub fn decide(error: &AttemptError, same_retries: u32, retry_after_cap: Duration
         | AttemptError::ResetBeforeHeaders
         | AttemptError::FirstByteTimeout
         | AttemptError::FirstTokenTimeout
-        | AttemptError::InvalidResponse { .. } => Decision::NextDeployment,
+        | AttemptError::InvalidResponse { .. }
+        | AttemptError::CutBeforeContent
+        | AttemptError::UpstreamRefused { .. } => Decision::NextDeployment,
         AttemptError::RateLimited { retry_after } => match retry_after {
             Some(wait) if *wait <= retry_after_cap && same_retries == 0 => {
                 Decision::RetrySame { after: *wait }
@@ -254,6 +264,8 @@ mod tests {
         check(E::FirstByteTimeout, 0, D::NextDeployment);
         check(E::FirstTokenTimeout, 0, D::NextDeployment);
         check(E::InvalidResponse { detail: "garbage".into() }, 0, D::NextDeployment);
+        check(E::CutBeforeContent, 0, D::NextDeployment);
+        check(E::UpstreamRefused { status: 401 }, 0, D::NextDeployment);
         let short = Some(Duration::from_millis(200));
         check(E::RateLimited { retry_after: short }, 0, D::RetrySame { after: Duration::from_millis(200) });
         check(E::RateLimited { retry_after: short }, 1, D::NextDeployment);

@@ -1,1 +1,264 @@
-//! placeholder
+//! Fake clouds on loopback: every configured deployment gets a listener that speaks its wire
+//! protocol (OpenAI Chat Completions for now), with timing drawn from the configured
+//! distributions, a concurrency capacity, and typed fault plans set in config or live.
+//!
+//! Used by `switchyard emulate`, by the demo, and in-process by the gateway's tests.
+
+mod admin;
+mod body;
+mod server;
+mod text;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard_core::config::{Config, Dist, Emulation, Fault, Protocol};
+use switchyard_core::rng::{SplitMix64, stable_hash};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use text::{answer_tokens, conversation_key, remainder_after};
+
+/// How a request ended, as the emulator saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Seen {
+    Completed,
+    ConnectionReset,
+    RateLimited,
+    ErrorStatus(u16),
+    ResetBeforeHeaders,
+    NoResponse,
+    Stalled,
+    Cut,
+    Malformed,
+    NoDone,
+    ContextLength,
+    ContentFilter,
+    PrefillRejected,
+    Unauthorized,
+    BadRequest,
+}
+
+/// One request as the emulator saw it.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Since the emulator started.
+    pub at: Duration,
+    pub outcome: Seen,
+    pub stream: bool,
+    /// The request continued an assistant prefill.
+    pub prefill: bool,
+}
+
+/// The emulator's view of one deployment.
+pub struct EmulatedDeployment {
+    pub name: String,
+    pub cloud: String,
+    pub model: String,
+    pub addr: SocketAddr,
+    pub(crate) context_window: u32,
+    pub(crate) spec: Emulation,
+    pub(crate) faults: Mutex<FaultPlan>,
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) rng: Mutex<SplitMix64>,
+    pub(crate) records: Mutex<Vec<Record>>,
+    pub(crate) started: Instant,
+}
+
+pub(crate) struct FaultPlan {
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) installed: Instant,
+}
+
+/// The records kept per deployment at most; older ones are dropped.
+const MAX_RECORDS: usize = 200_000;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Bind {
+    /// Every deployment on its own free loopback port.
+    Ephemeral,
+    /// On the host and port of each deployment's endpoint (`switchyard emulate`).
+    Endpoints,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("deployment {0}: endpoint has no host:port to listen on")]
+    BadEndpoint(String),
+    #[error("deployments {0} and {1} share an endpoint port; each needs its own")]
+    SharedPort(String, String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("unknown deployment {0}")]
+    UnknownDeployment(String),
+}
+
+/// A running emulator. Dropping it stops every listener.
+pub struct Emulator {
+    deployments: BTreeMap<String, Arc<EmulatedDeployment>>,
+    admin_addr: Option<SocketAddr>,
+    _stop: watch::Sender<bool>,
+}
+
+// === impl EmulatedDeployment ===
+
+impl EmulatedDeployment {
+    /// Base URL for the gateway's config.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self, outcome: Seen) -> usize {
+        self.records.lock().map(|r| r.iter().filter(|x| x.outcome == outcome).count()).unwrap_or(0)
+    }
+
+    pub(crate) fn record(&self, outcome: Seen, stream: bool, prefill: bool) {
+        if let Ok(mut r) = self.records.lock() {
+            if r.len() >= MAX_RECORDS {
+                r.drain(..MAX_RECORDS / 2);
+            }
+            r.push(Record { at: self.started.elapsed(), outcome, stream, prefill });
+        }
+    }
+
+    pub(crate) fn sample(&self, dist: &Dist) -> f64 {
+        match self.rng.lock() {
+            Ok(mut rng) => dist.sample(&mut *rng),
+            Err(_) => dist.median(),
+        }
+    }
+
+    pub(crate) fn roll(&self, rate: f64) -> bool {
+        use switchyard_core::Rng;
+        rate >= 1.0 || self.rng.lock().map(|mut r| r.next_f64() < rate).unwrap_or(false)
+    }
+
+    /// The faults active now, each rolled against its rate.
+    pub(crate) fn active_faults(&self) -> Vec<Fault> {
+        let (faults, since) = match self.faults.lock() {
+            Ok(plan) => (plan.faults.clone(), plan.installed.elapsed()),
+            Err(_) => return Vec::new(),
+        };
+        faults.into_iter().filter(|f| f.active(since) && self.roll(f.rate)).collect()
+    }
+
+    fn set_faults(&self, faults: Vec<Fault>) {
+        if let Ok(mut plan) = self.faults.lock() {
+            *plan = FaultPlan { faults, installed: Instant::now() };
+        }
+    }
+}
+
+// === impl Emulator ===
+
+impl Emulator {
+    /// Starts a listener per deployment (and, if `admin` is given, the admin API there).
+    pub async fn start(config: &Config, bind: Bind, admin: Option<SocketAddr>, seed: u64) -> Result<Emulator, EmulatorError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let started = Instant::now();
+        let mut deployments = BTreeMap::new();
+        let mut ports: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        for d in &config.deployments {
+            let Protocol::OpenAi = config.cloud_of(d.id).protocol;
+            let addr = match bind {
+                Bind::Ephemeral => SocketAddr::from(([127, 0, 0, 1], 0)),
+                Bind::Endpoints => {
+                    let addr = endpoint_addr(&d.endpoint).ok_or_else(|| EmulatorError::BadEndpoint(d.name.clone()))?;
+                    if let Some(other) = ports.insert(addr, d.name.clone()) {
+                        return Err(EmulatorError::SharedPort(other, d.name.clone()));
+                    }
+                    addr
+                }
+            };
+            let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            let addr = listener.local_addr().map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            let spec = d.emulation.clone().unwrap_or_else(default_emulation);
+            let faults = FaultPlan { faults: spec.faults.clone(), installed: started };
+            let deployment = Arc::new(EmulatedDeployment {
+                name: d.name.clone(),
+                cloud: config.cloud_of(d.id).name.clone(),
+                model: d.model.clone(),
+                addr,
+                context_window: d.capabilities.context_window,
+                spec,
+                faults: Mutex::new(faults),
+                in_flight: AtomicU32::new(0),
+                rng: Mutex::new(SplitMix64::new(seed ^ stable_hash(d.name.as_bytes()))),
+                records: Mutex::new(Vec::new()),
+                started,
+            });
+            tokio::spawn(server::serve(listener, deployment.clone(), stop_rx.clone()));
+            deployments.insert(d.name.clone(), deployment);
+        }
+        let mut emulator = Emulator { deployments, admin_addr: None, _stop: stop_tx };
+        if let Some(addr) = admin {
+            let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            emulator.admin_addr = listener.local_addr().ok();
+            tokio::spawn(admin::serve(listener, emulator.deployments.clone(), stop_rx));
+        }
+        Ok(emulator)
+    }
+
+    pub fn deployment(&self, name: &str) -> Option<&Arc<EmulatedDeployment>> {
+        self.deployments.get(name)
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<EmulatedDeployment>> {
+        self.deployments.values()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Replaces a deployment's fault plan; windows count from now.
+    pub fn set_faults(&self, name: &str, faults: Vec<Fault>) -> Result<(), EmulatorError> {
+        let d = self.deployments.get(name).ok_or_else(|| EmulatorError::UnknownDeployment(name.to_owned()))?;
+        d.set_faults(faults);
+        Ok(())
+    }
+
+    /// Sets the same fault plan on every deployment of a cloud (a whole-cloud outage, say).
+    pub fn set_cloud_faults(&self, cloud: &str, faults: &[Fault]) -> usize {
+        let mut n = 0;
+        for d in self.deployments.values().filter(|d| d.cloud == cloud) {
+            d.set_faults(faults.to_vec());
+            n += 1;
+        }
+        n
+    }
+
+    /// Current in-flight requests at a deployment.
+    pub fn in_flight(&self, name: &str) -> u32 {
+        self.deployments.get(name).map_or(0, |d| d.in_flight.load(Ordering::Relaxed))
+    }
+}
+
+fn default_emulation() -> Emulation {
+    Emulation {
+        ttft_ms: Dist::LogNormal { median: 250.0, p99: 800.0 },
+        tokens_per_s: Dist::Uniform { min: 40.0, max: 80.0 },
+        max_concurrency: None,
+        retry_after: Duration::from_secs(1),
+        answer_tokens: (16, 96),
+        reject_prefill: false,
+        api_key: None,
+        faults: Vec::new(),
+    }
+}
+
+/// `http://127.0.0.1:9101/v1` → `127.0.0.1:9101`.
+fn endpoint_addr(endpoint: &str) -> Option<SocketAddr> {
+    let rest = endpoint.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.replace("localhost", "127.0.0.1");
+    authority.parse().ok()
+}
