@@ -1,1 +1,173 @@
-fn main() {}
+//! The `switchyard` binary: argument parsing and wiring only.
+
+mod demo;
+mod load;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard_core::config::{Config, ConfigError, SecretSource, key_hash_text};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "A control plane for multi-cloud AI inference")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the OpenAI-compatible gateway.
+    Serve {
+        #[arg(long, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Overrides `server.listen`.
+        #[arg(long, env = "SWITCHYARD_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// Serve the config's deployments as emulated clouds on loopback.
+    Emulate {
+        #[arg(long)]
+        config: PathBuf,
+        /// Address of the admin API (set faults live, read stats).
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        admin: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Emulated clouds + gateway + traffic, with a cloud outage midway; writes a report.
+    Demo {
+        /// Where the report goes.
+        #[arg(long, default_value = "switchyard-demo-report.md")]
+        report: PathBuf,
+        /// Length of the traffic run in seconds.
+        #[arg(long, default_value_t = 21)]
+        seconds: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Validate a config file: print a summary, or every error with its path.
+    CheckConfig { file: PathBuf },
+    /// Print the hash of an API key, the form a config's `tenants[].keys` holds.
+    HashKey { key: String },
+}
+
+/// The real environment and file system.
+struct EnvAndFiles;
+
+impl SecretSource for EnvAndFiles {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn file(&self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(path).map(|s| s.trim_end().to_owned()).map_err(|e| format!("cannot read {path}: {e}"))
+    }
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Config::from_yaml(&text, &EnvAndFiles).map_err(|e| match e {
+        ConfigError::Parse(m) => anyhow::anyhow!("{}: {m}", path.display()),
+        ConfigError::Invalid(errors) => anyhow::anyhow!("{}:\n  {}", path.display(), errors.join("\n  ")),
+    })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, listen } => {
+            init_tracing();
+            let config = load_config(&config)?;
+            let addr: SocketAddr = match listen {
+                Some(a) => a,
+                None => config.server.listen.parse().context("server.listen")?,
+            };
+            let gateway = switchyard_gateway::Gateway::new(config, rand_seed())?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(message = "Gateway listening.", addr = %listener.local_addr()?);
+            switchyard_gateway::serve(gateway, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emulate { config, admin, seed } => {
+            init_tracing();
+            let config = load_config(&config)?;
+            let emulator = switchyard_emulator::Emulator::start(&config, switchyard_emulator::Bind::Endpoints, Some(admin), seed).await?;
+            for d in emulator.deployments() {
+                tracing::info!(message = "Emulating deployment.", deployment = %d.name, endpoint = %d.endpoint());
+            }
+            tracing::info!(message = "Emulator admin API listening.", addr = ?emulator.admin_addr());
+            shutdown_signal().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { report, seconds, seed } => demo::run(&report, seconds, seed).await,
+        Command::CheckConfig { file } => match load_config(&file) {
+            Ok(config) => {
+                println!("{}", summary(&config));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::HashKey { key } => {
+            println!("{}", key_hash_text(&key));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn summary(config: &Config) -> String {
+    let mut out = format!(
+        "config ok: {} clouds, {} deployments, {} aliases, {} tenants\n",
+        config.clouds.len(),
+        config.deployments.len(),
+        config.aliases.len(),
+        config.tenants.len()
+    );
+    for a in &config.aliases {
+        let names: Vec<_> = a.deployments.iter().map(|d| config.deployment(*d).name.as_str()).collect();
+        out.push_str(&format!("  {} ({}): {}\n", a.name, a.policy, names.join(", ")));
+    }
+    for t in &config.tenants {
+        out.push_str(&format!("  tenant {}: jurisdictions {}\n", t.name, t.jurisdictions.join(", ")));
+    }
+    out.trim_end().to_owned()
+}
+
+/// A seed for power-of-two choices in production: varies per process, from the clock.
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -30,6 +30,8 @@ pub struct DeploymentState {
 pub enum Outcome<'a> {
     Success { ttft: Duration, duration: Duration, output_tokens: u32, total_tokens: u64 },
     Failure(&'a AttemptError),
+    /// Given up by us (caller gone, request deadline): says nothing about the deployment.
+    Abandoned,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +139,7 @@ impl RouterState {
                     b.adjust(f64::from(estimated_tokens) - total_tokens as f64, now);
                 }
             }
+            Outcome::Abandoned => d.health.on_neutral(),
             Outcome::Failure(error) => match error.health_signal() {
                 HealthSignal::Failure => {
                     // Ejecting one more must keep the ejected share within the cap.

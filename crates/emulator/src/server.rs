@@ -244,6 +244,11 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     if !stream {
         let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
         tokio::time::sleep(ttft + per_token * n.saturating_sub(1)).await;
+        if is_down(&dep) {
+            // The deployment went down while this request was being served.
+            dep.record(Seen::ConnectionReset, false, prefill.is_some());
+            return Err(aborted());
+        }
         dep.record(Seen::Completed, false, prefill.is_some());
         drop(guard);
         let body = json!({
@@ -310,7 +315,7 @@ impl StreamPlan {
                 match *fault {
                     FaultKind::Cut { after_tokens } if after_tokens == i => {
                         self.dep.record(Seen::Cut, true, self.prefill);
-                        let _ = tx.send(Err(crate::server::aborted())).await;
+                        let _ = tx.send(Err(aborted())).await;
                         return;
                     }
                     FaultKind::Stall { after_tokens, duration } if after_tokens == i => {
@@ -334,6 +339,12 @@ impl StreamPlan {
                 }
             }
             tokio::time::sleep_until(start + self.ttft + self.per_token * i).await;
+            if is_down(&self.dep) {
+                // An outage cuts the streams in flight too.
+                self.dep.record(Seen::Cut, true, self.prefill);
+                let _ = tx.send(Err(aborted())).await;
+                return;
+            }
             let delta = if i == 0 { json!({"role": "assistant", "content": token}) } else { json!({"content": token}) };
             if tx.send(Ok(self.chunk(delta, None))).await.is_err() {
                 return;

@@ -1,1 +1,190 @@
-//! placeholder
+//! The gateway: an OpenAI-compatible HTTP server that routes each request through the core's
+//! plan, runs the attempt loop (failover, retries, larger-context fallback), relays streams
+//! and continues interrupted ones, and reports where every request went.
+//!
+//! The decisions are the core's; this crate reads the clock, does the IO and keeps score.
+
+mod attempts;
+mod chat;
+mod error;
+pub mod metrics;
+mod stream;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::json;
+use switchyard_core::config::{Alias, Config, DeploymentKind, Tenant};
+use switchyard_core::{RouterState, SplitMix64, Time};
+use switchyard_providers::Upstream;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+pub use error::ApiError;
+
+/// Everything a request needs, shared by all of them.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    router: Mutex<RouterState>,
+    rng: Mutex<SplitMix64>,
+    upstream: Upstream,
+    epoch: Instant,
+    pub metrics: metrics::Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Client(#[from] switchyard_providers::ClientBuildError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    pub fn new(config: Config, seed: u64) -> Result<Arc<Gateway>, StartError> {
+        let upstream = Upstream::new(config.server.timeouts.connect)?;
+        let router = RouterState::new(&config, Time::ZERO);
+        Ok(Arc::new(Gateway {
+            config: Arc::new(config),
+            router: Mutex::new(router),
+            rng: Mutex::new(SplitMix64::new(seed)),
+            upstream,
+            epoch: Instant::now(),
+            metrics: metrics::Metrics::default(),
+        }))
+    }
+
+    /// The core's time: microseconds since the gateway started, from tokio's clock.
+    pub(crate) fn now(&self) -> Time {
+        Time::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn router(&self) -> MutexGuard<'_, RouterState> {
+        self.router.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn rng(&self) -> MutexGuard<'_, SplitMix64> {
+        self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Authenticates the caller: `Authorization: Bearer <key>` or Azure's `api-key` header.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&Tenant, ApiError> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim);
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"));
+        };
+        self.config.tenant_for_key(key).ok_or(ApiError::Unauthorized("invalid API key"))
+    }
+
+    /// The alias a tenant asked for, if it exists, is of the right kind and is allowed.
+    pub(crate) fn alias_for(&self, tenant: &Tenant, model: &str, kind: DeploymentKind) -> Result<&Alias, ApiError> {
+        let alias = self.config.alias(model).ok_or_else(|| ApiError::UnknownModel(model.to_owned()))?;
+        if !self.config.tenant_may_use(tenant, alias.id) {
+            return Err(ApiError::Forbidden(format!("this key may not use the model '{model}'")));
+        }
+        if alias.kind != kind {
+            let what = match alias.kind {
+                DeploymentKind::Chat => "a chat model; use /v1/chat/completions",
+                DeploymentKind::Embeddings => "an embeddings model; use /v1/embeddings",
+            };
+            return Err(ApiError::BadRequest { message: format!("'{model}' is {what}"), param: Some("model") });
+        }
+        Ok(alias)
+    }
+}
+
+/// Reads a request body up to the configured limit.
+pub(crate) async fn read_body(gw: &Gateway, request: Request) -> Result<Bytes, ApiError> {
+    let limit = gw.config.server.body_limit_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge(limit))
+}
+
+/// The gateway's routes, as a service that tests can call without sockets.
+pub fn app(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(chat::embeddings))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async {
+            ApiError::BadRequest { message: "unknown endpoint".to_owned(), param: None }.into_response()
+        })
+        .with_state(gw)
+}
+
+/// Serves until `shutdown` resolves; accepted sockets get TCP_NODELAY.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app(gw)).with_graceful_shutdown(shutdown).await
+}
+
+async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = gw.authenticate(&headers)?;
+    let data: Vec<_> = gw
+        .config
+        .aliases
+        .iter()
+        .filter(|a| gw.config.tenant_may_use(tenant, a.id))
+        .map(|a| json!({"id": a.name, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .collect();
+    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    let now = gw.now();
+    let router = gw.router();
+    let n_total = gw.config.deployments.len();
+    let n_available = gw.config.deployments.iter().filter(|d| !router.deployment(d.id).health.is_ejected(now)).count();
+    let status = if n_available > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(json!({"deployments": n_total, "available": n_available}))).into_response()
+}
+
+async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
+    let now = gw.now();
+    let gauges: Vec<_> = {
+        let router = gw.router();
+        gw.config
+            .deployments
+            .iter()
+            .flat_map(|d| {
+                let s = router.deployment(d.id);
+                let labels = vec![("deployment", d.name.clone())];
+                [
+                    (metrics::DEPLOYMENT_EJECTED, labels.clone(), f64::from(u8::from(s.health.is_ejected(now)))),
+                    (metrics::DEPLOYMENT_IN_FLIGHT, labels, f64::from(s.in_flight)),
+                ]
+            })
+            .collect()
+    };
+    let body = gw.metrics.render(&gauges);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

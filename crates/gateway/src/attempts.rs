@@ -1,0 +1,162 @@
+//! The attempt loop shared by every API: ask the core for the next deployment, try it, feed
+//! the outcome back, and follow the core's decision (retry, fail over, larger context, stop).
+
+use std::time::Duration;
+
+use switchyard_core::attempt::{AttemptSession, Decision};
+use switchyard_core::config::{AliasId, Deployment, DeploymentId};
+use switchyard_core::plan::{PlanRequest, plan};
+use switchyard_core::state::Outcome;
+use switchyard_core::usage::{Usage, list_cost};
+use switchyard_core::AttemptError;
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
+use crate::Gateway;
+
+/// A request in the attempt loop.
+pub(crate) struct Attempts<'a> {
+    pub(crate) gw: &'a Gateway,
+    pub(crate) plan_request: PlanRequest<'a>,
+    pub(crate) session: AttemptSession,
+    pub(crate) deadline: Instant,
+    /// Tokens reserved against rate limits per attempt.
+    pub(crate) estimated_tokens: u32,
+}
+
+/// A successful attempt: its value and where it ran.
+pub(crate) struct Won<T> {
+    pub(crate) value: T,
+    pub(crate) deployment: DeploymentId,
+    pub(crate) alias: AliasId,
+}
+
+impl<'a> Attempts<'a> {
+    /// Plans the request; the plan's failure is the caller's error.
+    pub(crate) fn start(gw: &'a Gateway, plan_request: PlanRequest<'a>, deadline: Instant, estimated_tokens: u32) -> Result<Attempts<'a>, ApiError> {
+        let now = gw.now();
+        let planned = {
+            let mut router = gw.router();
+            router.on_request(now);
+            plan(&gw.config, &router, &plan_request, now, &mut *gw.rng())
+        };
+        let planned = planned.map_err(ApiError::NoRoute)?;
+        let session = AttemptSession::new(planned.deployments, gw.config.server.max_attempts);
+        Ok(Attempts { gw, plan_request, session, deadline, estimated_tokens })
+    }
+
+    /// Failed attempts so far as (deployment, reason), for errors and logs.
+    pub(crate) fn failures(&self) -> Vec<(String, String)> {
+        self.session
+            .failures
+            .iter()
+            .map(|(d, e)| (self.gw.config.deployment(*d).name.clone(), e.to_string()))
+            .collect()
+    }
+
+    /// Runs attempts until one succeeds or the core says stop. The winner's attempt is left
+    /// open in the router: the caller ends it with the real outcome.
+    pub(crate) async fn run<T, F, Fut>(&mut self, mut attempt: F) -> Result<Won<T>, ApiError>
+    where
+        F: FnMut(&'a Deployment, Instant) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        let gw = self.gw;
+        loop {
+            let next = {
+                let now = gw.now();
+                self.session.next(&mut gw.router(), now)
+            };
+            let next = next.map_err(|reason| ApiError::AllAttemptsFailed { reason, attempts: self.failures() })?;
+            if !next.delay.is_zero() {
+                tokio::time::sleep_until((Instant::now() + next.delay).min(self.deadline)).await;
+            }
+            if Instant::now() >= self.deadline {
+                return Err(ApiError::Deadline { attempts: self.failures() });
+            }
+            let deployment = gw.config.deployment(next.deployment);
+            gw.router().begin_attempt(deployment.id, self.estimated_tokens, gw.now());
+            let result = tokio::time::timeout_at(self.deadline, attempt(deployment, self.deadline)).await;
+            let error = match result {
+                Ok(Ok(value)) => {
+                    if !self.session.failures.is_empty() {
+                        gw.metrics.inc(metrics::FAILOVERS_TOTAL, &[]);
+                    }
+                    return Ok(Won { value, deployment: deployment.id, alias: self.plan_request.alias });
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    self.end(deployment.id, Outcome::Abandoned);
+                    return Err(ApiError::Deadline { attempts: self.failures() });
+                }
+            };
+            self.end(deployment.id, Outcome::Failure(&error));
+            gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
+            tracing::warn!(message = "Upstream attempt failed.", deployment = %deployment.name, kind = error.kind(), %error);
+            let cap = gw.config.server.retry_after_cap;
+            match self.session.on_failure(deployment.id, error.clone(), cap) {
+                Decision::RetrySame { .. } | Decision::NextDeployment | Decision::ContinueStream => (),
+                Decision::LargerContext => self.fall_back_to_larger_context(deployment, &error)?,
+                Decision::ReturnToCaller => return Err(returned_to_caller(error)),
+            }
+        }
+    }
+
+    /// Ends an attempt in the router.
+    pub(crate) fn end(&self, deployment: DeploymentId, outcome: Outcome<'_>) {
+        self.gw.router().end_attempt(deployment, self.estimated_tokens, outcome, self.gw.now());
+    }
+
+    /// Re-plans on the alias's fallbacks with deployments of a larger window than the one that
+    /// refused; never the same model again.
+    fn fall_back_to_larger_context(&mut self, failed: &Deployment, error: &AttemptError) -> Result<(), ApiError> {
+        let gw = self.gw;
+        let current = &gw.config.aliases[usize::from(self.plan_request.alias.0)];
+        let now = gw.now();
+        for fallback in &current.fallbacks {
+            let mut request = self.plan_request;
+            request.alias = *fallback;
+            request.min_context_above = failed.capabilities.context_window.max(request.min_context_above);
+            let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng());
+            if let Ok(p) = planned {
+                let plan: Vec<_> = p.deployments.into_iter().filter(|d| gw.config.deployment(*d).model != failed.model).collect();
+                if plan.is_empty() {
+                    continue;
+                }
+                self.plan_request = request;
+                self.session.replace_plan(plan);
+                return Ok(());
+            }
+        }
+        Err(ApiError::Upstream {
+            status: 400,
+            message: match error {
+                AttemptError::ContextLengthExceeded { message } => message.clone(),
+                other => other.to_string(),
+            },
+            code: Some("context_length_exceeded"),
+        })
+    }
+}
+
+fn returned_to_caller(error: AttemptError) -> ApiError {
+    match error {
+        AttemptError::ContentFiltered { message } => ApiError::Upstream { status: 400, message, code: Some("content_filter") },
+        AttemptError::ClientError { status, message } => ApiError::Upstream { status, message, code: None },
+        other => ApiError::Internal(format!("unexpected decision for {other}")),
+    }
+}
+
+/// Records what an answered attempt used and cost.
+pub(crate) fn account(metrics: &Metrics, deployment: &Deployment, cloud: &str, usage: &Usage) {
+    let name = deployment.name.as_str();
+    metrics.add(metrics::TOKENS_TOTAL, &[("deployment", name), ("direction", "input")], usage.prompt_tokens as f64);
+    metrics.add(metrics::TOKENS_TOTAL, &[("deployment", name), ("direction", "output")], usage.completion_tokens as f64);
+    metrics.add(metrics::SPEND_DOLLARS_TOTAL, &[("deployment", name), ("cloud", cloud)], list_cost(&deployment.price, usage));
+}
+
+/// Time remaining until `deadline`, at most `limit`.
+pub(crate) fn within(deadline: Instant, limit: Duration) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).min(limit)
+}

@@ -1,0 +1,413 @@
+//! Streaming: hold the response until the first content chunk (so earlier failures fail over
+//! invisibly), then relay each upstream event as it arrives; when a stream is cut or stalls
+//! after content, continue it on a deployment that accepts an assistant prefill and splice the
+//! remainder in, so the caller still gets one whole answer — or end with an explicit error.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use switchyard_core::config::{AliasId, Deployment, DeploymentId};
+use switchyard_core::plan::{PlanRequest, plan};
+use switchyard_core::state::Outcome;
+use switchyard_core::usage::Usage;
+use switchyard_core::AttemptError;
+use switchyard_providers::Operation;
+use switchyard_wire::chat::{ChatRequest, ChunkView, WireUsage};
+use switchyard_wire::error::error_event;
+use switchyard_wire::sse::{DONE_EVENT, SseEvent, SseParser, data_event};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::attempts::{Attempts, Won, account, within};
+use crate::chat::{usage_from, where_headers};
+use crate::error::ApiError;
+use crate::{Gateway, metrics};
+
+/// After the finish reason, wait this long at most for the usage chunk or `[DONE]`.
+const AFTER_FINISH_GRACE: Duration = Duration::from_millis(250);
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// One open upstream stream.
+struct Upstream {
+    deployment: DeploymentId,
+    bytes: ByteStream,
+    parser: SseParser,
+    queue: VecDeque<SseEvent>,
+    sent: Instant,
+    ttft: Duration,
+    /// Frames received before and with the first content chunk, to forward first.
+    held: Vec<(Bytes, ChunkView)>,
+    n_output_chunks: u64,
+    usage: Option<WireUsage>,
+    finished: bool,
+    tool_calls: bool,
+}
+
+enum Read {
+    Event(SseEvent),
+    End,
+    Cut,
+    Idle,
+}
+
+impl Upstream {
+    async fn read(&mut self, limit: Duration) -> Read {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Read::Event(event);
+            }
+            let next = match tokio::time::timeout(limit, self.bytes.next()).await {
+                Err(_) => return Read::Idle,
+                Ok(next) => next,
+            };
+            let mut events = Vec::new();
+            match next {
+                Some(Ok(bytes)) => {
+                    if self.parser.push(&bytes, &mut events).is_err() {
+                        return Read::Cut;
+                    }
+                }
+                Some(Err(_)) => return Read::Cut,
+                None => {
+                    self.parser.finish(&mut events);
+                    if events.is_empty() {
+                        return Read::End;
+                    }
+                }
+            }
+            self.queue.extend(events);
+        }
+    }
+}
+
+/// Opens a stream at `deployment` and reads until its first content chunk.
+async fn open(
+    gw: &Gateway,
+    deployment: &Deployment,
+    body: Vec<u8>,
+    deadline: Instant,
+) -> Result<Upstream, AttemptError> {
+    let timeouts = &gw.config.server.timeouts;
+    let sent = Instant::now();
+    let target = switchyard_providers::Target {
+        endpoint: &deployment.endpoint,
+        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
+    };
+    let response = gw.upstream.send(target, Operation::ChatCompletions, body, within(deadline, timeouts.first_byte)).await?;
+    let is_sse = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        return Err(AttemptError::InvalidResponse { detail: "expected an event stream".into() });
+    }
+    let mut up = Upstream {
+        deployment: deployment.id,
+        bytes: Box::pin(response.bytes_stream()),
+        parser: SseParser::default(),
+        queue: VecDeque::new(),
+        sent,
+        ttft: Duration::ZERO,
+        held: Vec::new(),
+        n_output_chunks: 0,
+        usage: None,
+        finished: false,
+        tool_calls: false,
+    };
+    let first_token_by = (sent + timeouts.first_token).min(deadline);
+    loop {
+        let left = first_token_by.saturating_duration_since(Instant::now());
+        match up.read(left).await {
+            Read::Idle => return Err(AttemptError::FirstTokenTimeout),
+            Read::Cut | Read::End => return Err(AttemptError::CutBeforeContent),
+            Read::Event(event) => {
+                if event.data == "[DONE]" {
+                    return Err(AttemptError::CutBeforeContent);
+                }
+                let Some(view) = ChunkView::parse(&event.data) else {
+                    malformed(gw, deployment);
+                    continue;
+                };
+                if let Some(u) = view.usage {
+                    up.usage = Some(u);
+                }
+                let done = view.has_output() || view.finish_reason.is_some();
+                up.finished |= view.finish_reason.is_some();
+                up.tool_calls |= view.tool_calls;
+                if view.has_output() {
+                    up.n_output_chunks += 1;
+                }
+                if !is_usage_only(&view) {
+                    up.held.push((Bytes::from(event.data), view));
+                }
+                if done {
+                    up.ttft = sent.elapsed();
+                    return Ok(up);
+                }
+            }
+        }
+    }
+}
+
+fn is_usage_only(view: &ChunkView) -> bool {
+    view.usage.is_some() && !view.has_output() && view.finish_reason.is_none()
+}
+
+fn malformed(gw: &Gateway, deployment: &Deployment) {
+    gw.metrics.inc(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", &deployment.name)]);
+    tracing::warn!(message = "Skipped an unparseable upstream event.", deployment = %deployment.name);
+}
+
+pub(crate) async fn run(
+    gw: Arc<Gateway>,
+    chat: Arc<ChatRequest>,
+    plan_request: PlanRequest<'_>,
+    deadline: Instant,
+    estimated: u32,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let mut attempts = Attempts::start(&gw, plan_request, deadline, estimated)?;
+    let won = attempts
+        .run(|deployment, deadline| {
+            let (gw, chat) = (&gw, &chat);
+            async move { open(gw, deployment, chat.upstream_body(&deployment.model), deadline).await }
+        })
+        .await?;
+    let Won { value: upstream, deployment, alias } = won;
+    let n_attempts = attempts.session.n_attempts();
+    let served_by = gw.config.deployment(deployment);
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let relay = Relay {
+        gw: gw.clone(),
+        chat,
+        tenant: plan_request.tenant.id,
+        alias,
+        deadline,
+        estimated,
+        started,
+        tx,
+        delivered: String::new(),
+        usage: Usage::default(),
+        n_attempts,
+    };
+    tokio::spawn(relay.run(upstream));
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    }));
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+        body,
+    )
+        .into_response();
+    where_headers(&mut response, &gw, served_by, n_attempts);
+    Ok(response)
+}
+
+/// Relays one caller's stream to the end, continuing it elsewhere if it breaks.
+struct Relay {
+    gw: Arc<Gateway>,
+    chat: Arc<ChatRequest>,
+    tenant: switchyard_core::config::TenantId,
+    alias: AliasId,
+    deadline: Instant,
+    estimated: u32,
+    started: Instant,
+    tx: mpsc::Sender<Bytes>,
+    /// Text the caller has received.
+    delivered: String,
+    /// Usage summed over the attempts that produced the caller's answer.
+    usage: Usage,
+    n_attempts: u32,
+}
+
+enum Ended {
+    Finished,
+    Broken(AttemptError),
+    CallerGone,
+}
+
+impl Relay {
+    async fn run(mut self, mut upstream: Upstream) {
+        let mut first = true;
+        loop {
+            let ended = self.pump(&mut upstream, first).await;
+            first = false;
+            let gw = self.gw.clone();
+            let deployment = gw.config.deployment(upstream.deployment);
+            let counted = usage_from(upstream.usage, if self.usage == Usage::default() { self.chat.input_tokens } else { 0 }, upstream.n_output_chunks);
+            match ended {
+                Ended::Finished => {
+                    self.settle(deployment, &upstream, Outcome::Success {
+                        ttft: upstream.ttft,
+                        duration: upstream.sent.elapsed(),
+                        output_tokens: u32::try_from(counted.completion_tokens).unwrap_or(u32::MAX),
+                        total_tokens: counted.total(),
+                    }, counted);
+                    self.finish().await;
+                    return;
+                }
+                Ended::CallerGone => {
+                    self.settle(deployment, &upstream, Outcome::Abandoned, counted);
+                    return;
+                }
+                Ended::Broken(error) => {
+                    self.settle(deployment, &upstream, Outcome::Failure(&error), counted);
+                    tracing::warn!(message = "Stream broke after content.", deployment = %deployment.name, %error);
+                    match self.continue_elsewhere(deployment, upstream.tool_calls).await {
+                        Some(next) => {
+                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]);
+                            upstream = next;
+                        }
+                        None => {
+                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]);
+                            let message = format!(
+                                "the upstream stream was interrupted after partial output ({error}) and could not be continued"
+                            );
+                            let _ = self.tx.send(Bytes::from(error_event(&message, "api_error", "stream_interrupted"))).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Books an attempt's end in the router and its usage in the accounts.
+    fn settle(&mut self, deployment: &Deployment, upstream: &Upstream, outcome: Outcome<'_>, usage: Usage) {
+        self.gw.router().end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
+        let result = match outcome {
+            Outcome::Success { .. } => "ok",
+            Outcome::Failure(e) => e.kind(),
+            Outcome::Abandoned => "abandoned",
+        };
+        self.gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", result)]);
+        account(&self.gw.metrics, deployment, &self.gw.config.cloud_of(deployment.id).name, &usage);
+        // The caller's usage: the first attempt's prompt, every attempt's output.
+        if self.usage == Usage::default() {
+            self.usage.prompt_tokens = usage.prompt_tokens;
+            self.usage.cached_prompt_tokens = usage.cached_prompt_tokens;
+        }
+        self.usage.completion_tokens += usage.completion_tokens;
+    }
+
+    async fn send(&self, data: &[u8]) -> bool {
+        self.tx.send(Bytes::from(data_event(data))).await.is_ok()
+    }
+
+    /// Relays events until the stream ends, breaks, or the caller leaves.
+    async fn pump(&mut self, up: &mut Upstream, _first: bool) -> Ended {
+        let held = std::mem::take(&mut up.held);
+        for (data, view) in held {
+            self.delivered.push_str(&view.content);
+            if !self.send(&data).await {
+                return Ended::CallerGone;
+            }
+        }
+        let idle = self.gw.config.server.timeouts.stream_idle;
+        loop {
+            if up.finished && up.usage.is_some() {
+                return Ended::Finished;
+            }
+            let limit = if up.finished { AFTER_FINISH_GRACE } else { idle };
+            let limit = within(self.deadline, limit);
+            match up.read(limit).await {
+                Read::Event(event) => {
+                    if event.data == "[DONE]" {
+                        return if up.finished { Ended::Finished } else { Ended::Broken(AttemptError::StreamCut) };
+                    }
+                    let deployment = self.gw.config.deployment(up.deployment);
+                    let Some(view) = ChunkView::parse(&event.data) else {
+                        malformed(&self.gw, deployment);
+                        continue;
+                    };
+                    if let Some(u) = view.usage {
+                        up.usage = Some(u);
+                    }
+                    if is_usage_only(&view) {
+                        continue;
+                    }
+                    up.finished |= view.finish_reason.is_some();
+                    up.tool_calls |= view.tool_calls;
+                    if view.has_output() {
+                        up.n_output_chunks += 1;
+                    }
+                    self.delivered.push_str(&view.content);
+                    if !self.send(event.data.as_bytes()).await {
+                        return Ended::CallerGone;
+                    }
+                }
+                Read::End | Read::Cut | Read::Idle if up.finished => return Ended::Finished,
+                Read::End | Read::Cut => return Ended::Broken(AttemptError::StreamCut),
+                Read::Idle => return Ended::Broken(AttemptError::StreamStalled),
+            }
+        }
+    }
+
+    /// Finds a deployment that accepts the delivered text as an assistant prefill and opens
+    /// the rest of the answer there. `None` when none can.
+    async fn continue_elsewhere(&mut self, broken: &Deployment, tool_calls: bool) -> Option<Upstream> {
+        if tool_calls || Instant::now() >= self.deadline {
+            return None;
+        }
+        let gw = self.gw.clone();
+        let tenant = gw.config.tenant(self.tenant);
+        let request = PlanRequest {
+            alias: self.alias,
+            tenant,
+            input_tokens: self.chat.input_tokens.saturating_add(switchyard_wire::estimate_tokens(&self.delivered)),
+            max_output_tokens: self.chat.max_tokens,
+            needs: switchyard_core::plan::Needs { streaming: true, tools: self.chat.tools, vision: self.chat.vision, prefill: true },
+            min_context_above: 0,
+            avoid: Some(broken.id),
+        };
+        let now = gw.now();
+        let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng()).ok()?;
+        let delivered_tokens = u32::try_from(self.usage.completion_tokens).unwrap_or(u32::MAX);
+        for id in planned.deployments {
+            if self.n_attempts >= gw.config.server.max_attempts || !gw.router().try_retry(gw.now()) {
+                return None;
+            }
+            self.n_attempts += 1;
+            let deployment = gw.config.deployment(id);
+            gw.router().begin_attempt(id, self.estimated, gw.now());
+            let body = self.chat.continuation_body(&deployment.model, &self.delivered, delivered_tokens);
+            match open(&gw, deployment, body, self.deadline).await {
+                Ok(up) => return Some(up),
+                Err(error) => {
+                    gw.router().end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
+                    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
+                    tracing::warn!(message = "Continuation attempt failed.", deployment = %deployment.name, %error);
+                }
+            }
+        }
+        None
+    }
+
+    /// Ends the caller's stream: a usage chunk if asked for, then `[DONE]`.
+    async fn finish(&mut self) {
+        if self.chat.include_usage {
+            let chunk = json!({
+                "id": "usage", "object": "chat.completion.chunk", "created": 0, "model": self.chat.model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": self.usage.prompt_tokens,
+                    "completion_tokens": self.usage.completion_tokens,
+                    "total_tokens": self.usage.total(),
+                },
+            });
+            let _ = self.send(chunk.to_string().as_bytes()).await;
+        }
+        let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
+        self.gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", "chat_stream")], self.started.elapsed());
+    }
+}
