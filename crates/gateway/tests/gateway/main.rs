@@ -1,0 +1,6 @@
+//! Integration tests: the gateway in front of the emulator on loopback, asserting what the
+//! caller receives and what the emulator saw.
+
+mod api;
+mod faults;
+mod support;
