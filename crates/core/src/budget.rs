@@ -19,7 +19,11 @@ pub struct RetryBudget {
 impl RetryBudget {
     pub fn new(settings: RetryBudgetSettings) -> RetryBudget {
         let slot_us = (settings.window.as_micros() as u64 / SLOTS as u64).max(1);
-        RetryBudget { settings, slot_us, slots: [(u64::MAX, 0, 0); SLOTS] }
+        RetryBudget {
+            settings,
+            slot_us,
+            slots: [(u64::MAX, 0, 0); SLOTS],
+        }
     }
 
     fn slot(&mut self, now: Time) -> &mut (u64, u32, u32) {
@@ -37,7 +41,9 @@ impl RetryBudget {
         self.slots
             .iter()
             .filter(|(s, _, _)| *s != u64::MAX && *s >= oldest && *s <= n)
-            .fold((0, 0), |(r, t), (_, req, ret)| (r + u64::from(*req), t + u64::from(*ret)))
+            .fold((0, 0), |(r, t), (_, req, ret)| {
+                (r + u64::from(*req), t + u64::from(*ret))
+            })
     }
 
     /// A new request arrived.
@@ -50,7 +56,8 @@ impl RetryBudget {
     pub fn remaining(&self, now: Time) -> f64 {
         let (requests, retries) = self.totals(now);
         let window_s = self.settings.window.as_secs_f64();
-        let allowed = requests as f64 * self.settings.ratio + self.settings.min_per_second * window_s;
+        let allowed =
+            requests as f64 * self.settings.ratio + self.settings.min_per_second * window_s;
         (allowed - retries as f64).max(0.0)
     }
 

@@ -24,7 +24,9 @@ pub enum Availability {
     /// Ejection over, no probe running: the next request may probe it.
     HalfOpen,
     /// Ejected until then, or probing with a probe already in flight.
-    Ejected { until: Time },
+    Ejected {
+        until: Time,
+    },
 }
 
 impl Health {
@@ -84,7 +86,10 @@ impl Health {
 /// `base * 2^n`, capped at `max`.
 pub fn ejection_time(n_ejections: u32, settings: &OutlierSettings) -> Duration {
     let factor = 1u32.checked_shl(n_ejections.min(20)).unwrap_or(u32::MAX);
-    settings.base_ejection.saturating_mul(factor).min(settings.max_ejection)
+    settings
+        .base_ejection
+        .saturating_mul(factor)
+        .min(settings.max_ejection)
 }
 
 #[cfg(test)]
@@ -108,14 +113,24 @@ mod tests {
         assert!(!h.on_failure(t, &s, true));
         assert!(!h.on_failure(t, &s, true));
         assert!(h.on_failure(t, &s, true));
-        assert_eq!(h.availability(t), Availability::Ejected { until: t + Duration::from_secs(1) });
+        assert_eq!(
+            h.availability(t),
+            Availability::Ejected {
+                until: t + Duration::from_secs(1)
+            }
+        );
         let later = t + Duration::from_secs(1);
         assert_eq!(h.availability(later), Availability::HalfOpen);
         h.on_attempt(later);
         assert!(h.is_ejected(later), "only one probe at a time");
         // The probe fails: ejected again for twice as long.
         assert!(h.on_failure(later, &s, true));
-        assert_eq!(h.availability(later), Availability::Ejected { until: later + Duration::from_secs(2) });
+        assert_eq!(
+            h.availability(later),
+            Availability::Ejected {
+                until: later + Duration::from_secs(2)
+            }
+        );
         let later = later + Duration::from_secs(2);
         h.on_attempt(later);
         h.on_success();

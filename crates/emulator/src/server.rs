@@ -29,7 +29,11 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 type Reply = Result<Response<EmuBody>, std::io::Error>;
 
-pub(crate) async fn serve(listener: TcpListener, dep: Arc<EmulatedDeployment>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    dep: Arc<EmulatedDeployment>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -53,7 +57,9 @@ pub(crate) async fn serve(listener: TcpListener, dep: Arc<EmulatedDeployment>, m
 }
 
 fn is_down(dep: &EmulatedDeployment) -> bool {
-    dep.active_faults().iter().any(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }))
+    dep.active_faults()
+        .iter()
+        .any(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }))
 }
 
 /// Closes with RST rather than FIN, as a dead host's stack or load balancer would.
@@ -62,7 +68,10 @@ fn reset(stream: &TcpStream) {
 }
 
 fn aborted() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated fault: connection reset")
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "emulated fault: connection reset",
+    )
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Reply {
@@ -107,7 +116,12 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     }
     if !authorized {
         dep.record(Seen::Unauthorized, false, false);
-        return error_response(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error", Some("invalid_api_key"));
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "invalid api key",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
     }
 
     let faults = dep.active_faults();
@@ -130,51 +144,94 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
         return embeddings(&dep, &body);
     }
     if !path.ends_with("/chat/completions") {
-        return error_response(StatusCode::NOT_FOUND, &format!("no route for {path}"), "invalid_request_error", None);
+        return error_response(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {path}"),
+            "invalid_request_error",
+            None,
+        );
     }
     let request = match ChatRequest::parse(&body) {
         Ok(r) => r,
         Err(e) => {
             dep.record(Seen::BadRequest, false, false);
-            return error_response(StatusCode::BAD_REQUEST, &e.message, "invalid_request_error", None);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &e.message,
+                "invalid_request_error",
+                None,
+            );
         }
     };
     let stream = request.stream;
 
     let n_in_flight = dep.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = InFlight(dep.clone());
-    if dep.spec.max_concurrency.is_some_and(|max| n_in_flight > max) {
+    if dep
+        .spec
+        .max_concurrency
+        .is_some_and(|max| n_in_flight > max)
+    {
         dep.record(Seen::RateLimited, stream, false);
         let wait = dep.spec.retry_after;
         return Response::builder()
             .status(StatusCode::TOO_MANY_REQUESTS)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
+            .header(
+                header::RETRY_AFTER,
+                wait.as_secs_f64().ceil().max(1.0).to_string(),
+            )
             .header("retry-after-ms", wait.as_millis().to_string())
-            .body(EmuBody::full(error_body("capacity exceeded, retry later", "rate_limit_error", Some("rate_limit_exceeded"), None)))
+            .body(EmuBody::full(error_body(
+                "capacity exceeded, retry later",
+                "rate_limit_error",
+                Some("rate_limit_exceeded"),
+                None,
+            )))
             .map_err(|e| std::io::Error::other(e.to_string()));
     }
-    if let Some(FaultKind::Error { status, retry_after }) = has(|k| matches!(k, FaultKind::Error { .. })) {
+    if let Some(FaultKind::Error {
+        status,
+        retry_after,
+    }) = has(|k| matches!(k, FaultKind::Error { .. }))
+    {
         dep.record(Seen::ErrorStatus(status), stream, false);
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut builder = Response::builder().status(code).header(header::CONTENT_TYPE, "application/json");
+        let mut builder = Response::builder()
+            .status(code)
+            .header(header::CONTENT_TYPE, "application/json");
         if let Some(wait) = retry_after {
             builder = builder
-                .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
+                .header(
+                    header::RETRY_AFTER,
+                    wait.as_secs_f64().ceil().max(1.0).to_string(),
+                )
                 .header("retry-after-ms", wait.as_millis().to_string());
         }
         return builder
-            .body(EmuBody::full(error_body(&format!("emulated error {status}"), "server_error", None, None)))
+            .body(EmuBody::full(error_body(
+                &format!("emulated error {status}"),
+                "server_error",
+                None,
+                None,
+            )))
             .map_err(|e| std::io::Error::other(e.to_string()));
     }
-    let needed = request.input_tokens.saturating_add(request.max_tokens.unwrap_or(0));
+    let needed = request
+        .input_tokens
+        .saturating_add(request.max_tokens.unwrap_or(0));
     if has(|k| matches!(k, FaultKind::ContextLength)).is_some() || needed > dep.context_window {
         dep.record(Seen::ContextLength, stream, false);
         let message = format!(
             "This model's maximum context length is {} tokens. However, you requested {needed} tokens.",
             dep.context_window
         );
-        return error_response(StatusCode::BAD_REQUEST, &message, "invalid_request_error", Some("context_length_exceeded"));
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &message,
+            "invalid_request_error",
+            Some("context_length_exceeded"),
+        );
     }
     if has(|k| matches!(k, FaultKind::ContentFilter)).is_some() {
         dep.record(Seen::ContentFilter, stream, false);
@@ -193,8 +250,14 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     };
     let continues = request.body.get("continue_final_message") == Some(&Value::Bool(true));
     let prefill = match messages.last() {
-        Some(last) if continues && last.get("role").and_then(Value::as_str) == Some("assistant") => {
-            let text = last.get("content").and_then(Value::as_str).unwrap_or("").to_owned();
+        Some(last)
+            if continues && last.get("role").and_then(Value::as_str) == Some("assistant") =>
+        {
+            let text = last
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             messages.pop();
             Some(text)
         }
@@ -236,7 +299,14 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
         "completion_tokens": tokens.len(),
         "total_tokens": request.input_tokens as usize + tokens.len(),
     });
-    let id = format!("chatcmpl-{}-{}", dep.name, dep.sample(&switchyard_core::config::Dist::Uniform { min: 0.0, max: 1e12 }) as u64);
+    let id = format!(
+        "chatcmpl-{}-{}",
+        dep.name,
+        dep.sample(&switchyard_core::config::Dist::Uniform {
+            min: 0.0,
+            max: 1e12
+        }) as u64
+    );
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -318,7 +388,10 @@ impl StreamPlan {
                         let _ = tx.send(Err(aborted())).await;
                         return;
                     }
-                    FaultKind::Stall { after_tokens, duration } if after_tokens == i => {
+                    FaultKind::Stall {
+                        after_tokens,
+                        duration,
+                    } if after_tokens == i => {
                         outcome = Seen::Stalled;
                         let stall = duration.unwrap_or(HANG);
                         tokio::select! {
@@ -331,7 +404,13 @@ impl StreamPlan {
                     }
                     FaultKind::MalformedChunk { after_tokens } if after_tokens == i => {
                         outcome = Seen::Malformed;
-                        if tx.send(Ok(Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\n\n"))).await.is_err() {
+                        if tx
+                            .send(Ok(Bytes::from_static(
+                                b"data: {\"choices\": [{\"delta\": {\"content\n\n",
+                            )))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -345,7 +424,11 @@ impl StreamPlan {
                 let _ = tx.send(Err(aborted())).await;
                 return;
             }
-            let delta = if i == 0 { json!({"role": "assistant", "content": token}) } else { json!({"content": token}) };
+            let delta = if i == 0 {
+                json!({"role": "assistant", "content": token})
+            } else {
+                json!({"content": token})
+            };
             if tx.send(Ok(self.chunk(delta, None))).await.is_err() {
                 return;
             }
@@ -353,7 +436,11 @@ impl StreamPlan {
         if self.tokens.is_empty() {
             tokio::time::sleep_until(start + self.ttft).await;
         }
-        if tx.send(Ok(self.chunk(json!({}), Some(self.finish)))).await.is_err() {
+        if tx
+            .send(Ok(self.chunk(json!({}), Some(self.finish))))
+            .await
+            .is_err()
+        {
             return;
         }
         if let Some(usage) = &self.usage {
@@ -361,7 +448,11 @@ impl StreamPlan {
                 "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.dep.model,
                 "choices": [], "usage": usage,
             });
-            if tx.send(Ok(Bytes::from(data_event(chunk.to_string().as_bytes())))).await.is_err() {
+            if tx
+                .send(Ok(Bytes::from(data_event(chunk.to_string().as_bytes()))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -383,7 +474,12 @@ fn embeddings(dep: &EmulatedDeployment, body: &Bytes) -> Reply {
         Ok(r) => r,
         Err(e) => {
             dep.record(Seen::BadRequest, false, false);
-            return error_response(StatusCode::BAD_REQUEST, &e.message, "invalid_request_error", None);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &e.message,
+                "invalid_request_error",
+                None,
+            );
         }
     };
     let inputs: Vec<Value> = match request.body.get("input") {
@@ -396,7 +492,9 @@ fn embeddings(dep: &EmulatedDeployment, body: &Bytes) -> Reply {
         .enumerate()
         .map(|(i, input)| {
             let seed = switchyard_core::rng::stable_hash(input.to_string().as_bytes());
-            let vector: Vec<f64> = (0..8).map(|k| ((seed.rotate_left(k * 8) & 0xffff) as f64 / 65535.0) - 0.5).collect();
+            let vector: Vec<f64> = (0..8)
+                .map(|k| ((seed.rotate_left(k * 8) & 0xffff) as f64 / 65535.0) - 0.5)
+                .collect();
             json!({"object": "embedding", "index": i, "embedding": vector})
         })
         .collect();

@@ -4,11 +4,50 @@
 use switchyard_core::rng::{Rng, SplitMix64, stable_hash};
 
 const WORDS: &[&str] = &[
-    "the", "cloud", "routes", "every", "request", "to", "a", "deployment", "with", "capacity",
-    "and", "low", "latency", "while", "budgets", "hold", "across", "regions", "so", "failover",
-    "stays", "invisible", "when", "one", "provider", "goes", "down", "tokens", "stream", "back",
-    "quickly", "from", "reserved", "throughput", "before", "on-demand", "spend", "grows", "in",
-    "every", "jurisdiction", "allowed", "by", "policy",
+    "the",
+    "cloud",
+    "routes",
+    "every",
+    "request",
+    "to",
+    "a",
+    "deployment",
+    "with",
+    "capacity",
+    "and",
+    "low",
+    "latency",
+    "while",
+    "budgets",
+    "hold",
+    "across",
+    "regions",
+    "so",
+    "failover",
+    "stays",
+    "invisible",
+    "when",
+    "one",
+    "provider",
+    "goes",
+    "down",
+    "tokens",
+    "stream",
+    "back",
+    "quickly",
+    "from",
+    "reserved",
+    "throughput",
+    "before",
+    "on-demand",
+    "spend",
+    "grows",
+    "in",
+    "every",
+    "jurisdiction",
+    "allowed",
+    "by",
+    "policy",
 ];
 
 /// The full answer for a conversation: `n_tokens` tokens, each a word with its leading space.
@@ -34,7 +73,11 @@ pub fn answer_tokens(conversation_key: u64, range: (u32, u32)) -> Vec<String> {
 
 /// A key for the conversation: its messages, without a trailing assistant prefill.
 pub fn conversation_key(messages: &[serde_json::Value]) -> u64 {
-    let text: String = messages.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n");
+    let text: String = messages
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
     stable_hash(text.as_bytes())
 }
 
@@ -80,7 +123,10 @@ mod tests {
         let mid = &full[..prefix.len() + 2];
         let rest = remainder_after(&tokens, mid).unwrap();
         assert_eq!(format!("{mid}{}", rest.concat()), full);
-        assert_eq!(remainder_after(&tokens, &full).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            remainder_after(&tokens, &full).unwrap(),
+            Vec::<String>::new()
+        );
         assert!(remainder_after(&tokens, "Something else").is_none());
     }
 }

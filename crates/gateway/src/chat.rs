@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 
-
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use switchyard_core::AttemptError;
 use switchyard_core::config::{Deployment, DeploymentKind};
 use switchyard_core::plan::{Needs, PlanRequest};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::Usage;
-use switchyard_core::AttemptError;
 use switchyard_providers::{Operation, Target};
-use switchyard_wire::chat::{ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage};
+use switchyard_wire::chat::{
+    ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage,
+};
 use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
 
@@ -38,33 +39,63 @@ pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request)
     finish_metrics(&gw, "embeddings", started, result)
 }
 
-fn finish_metrics(gw: &Gateway, api: &'static str, started: Instant, result: Result<Response, ApiError>) -> Response {
+fn finish_metrics(
+    gw: &Gateway,
+    api: &'static str,
+    started: Instant,
+    result: Result<Response, ApiError>,
+) -> Response {
     let response = match result {
         Ok(r) => {
-            gw.metrics.inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", "ok")]);
+            gw.metrics
+                .inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", "ok")]);
             r
         }
         Err(e) => {
-            gw.metrics.inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", e.kind())]);
+            gw.metrics.inc(
+                metrics::REQUESTS_TOTAL,
+                &[("api", api), ("outcome", e.kind())],
+            );
             tracing::info!(message = "Request failed.", api, kind = e.kind(), error = %e);
             e.into_response()
         }
     };
-    gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", api)], started.elapsed());
+    gw.metrics.observe(
+        metrics::REQUEST_DURATION_SECONDS,
+        &[("api", api)],
+        started.elapsed(),
+    );
     response
 }
 
 fn target<'a>(gw: &'a Gateway, deployment: &'a Deployment) -> Target<'a> {
     Target {
         endpoint: &deployment.endpoint,
-        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
+        api_key: gw
+            .config
+            .cloud_of(deployment.id)
+            .api_key
+            .as_ref()
+            .map(|k| k.expose()),
     }
 }
 
-pub(crate) fn usage_from(wire: Option<WireUsage>, prompt_estimate: u32, completion_count: u64) -> Usage {
+pub(crate) fn usage_from(
+    wire: Option<WireUsage>,
+    prompt_estimate: u32,
+    completion_count: u64,
+) -> Usage {
     match wire {
-        Some(u) => Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_prompt_tokens: u.cached_tokens },
-        None => Usage { prompt_tokens: u64::from(prompt_estimate), completion_tokens: completion_count, cached_prompt_tokens: 0 },
+        Some(u) => Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_prompt_tokens: u.cached_tokens,
+        },
+        None => Usage {
+            prompt_tokens: u64::from(prompt_estimate),
+            completion_tokens: completion_count,
+            cached_prompt_tokens: 0,
+        },
     }
 }
 
@@ -76,16 +107,27 @@ async fn read_all(mut response: reqwest::Response) -> Result<Bytes, AttemptError
             Ok(Some(chunk)) => {
                 out.extend_from_slice(&chunk);
                 if out.len() > MAX_UPSTREAM_BODY {
-                    return Err(AttemptError::InvalidResponse { detail: "response body too large".into() });
+                    return Err(AttemptError::InvalidResponse {
+                        detail: "response body too large".into(),
+                    });
                 }
             }
             Ok(None) => return Ok(Bytes::from(out)),
-            Err(_) => return Err(AttemptError::InvalidResponse { detail: "response body cut off".into() }),
+            Err(_) => {
+                return Err(AttemptError::InvalidResponse {
+                    detail: "response body cut off".into(),
+                });
+            }
         }
     }
 }
 
-pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deployment: &Deployment, n_attempts: u32) {
+pub(crate) fn where_headers(
+    response: &mut Response,
+    gw: &Gateway,
+    won_deployment: &Deployment,
+    n_attempts: u32,
+) {
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&won_deployment.name) {
         headers.insert("x-switchyard-deployment", v);
@@ -99,7 +141,10 @@ pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deploymen
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Response, ApiError> {
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(&gw, request).await?;
-    let chat = ChatRequest::parse(&body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
+    let chat = ChatRequest::parse(&body).map_err(|e| ApiError::BadRequest {
+        message: e.message,
+        param: e.param,
+    })?;
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
     let deadline = started + gw.config.server.timeouts.request;
     let plan_request = PlanRequest {
@@ -107,15 +152,30 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
         tenant,
         input_tokens: chat.input_tokens,
         max_output_tokens: chat.max_tokens,
-        needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false },
+        needs: Needs {
+            streaming: chat.stream,
+            tools: chat.tools,
+            vision: chat.vision,
+            prefill: false,
+        },
         min_context_above: 0,
         avoid: None,
     };
-    let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
+    let output_estimate = chat
+        .max_tokens
+        .unwrap_or(gw.config.routing.default_output_tokens);
     let estimated = chat.input_tokens.saturating_add(output_estimate);
     if chat.stream {
         let gw2 = gw.clone();
-        return crate::stream::run(gw2, Arc::new(chat), plan_request, deadline, estimated, started).await;
+        return crate::stream::run(
+            gw2,
+            Arc::new(chat),
+            plan_request,
+            deadline,
+            estimated,
+            started,
+        )
+        .await;
     }
     let mut attempts = Attempts::start(&gw, plan_request, deadline, estimated)?;
     let timeouts = gw.config.server.timeouts.clone();
@@ -123,36 +183,71 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
         .run(|deployment, deadline| {
             let (gw, chat, first_byte) = (&gw, &chat, timeouts.first_byte);
             async move {
-            let sent = Instant::now();
-            let response = gw
-                .upstream
-                .send(target(gw, deployment), Operation::ChatCompletions, chat.upstream_body(&deployment.model), within(deadline, first_byte))
-                .await?;
-            let ttft = sent.elapsed();
-            let bytes = read_all(response).await?;
-            let view = CompletionView::parse(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
-            Ok((bytes, view, ttft, sent.elapsed()))
+                let sent = Instant::now();
+                let response = gw
+                    .upstream
+                    .send(
+                        target(gw, deployment),
+                        Operation::ChatCompletions,
+                        chat.upstream_body(&deployment.model),
+                        within(deadline, first_byte),
+                    )
+                    .await?;
+                let ttft = sent.elapsed();
+                let bytes = read_all(response).await?;
+                let view = CompletionView::parse(&bytes)
+                    .map_err(|detail| AttemptError::InvalidResponse { detail })?;
+                Ok((bytes, view, ttft, sent.elapsed()))
             }
         })
         .await?;
-    let Won { value: (bytes, view, ttft, duration), deployment, .. } = won;
+    let Won {
+        value: (bytes, view, ttft, duration),
+        deployment,
+        ..
+    } = won;
     let deployment = gw.config.deployment(deployment);
-    let usage = usage_from(view.usage, chat.input_tokens, u64::from(estimate_tokens(&view.content)));
+    let usage = usage_from(
+        view.usage,
+        chat.input_tokens,
+        u64::from(estimate_tokens(&view.content)),
+    );
     attempts.end(
         deployment.id,
-        Outcome::Success { ttft, duration, output_tokens: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX), total_tokens: usage.total() },
+        Outcome::Success {
+            ttft,
+            duration,
+            output_tokens: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX),
+            total_tokens: usage.total(),
+        },
     );
-    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
-    account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
+    gw.metrics.inc(
+        metrics::ATTEMPTS_TOTAL,
+        &[("deployment", &deployment.name), ("result", "ok")],
+    );
+    account(
+        &gw.metrics,
+        deployment,
+        &gw.config.cloud_of(deployment.id).name,
+        &usage,
+    );
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    where_headers(&mut response, &gw, deployment, attempts.session.n_attempts());
+    where_headers(
+        &mut response,
+        &gw,
+        deployment,
+        attempts.session.n_attempts(),
+    );
     Ok(response)
 }
 
 async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Response, ApiError> {
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(gw, request).await?;
-    let embed = EmbeddingsRequest::parse(&body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
+    let embed = EmbeddingsRequest::parse(&body).map_err(|e| ApiError::BadRequest {
+        message: e.message,
+        param: e.param,
+    })?;
     let alias = gw.alias_for(tenant, &embed.model, DeploymentKind::Embeddings)?;
     let plan_request = PlanRequest {
         alias: alias.id,
@@ -170,25 +265,50 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
         .run(|deployment, deadline| {
             let embed = &embed;
             async move {
-            let sent = Instant::now();
-            let response = gw
-                .upstream
-                .send(target(gw, deployment), Operation::Embeddings, embed.upstream_body(&deployment.model), within(deadline, first_byte))
-                .await?;
-            let bytes = read_all(response).await?;
-            let usage = parse_embeddings_usage(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
-            Ok((bytes, usage, sent.elapsed()))
+                let sent = Instant::now();
+                let response = gw
+                    .upstream
+                    .send(
+                        target(gw, deployment),
+                        Operation::Embeddings,
+                        embed.upstream_body(&deployment.model),
+                        within(deadline, first_byte),
+                    )
+                    .await?;
+                let bytes = read_all(response).await?;
+                let usage = parse_embeddings_usage(&bytes)
+                    .map_err(|detail| AttemptError::InvalidResponse { detail })?;
+                Ok((bytes, usage, sent.elapsed()))
             }
         })
         .await?;
-    let Won { value: (bytes, usage, duration), deployment, .. } = won;
+    let Won {
+        value: (bytes, usage, duration),
+        deployment,
+        ..
+    } = won;
     let deployment = gw.config.deployment(deployment);
     let usage = usage_from(usage, embed.input_tokens, 0);
-    attempts.end(deployment.id, Outcome::Success { ttft: duration, duration, output_tokens: 0, total_tokens: usage.total() });
-    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
-    account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
+    attempts.end(
+        deployment.id,
+        Outcome::Success {
+            ttft: duration,
+            duration,
+            output_tokens: 0,
+            total_tokens: usage.total(),
+        },
+    );
+    gw.metrics.inc(
+        metrics::ATTEMPTS_TOTAL,
+        &[("deployment", &deployment.name), ("result", "ok")],
+    );
+    account(
+        &gw.metrics,
+        deployment,
+        &gw.config.cloud_of(deployment.id).name,
+        &usage,
+    );
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     where_headers(&mut response, gw, deployment, attempts.session.n_attempts());
     Ok(response)
 }
-

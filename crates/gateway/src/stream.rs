@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
+use switchyard_core::AttemptError;
 use switchyard_core::config::{AliasId, Deployment, DeploymentId};
 use switchyard_core::plan::{PlanRequest, plan};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::Usage;
-use switchyard_core::AttemptError;
 use switchyard_providers::Operation;
 use switchyard_wire::chat::{ChatRequest, ChunkView, WireUsage};
 use switchyard_wire::error::error_event;
@@ -100,16 +100,31 @@ async fn open(
     let sent = Instant::now();
     let target = switchyard_providers::Target {
         endpoint: &deployment.endpoint,
-        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
+        api_key: gw
+            .config
+            .cloud_of(deployment.id)
+            .api_key
+            .as_ref()
+            .map(|k| k.expose()),
     };
-    let response = gw.upstream.send(target, Operation::ChatCompletions, body, within(deadline, timeouts.first_byte)).await?;
+    let response = gw
+        .upstream
+        .send(
+            target,
+            Operation::ChatCompletions,
+            body,
+            within(deadline, timeouts.first_byte),
+        )
+        .await?;
     let is_sse = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if !is_sse {
-        return Err(AttemptError::InvalidResponse { detail: "expected an event stream".into() });
+        return Err(AttemptError::InvalidResponse {
+            detail: "expected an event stream".into(),
+        });
     }
     let mut up = Upstream {
         deployment: deployment.id,
@@ -164,7 +179,10 @@ fn is_usage_only(view: &ChunkView) -> bool {
 }
 
 fn malformed(gw: &Gateway, deployment: &Deployment) {
-    gw.metrics.inc(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", &deployment.name)]);
+    gw.metrics.inc(
+        metrics::MALFORMED_EVENTS_TOTAL,
+        &[("deployment", &deployment.name)],
+    );
     tracing::warn!(message = "Skipped an unparseable upstream event.", deployment = %deployment.name);
 }
 
@@ -180,10 +198,22 @@ pub(crate) async fn run(
     let won = attempts
         .run(|deployment, deadline| {
             let (gw, chat) = (&gw, &chat);
-            async move { open(gw, deployment, chat.upstream_body(&deployment.model), deadline).await }
+            async move {
+                open(
+                    gw,
+                    deployment,
+                    chat.upstream_body(&deployment.model),
+                    deadline,
+                )
+                .await
+            }
         })
         .await?;
-    let Won { value: upstream, deployment, alias } = won;
+    let Won {
+        value: upstream,
+        deployment,
+        alias,
+    } = won;
     let n_attempts = attempts.session.n_attempts();
     let served_by = gw.config.deployment(deployment);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -202,10 +232,15 @@ pub(crate) async fn run(
     };
     tokio::spawn(relay.run(upstream));
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     }));
     let mut response = (
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response();
@@ -244,15 +279,29 @@ impl Relay {
             first = false;
             let gw = self.gw.clone();
             let deployment = gw.config.deployment(upstream.deployment);
-            let counted = usage_from(upstream.usage, if self.usage == Usage::default() { self.chat.input_tokens } else { 0 }, upstream.n_output_chunks);
+            let counted = usage_from(
+                upstream.usage,
+                if self.usage == Usage::default() {
+                    self.chat.input_tokens
+                } else {
+                    0
+                },
+                upstream.n_output_chunks,
+            );
             match ended {
                 Ended::Finished => {
-                    self.settle(deployment, &upstream, Outcome::Success {
-                        ttft: upstream.ttft,
-                        duration: upstream.sent.elapsed(),
-                        output_tokens: u32::try_from(counted.completion_tokens).unwrap_or(u32::MAX),
-                        total_tokens: counted.total(),
-                    }, counted);
+                    self.settle(
+                        deployment,
+                        &upstream,
+                        Outcome::Success {
+                            ttft: upstream.ttft,
+                            duration: upstream.sent.elapsed(),
+                            output_tokens: u32::try_from(counted.completion_tokens)
+                                .unwrap_or(u32::MAX),
+                            total_tokens: counted.total(),
+                        },
+                        counted,
+                    );
                     self.finish().await;
                     return;
                 }
@@ -263,17 +312,31 @@ impl Relay {
                 Ended::Broken(error) => {
                     self.settle(deployment, &upstream, Outcome::Failure(&error), counted);
                     tracing::warn!(message = "Stream broke after content.", deployment = %deployment.name, %error);
-                    match self.continue_elsewhere(deployment, upstream.tool_calls).await {
+                    match self
+                        .continue_elsewhere(deployment, upstream.tool_calls)
+                        .await
+                    {
                         Some(next) => {
-                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]);
+                            self.gw
+                                .metrics
+                                .inc(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]);
                             upstream = next;
                         }
                         None => {
-                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]);
+                            self.gw
+                                .metrics
+                                .inc(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]);
                             let message = format!(
                                 "the upstream stream was interrupted after partial output ({error}) and could not be continued"
                             );
-                            let _ = self.tx.send(Bytes::from(error_event(&message, "api_error", "stream_interrupted"))).await;
+                            let _ = self
+                                .tx
+                                .send(Bytes::from(error_event(
+                                    &message,
+                                    "api_error",
+                                    "stream_interrupted",
+                                )))
+                                .await;
                             return;
                         }
                     }
@@ -283,15 +346,31 @@ impl Relay {
     }
 
     /// Books an attempt's end in the router and its usage in the accounts.
-    fn settle(&mut self, deployment: &Deployment, upstream: &Upstream, outcome: Outcome<'_>, usage: Usage) {
-        self.gw.router().end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
+    fn settle(
+        &mut self,
+        deployment: &Deployment,
+        upstream: &Upstream,
+        outcome: Outcome<'_>,
+        usage: Usage,
+    ) {
+        self.gw
+            .router()
+            .end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
         let result = match outcome {
             Outcome::Success { .. } => "ok",
             Outcome::Failure(e) => e.kind(),
             Outcome::Abandoned => "abandoned",
         };
-        self.gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", result)]);
-        account(&self.gw.metrics, deployment, &self.gw.config.cloud_of(deployment.id).name, &usage);
+        self.gw.metrics.inc(
+            metrics::ATTEMPTS_TOTAL,
+            &[("deployment", &deployment.name), ("result", result)],
+        );
+        account(
+            &self.gw.metrics,
+            deployment,
+            &self.gw.config.cloud_of(deployment.id).name,
+            &usage,
+        );
         // The caller's usage: the first attempt's prompt, every attempt's output.
         if self.usage == Usage::default() {
             self.usage.prompt_tokens = usage.prompt_tokens;
@@ -318,12 +397,20 @@ impl Relay {
             if up.finished && up.usage.is_some() {
                 return Ended::Finished;
             }
-            let limit = if up.finished { AFTER_FINISH_GRACE } else { idle };
+            let limit = if up.finished {
+                AFTER_FINISH_GRACE
+            } else {
+                idle
+            };
             let limit = within(self.deadline, limit);
             match up.read(limit).await {
                 Read::Event(event) => {
                     if event.data == "[DONE]" {
-                        return if up.finished { Ended::Finished } else { Ended::Broken(AttemptError::StreamCut) };
+                        return if up.finished {
+                            Ended::Finished
+                        } else {
+                            Ended::Broken(AttemptError::StreamCut)
+                        };
                     }
                     let deployment = self.gw.config.deployment(up.deployment);
                     let Some(view) = ChunkView::parse(&event.data) else {
@@ -355,7 +442,11 @@ impl Relay {
 
     /// Finds a deployment that accepts the delivered text as an assistant prefill and opens
     /// the rest of the answer there. `None` when none can.
-    async fn continue_elsewhere(&mut self, broken: &Deployment, tool_calls: bool) -> Option<Upstream> {
+    async fn continue_elsewhere(
+        &mut self,
+        broken: &Deployment,
+        tool_calls: bool,
+    ) -> Option<Upstream> {
         if tool_calls || Instant::now() >= self.deadline {
             return None;
         }
@@ -364,9 +455,17 @@ impl Relay {
         let request = PlanRequest {
             alias: self.alias,
             tenant,
-            input_tokens: self.chat.input_tokens.saturating_add(switchyard_wire::estimate_tokens(&self.delivered)),
+            input_tokens: self
+                .chat
+                .input_tokens
+                .saturating_add(switchyard_wire::estimate_tokens(&self.delivered)),
             max_output_tokens: self.chat.max_tokens,
-            needs: switchyard_core::plan::Needs { streaming: true, tools: self.chat.tools, vision: self.chat.vision, prefill: true },
+            needs: switchyard_core::plan::Needs {
+                streaming: true,
+                tools: self.chat.tools,
+                vision: self.chat.vision,
+                prefill: true,
+            },
             min_context_above: 0,
             avoid: Some(broken.id),
         };
@@ -374,18 +473,25 @@ impl Relay {
         let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng()).ok()?;
         let delivered_tokens = u32::try_from(self.usage.completion_tokens).unwrap_or(u32::MAX);
         for id in planned.deployments {
-            if self.n_attempts >= gw.config.server.max_attempts || !gw.router().try_retry(gw.now()) {
+            if self.n_attempts >= gw.config.server.max_attempts || !gw.router().try_retry(gw.now())
+            {
                 return None;
             }
             self.n_attempts += 1;
             let deployment = gw.config.deployment(id);
             gw.router().begin_attempt(id, self.estimated, gw.now());
-            let body = self.chat.continuation_body(&deployment.model, &self.delivered, delivered_tokens);
+            let body =
+                self.chat
+                    .continuation_body(&deployment.model, &self.delivered, delivered_tokens);
             match open(&gw, deployment, body, self.deadline).await {
                 Ok(up) => return Some(up),
                 Err(error) => {
-                    gw.router().end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
-                    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
+                    gw.router()
+                        .end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
+                    gw.metrics.inc(
+                        metrics::ATTEMPTS_TOTAL,
+                        &[("deployment", &deployment.name), ("result", error.kind())],
+                    );
                     tracing::warn!(message = "Continuation attempt failed.", deployment = %deployment.name, %error);
                 }
             }
@@ -408,6 +514,10 @@ impl Relay {
             let _ = self.send(chunk.to_string().as_bytes()).await;
         }
         let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
-        self.gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", "chat_stream")], self.started.elapsed());
+        self.gw.metrics.observe(
+            metrics::REQUEST_DURATION_SECONDS,
+            &[("api", "chat_stream")],
+            self.started.elapsed(),
+        );
     }
 }

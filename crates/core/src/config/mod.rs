@@ -225,7 +225,9 @@ impl Config {
     }
 
     pub fn alias(&self, name: &str) -> Option<&Alias> {
-        self.alias_index.get(name).map(|id| &self.aliases[usize::from(id.0)])
+        self.alias_index
+            .get(name)
+            .map(|id| &self.aliases[usize::from(id.0)])
     }
 
     pub fn deployment(&self, id: DeploymentId) -> &Deployment {
@@ -246,7 +248,9 @@ impl Config {
 
     /// The tenant an API key belongs to, looked up by the key's SHA-256.
     pub fn tenant_for_key(&self, key: &str) -> Option<&Tenant> {
-        self.key_index.get(&hash_key(key)).map(|id| self.tenant(*id))
+        self.key_index
+            .get(&hash_key(key))
+            .map(|id| self.tenant(*id))
     }
 
     /// Whether `tenant` may call `alias`.

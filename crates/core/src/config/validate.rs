@@ -28,7 +28,10 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     for (i, c) in raw.clouds.iter().enumerate() {
         let path = format!("clouds[{i}]");
         check_name(&c.name, &format!("{path}.name"), &mut errors);
-        if cloud_index.insert(c.name.clone(), CloudId(i as u16)).is_some() {
+        if cloud_index
+            .insert(c.name.clone(), CloudId(i as u16))
+            .is_some()
+        {
             errors.push(format!("{path}.name: duplicate cloud {:?}", c.name));
         }
         let protocol = match c.protocol.as_str() {
@@ -41,9 +44,15 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             }
         };
         let api_key = c.api_key.as_deref().and_then(|r| {
-            resolve(r, secrets).map_err(|e| errors.push(format!("{path}.api_key: {e}"))).ok()
+            resolve(r, secrets)
+                .map_err(|e| errors.push(format!("{path}.api_key: {e}")))
+                .ok()
         });
-        clouds.push(Cloud { name: c.name.clone(), protocol, api_key });
+        clouds.push(Cloud {
+            name: c.name.clone(),
+            protocol,
+            api_key,
+        });
     }
     if clouds.is_empty() {
         errors.push("clouds: at least one cloud is required".to_owned());
@@ -53,7 +62,10 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     let mut deployment_index = HashMap::new();
     for (i, d) in raw.deployments.iter().enumerate() {
         let path = format!("deployments[{i}]");
-        if deployment_index.insert(d.name.clone(), DeploymentId(i as u16)).is_some() {
+        if deployment_index
+            .insert(d.name.clone(), DeploymentId(i as u16))
+            .is_some()
+        {
             errors.push(format!("{path}.name: duplicate deployment {:?}", d.name));
         }
         let cloud = match cloud_index.get(&d.cloud) {
@@ -75,7 +87,10 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     let mut alias_index = HashMap::new();
     for (i, a) in raw.aliases.iter().enumerate() {
         check_name(&a.name, &format!("aliases[{i}].name"), &mut errors);
-        if alias_index.insert(a.name.clone(), AliasId(i as u16)).is_some() {
+        if alias_index
+            .insert(a.name.clone(), AliasId(i as u16))
+            .is_some()
+        {
             errors.push(format!("aliases[{i}].name: duplicate alias {:?}", a.name));
         }
     }
@@ -101,28 +116,48 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
                     errors.push(format!("{path}.deployments[{j}]: {name:?} is listed twice"));
                 }
                 Some(id) => members.push(*id),
-                None => errors.push(format!("{path}.deployments[{j}]: unknown deployment {name:?}")),
+                None => errors.push(format!(
+                    "{path}.deployments[{j}]: unknown deployment {name:?}"
+                )),
             }
         }
         if a.deployments.is_empty() {
-            errors.push(format!("{path}.deployments: at least one deployment is required"));
+            errors.push(format!(
+                "{path}.deployments: at least one deployment is required"
+            ));
         }
-        let kinds: HashSet<_> = members.iter().map(|id| deployments[usize::from(id.0)].kind).collect();
+        let kinds: HashSet<_> = members
+            .iter()
+            .map(|id| deployments[usize::from(id.0)].kind)
+            .collect();
         if kinds.len() > 1 {
-            errors.push(format!("{path}.deployments: mixes chat and embeddings deployments"));
+            errors.push(format!(
+                "{path}.deployments: mixes chat and embeddings deployments"
+            ));
         }
-        let kind = members.first().map_or(DeploymentKind::Chat, |id| deployments[usize::from(id.0)].kind);
+        let kind = members.first().map_or(DeploymentKind::Chat, |id| {
+            deployments[usize::from(id.0)].kind
+        });
         let mut fallbacks = Vec::new();
         for (j, name) in a.fallbacks.iter().enumerate() {
             match alias_index.get(name) {
                 Some(id) if *id == AliasId(i as u16) => {
-                    errors.push(format!("{path}.fallbacks[{j}]: an alias cannot fall back to itself"));
+                    errors.push(format!(
+                        "{path}.fallbacks[{j}]: an alias cannot fall back to itself"
+                    ));
                 }
                 Some(id) => fallbacks.push(*id),
                 None => errors.push(format!("{path}.fallbacks[{j}]: unknown alias {name:?}")),
             }
         }
-        aliases.push(Alias { id: AliasId(i as u16), name: a.name.clone(), policy, kind, deployments: members, fallbacks });
+        aliases.push(Alias {
+            id: AliasId(i as u16),
+            name: a.name.clone(),
+            policy,
+            kind,
+            deployments: members,
+            fallbacks,
+        });
     }
 
     let mut tenants = Vec::new();
@@ -146,7 +181,9 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             }
         }
         if t.jurisdictions.is_empty() {
-            errors.push(format!("{path}.jurisdictions: at least one jurisdiction is required"));
+            errors.push(format!(
+                "{path}.jurisdictions: at least one jurisdiction is required"
+            ));
         }
         for (j, jur) in t.jurisdictions.iter().enumerate() {
             check_jurisdiction(jur, &format!("{path}.jurisdictions[{j}]"), &mut errors);
@@ -187,7 +224,16 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
-    Ok(Config { server, routing, clouds, deployments, aliases, tenants, alias_index, key_index })
+    Ok(Config {
+        server,
+        routing,
+        clouds,
+        deployments,
+        aliases,
+        tenants,
+        alias_index,
+        key_index,
+    })
 }
 
 fn deployment(
@@ -208,13 +254,17 @@ fn deployment(
     }
     let endpoint = d.endpoint.trim_end_matches('/').to_owned();
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        errors.push(format!("{path}.endpoint: must be an http:// or https:// URL"));
+        errors.push(format!(
+            "{path}.endpoint: must be an http:// or https:// URL"
+        ));
     }
     let kind = match d.kind.as_deref().unwrap_or("chat") {
         "chat" => DeploymentKind::Chat,
         "embeddings" => DeploymentKind::Embeddings,
         other => {
-            errors.push(format!("{path}.kind: unknown kind {other:?} (expected chat or embeddings)"));
+            errors.push(format!(
+                "{path}.kind: unknown kind {other:?} (expected chat or embeddings)"
+            ));
             DeploymentKind::Chat
         }
     };
@@ -234,7 +284,9 @@ fn deployment(
         "on_demand" => Tier::OnDemand,
         "reserved" => Tier::Reserved,
         other => {
-            errors.push(format!("{path}.tier: unknown tier {other:?} (expected reserved or on_demand)"));
+            errors.push(format!(
+                "{path}.tier: unknown tier {other:?} (expected reserved or on_demand)"
+            ));
             Tier::OnDemand
         }
     };
@@ -250,7 +302,9 @@ fn deployment(
         ("concurrency", limits.concurrency == Some(0)),
     ] {
         if zero {
-            errors.push(format!("{path}.limits.{field}: must be > 0 (omit it for no limit)"));
+            errors.push(format!(
+                "{path}.limits.{field}: must be > 0 (omit it for no limit)"
+            ));
         }
     }
     let caps = d.capabilities.as_ref();
@@ -348,7 +402,7 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     if !(0.0..=10.0).contains(&retry_budget.ratio) {
         errors.push("routing.retry_budget.ratio: must be between 0 and 10".to_owned());
     }
-    if !(retry_budget.min_per_second >= 0.0) {
+    if retry_budget.min_per_second.is_nan() || retry_budget.min_per_second < 0.0 {
         errors.push("routing.retry_budget.min_per_second: must be >= 0".to_owned());
     }
     if retry_budget.window < Duration::from_millis(100) {
@@ -369,16 +423,23 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
 fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
     if !ok {
-        errors.push(format!("{path}: must be 1-128 characters of letters, digits, - _ . / :"));
+        errors.push(format!(
+            "{path}: must be 1-128 characters of letters, digits, - _ . / :"
+        ));
     }
 }
 
 fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
-    let ok = !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+    let ok =
+        !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
     if !ok {
-        errors.push(format!("{path}: must be a lower-case code such as us, eu, jp"));
+        errors.push(format!(
+            "{path}: must be a lower-case code such as us, eu, jp"
+        ));
     }
 }
 
