@@ -33,13 +33,9 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(switchyard_gateway::serve(
-        gateway.clone(),
-        listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = tokio::spawn(switchyard_gateway::serve(gateway.clone(), listener, async move {
+        let _ = stop_rx.await;
+    }));
 
     let config = gateway.config.clone();
     println!(
@@ -54,10 +50,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
             config.cloud_of(d.id).name,
             d.region,
             d.jurisdiction,
-            emulator
-                .deployment(&d.name)
-                .map(|e| e.endpoint())
-                .unwrap_or_default()
+            emulator.deployment(&d.name).map(|e| e.endpoint()).unwrap_or_default()
         );
     }
     let total = Duration::from_secs(seconds.max(6));
@@ -70,38 +63,16 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         outage_until.as_secs()
     );
 
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(WORKERS * 2)
-        .build()?;
-    let caller = Arc::new(Caller {
-        client,
-        base: format!("http://{addr}"),
-    });
-    let keys = vec![
-        (0usize, "sk-demo-acme".to_owned()),
-        (1usize, "sk-demo-eurobank".to_owned()),
-    ];
+    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(WORKERS * 2).build()?;
+    let caller = Arc::new(Caller { client, base: format!("http://{addr}") });
+    let keys = vec![(0usize, "sk-demo-acme".to_owned()), (1usize, "sk-demo-eurobank".to_owned())];
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let until = started + total;
-    let traffic = tokio::spawn(load::run(
-        caller,
-        keys,
-        WORKERS,
-        started,
-        until,
-        outcomes.clone(),
-    ));
+    let traffic = tokio::spawn(load::run(caller, keys, WORKERS, started, until, outcomes.clone()));
 
-    let outage = [Fault {
-        window: FaultWindow {
-            from: Duration::ZERO,
-            until: None,
-        },
-        rate: 1.0,
-        kind: FaultKind::Outage,
-    }];
+    let outage =
+        [Fault { window: FaultWindow { from: Duration::ZERO, until: None }, rate: 1.0, kind: FaultKind::Outage }];
     let mut down = false;
     let mut restored = false;
     let mut seen = 0;
@@ -136,11 +107,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
                         .is_some_and(|d| config.cloud_of(d.id).name == cloud.name)
                 })
                 .count();
-            let pct = if window.is_empty() {
-                0.0
-            } else {
-                100.0 * n as f64 / window.len() as f64
-            };
+            let pct = if window.is_empty() { 0.0 } else { 100.0 * n as f64 / window.len() as f64 };
             shares.push_str(&format!("  {} {:>5.1}%", cloud.name, pct));
         }
         println!(
@@ -157,18 +124,10 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
 
     let outcomes = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
     let continuations = (
-        gateway
-            .metrics
-            .get(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]),
-        gateway
-            .metrics
-            .get(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]),
+        gateway.metrics.get(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]),
+        gateway.metrics.get(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]),
     );
-    let phases = Phases {
-        outage_from,
-        outage_until,
-        cloud_down: CLOUD_DOWN.to_owned(),
-    };
+    let phases = Phases { outage_from, outage_until, cloud_down: CLOUD_DOWN.to_owned() };
     let summary = summarise(&config, &outcomes, &phases, 1, continuations);
     println!("\n{}", summary.text);
     let report = format!(
@@ -181,18 +140,12 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         outage_until.as_secs(),
         summary.text
     );
-    std::fs::write(report_path, report)
-        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    std::fs::write(report_path, report).with_context(|| format!("cannot write {}", report_path.display()))?;
     println!("Report written to {}", report_path.display());
     if summary.n_failed > 0 || summary.eu_violations > 0 {
-        println!(
-            "FAILED: {} failed requests, {} EU violations",
-            summary.n_failed, summary.eu_violations
-        );
+        println!("FAILED: {} failed requests, {} EU violations", summary.n_failed, summary.eu_violations);
         return Ok(ExitCode::FAILURE);
     }
-    println!(
-        "OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU."
-    );
+    println!("OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU.");
     Ok(ExitCode::SUCCESS)
 }

@@ -31,14 +31,7 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    pub(crate) async fn chat(
-        &self,
-        key: &str,
-        tenant: usize,
-        stream: bool,
-        prompt: &str,
-        started: Instant,
-    ) -> Outcome {
+    pub(crate) async fn chat(&self, key: &str, tenant: usize, stream: bool, prompt: &str, started: Instant) -> Outcome {
         let sent = Instant::now();
         let mut body = json!({
             "model": "chat-large",
@@ -78,17 +71,9 @@ impl Caller {
             }
         };
         outcome.status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         outcome.deployment = header("x-switchyard-deployment");
-        outcome.attempts = header("x-switchyard-attempts")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        outcome.attempts = header("x-switchyard-attempts").and_then(|v| v.parse().ok()).unwrap_or(0);
         if !response.status().is_success() {
             outcome.error = Some(response.text().await.unwrap_or_default());
             outcome.latency = sent.elapsed();
@@ -98,10 +83,8 @@ impl Caller {
             let bytes = response.bytes().await.unwrap_or_default();
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let usage = &value["usage"];
-            outcome.usage = (
-                usage["prompt_tokens"].as_u64().unwrap_or(0),
-                usage["completion_tokens"].as_u64().unwrap_or(0),
-            );
+            outcome.usage =
+                (usage["prompt_tokens"].as_u64().unwrap_or(0), usage["completion_tokens"].as_u64().unwrap_or(0));
             outcome.ok = value["choices"][0]["message"]["content"].is_string();
             if !outcome.ok {
                 outcome.error = Some("answer without content".to_owned());
@@ -128,14 +111,11 @@ impl Caller {
                 }
                 let value: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
                 if let Some(e) = value.get("error") {
-                    outcome.error =
-                        Some(e["message"].as_str().unwrap_or("stream error").to_owned());
+                    outcome.error = Some(e["message"].as_str().unwrap_or("stream error").to_owned());
                 }
                 if let Some(u) = value.get("usage").filter(|u| u.is_object()) {
-                    outcome.usage = (
-                        u["prompt_tokens"].as_u64().unwrap_or(0),
-                        u["completion_tokens"].as_u64().unwrap_or(0),
-                    );
+                    outcome.usage =
+                        (u["prompt_tokens"].as_u64().unwrap_or(0), u["completion_tokens"].as_u64().unwrap_or(0));
                 }
             }
         }
@@ -167,8 +147,7 @@ pub(crate) async fn run(
             let mut n = 0u64;
             while Instant::now() < until {
                 let stream = (w + n as usize).is_multiple_of(2);
-                let prompt =
-                    format!("worker {w} request {n}: summarise the quarterly capacity plan");
+                let prompt = format!("worker {w} request {n}: summarise the quarterly capacity plan");
                 let outcome = caller.chat(&key, tenant, stream, &prompt, started).await;
                 if let Ok(mut o) = outcomes.lock() {
                     o.push(outcome);

@@ -13,11 +13,7 @@ use clap::{Parser, Subcommand};
 use switchyard_core::config::{Config, ConfigError, SecretSource, key_hash_text};
 
 #[derive(Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about = "A control plane for multi-cloud AI inference"
-)]
+#[command(name = "switchyard", version, about = "A control plane for multi-cloud AI inference")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,15 +64,12 @@ impl SecretSource for EnvAndFiles {
         std::env::var(name).ok()
     }
     fn file(&self, path: &str) -> Result<String, String> {
-        std::fs::read_to_string(path)
-            .map(|s| s.trim_end().to_owned())
-            .map_err(|e| format!("cannot read {path}: {e}"))
+        std::fs::read_to_string(path).map(|s| s.trim_end().to_owned()).map_err(|e| format!("cannot read {path}: {e}"))
     }
 }
 
 fn load_config(path: &Path) -> anyhow::Result<Config> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Config::from_yaml(&text, &EnvAndFiles).map_err(|e| match e {
         ConfigError::Parse(m) => anyhow::anyhow!("{}: {m}", path.display()),
         ConfigError::Invalid(errors) => {
@@ -88,10 +81,7 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn shutdown_signal() {
@@ -108,27 +98,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => config.server.listen.parse().context("server.listen")?,
             };
             let gateway = switchyard_gateway::Gateway::new(config, rand_seed())?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(message = "Gateway listening.", addr = %listener.local_addr()?);
             switchyard_gateway::serve(gateway, listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Emulate {
-            config,
-            admin,
-            seed,
-        } => {
+        Command::Emulate { config, admin, seed } => {
             init_tracing();
             let config = load_config(&config)?;
-            let emulator = switchyard_emulator::Emulator::start(
-                &config,
-                switchyard_emulator::Bind::Endpoints,
-                Some(admin),
-                seed,
-            )
-            .await?;
+            let emulator =
+                switchyard_emulator::Emulator::start(&config, switchyard_emulator::Bind::Endpoints, Some(admin), seed)
+                    .await?;
             for d in emulator.deployments() {
                 tracing::info!(message = "Emulating deployment.", deployment = %d.name, endpoint = %d.endpoint());
             }
@@ -136,11 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shutdown_signal().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo {
-            report,
-            seconds,
-            seed,
-        } => demo::run(&report, seconds, seed).await,
+        Command::Demo { report, seconds, seed } => demo::run(&report, seconds, seed).await,
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(config) => {
                 println!("{}", summary(&config));
@@ -167,42 +144,24 @@ fn summary(config: &Config) -> String {
         config.tenants.len()
     );
     for a in &config.aliases {
-        let names: Vec<_> = a
-            .deployments
-            .iter()
-            .map(|d| config.deployment(*d).name.as_str())
-            .collect();
-        out.push_str(&format!(
-            "  {} ({}): {}\n",
-            a.name,
-            a.policy,
-            names.join(", ")
-        ));
+        let names: Vec<_> = a.deployments.iter().map(|d| config.deployment(*d).name.as_str()).collect();
+        out.push_str(&format!("  {} ({}): {}\n", a.name, a.policy, names.join(", ")));
     }
     for t in &config.tenants {
-        out.push_str(&format!(
-            "  tenant {}: jurisdictions {}\n",
-            t.name,
-            t.jurisdictions.join(", ")
-        ));
+        out.push_str(&format!("  tenant {}: jurisdictions {}\n", t.name, t.jurisdictions.join(", ")));
     }
     out.trim_end().to_owned()
 }
 
 /// A seed for power-of-two choices in production: varies per process, from the clock.
 fn rand_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -46,11 +46,7 @@ pub(crate) fn summarise(
     let n_ok = outcomes.iter().filter(|o| o.ok).count();
     let n_failed = n - n_ok;
     let n_failover = outcomes.iter().filter(|o| o.ok && o.attempts > 1).count();
-    let mut latencies: Vec<Duration> = outcomes
-        .iter()
-        .filter(|o| o.ok)
-        .map(|o| o.latency)
-        .collect();
+    let mut latencies: Vec<Duration> = outcomes.iter().filter(|o| o.ok).map(|o| o.latency).collect();
     latencies.sort();
 
     let _ = writeln!(out, "## Totals\n");
@@ -63,11 +59,7 @@ pub(crate) fn summarise(
     let _ = writeln!(
         out,
         "| {n} | {n_streams} | {n_ok} | {n_failed} | {:.3}% | {n_failover} | {:.0} ok / {:.0} failed | {} | {} |\n",
-        if n == 0 {
-            0.0
-        } else {
-            100.0 * n_ok as f64 / n as f64
-        },
+        if n == 0 { 0.0 } else { 100.0 * n_ok as f64 / n as f64 },
         continuations.0,
         continuations.1,
         ms(percentile(&latencies, 0.5)),
@@ -75,17 +67,12 @@ pub(crate) fn summarise(
     );
 
     let _ = writeln!(out, "## Per deployment\n");
-    let _ = writeln!(
-        out,
-        "| deployment | cloud | region | jurisdiction | requests | share | p50 | p99 | cost |"
-    );
+    let _ = writeln!(out, "| deployment | cloud | region | jurisdiction | requests | share | p50 | p99 | cost |");
     let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|---:|---:|");
     let mut by_cloud: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for d in &config.deployments {
-        let served: Vec<&Outcome> = outcomes
-            .iter()
-            .filter(|o| o.ok && o.deployment.as_deref() == Some(&d.name))
-            .collect();
+        let served: Vec<&Outcome> =
+            outcomes.iter().filter(|o| o.ok && o.deployment.as_deref() == Some(&d.name)).collect();
         let mut lat: Vec<Duration> = served.iter().map(|o| o.latency).collect();
         lat.sort();
         let cost: f64 = served
@@ -93,11 +80,7 @@ pub(crate) fn summarise(
             .map(|o| {
                 list_cost(
                     &d.price,
-                    &Usage {
-                        prompt_tokens: o.usage.0,
-                        completion_tokens: o.usage.1,
-                        cached_prompt_tokens: 0,
-                    },
+                    &Usage { prompt_tokens: o.usage.0, completion_tokens: o.usage.1, cached_prompt_tokens: 0 },
                 )
             })
             .sum();
@@ -115,22 +98,14 @@ pub(crate) fn summarise(
             d.region,
             d.jurisdiction,
             served.len(),
-            if n_ok == 0 {
-                0.0
-            } else {
-                100.0 * served.len() as f64 / n_ok as f64
-            },
+            if n_ok == 0 { 0.0 } else { 100.0 * served.len() as f64 / n_ok as f64 },
             ms(percentile(&lat, 0.5)),
             ms(percentile(&lat, 0.99)),
             cost,
         );
     }
 
-    let _ = writeln!(
-        out,
-        "\n## Per cloud, and share before / during / after the {} outage\n",
-        phases.cloud_down
-    );
+    let _ = writeln!(out, "\n## Per cloud, and share before / during / after the {} outage\n", phases.cloud_down);
     let _ = writeln!(out, "| cloud | requests | cost | before | during | after |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     let phase_of = |o: &Outcome| {
@@ -154,26 +129,13 @@ pub(crate) fn summarise(
     }
     for (cloud, (count, cost)) in &by_cloud {
         let mut shares = [0usize; 3];
-        for o in outcomes
-            .iter()
-            .filter(|o| o.ok && cloud_of(o).as_deref() == Some(cloud.as_str()))
-        {
+        for o in outcomes.iter().filter(|o| o.ok && cloud_of(o).as_deref() == Some(cloud.as_str())) {
             shares[phase_of(o)] += 1;
         }
         let pct = |i: usize| {
-            if phase_totals[i] == 0 {
-                0.0
-            } else {
-                100.0 * shares[i] as f64 / phase_totals[i] as f64
-            }
+            if phase_totals[i] == 0 { 0.0 } else { 100.0 * shares[i] as f64 / phase_totals[i] as f64 }
         };
-        let _ = writeln!(
-            out,
-            "| {cloud} | {count} | ${cost:.6} | {:.1}% | {:.1}% | {:.1}% |",
-            pct(0),
-            pct(1),
-            pct(2)
-        );
+        let _ = writeln!(out, "| {cloud} | {count} | ${cost:.6} | {:.1}% | {:.1}% | {:.1}% |", pct(0), pct(1), pct(2));
     }
 
     let eu: Vec<&Outcome> = outcomes.iter().filter(|o| o.tenant == eu_tenant).collect();
@@ -192,11 +154,7 @@ pub(crate) fn summarise(
         "{} requests of the EU-only tenant; {} served outside the EU: {}",
         eu.len(),
         eu_violations,
-        if eu_violations == 0 {
-            "HOLDS"
-        } else {
-            "VIOLATED"
-        }
+        if eu_violations == 0 { "HOLDS" } else { "VIOLATED" }
     );
     let failures: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok).take(10).collect();
     if !failures.is_empty() {
@@ -211,9 +169,5 @@ pub(crate) fn summarise(
             );
         }
     }
-    Summary {
-        text: out,
-        n_failed,
-        eu_violations,
-    }
+    Summary { text: out, n_failed, eu_violations }
 }

@@ -106,9 +106,7 @@ impl AttemptError {
             | AttemptError::UpstreamRefused { .. }
             | AttemptError::StreamCut
             | AttemptError::StreamStalled => HealthSignal::Failure,
-            AttemptError::RateLimited { retry_after } => HealthSignal::Capacity {
-                retry_after: *retry_after,
-            },
+            AttemptError::RateLimited { retry_after } => HealthSignal::Capacity { retry_after: *retry_after },
             AttemptError::ContextLengthExceeded { .. }
             | AttemptError::ContentFiltered { .. }
             | AttemptError::ClientError { .. } => HealthSignal::Neutral,
@@ -131,21 +129,15 @@ pub fn decide(error: &AttemptError, same_retries: u32, retry_after_cap: Duration
         | AttemptError::CutBeforeContent
         | AttemptError::UpstreamRefused { .. } => Decision::NextDeployment,
         AttemptError::RateLimited { retry_after } => match retry_after {
-            Some(wait) if *wait <= retry_after_cap && same_retries == 0 => {
-                Decision::RetrySame { after: *wait }
-            }
+            Some(wait) if *wait <= retry_after_cap && same_retries == 0 => Decision::RetrySame { after: *wait },
             Some(_) | None => Decision::NextDeployment,
         },
         AttemptError::ServerError { status } => match status {
-            500 | 502 | 503 | 504 if same_retries == 0 => Decision::RetrySame {
-                after: Duration::ZERO,
-            },
+            500 | 502 | 503 | 504 if same_retries == 0 => Decision::RetrySame { after: Duration::ZERO },
             _ => Decision::NextDeployment,
         },
         AttemptError::ContextLengthExceeded { .. } => Decision::LargerContext,
-        AttemptError::ContentFiltered { .. } | AttemptError::ClientError { .. } => {
-            Decision::ReturnToCaller
-        }
+        AttemptError::ContentFiltered { .. } | AttemptError::ClientError { .. } => Decision::ReturnToCaller,
         AttemptError::StreamCut | AttemptError::StreamStalled => Decision::ContinueStream,
     }
 }
@@ -211,19 +203,14 @@ impl AttemptSession {
             Some(next) => next,
             None => {
                 let remaining = &self.plan[self.position.min(self.plan.len())..];
-                let healthy = remaining
-                    .iter()
-                    .position(|d| !state.deployment(*d).health.is_ejected(now));
+                let healthy = remaining.iter().position(|d| !state.deployment(*d).health.is_ejected(now));
                 let skip = healthy.unwrap_or(0);
                 let Some(deployment) = remaining.get(skip).copied() else {
                     return Err(Exhausted::Plan);
                 };
                 self.position += skip + 1;
                 self.same_retries = 0;
-                NextAttempt {
-                    deployment,
-                    delay: Duration::ZERO,
-                }
+                NextAttempt { deployment, delay: Duration::ZERO }
             }
         };
         if self.n_attempts > 0 && !state.try_retry(now) {
@@ -234,19 +221,11 @@ impl AttemptSession {
     }
 
     /// Records a failure and decides what follows.
-    pub fn on_failure(
-        &mut self,
-        deployment: DeploymentId,
-        error: AttemptError,
-        retry_after_cap: Duration,
-    ) -> Decision {
+    pub fn on_failure(&mut self, deployment: DeploymentId, error: AttemptError, retry_after_cap: Duration) -> Decision {
         let decision = decide(&error, self.same_retries, retry_after_cap);
         if let Decision::RetrySame { after } = decision {
             self.same_retries += 1;
-            self.retry_same = Some(NextAttempt {
-                deployment,
-                delay: after,
-            });
+            self.retry_same = Some(NextAttempt { deployment, delay: after });
         }
         self.failures.push((deployment, error));
         decision
@@ -265,85 +244,32 @@ mod tests {
     use super::*;
 
     fn check(error: AttemptError, same_retries: u32, expected: Decision) {
-        assert_eq!(
-            decide(&error, same_retries, Duration::from_secs(1)),
-            expected,
-            "{error:?}"
-        );
+        assert_eq!(decide(&error, same_retries, Duration::from_secs(1)), expected, "{error:?}");
     }
 
     #[test]
     fn every_failure_class_has_its_decision() {
         use AttemptError as E;
         use Decision as D;
-        check(
-            E::ConnectFailed {
-                detail: "refused".into(),
-            },
-            0,
-            D::NextDeployment,
-        );
+        check(E::ConnectFailed { detail: "refused".into() }, 0, D::NextDeployment);
         check(E::ConnectTimeout, 0, D::NextDeployment);
         check(E::ResetBeforeHeaders, 0, D::NextDeployment);
         check(E::FirstByteTimeout, 0, D::NextDeployment);
         check(E::FirstTokenTimeout, 0, D::NextDeployment);
-        check(
-            E::InvalidResponse {
-                detail: "garbage".into(),
-            },
-            0,
-            D::NextDeployment,
-        );
+        check(E::InvalidResponse { detail: "garbage".into() }, 0, D::NextDeployment);
         check(E::CutBeforeContent, 0, D::NextDeployment);
         check(E::UpstreamRefused { status: 401 }, 0, D::NextDeployment);
         let short = Some(Duration::from_millis(200));
-        check(
-            E::RateLimited { retry_after: short },
-            0,
-            D::RetrySame {
-                after: Duration::from_millis(200),
-            },
-        );
+        check(E::RateLimited { retry_after: short }, 0, D::RetrySame { after: Duration::from_millis(200) });
         check(E::RateLimited { retry_after: short }, 1, D::NextDeployment);
-        check(
-            E::RateLimited {
-                retry_after: Some(Duration::from_secs(30)),
-            },
-            0,
-            D::NextDeployment,
-        );
+        check(E::RateLimited { retry_after: Some(Duration::from_secs(30)) }, 0, D::NextDeployment);
         check(E::RateLimited { retry_after: None }, 0, D::NextDeployment);
-        check(
-            E::ServerError { status: 503 },
-            0,
-            D::RetrySame {
-                after: Duration::ZERO,
-            },
-        );
+        check(E::ServerError { status: 503 }, 0, D::RetrySame { after: Duration::ZERO });
         check(E::ServerError { status: 503 }, 1, D::NextDeployment);
         check(E::ServerError { status: 501 }, 0, D::NextDeployment);
-        check(
-            E::ContextLengthExceeded {
-                message: String::new(),
-            },
-            0,
-            D::LargerContext,
-        );
-        check(
-            E::ContentFiltered {
-                message: String::new(),
-            },
-            0,
-            D::ReturnToCaller,
-        );
-        check(
-            E::ClientError {
-                status: 422,
-                message: String::new(),
-            },
-            0,
-            D::ReturnToCaller,
-        );
+        check(E::ContextLengthExceeded { message: String::new() }, 0, D::LargerContext);
+        check(E::ContentFiltered { message: String::new() }, 0, D::ReturnToCaller);
+        check(E::ClientError { status: 422, message: String::new() }, 0, D::ReturnToCaller);
         check(E::StreamCut, 0, D::ContinueStream);
         check(E::StreamStalled, 0, D::ContinueStream);
     }

@@ -19,11 +19,7 @@ pub struct RetryBudget {
 impl RetryBudget {
     pub fn new(settings: RetryBudgetSettings) -> RetryBudget {
         let slot_us = (settings.window.as_micros() as u64 / SLOTS as u64).max(1);
-        RetryBudget {
-            settings,
-            slot_us,
-            slots: [(u64::MAX, 0, 0); SLOTS],
-        }
+        RetryBudget { settings, slot_us, slots: [(u64::MAX, 0, 0); SLOTS] }
     }
 
     fn slot(&mut self, now: Time) -> &mut (u64, u32, u32) {
@@ -41,9 +37,7 @@ impl RetryBudget {
         self.slots
             .iter()
             .filter(|(s, _, _)| *s != u64::MAX && *s >= oldest && *s <= n)
-            .fold((0, 0), |(r, t), (_, req, ret)| {
-                (r + u64::from(*req), t + u64::from(*ret))
-            })
+            .fold((0, 0), |(r, t), (_, req, ret)| (r + u64::from(*req), t + u64::from(*ret)))
     }
 
     /// A new request arrived.
@@ -56,8 +50,7 @@ impl RetryBudget {
     pub fn remaining(&self, now: Time) -> f64 {
         let (requests, retries) = self.totals(now);
         let window_s = self.settings.window.as_secs_f64();
-        let allowed =
-            requests as f64 * self.settings.ratio + self.settings.min_per_second * window_s;
+        let allowed = requests as f64 * self.settings.ratio + self.settings.min_per_second * window_s;
         (allowed - retries as f64).max(0.0)
     }
 
@@ -80,11 +73,7 @@ mod tests {
 
     #[test]
     fn retries_are_bounded_by_ratio_plus_floor_and_refill_over_time() {
-        let settings = RetryBudgetSettings {
-            ratio: 0.2,
-            min_per_second: 1.0,
-            window: Duration::from_secs(10),
-        };
+        let settings = RetryBudgetSettings { ratio: 0.2, min_per_second: 1.0, window: Duration::from_secs(10) };
         let mut b = RetryBudget::new(settings);
         let t = Time::from_millis(5_000);
         for _ in 0..100 {

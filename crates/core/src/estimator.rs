@@ -19,11 +19,7 @@ pub struct PeakEwma {
 
 impl PeakEwma {
     pub fn new(initial: f64, now: Time, tau: Duration) -> PeakEwma {
-        PeakEwma {
-            value: initial,
-            stamp: now,
-            tau_us: tau.as_micros().max(1) as f64,
-        }
+        PeakEwma { value: initial, stamp: now, tau_us: tau.as_micros().max(1) as f64 }
     }
 
     pub fn observe(&mut self, sample: f64, now: Time) {
@@ -68,8 +64,7 @@ impl LatencyEstimate {
         self.ttft_ms.observe(ttft.as_secs_f64() * 1000.0, now);
         if output_tokens > 1 {
             let gen_ms = total.saturating_sub(ttft).as_secs_f64() * 1000.0;
-            self.ms_per_token
-                .observe(gen_ms / f64::from(output_tokens - 1), now);
+            self.ms_per_token.observe(gen_ms / f64::from(output_tokens - 1), now);
         }
     }
 

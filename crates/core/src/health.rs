@@ -65,9 +65,8 @@ impl Health {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let probing = self.probe_in_flight;
         self.probe_in_flight = false;
-        let should_eject = probing
-            || (self.ejected_until.is_none()
-                && self.consecutive_failures >= settings.consecutive_failures);
+        let should_eject =
+            probing || (self.ejected_until.is_none() && self.consecutive_failures >= settings.consecutive_failures);
         if !should_eject || !(may_eject || probing) {
             return false;
         }
@@ -86,10 +85,7 @@ impl Health {
 /// `base * 2^n`, capped at `max`.
 pub fn ejection_time(n_ejections: u32, settings: &OutlierSettings) -> Duration {
     let factor = 1u32.checked_shl(n_ejections.min(20)).unwrap_or(u32::MAX);
-    settings
-        .base_ejection
-        .saturating_mul(factor)
-        .min(settings.max_ejection)
+    settings.base_ejection.saturating_mul(factor).min(settings.max_ejection)
 }
 
 #[cfg(test)]
@@ -113,24 +109,14 @@ mod tests {
         assert!(!h.on_failure(t, &s, true));
         assert!(!h.on_failure(t, &s, true));
         assert!(h.on_failure(t, &s, true));
-        assert_eq!(
-            h.availability(t),
-            Availability::Ejected {
-                until: t + Duration::from_secs(1)
-            }
-        );
+        assert_eq!(h.availability(t), Availability::Ejected { until: t + Duration::from_secs(1) });
         let later = t + Duration::from_secs(1);
         assert_eq!(h.availability(later), Availability::HalfOpen);
         h.on_attempt(later);
         assert!(h.is_ejected(later), "only one probe at a time");
         // The probe fails: ejected again for twice as long.
         assert!(h.on_failure(later, &s, true));
-        assert_eq!(
-            h.availability(later),
-            Availability::Ejected {
-                until: later + Duration::from_secs(2)
-            }
-        );
+        assert_eq!(h.availability(later), Availability::Ejected { until: later + Duration::from_secs(2) });
         let later = later + Duration::from_secs(2);
         h.on_attempt(later);
         h.on_success();

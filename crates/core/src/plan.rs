@@ -76,18 +76,13 @@ impl NoRoute {
 
     /// Whether the request's context needs were the whole problem.
     pub fn is_context(&self) -> bool {
-        self.context_too_small > 0
-            && self.context_too_small + self.outside_jurisdiction == self.n_candidates
+        self.context_too_small > 0 && self.context_too_small + self.outside_jurisdiction == self.n_candidates
     }
 }
 
 impl fmt::Display for NoRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "no deployment of model '{}' can serve this request",
-            self.alias
-        )?;
+        write!(f, "no deployment of model '{}' can serve this request", self.alias)?;
         let mut parts = Vec::new();
         if self.outside_jurisdiction > 0 {
             parts.push(format!(
@@ -97,11 +92,7 @@ impl fmt::Display for NoRoute {
             ));
         }
         if self.n_missing_capability > 0 {
-            parts.push(format!(
-                "{} lacking {}",
-                self.n_missing_capability,
-                self.missing_capability.join(", ")
-            ));
+            parts.push(format!("{} lacking {}", self.n_missing_capability, self.missing_capability.join(", ")));
         }
         if self.context_too_small > 0 {
             parts.push(format!(
@@ -110,16 +101,10 @@ impl fmt::Display for NoRoute {
             ));
         }
         if self.cooling_down > 0 {
-            parts.push(format!(
-                "{} rate limited by the provider (cooling down)",
-                self.cooling_down
-            ));
+            parts.push(format!("{} rate limited by the provider (cooling down)", self.cooling_down));
         }
         if self.no_headroom > 0 {
-            parts.push(format!(
-                "{} at their concurrency or rate limit",
-                self.no_headroom
-            ));
+            parts.push(format!("{} at their concurrency or rate limit", self.no_headroom));
         }
         if !parts.is_empty() {
             write!(f, ": {}", parts.join("; "))?;
@@ -143,12 +128,8 @@ pub fn plan(
     rng: &mut dyn Rng,
 ) -> Result<Plan, Box<NoRoute>> {
     let alias = &config.aliases[usize::from(request.alias.0)];
-    let output_tokens = request
-        .max_output_tokens
-        .unwrap_or(config.routing.default_output_tokens);
-    let needed_context = request
-        .input_tokens
-        .saturating_add(request.max_output_tokens.unwrap_or(0));
+    let output_tokens = request.max_output_tokens.unwrap_or(config.routing.default_output_tokens);
+    let needed_context = request.input_tokens.saturating_add(request.max_output_tokens.unwrap_or(0));
     let mut why = NoRoute {
         alias: alias.name.clone(),
         allowed_jurisdictions: request.tenant.jurisdictions.clone(),
@@ -181,8 +162,7 @@ pub fn plan(
             }
             continue;
         }
-        if caps.context_window < needed_context || caps.context_window <= request.min_context_above
-        {
+        if caps.context_window < needed_context || caps.context_window <= request.min_context_above {
             why.context_too_small += 1;
             why.largest_context = why.largest_context.max(caps.context_window);
             continue;
@@ -207,35 +187,18 @@ pub fn plan(
         }
         // Every eligible deployment is ejected: try them anyway, soonest back first.
         ejected.sort_by_key(|(until, d)| (*until, d.id));
-        let deployments =
-            order_by_domain(ejected.into_iter().map(|(_, d)| d).collect(), request.avoid);
-        return Ok(Plan {
-            deployments,
-            panic: true,
-        });
+        let deployments = order_by_domain(ejected.into_iter().map(|(_, d)| d).collect(), request.avoid);
+        return Ok(Plan { deployments, panic: true });
     }
 
-    let mut candidates = score(
-        state,
-        alias.policy,
-        &alias.deployments,
-        &survivors,
-        request.input_tokens,
-        output_tokens,
-    );
-    candidates.sort_by(|a, b| {
-        a.score
-            .total_cmp(&b.score)
-            .then(a.deployment.id.cmp(&b.deployment.id))
-    });
+    let mut candidates =
+        score(state, alias.policy, &alias.deployments, &survivors, request.input_tokens, output_tokens);
+    candidates.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.deployment.id.cmp(&b.deployment.id)));
 
     // Power of two choices among near-ties: the less loaded of two random picks goes first.
     let best = candidates[0].score;
     let tie_limit = best + best.abs() * config.routing.near_tie + 1e-12;
-    let n_ties = candidates
-        .iter()
-        .take_while(|c| c.score <= tie_limit)
-        .count();
+    let n_ties = candidates.iter().take_while(|c| c.score <= tie_limit).count();
     if n_ties >= 2 && alias.policy != Policy::Priority {
         let a = rng.below(n_ties);
         let mut b = rng.below(n_ties - 1);
@@ -251,14 +214,8 @@ pub fn plan(
         let chosen = candidates.remove(pick);
         candidates.insert(0, chosen);
     }
-    let deployments = order_by_domain(
-        candidates.into_iter().map(|c| c.deployment).collect(),
-        request.avoid,
-    );
-    Ok(Plan {
-        deployments,
-        panic: false,
-    })
+    let deployments = order_by_domain(candidates.into_iter().map(|c| c.deployment).collect(), request.avoid);
+    Ok(Plan { deployments, panic: false })
 }
 
 /// Scores survivors per policy; lower is better.
@@ -292,25 +249,13 @@ fn score<'a>(
                 Policy::Cost => cost + latency * 1e-12,
                 Policy::Latency => latency,
                 Policy::Balanced => {
-                    let c = if mean_cost > 0.0 {
-                        cost / mean_cost
-                    } else {
-                        0.0
-                    };
-                    let l = if mean_latency > 0.0 {
-                        latency / mean_latency
-                    } else {
-                        0.0
-                    };
+                    let c = if mean_cost > 0.0 { cost / mean_cost } else { 0.0 };
+                    let l = if mean_latency > 0.0 { latency / mean_latency } else { 0.0 };
                     0.5 * c + 0.5 * l
                 }
                 Policy::Priority => alias_order.iter().position(|x| *x == d.id).unwrap_or(0) as f64,
             };
-            Candidate {
-                deployment: d,
-                score,
-                load,
-            }
+            Candidate { deployment: d, score, load }
         })
         .collect()
 }
@@ -331,17 +276,11 @@ fn order_by_domain(ranked: Vec<&Deployment>, avoid: Option<DeploymentId>) -> Vec
     }
     while !rest.is_empty() {
         let penalty = |d: &Deployment| -> u32 {
-            let same_region = ordered
-                .iter()
-                .any(|o| o.cloud == d.cloud && o.region == d.region);
+            let same_region = ordered.iter().any(|o| o.cloud == d.cloud && o.region == d.region);
             let cloud_uses = ordered.iter().filter(|o| o.cloud == d.cloud).count();
             2 * u32::from(same_region) + u32::from(cloud_uses >= 2)
         };
-        let (best_idx, _) = rest
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, d)| (penalty(d), *i))
-            .unwrap_or((0, &rest[0]));
+        let (best_idx, _) = rest.iter().enumerate().min_by_key(|(i, d)| (penalty(d), *i)).unwrap_or((0, &rest[0]));
         ordered.push(rest.remove(best_idx));
     }
     ordered.extend(avoided);

@@ -15,11 +15,7 @@ pub struct Bucket {
 
 impl Bucket {
     pub fn new(per_minute: u64, now: Time) -> Bucket {
-        Bucket {
-            per_minute: per_minute as f64,
-            level: per_minute as f64,
-            stamp: now,
-        }
+        Bucket { per_minute: per_minute as f64, level: per_minute as f64, stamp: now }
     }
 
     fn refill(&mut self, now: Time) {

@@ -51,12 +51,9 @@ pub struct RouterState {
 impl DeploymentState {
     /// Whether a new attempt fits the deployment's concurrency and rate limits.
     pub fn has_headroom(&self, estimated_tokens: u32, now: Time) -> bool {
-        self.concurrency_limit
-            .is_none_or(|limit| self.in_flight < limit)
+        self.concurrency_limit.is_none_or(|limit| self.in_flight < limit)
             && self.rpm.is_none_or(|b| b.has_room(1.0, now))
-            && self
-                .tpm
-                .is_none_or(|b| b.has_room(f64::from(estimated_tokens), now))
+            && self.tpm.is_none_or(|b| b.has_room(f64::from(estimated_tokens), now))
     }
 
     pub fn cooling_down(&self, now: Time) -> bool {
@@ -102,10 +99,7 @@ impl RouterState {
     }
 
     pub fn n_ejected(&self, now: Time) -> usize {
-        self.deployments
-            .iter()
-            .filter(|d| d.health.is_ejected(now))
-            .count()
+        self.deployments.iter().filter(|d| d.health.is_ejected(now)).count()
     }
 
     /// A request arrived: it earns the retry budget its share.
@@ -135,25 +129,14 @@ impl RouterState {
     }
 
     /// An attempt ended. `estimated_tokens` is what `begin_attempt` reserved.
-    pub fn end_attempt(
-        &mut self,
-        id: DeploymentId,
-        estimated_tokens: u32,
-        outcome: Outcome<'_>,
-        now: Time,
-    ) {
+    pub fn end_attempt(&mut self, id: DeploymentId, estimated_tokens: u32, outcome: Outcome<'_>, now: Time) {
         let n_deployments = self.deployments.len();
         let n_ejected = self.n_ejected(now);
         let outlier = self.outlier.clone();
         let d = self.deployment_mut(id);
         d.in_flight = d.in_flight.saturating_sub(1);
         match outcome {
-            Outcome::Success {
-                ttft,
-                duration,
-                output_tokens,
-                total_tokens,
-            } => {
+            Outcome::Success { ttft, duration, output_tokens, total_tokens } => {
                 d.health.on_success();
                 d.cooldown_until = None;
                 d.latency.observe(ttft, output_tokens, duration, now);
@@ -165,8 +148,7 @@ impl RouterState {
             Outcome::Failure(error) => match error.health_signal() {
                 HealthSignal::Failure => {
                     // Ejecting one more must keep the ejected share within the cap.
-                    let may_eject = ((n_ejected + 1) as f64)
-                        <= outlier.max_ejected_share * n_deployments as f64;
+                    let may_eject = ((n_ejected + 1) as f64) <= outlier.max_ejected_share * n_deployments as f64;
                     d.health.on_failure(now, &outlier, may_eject);
                 }
                 HealthSignal::Capacity { retry_after } => {

@@ -36,9 +36,7 @@ pub fn marginal_cost(price: &Price, tier: Tier, input_tokens: u32, output_tokens
     match tier {
         Tier::Reserved => 0.0,
         Tier::OnDemand => {
-            (f64::from(input_tokens) * price.input_per_mtok
-                + f64::from(output_tokens) * price.output_per_mtok)
-                / 1e6
+            (f64::from(input_tokens) * price.input_per_mtok + f64::from(output_tokens) * price.output_per_mtok) / 1e6
         }
     }
 }
@@ -49,16 +47,8 @@ mod tests {
 
     #[test]
     fn costs_add_up_per_million() {
-        let price = Price {
-            input_per_mtok: 3.0,
-            output_per_mtok: 15.0,
-            cached_input_per_mtok: 0.3,
-        };
-        let usage = Usage {
-            prompt_tokens: 1_000_000,
-            completion_tokens: 100_000,
-            cached_prompt_tokens: 500_000,
-        };
+        let price = Price { input_per_mtok: 3.0, output_per_mtok: 15.0, cached_input_per_mtok: 0.3 };
+        let usage = Usage { prompt_tokens: 1_000_000, completion_tokens: 100_000, cached_prompt_tokens: 500_000 };
         let cost = list_cost(&price, &usage);
         assert!((cost - (1.5 + 0.15 + 1.5)).abs() < 1e-9, "{cost}");
         assert_eq!(marginal_cost(&price, Tier::Reserved, 1000, 1000), 0.0);

@@ -21,11 +21,7 @@ use crate::EmulatedDeployment;
 
 type Deployments = BTreeMap<String, Arc<EmulatedDeployment>>;
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    deployments: Deployments,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: TcpListener, deployments: Deployments, mut stop: watch::Receiver<bool>) {
     let deployments = Arc::new(deployments);
     loop {
         let accepted = tokio::select! {
@@ -36,23 +32,15 @@ pub(crate) async fn serve(
         let deployments = deployments.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(deployments.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-fn reply(
-    status: StatusCode,
-    body: serde_json::Value,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+fn reply(status: StatusCode, body: serde_json::Value) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
@@ -65,10 +53,7 @@ async fn handle(
     let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "body too large"}),
-            );
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "body too large"}));
         }
     };
     if method == Method::GET && path == "/stats" {
@@ -88,10 +73,7 @@ async fn handle(
         && let Some(name) = path.strip_prefix("/faults/")
     {
         let Some(dep) = deployments.get(name) else {
-            return reply(
-                StatusCode::NOT_FOUND,
-                json!({"error": format!("unknown deployment {name}")}),
-            );
+            return reply(StatusCode::NOT_FOUND, json!({"error": format!("unknown deployment {name}")}));
         };
         let raw: Vec<RawFault> = match serde_json::from_slice(&body) {
             Ok(r) => r,
@@ -106,8 +88,5 @@ async fn handle(
             Err(errors) => reply(StatusCode::BAD_REQUEST, json!({"errors": errors})),
         };
     }
-    reply(
-        StatusCode::NOT_FOUND,
-        json!({"error": format!("no route for {method} {path}")}),
-    )
+    reply(StatusCode::NOT_FOUND, json!({"error": format!("no route for {method} {path}")}))
 }

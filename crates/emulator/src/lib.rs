@@ -117,10 +117,7 @@ impl EmulatedDeployment {
     }
 
     pub fn count(&self, outcome: Seen) -> usize {
-        self.records
-            .lock()
-            .map(|r| r.iter().filter(|x| x.outcome == outcome).count())
-            .unwrap_or(0)
+        self.records.lock().map(|r| r.iter().filter(|x| x.outcome == outcome).count()).unwrap_or(0)
     }
 
     pub(crate) fn record(&self, outcome: Seen, stream: bool, prefill: bool) {
@@ -128,12 +125,7 @@ impl EmulatedDeployment {
             if r.len() >= MAX_RECORDS {
                 r.drain(..MAX_RECORDS / 2);
             }
-            r.push(Record {
-                at: self.started.elapsed(),
-                outcome,
-                stream,
-                prefill,
-            });
+            r.push(Record { at: self.started.elapsed(), outcome, stream, prefill });
         }
     }
 
@@ -146,12 +138,7 @@ impl EmulatedDeployment {
 
     pub(crate) fn roll(&self, rate: f64) -> bool {
         use switchyard_core::Rng;
-        rate >= 1.0
-            || self
-                .rng
-                .lock()
-                .map(|mut r| r.next_f64() < rate)
-                .unwrap_or(false)
+        rate >= 1.0 || self.rng.lock().map(|mut r| r.next_f64() < rate).unwrap_or(false)
     }
 
     /// The faults active now, each rolled against its rate.
@@ -160,18 +147,12 @@ impl EmulatedDeployment {
             Ok(plan) => (plan.faults.clone(), plan.installed.elapsed()),
             Err(_) => return Vec::new(),
         };
-        faults
-            .into_iter()
-            .filter(|f| f.active(since) && self.roll(f.rate))
-            .collect()
+        faults.into_iter().filter(|f| f.active(since) && self.roll(f.rate)).collect()
     }
 
     fn set_faults(&self, faults: Vec<Fault>) {
         if let Ok(mut plan) = self.faults.lock() {
-            *plan = FaultPlan {
-                faults,
-                installed: Instant::now(),
-            };
+            *plan = FaultPlan { faults, installed: Instant::now() };
         }
     }
 }
@@ -195,25 +176,17 @@ impl Emulator {
             let addr = match bind {
                 Bind::Ephemeral => SocketAddr::from(([127, 0, 0, 1], 0)),
                 Bind::Endpoints => {
-                    let addr = endpoint_addr(&d.endpoint)
-                        .ok_or_else(|| EmulatorError::BadEndpoint(d.name.clone()))?;
+                    let addr = endpoint_addr(&d.endpoint).ok_or_else(|| EmulatorError::BadEndpoint(d.name.clone()))?;
                     if let Some(other) = ports.insert(addr, d.name.clone()) {
                         return Err(EmulatorError::SharedPort(other, d.name.clone()));
                     }
                     addr
                 }
             };
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            let addr = listener.local_addr().map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
             let spec = d.emulation.clone().unwrap_or_else(default_emulation);
-            let faults = FaultPlan {
-                faults: spec.faults.clone(),
-                installed: started,
-            };
+            let faults = FaultPlan { faults: spec.faults.clone(), installed: started };
             let deployment = Arc::new(EmulatedDeployment {
                 name: d.name.clone(),
                 cloud: config.cloud_of(d.id).name.clone(),
@@ -230,21 +203,11 @@ impl Emulator {
             tokio::spawn(server::serve(listener, deployment.clone(), stop_rx.clone()));
             deployments.insert(d.name.clone(), deployment);
         }
-        let mut emulator = Emulator {
-            deployments,
-            admin_addr: None,
-            _stop: stop_tx,
-        };
+        let mut emulator = Emulator { deployments, admin_addr: None, _stop: stop_tx };
         if let Some(addr) = admin {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
             emulator.admin_addr = listener.local_addr().ok();
-            tokio::spawn(admin::serve(
-                listener,
-                emulator.deployments.clone(),
-                stop_rx,
-            ));
+            tokio::spawn(admin::serve(listener, emulator.deployments.clone(), stop_rx));
         }
         Ok(emulator)
     }
@@ -263,10 +226,7 @@ impl Emulator {
 
     /// Replaces a deployment's fault plan; windows count from now.
     pub fn set_faults(&self, name: &str, faults: Vec<Fault>) -> Result<(), EmulatorError> {
-        let d = self
-            .deployments
-            .get(name)
-            .ok_or_else(|| EmulatorError::UnknownDeployment(name.to_owned()))?;
+        let d = self.deployments.get(name).ok_or_else(|| EmulatorError::UnknownDeployment(name.to_owned()))?;
         d.set_faults(faults);
         Ok(())
     }
@@ -283,22 +243,14 @@ impl Emulator {
 
     /// Current in-flight requests at a deployment.
     pub fn in_flight(&self, name: &str) -> u32 {
-        self.deployments
-            .get(name)
-            .map_or(0, |d| d.in_flight.load(Ordering::Relaxed))
+        self.deployments.get(name).map_or(0, |d| d.in_flight.load(Ordering::Relaxed))
     }
 }
 
 fn default_emulation() -> Emulation {
     Emulation {
-        ttft_ms: Dist::LogNormal {
-            median: 250.0,
-            p99: 800.0,
-        },
-        tokens_per_s: Dist::Uniform {
-            min: 40.0,
-            max: 80.0,
-        },
+        ttft_ms: Dist::LogNormal { median: 250.0, p99: 800.0 },
+        tokens_per_s: Dist::Uniform { min: 40.0, max: 80.0 },
         max_concurrency: None,
         retry_after: Duration::from_secs(1),
         answer_tokens: (16, 96),

@@ -29,11 +29,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 type Reply = Result<Response<EmuBody>, std::io::Error>;
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    dep: Arc<EmulatedDeployment>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: TcpListener, dep: Arc<EmulatedDeployment>, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -49,17 +45,13 @@ pub(crate) async fn serve(
         let dep = dep.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(dep.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
 fn is_down(dep: &EmulatedDeployment) -> bool {
-    dep.active_faults()
-        .iter()
-        .any(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }))
+    dep.active_faults().iter().any(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }))
 }
 
 /// Closes with RST rather than FIN, as a dead host's stack or load balancer would.
@@ -68,10 +60,7 @@ fn reset(stream: &TcpStream) {
 }
 
 fn aborted() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::ConnectionReset,
-        "emulated fault: connection reset",
-    )
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated fault: connection reset")
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Reply {
@@ -144,43 +133,26 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
         return embeddings(&dep, &body);
     }
     if !path.ends_with("/chat/completions") {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            &format!("no route for {path}"),
-            "invalid_request_error",
-            None,
-        );
+        return error_response(StatusCode::NOT_FOUND, &format!("no route for {path}"), "invalid_request_error", None);
     }
     let request = match ChatRequest::parse(&body) {
         Ok(r) => r,
         Err(e) => {
             dep.record(Seen::BadRequest, false, false);
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &e.message,
-                "invalid_request_error",
-                None,
-            );
+            return error_response(StatusCode::BAD_REQUEST, &e.message, "invalid_request_error", None);
         }
     };
     let stream = request.stream;
 
     let n_in_flight = dep.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = InFlight(dep.clone());
-    if dep
-        .spec
-        .max_concurrency
-        .is_some_and(|max| n_in_flight > max)
-    {
+    if dep.spec.max_concurrency.is_some_and(|max| n_in_flight > max) {
         dep.record(Seen::RateLimited, stream, false);
         let wait = dep.spec.retry_after;
         return Response::builder()
             .status(StatusCode::TOO_MANY_REQUESTS)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::RETRY_AFTER,
-                wait.as_secs_f64().ceil().max(1.0).to_string(),
-            )
+            .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
             .header("retry-after-ms", wait.as_millis().to_string())
             .body(EmuBody::full(error_body(
                 "capacity exceeded, retry later",
@@ -190,36 +162,20 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
             )))
             .map_err(|e| std::io::Error::other(e.to_string()));
     }
-    if let Some(FaultKind::Error {
-        status,
-        retry_after,
-    }) = has(|k| matches!(k, FaultKind::Error { .. }))
-    {
+    if let Some(FaultKind::Error { status, retry_after }) = has(|k| matches!(k, FaultKind::Error { .. })) {
         dep.record(Seen::ErrorStatus(status), stream, false);
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut builder = Response::builder()
-            .status(code)
-            .header(header::CONTENT_TYPE, "application/json");
+        let mut builder = Response::builder().status(code).header(header::CONTENT_TYPE, "application/json");
         if let Some(wait) = retry_after {
             builder = builder
-                .header(
-                    header::RETRY_AFTER,
-                    wait.as_secs_f64().ceil().max(1.0).to_string(),
-                )
+                .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
                 .header("retry-after-ms", wait.as_millis().to_string());
         }
         return builder
-            .body(EmuBody::full(error_body(
-                &format!("emulated error {status}"),
-                "server_error",
-                None,
-                None,
-            )))
+            .body(EmuBody::full(error_body(&format!("emulated error {status}"), "server_error", None, None)))
             .map_err(|e| std::io::Error::other(e.to_string()));
     }
-    let needed = request
-        .input_tokens
-        .saturating_add(request.max_tokens.unwrap_or(0));
+    let needed = request.input_tokens.saturating_add(request.max_tokens.unwrap_or(0));
     if has(|k| matches!(k, FaultKind::ContextLength)).is_some() || needed > dep.context_window {
         dep.record(Seen::ContextLength, stream, false);
         let message = format!(
@@ -250,14 +206,8 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     };
     let continues = request.body.get("continue_final_message") == Some(&Value::Bool(true));
     let prefill = match messages.last() {
-        Some(last)
-            if continues && last.get("role").and_then(Value::as_str) == Some("assistant") =>
-        {
-            let text = last
-                .get("content")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
+        Some(last) if continues && last.get("role").and_then(Value::as_str) == Some("assistant") => {
+            let text = last.get("content").and_then(Value::as_str).unwrap_or("").to_owned();
             messages.pop();
             Some(text)
         }
@@ -302,14 +252,9 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     let id = format!(
         "chatcmpl-{}-{}",
         dep.name,
-        dep.sample(&switchyard_core::config::Dist::Uniform {
-            min: 0.0,
-            max: 1e12
-        }) as u64
+        dep.sample(&switchyard_core::config::Dist::Uniform { min: 0.0, max: 1e12 }) as u64
     );
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
 
     if !stream {
         let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
@@ -388,10 +333,7 @@ impl StreamPlan {
                         let _ = tx.send(Err(aborted())).await;
                         return;
                     }
-                    FaultKind::Stall {
-                        after_tokens,
-                        duration,
-                    } if after_tokens == i => {
+                    FaultKind::Stall { after_tokens, duration } if after_tokens == i => {
                         outcome = Seen::Stalled;
                         let stall = duration.unwrap_or(HANG);
                         tokio::select! {
@@ -405,9 +347,7 @@ impl StreamPlan {
                     FaultKind::MalformedChunk { after_tokens } if after_tokens == i => {
                         outcome = Seen::Malformed;
                         if tx
-                            .send(Ok(Bytes::from_static(
-                                b"data: {\"choices\": [{\"delta\": {\"content\n\n",
-                            )))
+                            .send(Ok(Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\n\n")))
                             .await
                             .is_err()
                         {
@@ -424,11 +364,7 @@ impl StreamPlan {
                 let _ = tx.send(Err(aborted())).await;
                 return;
             }
-            let delta = if i == 0 {
-                json!({"role": "assistant", "content": token})
-            } else {
-                json!({"content": token})
-            };
+            let delta = if i == 0 { json!({"role": "assistant", "content": token}) } else { json!({"content": token}) };
             if tx.send(Ok(self.chunk(delta, None))).await.is_err() {
                 return;
             }
@@ -436,11 +372,7 @@ impl StreamPlan {
         if self.tokens.is_empty() {
             tokio::time::sleep_until(start + self.ttft).await;
         }
-        if tx
-            .send(Ok(self.chunk(json!({}), Some(self.finish))))
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(self.chunk(json!({}), Some(self.finish)))).await.is_err() {
             return;
         }
         if let Some(usage) = &self.usage {
@@ -448,11 +380,7 @@ impl StreamPlan {
                 "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.dep.model,
                 "choices": [], "usage": usage,
             });
-            if tx
-                .send(Ok(Bytes::from(data_event(chunk.to_string().as_bytes()))))
-                .await
-                .is_err()
-            {
+            if tx.send(Ok(Bytes::from(data_event(chunk.to_string().as_bytes())))).await.is_err() {
                 return;
             }
         }
@@ -474,12 +402,7 @@ fn embeddings(dep: &EmulatedDeployment, body: &Bytes) -> Reply {
         Ok(r) => r,
         Err(e) => {
             dep.record(Seen::BadRequest, false, false);
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &e.message,
-                "invalid_request_error",
-                None,
-            );
+            return error_response(StatusCode::BAD_REQUEST, &e.message, "invalid_request_error", None);
         }
     };
     let inputs: Vec<Value> = match request.body.get("input") {
@@ -492,9 +415,8 @@ fn embeddings(dep: &EmulatedDeployment, body: &Bytes) -> Reply {
         .enumerate()
         .map(|(i, input)| {
             let seed = switchyard_core::rng::stable_hash(input.to_string().as_bytes());
-            let vector: Vec<f64> = (0..8)
-                .map(|k| ((seed.rotate_left(k * 8) & 0xffff) as f64 / 65535.0) - 0.5)
-                .collect();
+            let vector: Vec<f64> =
+                (0..8).map(|k| ((seed.rotate_left(k * 8) & 0xffff) as f64 / 65535.0) - 0.5).collect();
             json!({"object": "embedding", "index": i, "embedding": vector})
         })
         .collect();

@@ -73,11 +73,7 @@ pub fn answer_tokens(conversation_key: u64, range: (u32, u32)) -> Vec<String> {
 
 /// A key for the conversation: its messages, without a trailing assistant prefill.
 pub fn conversation_key(messages: &[serde_json::Value]) -> u64 {
-    let text: String = messages
-        .iter()
-        .map(|m| m.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text: String = messages.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n");
     stable_hash(text.as_bytes())
 }
 
@@ -123,10 +119,7 @@ mod tests {
         let mid = &full[..prefix.len() + 2];
         let rest = remainder_after(&tokens, mid).unwrap();
         assert_eq!(format!("{mid}{}", rest.concat()), full);
-        assert_eq!(
-            remainder_after(&tokens, &full).unwrap(),
-            Vec::<String>::new()
-        );
+        assert_eq!(remainder_after(&tokens, &full).unwrap(), Vec::<String>::new());
         assert!(remainder_after(&tokens, "Something else").is_none());
     }
 }

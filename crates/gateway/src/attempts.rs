@@ -48,22 +48,12 @@ impl<'a> Attempts<'a> {
         };
         let planned = planned.map_err(ApiError::NoRoute)?;
         let session = AttemptSession::new(planned.deployments, gw.config.server.max_attempts);
-        Ok(Attempts {
-            gw,
-            plan_request,
-            session,
-            deadline,
-            estimated_tokens,
-        })
+        Ok(Attempts { gw, plan_request, session, deadline, estimated_tokens })
     }
 
     /// Failed attempts so far as (deployment, reason), for errors and logs.
     pub(crate) fn failures(&self) -> Vec<(String, String)> {
-        self.session
-            .failures
-            .iter()
-            .map(|(d, e)| (self.gw.config.deployment(*d).name.clone(), e.to_string()))
-            .collect()
+        self.session.failures.iter().map(|(d, e)| (self.gw.config.deployment(*d).name.clone(), e.to_string())).collect()
     }
 
     /// Runs attempts until one succeeds or the core says stop. The winner's attempt is left
@@ -79,53 +69,35 @@ impl<'a> Attempts<'a> {
                 let now = gw.now();
                 self.session.next(&mut gw.router(), now)
             };
-            let next = next.map_err(|reason| ApiError::AllAttemptsFailed {
-                reason,
-                attempts: self.failures(),
-            })?;
+            let next = next.map_err(|reason| ApiError::AllAttemptsFailed { reason, attempts: self.failures() })?;
             if !next.delay.is_zero() {
                 tokio::time::sleep_until((Instant::now() + next.delay).min(self.deadline)).await;
             }
             if Instant::now() >= self.deadline {
-                return Err(ApiError::Deadline {
-                    attempts: self.failures(),
-                });
+                return Err(ApiError::Deadline { attempts: self.failures() });
             }
             let deployment = gw.config.deployment(next.deployment);
-            gw.router()
-                .begin_attempt(deployment.id, self.estimated_tokens, gw.now());
-            let result =
-                tokio::time::timeout_at(self.deadline, attempt(deployment, self.deadline)).await;
+            gw.router().begin_attempt(deployment.id, self.estimated_tokens, gw.now());
+            let result = tokio::time::timeout_at(self.deadline, attempt(deployment, self.deadline)).await;
             let error = match result {
                 Ok(Ok(value)) => {
                     if !self.session.failures.is_empty() {
                         gw.metrics.inc(metrics::FAILOVERS_TOTAL, &[]);
                     }
-                    return Ok(Won {
-                        value,
-                        deployment: deployment.id,
-                        alias: self.plan_request.alias,
-                    });
+                    return Ok(Won { value, deployment: deployment.id, alias: self.plan_request.alias });
                 }
                 Ok(Err(error)) => error,
                 Err(_) => {
                     self.end(deployment.id, Outcome::Abandoned);
-                    return Err(ApiError::Deadline {
-                        attempts: self.failures(),
-                    });
+                    return Err(ApiError::Deadline { attempts: self.failures() });
                 }
             };
             self.end(deployment.id, Outcome::Failure(&error));
-            gw.metrics.inc(
-                metrics::ATTEMPTS_TOTAL,
-                &[("deployment", &deployment.name), ("result", error.kind())],
-            );
+            gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
             tracing::warn!(message = "Upstream attempt failed.", deployment = %deployment.name, kind = error.kind(), %error);
             let cap = gw.config.server.retry_after_cap;
             match self.session.on_failure(deployment.id, error.clone(), cap) {
-                Decision::RetrySame { .. }
-                | Decision::NextDeployment
-                | Decision::ContinueStream => (),
+                Decision::RetrySame { .. } | Decision::NextDeployment | Decision::ContinueStream => (),
                 Decision::LargerContext => self.fall_back_to_larger_context(deployment, &error)?,
                 Decision::ReturnToCaller => return Err(returned_to_caller(error)),
             }
@@ -134,35 +106,23 @@ impl<'a> Attempts<'a> {
 
     /// Ends an attempt in the router.
     pub(crate) fn end(&self, deployment: DeploymentId, outcome: Outcome<'_>) {
-        self.gw
-            .router()
-            .end_attempt(deployment, self.estimated_tokens, outcome, self.gw.now());
+        self.gw.router().end_attempt(deployment, self.estimated_tokens, outcome, self.gw.now());
     }
 
     /// Re-plans on the alias's fallbacks with deployments of a larger window than the one that
     /// refused; never the same model again.
-    fn fall_back_to_larger_context(
-        &mut self,
-        failed: &Deployment,
-        error: &AttemptError,
-    ) -> Result<(), ApiError> {
+    fn fall_back_to_larger_context(&mut self, failed: &Deployment, error: &AttemptError) -> Result<(), ApiError> {
         let gw = self.gw;
         let current = &gw.config.aliases[usize::from(self.plan_request.alias.0)];
         let now = gw.now();
         for fallback in &current.fallbacks {
             let mut request = self.plan_request;
             request.alias = *fallback;
-            request.min_context_above = failed
-                .capabilities
-                .context_window
-                .max(request.min_context_above);
+            request.min_context_above = failed.capabilities.context_window.max(request.min_context_above);
             let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng());
             if let Ok(p) = planned {
-                let plan: Vec<_> = p
-                    .deployments
-                    .into_iter()
-                    .filter(|d| gw.config.deployment(*d).model != failed.model)
-                    .collect();
+                let plan: Vec<_> =
+                    p.deployments.into_iter().filter(|d| gw.config.deployment(*d).model != failed.model).collect();
                 if plan.is_empty() {
                     continue;
                 }
@@ -184,16 +144,10 @@ impl<'a> Attempts<'a> {
 
 fn returned_to_caller(error: AttemptError) -> ApiError {
     match error {
-        AttemptError::ContentFiltered { message } => ApiError::Upstream {
-            status: 400,
-            message,
-            code: Some("content_filter"),
-        },
-        AttemptError::ClientError { status, message } => ApiError::Upstream {
-            status,
-            message,
-            code: None,
-        },
+        AttemptError::ContentFiltered { message } => {
+            ApiError::Upstream { status: 400, message, code: Some("content_filter") }
+        }
+        AttemptError::ClientError { status, message } => ApiError::Upstream { status, message, code: None },
         other => ApiError::Internal(format!("unexpected decision for {other}")),
     }
 }
@@ -201,11 +155,7 @@ fn returned_to_caller(error: AttemptError) -> ApiError {
 /// Records what an answered attempt used and cost.
 pub(crate) fn account(metrics: &Metrics, deployment: &Deployment, cloud: &str, usage: &Usage) {
     let name = deployment.name.as_str();
-    metrics.add(
-        metrics::TOKENS_TOTAL,
-        &[("deployment", name), ("direction", "input")],
-        usage.prompt_tokens as f64,
-    );
+    metrics.add(metrics::TOKENS_TOTAL, &[("deployment", name), ("direction", "input")], usage.prompt_tokens as f64);
     metrics.add(
         metrics::TOKENS_TOTAL,
         &[("deployment", name), ("direction", "output")],
@@ -220,7 +170,5 @@ pub(crate) fn account(metrics: &Metrics, deployment: &Deployment, cloud: &str, u
 
 /// Time remaining until `deadline`, at most `limit`.
 pub(crate) fn within(deadline: Instant, limit: Duration) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .min(limit)
+    deadline.saturating_duration_since(Instant::now()).min(limit)
 }

@@ -13,9 +13,7 @@ use switchyard_core::plan::{Needs, PlanRequest};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::Usage;
 use switchyard_providers::{Operation, Target};
-use switchyard_wire::chat::{
-    ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage,
-};
+use switchyard_wire::chat::{ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage};
 use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
 
@@ -39,52 +37,30 @@ pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request)
     finish_metrics(&gw, "embeddings", started, result)
 }
 
-fn finish_metrics(
-    gw: &Gateway,
-    api: &'static str,
-    started: Instant,
-    result: Result<Response, ApiError>,
-) -> Response {
+fn finish_metrics(gw: &Gateway, api: &'static str, started: Instant, result: Result<Response, ApiError>) -> Response {
     let response = match result {
         Ok(r) => {
-            gw.metrics
-                .inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", "ok")]);
+            gw.metrics.inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", "ok")]);
             r
         }
         Err(e) => {
-            gw.metrics.inc(
-                metrics::REQUESTS_TOTAL,
-                &[("api", api), ("outcome", e.kind())],
-            );
+            gw.metrics.inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", e.kind())]);
             tracing::info!(message = "Request failed.", api, kind = e.kind(), error = %e);
             e.into_response()
         }
     };
-    gw.metrics.observe(
-        metrics::REQUEST_DURATION_SECONDS,
-        &[("api", api)],
-        started.elapsed(),
-    );
+    gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", api)], started.elapsed());
     response
 }
 
 fn target<'a>(gw: &'a Gateway, deployment: &'a Deployment) -> Target<'a> {
     Target {
         endpoint: &deployment.endpoint,
-        api_key: gw
-            .config
-            .cloud_of(deployment.id)
-            .api_key
-            .as_ref()
-            .map(|k| k.expose()),
+        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
     }
 }
 
-pub(crate) fn usage_from(
-    wire: Option<WireUsage>,
-    prompt_estimate: u32,
-    completion_count: u64,
-) -> Usage {
+pub(crate) fn usage_from(wire: Option<WireUsage>, prompt_estimate: u32, completion_count: u64) -> Usage {
     match wire {
         Some(u) => Usage {
             prompt_tokens: u.prompt_tokens,
@@ -107,27 +83,18 @@ async fn read_all(mut response: reqwest::Response) -> Result<Bytes, AttemptError
             Ok(Some(chunk)) => {
                 out.extend_from_slice(&chunk);
                 if out.len() > MAX_UPSTREAM_BODY {
-                    return Err(AttemptError::InvalidResponse {
-                        detail: "response body too large".into(),
-                    });
+                    return Err(AttemptError::InvalidResponse { detail: "response body too large".into() });
                 }
             }
             Ok(None) => return Ok(Bytes::from(out)),
             Err(_) => {
-                return Err(AttemptError::InvalidResponse {
-                    detail: "response body cut off".into(),
-                });
+                return Err(AttemptError::InvalidResponse { detail: "response body cut off".into() });
             }
         }
     }
 }
 
-pub(crate) fn where_headers(
-    response: &mut Response,
-    gw: &Gateway,
-    won_deployment: &Deployment,
-    n_attempts: u32,
-) {
+pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deployment: &Deployment, n_attempts: u32) {
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&won_deployment.name) {
         headers.insert("x-switchyard-deployment", v);
@@ -141,10 +108,7 @@ pub(crate) fn where_headers(
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Response, ApiError> {
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(&gw, request).await?;
-    let chat = ChatRequest::parse(&body).map_err(|e| ApiError::BadRequest {
-        message: e.message,
-        param: e.param,
-    })?;
+    let chat = ChatRequest::parse(&body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
     let deadline = started + gw.config.server.timeouts.request;
     let plan_request = PlanRequest {
@@ -152,30 +116,15 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
         tenant,
         input_tokens: chat.input_tokens,
         max_output_tokens: chat.max_tokens,
-        needs: Needs {
-            streaming: chat.stream,
-            tools: chat.tools,
-            vision: chat.vision,
-            prefill: false,
-        },
+        needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false },
         min_context_above: 0,
         avoid: None,
     };
-    let output_estimate = chat
-        .max_tokens
-        .unwrap_or(gw.config.routing.default_output_tokens);
+    let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
     let estimated = chat.input_tokens.saturating_add(output_estimate);
     if chat.stream {
         let gw2 = gw.clone();
-        return crate::stream::run(
-            gw2,
-            Arc::new(chat),
-            plan_request,
-            deadline,
-            estimated,
-            started,
-        )
-        .await;
+        return crate::stream::run(gw2, Arc::new(chat), plan_request, deadline, estimated, started).await;
     }
     let mut attempts = Attempts::start(&gw, plan_request, deadline, estimated)?;
     let timeouts = gw.config.server.timeouts.clone();
@@ -195,23 +144,14 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
                     .await?;
                 let ttft = sent.elapsed();
                 let bytes = read_all(response).await?;
-                let view = CompletionView::parse(&bytes)
-                    .map_err(|detail| AttemptError::InvalidResponse { detail })?;
+                let view = CompletionView::parse(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
                 Ok((bytes, view, ttft, sent.elapsed()))
             }
         })
         .await?;
-    let Won {
-        value: (bytes, view, ttft, duration),
-        deployment,
-        ..
-    } = won;
+    let Won { value: (bytes, view, ttft, duration), deployment, .. } = won;
     let deployment = gw.config.deployment(deployment);
-    let usage = usage_from(
-        view.usage,
-        chat.input_tokens,
-        u64::from(estimate_tokens(&view.content)),
-    );
+    let usage = usage_from(view.usage, chat.input_tokens, u64::from(estimate_tokens(&view.content)));
     attempts.end(
         deployment.id,
         Outcome::Success {
@@ -221,33 +161,33 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
             total_tokens: usage.total(),
         },
     );
-    gw.metrics.inc(
-        metrics::ATTEMPTS_TOTAL,
-        &[("deployment", &deployment.name), ("result", "ok")],
-    );
-    account(
-        &gw.metrics,
-        deployment,
-        &gw.config.cloud_of(deployment.id).name,
-        &usage,
-    );
+    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
+    account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
+    // Usage is always reported: counted and added when the upstream gave none.
+    let bytes = if view.usage.is_none() { with_usage(&bytes, &usage) } else { bytes };
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    where_headers(
-        &mut response,
-        &gw,
-        deployment,
-        attempts.session.n_attempts(),
-    );
+    where_headers(&mut response, &gw, deployment, attempts.session.n_attempts());
     Ok(response)
+}
+
+fn with_usage(bytes: &Bytes, usage: &Usage) -> Bytes {
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return bytes.clone();
+    };
+    let usage = serde_json::json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total(),
+    });
+    body.insert("usage".into(), usage);
+    serde_json::to_vec(&body).map(Bytes::from).unwrap_or_else(|_| bytes.clone())
 }
 
 async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Response, ApiError> {
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(gw, request).await?;
-    let embed = EmbeddingsRequest::parse(&body).map_err(|e| ApiError::BadRequest {
-        message: e.message,
-        param: e.param,
-    })?;
+    let embed =
+        EmbeddingsRequest::parse(&body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &embed.model, DeploymentKind::Embeddings)?;
     let plan_request = PlanRequest {
         alias: alias.id,
@@ -276,39 +216,36 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
                     )
                     .await?;
                 let bytes = read_all(response).await?;
-                let usage = parse_embeddings_usage(&bytes)
-                    .map_err(|detail| AttemptError::InvalidResponse { detail })?;
+                let usage =
+                    parse_embeddings_usage(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
                 Ok((bytes, usage, sent.elapsed()))
             }
         })
         .await?;
-    let Won {
-        value: (bytes, usage, duration),
-        deployment,
-        ..
-    } = won;
+    let Won { value: (bytes, usage, duration), deployment, .. } = won;
     let deployment = gw.config.deployment(deployment);
     let usage = usage_from(usage, embed.input_tokens, 0);
     attempts.end(
         deployment.id,
-        Outcome::Success {
-            ttft: duration,
-            duration,
-            output_tokens: 0,
-            total_tokens: usage.total(),
-        },
+        Outcome::Success { ttft: duration, duration, output_tokens: 0, total_tokens: usage.total() },
     );
-    gw.metrics.inc(
-        metrics::ATTEMPTS_TOTAL,
-        &[("deployment", &deployment.name), ("result", "ok")],
-    );
-    account(
-        &gw.metrics,
-        deployment,
-        &gw.config.cloud_of(deployment.id).name,
-        &usage,
-    );
+    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
+    account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     where_headers(&mut response, gw, deployment, attempts.session.n_attempts());
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_usage_is_added_from_the_count() {
+        let body = Bytes::from_static(br#"{"choices":[{"message":{"content":"hi"}}]}"#);
+        let usage = Usage { prompt_tokens: 7, completion_tokens: 1, cached_prompt_tokens: 0 };
+        let out: serde_json::Value = serde_json::from_slice(&with_usage(&body, &usage)).unwrap();
+        assert_eq!(out["usage"]["total_tokens"], 8);
+        assert_eq!(out["choices"][0]["message"]["content"], "hi");
+    }
 }

@@ -9,10 +9,7 @@ use switchyard_wire::error_body;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest {
-        message: String,
-        param: Option<&'static str>,
-    },
+    BadRequest { message: String, param: Option<&'static str> },
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -25,16 +22,9 @@ pub enum ApiError {
     NoRoute(Box<NoRoute>),
     /// The provider's verdict on the request (content filter, other 4xx), passed on.
     #[error("{message}")]
-    Upstream {
-        status: u16,
-        message: String,
-        code: Option<&'static str>,
-    },
+    Upstream { status: u16, message: String, code: Option<&'static str> },
     #[error("{}", all_failed_message(.reason, .attempts))]
-    AllAttemptsFailed {
-        reason: Exhausted,
-        attempts: Vec<(String, String)>,
-    },
+    AllAttemptsFailed { reason: Exhausted, attempts: Vec<(String, String)> },
     #[error("the request deadline passed after {} attempt(s)", .attempts.len())]
     Deadline { attempts: Vec<(String, String)> },
     #[error("internal error: {0}")]
@@ -68,60 +58,26 @@ impl ApiError {
         }
     }
 
-    fn parts(
-        &self,
-    ) -> (
-        StatusCode,
-        &'static str,
-        Option<&'static str>,
-        Option<&'static str>,
-    ) {
+    fn parts(&self) -> (StatusCode, &'static str, Option<&'static str>, Option<&'static str>) {
         match self {
-            ApiError::BadRequest { param, .. } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                None,
-                *param,
-            ),
-            ApiError::Unauthorized(_) => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                Some("invalid_api_key"),
-                None,
-            ),
-            ApiError::Forbidden(_) => (
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                Some("model_not_allowed"),
-                Some("model"),
-            ),
-            ApiError::UnknownModel(_) => (
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                Some("model_not_found"),
-                Some("model"),
-            ),
-            ApiError::PayloadTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                Some("request_too_large"),
-                None,
-            ),
+            ApiError::BadRequest { param, .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", None, *param),
+            ApiError::Unauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), None)
+            }
+            ApiError::Forbidden(_) => {
+                (StatusCode::FORBIDDEN, "permission_error", Some("model_not_allowed"), Some("model"))
+            }
+            ApiError::UnknownModel(_) => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), Some("model"))
+            }
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), None)
+            }
             ApiError::NoRoute(why) => {
                 if why.outside_jurisdiction == why.n_candidates {
-                    (
-                        StatusCode::FORBIDDEN,
-                        "permission_error",
-                        Some("jurisdiction_not_allowed"),
-                        Some("model"),
-                    )
+                    (StatusCode::FORBIDDEN, "permission_error", Some("jurisdiction_not_allowed"), Some("model"))
                 } else if why.is_capacity() {
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limit_error",
-                        Some("no_capacity"),
-                        None,
-                    )
+                    (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("no_capacity"), None)
                 } else if why.is_context() {
                     (
                         StatusCode::BAD_REQUEST,
@@ -130,40 +86,21 @@ impl ApiError {
                         Some("messages"),
                     )
                 } else {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request_error",
-                        Some("no_eligible_deployment"),
-                        None,
-                    )
+                    (StatusCode::BAD_REQUEST, "invalid_request_error", Some("no_eligible_deployment"), None)
                 }
             }
-            ApiError::Upstream { status, code, .. } => (
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
-                "invalid_request_error",
-                *code,
-                None,
-            ),
+            ApiError::Upstream { status, code, .. } => {
+                (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), "invalid_request_error", *code, None)
+            }
             ApiError::AllAttemptsFailed { reason, .. } => match reason {
-                Exhausted::RetryBudget => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "api_error",
-                    Some("retry_budget_exhausted"),
-                    None,
-                ),
-                Exhausted::Plan | Exhausted::MaxAttempts => (
-                    StatusCode::BAD_GATEWAY,
-                    "api_error",
-                    Some("all_attempts_failed"),
-                    None,
-                ),
+                Exhausted::RetryBudget => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "api_error", Some("retry_budget_exhausted"), None)
+                }
+                Exhausted::Plan | Exhausted::MaxAttempts => {
+                    (StatusCode::BAD_GATEWAY, "api_error", Some("all_attempts_failed"), None)
+                }
             },
-            ApiError::Deadline { .. } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "api_error",
-                Some("deadline_exceeded"),
-                None,
-            ),
+            ApiError::Deadline { .. } => (StatusCode::GATEWAY_TIMEOUT, "api_error", Some("deadline_exceeded"), None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, None),
         }
     }
@@ -174,10 +111,7 @@ impl IntoResponse for ApiError {
         let (status, kind, code, param) = self.parts();
         let body = error_body(&self.to_string(), kind, code, param);
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     }
 }

@@ -67,15 +67,11 @@ impl Gateway {
     }
 
     pub(crate) fn router(&self) -> MutexGuard<'_, RouterState> {
-        self.router
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.router.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn rng(&self) -> MutexGuard<'_, SplitMix64> {
-        self.rng
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Authenticates the caller: `Authorization: Bearer <key>` or Azure's `api-key` header.
@@ -83,47 +79,27 @@ impl Gateway {
         let key = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
         let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return Err(ApiError::Unauthorized(
-                "missing API key: send Authorization: Bearer <key>",
-            ));
+            return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"));
         };
-        self.config
-            .tenant_for_key(key)
-            .ok_or(ApiError::Unauthorized("invalid API key"))
+        self.config.tenant_for_key(key).ok_or(ApiError::Unauthorized("invalid API key"))
     }
 
     /// The alias a tenant asked for, if it exists, is of the right kind and is allowed.
-    pub(crate) fn alias_for(
-        &self,
-        tenant: &Tenant,
-        model: &str,
-        kind: DeploymentKind,
-    ) -> Result<&Alias, ApiError> {
-        let alias = self
-            .config
-            .alias(model)
-            .ok_or_else(|| ApiError::UnknownModel(model.to_owned()))?;
+    pub(crate) fn alias_for(&self, tenant: &Tenant, model: &str, kind: DeploymentKind) -> Result<&Alias, ApiError> {
+        let alias = self.config.alias(model).ok_or_else(|| ApiError::UnknownModel(model.to_owned()))?;
         if !self.config.tenant_may_use(tenant, alias.id) {
-            return Err(ApiError::Forbidden(format!(
-                "this key may not use the model '{model}'"
-            )));
+            return Err(ApiError::Forbidden(format!("this key may not use the model '{model}'")));
         }
         if alias.kind != kind {
             let what = match alias.kind {
                 DeploymentKind::Chat => "a chat model; use /v1/chat/completions",
                 DeploymentKind::Embeddings => "an embeddings model; use /v1/embeddings",
             };
-            return Err(ApiError::BadRequest {
-                message: format!("'{model}' is {what}"),
-                param: Some("model"),
-            });
+            return Err(ApiError::BadRequest { message: format!("'{model}' is {what}"), param: Some("model") });
         }
         Ok(alias)
     }
@@ -140,9 +116,7 @@ pub(crate) async fn read_body(gw: &Gateway, request: Request) -> Result<Bytes, A
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))
+    axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge(limit))
 }
 
 /// The gateway's routes, as a service that tests can call without sockets.
@@ -155,11 +129,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .fallback(|| async {
-            ApiError::BadRequest {
-                message: "unknown endpoint".to_owned(),
-                param: None,
-            }
-            .into_response()
+            ApiError::BadRequest { message: "unknown endpoint".to_owned(), param: None }.into_response()
         })
         .with_state(gw)
 }
@@ -174,9 +144,7 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app(gw))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(gw)).with_graceful_shutdown(shutdown).await
 }
 
 async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -195,22 +163,9 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     let now = gw.now();
     let router = gw.router();
     let n_total = gw.config.deployments.len();
-    let n_available = gw
-        .config
-        .deployments
-        .iter()
-        .filter(|d| !router.deployment(d.id).health.is_ejected(now))
-        .count();
-    let status = if n_available > 0 {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        axum::Json(json!({"deployments": n_total, "available": n_available})),
-    )
-        .into_response()
+    let n_available = gw.config.deployments.iter().filter(|d| !router.deployment(d.id).health.is_ejected(now)).count();
+    let status = if n_available > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(json!({"deployments": n_total, "available": n_available}))).into_response()
 }
 
 async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
@@ -224,16 +179,8 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
                 let s = router.deployment(d.id);
                 let labels = vec![("deployment", d.name.clone())];
                 [
-                    (
-                        metrics::DEPLOYMENT_EJECTED,
-                        labels.clone(),
-                        f64::from(u8::from(s.health.is_ejected(now))),
-                    ),
-                    (
-                        metrics::DEPLOYMENT_IN_FLIGHT,
-                        labels,
-                        f64::from(s.in_flight),
-                    ),
+                    (metrics::DEPLOYMENT_EJECTED, labels.clone(), f64::from(u8::from(s.health.is_ejected(now)))),
+                    (metrics::DEPLOYMENT_IN_FLIGHT, labels, f64::from(s.in_flight)),
                 ]
             })
             .collect()

@@ -21,56 +21,18 @@ pub const DEPLOYMENT_IN_FLIGHT: &str = "switchyard_deployment_in_flight";
 
 const HELP: &[(&str, &str, &str)] = &[
     (REQUESTS_TOTAL, "counter", "Requests by API and outcome."),
-    (
-        REQUEST_DURATION_SECONDS,
-        "histogram",
-        "Time from request to the end of the response.",
-    ),
-    (
-        ATTEMPTS_TOTAL,
-        "counter",
-        "Upstream attempts by deployment and result.",
-    ),
-    (
-        FAILOVERS_TOTAL,
-        "counter",
-        "Requests answered after at least one failed attempt.",
-    ),
-    (
-        CONTINUATIONS_TOTAL,
-        "counter",
-        "Interrupted streams continued elsewhere, by result.",
-    ),
-    (
-        MALFORMED_EVENTS_TOTAL,
-        "counter",
-        "Unparseable upstream stream events skipped.",
-    ),
-    (
-        TOKENS_TOTAL,
-        "counter",
-        "Tokens by deployment and direction.",
-    ),
-    (
-        SPEND_DOLLARS_TOTAL,
-        "counter",
-        "List-price spend by deployment and cloud.",
-    ),
-    (
-        DEPLOYMENT_EJECTED,
-        "gauge",
-        "1 while a deployment is ejected by outlier detection.",
-    ),
-    (
-        DEPLOYMENT_IN_FLIGHT,
-        "gauge",
-        "Attempts in flight per deployment.",
-    ),
+    (REQUEST_DURATION_SECONDS, "histogram", "Time from request to the end of the response."),
+    (ATTEMPTS_TOTAL, "counter", "Upstream attempts by deployment and result."),
+    (FAILOVERS_TOTAL, "counter", "Requests answered after at least one failed attempt."),
+    (CONTINUATIONS_TOTAL, "counter", "Interrupted streams continued elsewhere, by result."),
+    (MALFORMED_EVENTS_TOTAL, "counter", "Unparseable upstream stream events skipped."),
+    (TOKENS_TOTAL, "counter", "Tokens by deployment and direction."),
+    (SPEND_DOLLARS_TOTAL, "counter", "List-price spend by deployment and cloud."),
+    (DEPLOYMENT_EJECTED, "gauge", "1 while a deployment is ejected by outlier detection."),
+    (DEPLOYMENT_IN_FLIGHT, "gauge", "Attempts in flight per deployment."),
 ];
 
-const BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -121,21 +83,14 @@ impl Metrics {
 
     /// The value of one series, for tests.
     pub fn get(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> f64 {
-        self.values
-            .lock()
-            .ok()
-            .and_then(|v| v.get(&(name, labels(pairs))).copied())
-            .unwrap_or(0.0)
+        self.values.lock().ok().and_then(|v| v.get(&(name, labels(pairs))).copied()).unwrap_or(0.0)
     }
 
     /// Prometheus text exposition; `gauges` are point-in-time series added by the caller.
     pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
         let mut out = String::new();
-        let values = self
-            .values
-            .lock()
-            .map(|v| v.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>())
-            .unwrap_or_default();
+        let values =
+            self.values.lock().map(|v| v.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()).unwrap_or_default();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for ((n, l), v) in values.iter().filter(|((n, _), _)| n == name) {
@@ -147,12 +102,7 @@ impl Metrics {
             if let Ok(histograms) = self.histograms.lock() {
                 for ((n, l), h) in histograms.iter().filter(|((n, _), _)| n == name) {
                     for (i, b) in BUCKETS.iter().enumerate() {
-                        let _ = writeln!(
-                            out,
-                            "{n}_bucket{} {}",
-                            fmt_labels(l, Some(&b.to_string())),
-                            h.counts[i]
-                        );
+                        let _ = writeln!(out, "{n}_bucket{} {}", fmt_labels(l, Some(&b.to_string())), h.counts[i]);
                     }
                     let _ = writeln!(out, "{n}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count);
                     let _ = writeln!(out, "{n}_sum{} {}", fmt_labels(l, None), h.sum);
@@ -165,22 +115,13 @@ impl Metrics {
 }
 
 fn fmt_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
+    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
+    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

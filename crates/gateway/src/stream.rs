@@ -100,31 +100,17 @@ async fn open(
     let sent = Instant::now();
     let target = switchyard_providers::Target {
         endpoint: &deployment.endpoint,
-        api_key: gw
-            .config
-            .cloud_of(deployment.id)
-            .api_key
-            .as_ref()
-            .map(|k| k.expose()),
+        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
     };
-    let response = gw
-        .upstream
-        .send(
-            target,
-            Operation::ChatCompletions,
-            body,
-            within(deadline, timeouts.first_byte),
-        )
-        .await?;
+    let response =
+        gw.upstream.send(target, Operation::ChatCompletions, body, within(deadline, timeouts.first_byte)).await?;
     let is_sse = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if !is_sse {
-        return Err(AttemptError::InvalidResponse {
-            detail: "expected an event stream".into(),
-        });
+        return Err(AttemptError::InvalidResponse { detail: "expected an event stream".into() });
     }
     let mut up = Upstream {
         deployment: deployment.id,
@@ -179,10 +165,7 @@ fn is_usage_only(view: &ChunkView) -> bool {
 }
 
 fn malformed(gw: &Gateway, deployment: &Deployment) {
-    gw.metrics.inc(
-        metrics::MALFORMED_EVENTS_TOTAL,
-        &[("deployment", &deployment.name)],
-    );
+    gw.metrics.inc(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", &deployment.name)]);
     tracing::warn!(message = "Skipped an unparseable upstream event.", deployment = %deployment.name);
 }
 
@@ -198,22 +181,10 @@ pub(crate) async fn run(
     let won = attempts
         .run(|deployment, deadline| {
             let (gw, chat) = (&gw, &chat);
-            async move {
-                open(
-                    gw,
-                    deployment,
-                    chat.upstream_body(&deployment.model),
-                    deadline,
-                )
-                .await
-            }
+            async move { open(gw, deployment, chat.upstream_body(&deployment.model), deadline).await }
         })
         .await?;
-    let Won {
-        value: upstream,
-        deployment,
-        alias,
-    } = won;
+    let Won { value: upstream, deployment, alias } = won;
     let n_attempts = attempts.session.n_attempts();
     let served_by = gw.config.deployment(deployment);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -232,18 +203,10 @@ pub(crate) async fn run(
     };
     tokio::spawn(relay.run(upstream));
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
     }));
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response();
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response();
     where_headers(&mut response, &gw, served_by, n_attempts);
     Ok(response)
 }
@@ -273,19 +236,13 @@ enum Ended {
 
 impl Relay {
     async fn run(mut self, mut upstream: Upstream) {
-        let mut first = true;
         loop {
-            let ended = self.pump(&mut upstream, first).await;
-            first = false;
+            let ended = self.pump(&mut upstream).await;
             let gw = self.gw.clone();
             let deployment = gw.config.deployment(upstream.deployment);
             let counted = usage_from(
                 upstream.usage,
-                if self.usage == Usage::default() {
-                    self.chat.input_tokens
-                } else {
-                    0
-                },
+                if self.usage == Usage::default() { self.chat.input_tokens } else { 0 },
                 upstream.n_output_chunks,
             );
             match ended {
@@ -296,8 +253,7 @@ impl Relay {
                         Outcome::Success {
                             ttft: upstream.ttft,
                             duration: upstream.sent.elapsed(),
-                            output_tokens: u32::try_from(counted.completion_tokens)
-                                .unwrap_or(u32::MAX),
+                            output_tokens: u32::try_from(counted.completion_tokens).unwrap_or(u32::MAX),
                             total_tokens: counted.total(),
                         },
                         counted,
@@ -312,30 +268,19 @@ impl Relay {
                 Ended::Broken(error) => {
                     self.settle(deployment, &upstream, Outcome::Failure(&error), counted);
                     tracing::warn!(message = "Stream broke after content.", deployment = %deployment.name, %error);
-                    match self
-                        .continue_elsewhere(deployment, upstream.tool_calls)
-                        .await
-                    {
+                    match self.continue_elsewhere(deployment, upstream.tool_calls).await {
                         Some(next) => {
-                            self.gw
-                                .metrics
-                                .inc(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]);
+                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]);
                             upstream = next;
                         }
                         None => {
-                            self.gw
-                                .metrics
-                                .inc(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]);
+                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]);
                             let message = format!(
                                 "the upstream stream was interrupted after partial output ({error}) and could not be continued"
                             );
                             let _ = self
                                 .tx
-                                .send(Bytes::from(error_event(
-                                    &message,
-                                    "api_error",
-                                    "stream_interrupted",
-                                )))
+                                .send(Bytes::from(error_event(&message, "api_error", "stream_interrupted")))
                                 .await;
                             return;
                         }
@@ -346,31 +291,15 @@ impl Relay {
     }
 
     /// Books an attempt's end in the router and its usage in the accounts.
-    fn settle(
-        &mut self,
-        deployment: &Deployment,
-        upstream: &Upstream,
-        outcome: Outcome<'_>,
-        usage: Usage,
-    ) {
-        self.gw
-            .router()
-            .end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
+    fn settle(&mut self, deployment: &Deployment, upstream: &Upstream, outcome: Outcome<'_>, usage: Usage) {
+        self.gw.router().end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
         let result = match outcome {
             Outcome::Success { .. } => "ok",
             Outcome::Failure(e) => e.kind(),
             Outcome::Abandoned => "abandoned",
         };
-        self.gw.metrics.inc(
-            metrics::ATTEMPTS_TOTAL,
-            &[("deployment", &deployment.name), ("result", result)],
-        );
-        account(
-            &self.gw.metrics,
-            deployment,
-            &self.gw.config.cloud_of(deployment.id).name,
-            &usage,
-        );
+        self.gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", result)]);
+        account(&self.gw.metrics, deployment, &self.gw.config.cloud_of(deployment.id).name, &usage);
         // The caller's usage: the first attempt's prompt, every attempt's output.
         if self.usage == Usage::default() {
             self.usage.prompt_tokens = usage.prompt_tokens;
@@ -384,7 +313,7 @@ impl Relay {
     }
 
     /// Relays events until the stream ends, breaks, or the caller leaves.
-    async fn pump(&mut self, up: &mut Upstream, _first: bool) -> Ended {
+    async fn pump(&mut self, up: &mut Upstream) -> Ended {
         let held = std::mem::take(&mut up.held);
         for (data, view) in held {
             self.delivered.push_str(&view.content);
@@ -397,20 +326,12 @@ impl Relay {
             if up.finished && up.usage.is_some() {
                 return Ended::Finished;
             }
-            let limit = if up.finished {
-                AFTER_FINISH_GRACE
-            } else {
-                idle
-            };
+            let limit = if up.finished { AFTER_FINISH_GRACE } else { idle };
             let limit = within(self.deadline, limit);
             match up.read(limit).await {
                 Read::Event(event) => {
                     if event.data == "[DONE]" {
-                        return if up.finished {
-                            Ended::Finished
-                        } else {
-                            Ended::Broken(AttemptError::StreamCut)
-                        };
+                        return if up.finished { Ended::Finished } else { Ended::Broken(AttemptError::StreamCut) };
                     }
                     let deployment = self.gw.config.deployment(up.deployment);
                     let Some(view) = ChunkView::parse(&event.data) else {
@@ -442,11 +363,7 @@ impl Relay {
 
     /// Finds a deployment that accepts the delivered text as an assistant prefill and opens
     /// the rest of the answer there. `None` when none can.
-    async fn continue_elsewhere(
-        &mut self,
-        broken: &Deployment,
-        tool_calls: bool,
-    ) -> Option<Upstream> {
+    async fn continue_elsewhere(&mut self, broken: &Deployment, tool_calls: bool) -> Option<Upstream> {
         if tool_calls || Instant::now() >= self.deadline {
             return None;
         }
@@ -455,10 +372,7 @@ impl Relay {
         let request = PlanRequest {
             alias: self.alias,
             tenant,
-            input_tokens: self
-                .chat
-                .input_tokens
-                .saturating_add(switchyard_wire::estimate_tokens(&self.delivered)),
+            input_tokens: self.chat.input_tokens.saturating_add(switchyard_wire::estimate_tokens(&self.delivered)),
             max_output_tokens: self.chat.max_tokens,
             needs: switchyard_core::plan::Needs {
                 streaming: true,
@@ -473,25 +387,19 @@ impl Relay {
         let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng()).ok()?;
         let delivered_tokens = u32::try_from(self.usage.completion_tokens).unwrap_or(u32::MAX);
         for id in planned.deployments {
-            if self.n_attempts >= gw.config.server.max_attempts || !gw.router().try_retry(gw.now())
-            {
+            if self.n_attempts >= gw.config.server.max_attempts || !gw.router().try_retry(gw.now()) {
                 return None;
             }
             self.n_attempts += 1;
             let deployment = gw.config.deployment(id);
             gw.router().begin_attempt(id, self.estimated, gw.now());
-            let body =
-                self.chat
-                    .continuation_body(&deployment.model, &self.delivered, delivered_tokens);
+            let body = self.chat.continuation_body(&deployment.model, &self.delivered, delivered_tokens);
             match open(&gw, deployment, body, self.deadline).await {
                 Ok(up) => return Some(up),
                 Err(error) => {
-                    gw.router()
-                        .end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
-                    gw.metrics.inc(
-                        metrics::ATTEMPTS_TOTAL,
-                        &[("deployment", &deployment.name), ("result", error.kind())],
-                    );
+                    gw.router().end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
+                    gw.metrics
+                        .inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
                     tracing::warn!(message = "Continuation attempt failed.", deployment = %deployment.name, %error);
                 }
             }
@@ -514,10 +422,6 @@ impl Relay {
             let _ = self.send(chunk.to_string().as_bytes()).await;
         }
         let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
-        self.gw.metrics.observe(
-            metrics::REQUEST_DURATION_SECONDS,
-            &[("api", "chat_stream")],
-            self.started.elapsed(),
-        );
+        self.gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", "chat_stream")], self.started.elapsed());
     }
 }

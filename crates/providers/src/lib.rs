@@ -109,9 +109,7 @@ pub fn classify_transport(error: &reqwest::Error) -> AttemptError {
         if error.is_timeout() {
             return AttemptError::ConnectTimeout;
         }
-        return AttemptError::ConnectFailed {
-            detail: root_cause(error),
-        };
+        return AttemptError::ConnectFailed { detail: root_cause(error) };
     }
     if error.is_timeout() {
         return AttemptError::FirstByteTimeout;
@@ -133,41 +131,25 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, body: &[u8]) 
         429 => AttemptError::RateLimited { retry_after },
         401 | 403 | 404 => AttemptError::UpstreamRefused { status },
         400..=499 => match classify_rejection(body) {
-            (UpstreamRejection::ContextLength, message) => {
-                AttemptError::ContextLengthExceeded { message }
-            }
-            (UpstreamRejection::ContentFilter, message) => {
-                AttemptError::ContentFiltered { message }
-            }
+            (UpstreamRejection::ContextLength, message) => AttemptError::ContextLengthExceeded { message },
+            (UpstreamRejection::ContentFilter, message) => AttemptError::ContentFiltered { message },
             (UpstreamRejection::Other, message) => AttemptError::ClientError { status, message },
         },
         500..=599 => AttemptError::ServerError { status },
-        _ => AttemptError::InvalidResponse {
-            detail: format!("unexpected status {status}"),
-        },
+        _ => AttemptError::InvalidResponse { detail: format!("unexpected status {status}") },
     }
 }
 
 /// `retry-after-ms` (OpenAI, Azure) wins over `retry-after` in seconds.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
     {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    let seconds = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())?
-        .trim()
-        .parse::<f64>()
-        .ok()?;
+    let seconds = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok())?.trim().parse::<f64>().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
@@ -178,34 +160,14 @@ mod tests {
     #[test]
     fn statuses_classify_into_attempt_errors() {
         let ctx = br#"{"error":{"message":"maximum context length is 8192","code":"context_length_exceeded"}}"#;
-        assert!(matches!(
-            classify_status(400, None, ctx),
-            AttemptError::ContextLengthExceeded { .. }
-        ));
+        assert!(matches!(classify_status(400, None, ctx), AttemptError::ContextLengthExceeded { .. }));
         let filter = br#"{"error":{"message":"no","code":"content_filter"}}"#;
-        assert_eq!(
-            classify_status(400, None, filter),
-            AttemptError::ContentFiltered {
-                message: "no".into()
-            }
-        );
-        assert!(matches!(
-            classify_status(422, None, b"{}"),
-            AttemptError::ClientError { status: 422, .. }
-        ));
-        assert_eq!(
-            classify_status(401, None, b""),
-            AttemptError::UpstreamRefused { status: 401 }
-        );
-        assert_eq!(
-            classify_status(503, None, b""),
-            AttemptError::ServerError { status: 503 }
-        );
+        assert_eq!(classify_status(400, None, filter), AttemptError::ContentFiltered { message: "no".into() });
+        assert!(matches!(classify_status(422, None, b"{}"), AttemptError::ClientError { status: 422, .. }));
+        assert_eq!(classify_status(401, None, b""), AttemptError::UpstreamRefused { status: 401 });
+        assert_eq!(classify_status(503, None, b""), AttemptError::ServerError { status: 503 });
         let wait = Some(Duration::from_millis(300));
-        assert_eq!(
-            classify_status(429, wait, b""),
-            AttemptError::RateLimited { retry_after: wait }
-        );
+        assert_eq!(classify_status(429, wait, b""), AttemptError::RateLimited { retry_after: wait });
     }
 
     #[test]

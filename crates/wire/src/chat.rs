@@ -18,10 +18,7 @@ pub struct RequestError {
 }
 
 fn bad(message: impl Into<String>, param: Option<&'static str>) -> RequestError {
-    RequestError {
-        message: message.into(),
-        param,
-    }
+    RequestError { message: message.into(), param }
 }
 
 /// An inbound chat request, parsed for routing.
@@ -83,10 +80,7 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(bad("the request body must be a JSON object", None)),
-        Err(e) => Err(bad(
-            format!("the request body is not valid JSON: {e}"),
-            None,
-        )),
+        Err(e) => Err(bad(format!("the request body is not valid JSON: {e}"), None)),
     }
 }
 
@@ -115,31 +109,19 @@ impl ChatRequest {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
                 Some(_) => {
-                    return Err(bad(
-                        "'stream_options.include_usage' must be a boolean",
-                        Some("stream_options"),
-                    ));
+                    return Err(bad("'stream_options.include_usage' must be a boolean", Some("stream_options")));
                 }
             },
             Some(_) => {
-                return Err(bad(
-                    "'stream_options' must be an object",
-                    Some("stream_options"),
-                ));
+                return Err(bad("'stream_options' must be an object", Some("stream_options")));
             }
         };
-        let max_tokens = match body
-            .get("max_completion_tokens")
-            .or_else(|| body.get("max_tokens"))
-        {
+        let max_tokens = match body.get("max_completion_tokens").or_else(|| body.get("max_tokens")) {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
                 Some(n) if n > 0 => Some(n),
                 _ => {
-                    return Err(bad(
-                        "'max_tokens' must be a positive integer",
-                        Some("max_tokens"),
-                    ));
+                    return Err(bad("'max_tokens' must be a positive integer", Some("max_tokens")));
                 }
             },
         };
@@ -150,47 +132,30 @@ impl ChatRequest {
             return Err(bad("only n = 1 is supported", Some("n")));
         }
         let Some(Value::Array(messages)) = body.get("messages") else {
-            return Err(bad(
-                "'messages' must be an array of messages",
-                Some("messages"),
-            ));
+            return Err(bad("'messages' must be an array of messages", Some("messages")));
         };
         if messages.is_empty() {
-            return Err(bad(
-                "'messages' must contain at least one message",
-                Some("messages"),
-            ));
+            return Err(bad("'messages' must contain at least one message", Some("messages")));
         }
         let mut input_tokens: u32 = 0;
         let mut vision = false;
         for (i, m) in messages.iter().enumerate() {
             let Value::Object(m) = m else {
-                return Err(bad(
-                    format!("messages[{i}] must be an object"),
-                    Some("messages"),
-                ));
+                return Err(bad(format!("messages[{i}] must be an object"), Some("messages")));
             };
             match m.get("role").and_then(Value::as_str) {
                 Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => (),
                 Some(other) => {
-                    return Err(bad(
-                        format!("messages[{i}].role: unknown role '{other}'"),
-                        Some("messages"),
-                    ));
+                    return Err(bad(format!("messages[{i}].role: unknown role '{other}'"), Some("messages")));
                 }
                 None => {
-                    return Err(bad(
-                        format!("messages[{i}].role is required"),
-                        Some("messages"),
-                    ));
+                    return Err(bad(format!("messages[{i}].role is required"), Some("messages")));
                 }
             }
             input_tokens = input_tokens.saturating_add(MESSAGE_OVERHEAD_TOKENS);
             match m.get("content") {
                 None | Some(Value::Null) => (),
-                Some(Value::String(s)) => {
-                    input_tokens = input_tokens.saturating_add(estimate_tokens(s))
-                }
+                Some(Value::String(s)) => input_tokens = input_tokens.saturating_add(estimate_tokens(s)),
                 Some(Value::Array(parts)) => {
                     for part in parts {
                         match part.get("type").and_then(Value::as_str) {
@@ -203,18 +168,12 @@ impl ChatRequest {
                                 // A typical image tile costs a few hundred tokens.
                                 input_tokens = input_tokens.saturating_add(765);
                             }
-                            _ => {
-                                input_tokens =
-                                    input_tokens.saturating_add(estimate_tokens(&part.to_string()))
-                            }
+                            _ => input_tokens = input_tokens.saturating_add(estimate_tokens(&part.to_string())),
                         }
                     }
                 }
                 Some(_) => {
-                    return Err(bad(
-                        format!("messages[{i}].content must be a string or an array"),
-                        Some("messages"),
-                    ));
+                    return Err(bad(format!("messages[{i}].content must be a string or an array"), Some("messages")));
                 }
             }
             if let Some(calls) = m.get("tool_calls") {
@@ -225,16 +184,7 @@ impl ChatRequest {
         if let Some(t) = body.get("tools") {
             input_tokens = input_tokens.saturating_add(estimate_tokens(&t.to_string()));
         }
-        Ok(ChatRequest {
-            body,
-            model,
-            stream,
-            include_usage,
-            max_tokens,
-            input_tokens,
-            tools,
-            vision,
-        })
+        Ok(ChatRequest { body, model, stream, include_usage, max_tokens, input_tokens, tools, vision })
     }
 
     /// The body for an upstream attempt: the caller's, with the provider's model id and, on
@@ -253,12 +203,7 @@ impl ChatRequest {
 
     /// A continuation: the delivered text as an assistant prefill to be continued, in the
     /// convention vLLM and compatible servers accept (`continue_final_message`).
-    pub fn continuation_body(
-        &self,
-        provider_model: &str,
-        delivered: &str,
-        delivered_tokens: u32,
-    ) -> Vec<u8> {
+    pub fn continuation_body(&self, provider_model: &str, delivered: &str, delivered_tokens: u32) -> Vec<u8> {
         let mut body = self.body.clone();
         body.insert("model".into(), Value::String(provider_model.to_owned()));
         body.insert("stream".into(), Value::Bool(true));
@@ -270,11 +215,7 @@ impl ChatRequest {
         body.insert("add_generation_prompt".into(), Value::Bool(false));
         if let Some(max) = self.max_tokens {
             let rest = max.saturating_sub(delivered_tokens).max(1);
-            let key = if body.contains_key("max_completion_tokens") {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
+            let key = if body.contains_key("max_completion_tokens") { "max_completion_tokens" } else { "max_tokens" };
             body.insert(key.into(), json!(rest));
         }
         serde_json::to_vec(&body).unwrap_or_default()
@@ -297,27 +238,17 @@ impl EmbeddingsRequest {
                         Value::Number(_) => 1,
                         Value::Array(tokens) => u32::try_from(tokens.len()).unwrap_or(u32::MAX),
                         _ => {
-                            return Err(bad(
-                                "'input' items must be strings or token arrays",
-                                Some("input"),
-                            ));
+                            return Err(bad("'input' items must be strings or token arrays", Some("input")));
                         }
                     });
                 }
                 n
             }
             _ => {
-                return Err(bad(
-                    "'input' must be a string or a non-empty array",
-                    Some("input"),
-                ));
+                return Err(bad("'input' must be a string or a non-empty array", Some("input")));
             }
         };
-        Ok(EmbeddingsRequest {
-            body,
-            model,
-            input_tokens,
-        })
+        Ok(EmbeddingsRequest { body, model, input_tokens })
     }
 
     pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {
@@ -385,10 +316,7 @@ impl ChunkView {
     /// Reads a `chat.completion.chunk` event's data; `None` when it is not one.
     pub fn parse(data: &str) -> Option<ChunkView> {
         let raw: RawChunk = serde_json::from_str(data).ok()?;
-        let mut view = ChunkView {
-            usage: raw.usage.map(WireUsage::from),
-            ..ChunkView::default()
-        };
+        let mut view = ChunkView { usage: raw.usage.map(WireUsage::from), ..ChunkView::default() };
         if let Some(choice) = raw.choices.into_iter().next() {
             if let Some(delta) = choice.delta {
                 view.content = delta.content.unwrap_or_default();
@@ -408,14 +336,11 @@ impl ChunkView {
 impl CompletionView {
     /// Reads a `chat.completion` body; an error says what is wrong with it.
     pub fn parse(body: &[u8]) -> Result<CompletionView, String> {
-        let raw: RawChunk =
-            serde_json::from_slice(body).map_err(|e| format!("not a chat completion: {e}"))?;
+        let raw: RawChunk = serde_json::from_slice(body).map_err(|e| format!("not a chat completion: {e}"))?;
         let Some(choice) = raw.choices.into_iter().next() else {
             return Err("a chat completion without choices".to_owned());
         };
-        let message = choice
-            .message
-            .ok_or("a chat completion choice without a message")?;
+        let message = choice.message.ok_or("a chat completion choice without a message")?;
         Ok(CompletionView {
             content: message.content.unwrap_or_default(),
             finish_reason: choice.finish_reason,
@@ -432,8 +357,7 @@ pub fn parse_embeddings_usage(body: &[u8]) -> Result<Option<WireUsage>, String> 
         #[serde(default)]
         usage: Option<RawUsage>,
     }
-    let raw: RawEmbeddings =
-        serde_json::from_slice(body).map_err(|e| format!("not an embeddings response: {e}"))?;
+    let raw: RawEmbeddings = serde_json::from_slice(body).map_err(|e| format!("not an embeddings response: {e}"))?;
     if raw.data.is_empty() {
         return Err("an embeddings response without data".to_owned());
     }
@@ -451,19 +375,14 @@ pub fn classify_rejection(body: &[u8]) -> (UpstreamRejection, String) {
         .map(str::to_owned)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
     let code = error.get("code").and_then(Value::as_str).unwrap_or("");
-    let inner = error
-        .pointer("/innererror/code")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let inner = error.pointer("/innererror/code").and_then(Value::as_str).unwrap_or("");
     let lower = message.to_ascii_lowercase();
     let class = if code == "context_length_exceeded"
         || lower.contains("maximum context length")
         || lower.contains("context window")
     {
         UpstreamRejection::ContextLength
-    } else if matches!(code, "content_filter" | "content_policy_violation")
-        || inner == "ResponsibleAIPolicyViolation"
-    {
+    } else if matches!(code, "content_filter" | "content_policy_violation") || inner == "ResponsibleAIPolicyViolation" {
         UpstreamRejection::ContentFilter
     } else {
         UpstreamRejection::Other

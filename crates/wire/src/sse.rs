@@ -65,10 +65,7 @@ impl SseParser {
         }
         let text = String::from_utf8_lossy(line);
         let (field, value) = match text.find(':') {
-            Some(i) => (
-                &text[..i],
-                text[i + 1..].strip_prefix(' ').unwrap_or(&text[i + 1..]),
-            ),
+            Some(i) => (&text[..i], text[i + 1..].strip_prefix(' ').unwrap_or(&text[i + 1..])),
             None => (&text[..], ""),
         };
         match field {
@@ -86,10 +83,7 @@ impl SseParser {
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
         if let Some(data) = self.data.take() {
-            out.push(SseEvent {
-                event: self.event.take(),
-                data,
-            });
+            out.push(SseEvent { event: self.event.take(), data });
         }
         self.event = None;
     }
@@ -127,20 +121,10 @@ mod tests {
         let stream = b"data: {\"a\":1}\n\n: comment\r\nevent: x\r\ndata: line1\r\ndata: line2\r\n\r\ndata: [DONE]\n\n";
         let whole = parse_all(&[stream]);
         assert_eq!(whole.len(), 3);
-        assert_eq!(
-            whole[1],
-            SseEvent {
-                event: Some("x".into()),
-                data: "line1\nline2".into()
-            }
-        );
+        assert_eq!(whole[1], SseEvent { event: Some("x".into()), data: "line1\nline2".into() });
         assert_eq!(whole[2].data, "[DONE]");
         for split in 0..stream.len() {
-            assert_eq!(
-                parse_all(&[&stream[..split], &stream[split..]]),
-                whole,
-                "split at {split}"
-            );
+            assert_eq!(parse_all(&[&stream[..split], &stream[split..]]), whole, "split at {split}");
         }
     }
 
@@ -153,10 +137,7 @@ mod tests {
     fn overlong_lines_are_refused() {
         let mut p = SseParser::default();
         let mut out = Vec::new();
-        assert_eq!(
-            p.push(&vec![b'x'; MAX_LINE + 1], &mut out),
-            Err(SseError::LineTooLong)
-        );
+        assert_eq!(p.push(&vec![b'x'; MAX_LINE + 1], &mut out), Err(SseError::LineTooLong));
     }
 
     proptest! {

@@ -63,10 +63,7 @@ pub enum FaultKind {
     /// Down for the first half of every period, up for the second.
     Flap { period: Duration },
     /// An HTTP error status, with an optional Retry-After.
-    Error {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
+    Error { status: u16, retry_after: Option<Duration> },
     /// The connection is reset after the request is read, before response headers.
     ResetBeforeHeaders,
     /// The request is read and never answered.
@@ -74,10 +71,7 @@ pub enum FaultKind {
     /// The first token comes this much later than the timing model says.
     SlowFirstToken { delay: Duration },
     /// The stream stops after some tokens, for a while or (`None`) for good.
-    Stall {
-        after_tokens: u32,
-        duration: Option<Duration>,
-    },
+    Stall { after_tokens: u32, duration: Option<Duration> },
     /// The connection is cut after some tokens.
     Cut { after_tokens: u32 },
     /// One unparseable event is sent after some tokens; the stream then goes on.
@@ -154,49 +148,33 @@ impl Fault {
             "outage" => FaultKind::Outage,
             "flap" => {
                 need("period_ms", raw.period_ms.is_some());
-                FaultKind::Flap {
-                    period: ms(raw.period_ms.unwrap_or(1000)),
-                }
+                FaultKind::Flap { period: ms(raw.period_ms.unwrap_or(1000)) }
             }
             "error" => {
                 need("status", raw.status.is_some());
                 let status = raw.status.unwrap_or(500);
                 if raw.status.is_some() && !(400..=599).contains(&status) {
-                    errors.push(format!(
-                        "{path}.status: must be an HTTP error status (400-599)"
-                    ));
+                    errors.push(format!("{path}.status: must be an HTTP error status (400-599)"));
                 }
-                FaultKind::Error {
-                    status,
-                    retry_after: raw.retry_after_ms.map(ms),
-                }
+                FaultKind::Error { status, retry_after: raw.retry_after_ms.map(ms) }
             }
             "reset_before_headers" => FaultKind::ResetBeforeHeaders,
             "no_response" => FaultKind::NoResponse,
             "slow_first_token" => {
                 need("delay_ms", raw.delay_ms.is_some());
-                FaultKind::SlowFirstToken {
-                    delay: ms(raw.delay_ms.unwrap_or(0)),
-                }
+                FaultKind::SlowFirstToken { delay: ms(raw.delay_ms.unwrap_or(0)) }
             }
             "stall" => {
                 need("after_tokens", raw.after_tokens.is_some());
-                FaultKind::Stall {
-                    after_tokens: raw.after_tokens.unwrap_or(0),
-                    duration: raw.duration_ms.map(ms),
-                }
+                FaultKind::Stall { after_tokens: raw.after_tokens.unwrap_or(0), duration: raw.duration_ms.map(ms) }
             }
             "cut" => {
                 need("after_tokens", raw.after_tokens.is_some());
-                FaultKind::Cut {
-                    after_tokens: raw.after_tokens.unwrap_or(0),
-                }
+                FaultKind::Cut { after_tokens: raw.after_tokens.unwrap_or(0) }
             }
             "malformed_chunk" => {
                 need("after_tokens", raw.after_tokens.is_some());
-                FaultKind::MalformedChunk {
-                    after_tokens: raw.after_tokens.unwrap_or(0),
-                }
+                FaultKind::MalformedChunk { after_tokens: raw.after_tokens.unwrap_or(0) }
             }
             "no_done" => FaultKind::NoDone,
             "context_length" => FaultKind::ContextLength,
@@ -214,10 +192,7 @@ impl Fault {
         if !(0.0..=1.0).contains(&rate) {
             errors.push(format!("{path}.rate: must be between 0 and 1"));
         }
-        let window = FaultWindow {
-            from: ms(raw.from_ms.unwrap_or(0)),
-            until: raw.until_ms.map(ms),
-        };
+        let window = FaultWindow { from: ms(raw.from_ms.unwrap_or(0)), until: raw.until_ms.map(ms) };
         if let Some(until) = window.until
             && until <= window.from
         {
@@ -230,28 +205,15 @@ impl Fault {
 /// Validates a list of raw faults (the admin API's entry point).
 pub fn faults_from_raw(raw: &[RawFault], path: &str) -> Result<Vec<Fault>, Vec<String>> {
     let mut errors = Vec::new();
-    let faults: Vec<Fault> = raw
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| Fault::from_raw(f, &format!("{path}[{i}]"), &mut errors))
-        .collect();
-    if errors.is_empty() {
-        Ok(faults)
-    } else {
-        Err(errors)
-    }
+    let faults: Vec<Fault> =
+        raw.iter().enumerate().filter_map(|(i, f)| Fault::from_raw(f, &format!("{path}[{i}]"), &mut errors)).collect();
+    if errors.is_empty() { Ok(faults) } else { Err(errors) }
 }
 
 pub(crate) fn dist_from_raw(raw: &RawDist, path: &str, errors: &mut Vec<String>) -> Option<Dist> {
-    let forms = [
-        raw.fixed.is_some(),
-        raw.uniform.is_some(),
-        raw.lognormal.is_some(),
-    ];
+    let forms = [raw.fixed.is_some(), raw.uniform.is_some(), raw.lognormal.is_some()];
     if forms.iter().filter(|x| **x).count() != 1 {
-        errors.push(format!(
-            "{path}: give exactly one of fixed, uniform, lognormal"
-        ));
+        errors.push(format!("{path}: give exactly one of fixed, uniform, lognormal"));
         return None;
     }
     let dist = if let Some(v) = raw.fixed {
@@ -293,18 +255,12 @@ pub(crate) fn emulation_from_raw(
         .ttft_ms
         .as_ref()
         .and_then(|d| dist_from_raw(d, &format!("{path}.ttft_ms"), errors))
-        .unwrap_or(Dist::LogNormal {
-            median: 250.0,
-            p99: 800.0,
-        });
+        .unwrap_or(Dist::LogNormal { median: 250.0, p99: 800.0 });
     let tokens_per_s = raw
         .tokens_per_s
         .as_ref()
         .and_then(|d| dist_from_raw(d, &format!("{path}.tokens_per_s"), errors))
-        .unwrap_or(Dist::Uniform {
-            min: 40.0,
-            max: 80.0,
-        });
+        .unwrap_or(Dist::Uniform { min: 40.0, max: 80.0 });
     if tokens_per_s.median() <= 0.0 {
         errors.push(format!("{path}.tokens_per_s: must be > 0"));
     }
@@ -315,11 +271,10 @@ pub(crate) fn emulation_from_raw(
     if raw.max_concurrency == Some(0) {
         errors.push(format!("{path}.max_concurrency: must be > 0"));
     }
-    let api_key = raw.api_key.as_deref().and_then(|r| {
-        resolve(r, secrets)
-            .map_err(|e| errors.push(format!("{path}.api_key: {e}")))
-            .ok()
-    });
+    let api_key = raw
+        .api_key
+        .as_deref()
+        .and_then(|r| resolve(r, secrets).map_err(|e| errors.push(format!("{path}.api_key: {e}"))).ok());
     let faults = match faults_from_raw(&raw.faults, &format!("{path}.faults")) {
         Ok(f) => f,
         Err(mut e) => {

@@ -210,8 +210,7 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates YAML text; secrets (`env:NAME`, `file:PATH`) come from `secrets`.
     pub fn from_yaml(text: &str, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
-        let value: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -225,9 +224,7 @@ impl Config {
     }
 
     pub fn alias(&self, name: &str) -> Option<&Alias> {
-        self.alias_index
-            .get(name)
-            .map(|id| &self.aliases[usize::from(id.0)])
+        self.alias_index.get(name).map(|id| &self.aliases[usize::from(id.0)])
     }
 
     pub fn deployment(&self, id: DeploymentId) -> &Deployment {
@@ -248,9 +245,7 @@ impl Config {
 
     /// The tenant an API key belongs to, looked up by the key's SHA-256.
     pub fn tenant_for_key(&self, key: &str) -> Option<&Tenant> {
-        self.key_index
-            .get(&hash_key(key))
-            .map(|id| self.tenant(*id))
+        self.key_index.get(&hash_key(key)).map(|id| self.tenant(*id))
     }
 
     /// Whether `tenant` may call `alias`.

@@ -46,10 +46,7 @@ impl SecretSource for NoSecrets {
 /// Resolves `env:NAME` or `file:PATH`; inline values are refused so they never sit in config.
 pub(crate) fn resolve(reference: &str, source: &dyn SecretSource) -> Result<Secret, String> {
     if let Some(name) = reference.strip_prefix("env:") {
-        return source
-            .env(name)
-            .map(Secret)
-            .ok_or_else(|| format!("environment variable {name} is not set"));
+        return source.env(name).map(Secret).ok_or_else(|| format!("environment variable {name} is not set"));
     }
     if let Some(path) = reference.strip_prefix("file:") {
         return source.file(path).map(Secret);

@@ -30,9 +30,7 @@ impl SecretSource for Env {
 }
 
 fn check_error(yaml: &str, expected: &str) {
-    let err = Config::from_yaml(yaml, &Env)
-        .expect_err("config should be rejected")
-        .to_string();
+    let err = Config::from_yaml(yaml, &Env).expect_err("config should be rejected").to_string();
     assert!(err.contains(expected), "expected {expected:?} in:\n{err}");
 }
 
@@ -43,10 +41,7 @@ fn valid_config_loads_with_defaults_and_secrets() {
     assert_eq!(d.endpoint, "http://127.0.0.1:1/v1");
     assert_eq!(d.capabilities.context_window, 8192);
     assert_eq!(config.aliases[0].policy, Policy::Balanced);
-    assert_eq!(
-        config.clouds[0].api_key.as_ref().unwrap().expose(),
-        "secret-value"
-    );
+    assert_eq!(config.clouds[0].api_key.as_ref().unwrap().expose(), "secret-value");
     assert!(!format!("{:?}", config.clouds[0]).contains("secret-value"));
     assert!(config.tenant_for_key("nope").is_none());
 }
@@ -73,34 +68,19 @@ fn errors_name_their_path() {
         &BASE.replace("env:AWS_KEY", "env:MISSING"),
         "clouds[0].api_key: environment variable MISSING is not set",
     );
-    check_error(
-        &BASE.replace("env:AWS_KEY", "sk-inline"),
-        "clouds[0].api_key: must be a reference",
-    );
-    check_error(
-        &BASE.replace("protocol: openai", "protocol: smtp"),
-        "clouds[0].protocol: unknown protocol",
-    );
-    check_error(
-        &BASE.replace("jurisdictions: [us]", "jurisdictions: [US]"),
-        "tenants[0].jurisdictions[0]",
-    );
-    check_error(
-        &BASE.replace("sha256:0000", "md5:0000"),
-        "tenants[0].keys[0]: must be sha256:",
-    );
+    check_error(&BASE.replace("env:AWS_KEY", "sk-inline"), "clouds[0].api_key: must be a reference");
+    check_error(&BASE.replace("protocol: openai", "protocol: smtp"), "clouds[0].protocol: unknown protocol");
+    check_error(&BASE.replace("jurisdictions: [us]", "jurisdictions: [US]"), "tenants[0].jurisdictions[0]");
+    check_error(&BASE.replace("sha256:0000", "md5:0000"), "tenants[0].keys[0]: must be sha256:");
     check_error("clouds: [", "");
 }
 
 #[test]
 fn every_error_is_reported_at_once() {
-    let yaml = BASE
-        .replace("input_per_mtok: 1", "input_per_mtok: -1")
-        .replace("deployments: [d0]", "deployments: [d9]");
+    let yaml =
+        BASE.replace("input_per_mtok: 1", "input_per_mtok: -1").replace("deployments: [d0]", "deployments: [d9]");
     let err = Config::from_yaml(&yaml, &Env).unwrap_err();
-    let ConfigError::Invalid(errors) = err else {
-        panic!("expected validation errors")
-    };
+    let ConfigError::Invalid(errors) = err else { panic!("expected validation errors") };
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
 
@@ -111,16 +91,7 @@ fn fault_plans_validate_per_kind() {
         "price: { input_per_mtok: 1, output_per_mtok: 2 }\n    emulation:\n      faults:\n        - { kind: cut }\n        - { kind: error, status: 200 }\n        - { kind: meteor }",
     );
     let err = Config::from_yaml(&yaml, &Env).unwrap_err().to_string();
-    assert!(
-        err.contains("deployments[0].emulation.faults[0].after_tokens: required for kind cut"),
-        "{err}"
-    );
-    assert!(
-        err.contains("deployments[0].emulation.faults[1].status: must be an HTTP error status"),
-        "{err}"
-    );
-    assert!(
-        err.contains("deployments[0].emulation.faults[2].kind: unknown fault kind"),
-        "{err}"
-    );
+    assert!(err.contains("deployments[0].emulation.faults[0].after_tokens: required for kind cut"), "{err}");
+    assert!(err.contains("deployments[0].emulation.faults[1].status: must be an HTTP error status"), "{err}");
+    assert!(err.contains("deployments[0].emulation.faults[2].kind: unknown fault kind"), "{err}");
 }

@@ -28,31 +28,22 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     for (i, c) in raw.clouds.iter().enumerate() {
         let path = format!("clouds[{i}]");
         check_name(&c.name, &format!("{path}.name"), &mut errors);
-        if cloud_index
-            .insert(c.name.clone(), CloudId(i as u16))
-            .is_some()
-        {
+        if cloud_index.insert(c.name.clone(), CloudId(i as u16)).is_some() {
             errors.push(format!("{path}.name: duplicate cloud {:?}", c.name));
         }
         let protocol = match c.protocol.as_str() {
             "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
             other => {
-                errors.push(format!(
-                    "{path}.protocol: unknown protocol {other:?} (supported: openai, vllm, oci-openai)"
-                ));
+                errors
+                    .push(format!("{path}.protocol: unknown protocol {other:?} (supported: openai, vllm, oci-openai)"));
                 Protocol::OpenAi
             }
         };
-        let api_key = c.api_key.as_deref().and_then(|r| {
-            resolve(r, secrets)
-                .map_err(|e| errors.push(format!("{path}.api_key: {e}")))
-                .ok()
-        });
-        clouds.push(Cloud {
-            name: c.name.clone(),
-            protocol,
-            api_key,
-        });
+        let api_key = c
+            .api_key
+            .as_deref()
+            .and_then(|r| resolve(r, secrets).map_err(|e| errors.push(format!("{path}.api_key: {e}"))).ok());
+        clouds.push(Cloud { name: c.name.clone(), protocol, api_key });
     }
     if clouds.is_empty() {
         errors.push("clouds: at least one cloud is required".to_owned());
@@ -62,10 +53,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     let mut deployment_index = HashMap::new();
     for (i, d) in raw.deployments.iter().enumerate() {
         let path = format!("deployments[{i}]");
-        if deployment_index
-            .insert(d.name.clone(), DeploymentId(i as u16))
-            .is_some()
-        {
+        if deployment_index.insert(d.name.clone(), DeploymentId(i as u16)).is_some() {
             errors.push(format!("{path}.name: duplicate deployment {:?}", d.name));
         }
         let cloud = match cloud_index.get(&d.cloud) {
@@ -87,10 +75,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     let mut alias_index = HashMap::new();
     for (i, a) in raw.aliases.iter().enumerate() {
         check_name(&a.name, &format!("aliases[{i}].name"), &mut errors);
-        if alias_index
-            .insert(a.name.clone(), AliasId(i as u16))
-            .is_some()
-        {
+        if alias_index.insert(a.name.clone(), AliasId(i as u16)).is_some() {
             errors.push(format!("aliases[{i}].name: duplicate alias {:?}", a.name));
         }
     }
@@ -116,35 +101,22 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
                     errors.push(format!("{path}.deployments[{j}]: {name:?} is listed twice"));
                 }
                 Some(id) => members.push(*id),
-                None => errors.push(format!(
-                    "{path}.deployments[{j}]: unknown deployment {name:?}"
-                )),
+                None => errors.push(format!("{path}.deployments[{j}]: unknown deployment {name:?}")),
             }
         }
         if a.deployments.is_empty() {
-            errors.push(format!(
-                "{path}.deployments: at least one deployment is required"
-            ));
+            errors.push(format!("{path}.deployments: at least one deployment is required"));
         }
-        let kinds: HashSet<_> = members
-            .iter()
-            .map(|id| deployments[usize::from(id.0)].kind)
-            .collect();
+        let kinds: HashSet<_> = members.iter().map(|id| deployments[usize::from(id.0)].kind).collect();
         if kinds.len() > 1 {
-            errors.push(format!(
-                "{path}.deployments: mixes chat and embeddings deployments"
-            ));
+            errors.push(format!("{path}.deployments: mixes chat and embeddings deployments"));
         }
-        let kind = members.first().map_or(DeploymentKind::Chat, |id| {
-            deployments[usize::from(id.0)].kind
-        });
+        let kind = members.first().map_or(DeploymentKind::Chat, |id| deployments[usize::from(id.0)].kind);
         let mut fallbacks = Vec::new();
         for (j, name) in a.fallbacks.iter().enumerate() {
             match alias_index.get(name) {
                 Some(id) if *id == AliasId(i as u16) => {
-                    errors.push(format!(
-                        "{path}.fallbacks[{j}]: an alias cannot fall back to itself"
-                    ));
+                    errors.push(format!("{path}.fallbacks[{j}]: an alias cannot fall back to itself"));
                 }
                 Some(id) => fallbacks.push(*id),
                 None => errors.push(format!("{path}.fallbacks[{j}]: unknown alias {name:?}")),
@@ -175,15 +147,13 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
                         errors.push(format!("{path}.keys[{j}]: this key hash is used twice"));
                     }
                 }
-                None => errors.push(format!(
-                    "{path}.keys[{j}]: must be sha256:<64 hex digits> (see `switchyard hash-key`)"
-                )),
+                None => {
+                    errors.push(format!("{path}.keys[{j}]: must be sha256:<64 hex digits> (see `switchyard hash-key`)"))
+                }
             }
         }
         if t.jurisdictions.is_empty() {
-            errors.push(format!(
-                "{path}.jurisdictions: at least one jurisdiction is required"
-            ));
+            errors.push(format!("{path}.jurisdictions: at least one jurisdiction is required"));
         }
         for (j, jur) in t.jurisdictions.iter().enumerate() {
             check_jurisdiction(jur, &format!("{path}.jurisdictions[{j}]"), &mut errors);
@@ -224,16 +194,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
-    Ok(Config {
-        server,
-        routing,
-        clouds,
-        deployments,
-        aliases,
-        tenants,
-        alias_index,
-        key_index,
-    })
+    Ok(Config { server, routing, clouds, deployments, aliases, tenants, alias_index, key_index })
 }
 
 fn deployment(
@@ -254,17 +215,13 @@ fn deployment(
     }
     let endpoint = d.endpoint.trim_end_matches('/').to_owned();
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        errors.push(format!(
-            "{path}.endpoint: must be an http:// or https:// URL"
-        ));
+        errors.push(format!("{path}.endpoint: must be an http:// or https:// URL"));
     }
     let kind = match d.kind.as_deref().unwrap_or("chat") {
         "chat" => DeploymentKind::Chat,
         "embeddings" => DeploymentKind::Embeddings,
         other => {
-            errors.push(format!(
-                "{path}.kind: unknown kind {other:?} (expected chat or embeddings)"
-            ));
+            errors.push(format!("{path}.kind: unknown kind {other:?} (expected chat or embeddings)"));
             DeploymentKind::Chat
         }
     };
@@ -284,9 +241,7 @@ fn deployment(
         "on_demand" => Tier::OnDemand,
         "reserved" => Tier::Reserved,
         other => {
-            errors.push(format!(
-                "{path}.tier: unknown tier {other:?} (expected reserved or on_demand)"
-            ));
+            errors.push(format!("{path}.tier: unknown tier {other:?} (expected reserved or on_demand)"));
             Tier::OnDemand
         }
     };
@@ -296,15 +251,11 @@ fn deployment(
         tpm: raw_limits.and_then(|l| l.tpm),
         concurrency: raw_limits.and_then(|l| l.concurrency),
     };
-    for (field, zero) in [
-        ("rpm", limits.rpm == Some(0)),
-        ("tpm", limits.tpm == Some(0)),
-        ("concurrency", limits.concurrency == Some(0)),
-    ] {
+    for (field, zero) in
+        [("rpm", limits.rpm == Some(0)), ("tpm", limits.tpm == Some(0)), ("concurrency", limits.concurrency == Some(0))]
+    {
         if zero {
-            errors.push(format!(
-                "{path}.limits.{field}: must be > 0 (omit it for no limit)"
-            ));
+            errors.push(format!("{path}.limits.{field}: must be > 0 (omit it for no limit)"));
         }
     }
     let caps = d.capabilities.as_ref();
@@ -318,10 +269,7 @@ fn deployment(
     if capabilities.context_window == 0 {
         errors.push(format!("{path}.capabilities.context_window: must be > 0"));
     }
-    let emulation = d
-        .emulation
-        .as_ref()
-        .map(|e| emulation_from_raw(e, &format!("{path}.emulation"), secrets, errors));
+    let emulation = d.emulation.as_ref().map(|e| emulation_from_raw(e, &format!("{path}.emulation"), secrets, errors));
     Deployment {
         id: DeploymentId(i as u16),
         name: d.name.clone(),
@@ -412,34 +360,22 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     if !(0.0..=1.0).contains(&near_tie) {
         errors.push("routing.near_tie: must be between 0 and 1".to_owned());
     }
-    RoutingSettings {
-        outlier,
-        retry_budget,
-        near_tie,
-        default_output_tokens: raw.default_output_tokens.unwrap_or(256),
-    }
+    RoutingSettings { outlier, retry_budget, near_tie, default_output_tokens: raw.default_output_tokens.unwrap_or(256) }
 }
 
 fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
     if !ok {
-        errors.push(format!(
-            "{path}: must be 1-128 characters of letters, digits, - _ . / :"
-        ));
+        errors.push(format!("{path}: must be 1-128 characters of letters, digits, - _ . / :"));
     }
 }
 
 fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
-    let ok =
-        !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+    let ok = !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
     if !ok {
-        errors.push(format!(
-            "{path}: must be a lower-case code such as us, eu, jp"
-        ));
+        errors.push(format!("{path}: must be a lower-case code such as us, eu, jp"));
     }
 }
 

@@ -39,10 +39,7 @@ fn config() -> Config {
 }
 
 fn names(config: &Config, plan: &Plan) -> Vec<String> {
-    plan.deployments
-        .iter()
-        .map(|d| config.deployment(*d).name.clone())
-        .collect()
+    plan.deployments.iter().map(|d| config.deployment(*d).name.clone()).collect()
 }
 
 fn request<'a>(config: &'a Config, alias: &str, tenant: usize) -> PlanRequest<'a> {
@@ -59,9 +56,7 @@ fn request<'a>(config: &'a Config, alias: &str, tenant: usize) -> PlanRequest<'a
 
 fn fail(config: &Config, state: &mut RouterState, name: &str, times: u32, now: Time) {
     let id = config.deployment_by_name(name).expect("deployment").id;
-    let error = AttemptError::ConnectFailed {
-        detail: "refused".into(),
-    };
+    let error = AttemptError::ConnectFailed { detail: "refused".into() };
     for _ in 0..times {
         state.begin_attempt(id, 200, now);
         state.end_attempt(id, 200, Outcome::Failure(&error), now);
@@ -72,14 +67,7 @@ fn fail(config: &Config, state: &mut RouterState, name: &str, times: u32, now: T
 fn cost_policy_prefers_cheap_and_reserved_and_spreads_domains() {
     let config = config();
     let state = RouterState::new(&config, Time::ZERO);
-    let plan = plan(
-        &config,
-        &state,
-        &request(&config, "chat", 0),
-        Time::ZERO,
-        &mut SplitMix64::new(1),
-    )
-    .unwrap();
+    let plan = plan(&config, &state, &request(&config, "chat", 0), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     let names = names(&config, &plan);
     // Reserved capacity costs nothing at the margin, then the cheapest on-demand.
     assert_eq!(names[0], "oci-fra");
@@ -93,14 +81,8 @@ fn cost_policy_prefers_cheap_and_reserved_and_spreads_domains() {
 fn priority_policy_keeps_the_listed_order() {
     let config = config();
     let state = RouterState::new(&config, Time::ZERO);
-    let plan = plan(
-        &config,
-        &state,
-        &request(&config, "chat-priority", 0),
-        Time::ZERO,
-        &mut SplitMix64::new(3),
-    )
-    .unwrap();
+    let plan =
+        plan(&config, &state, &request(&config, "chat-priority", 0), Time::ZERO, &mut SplitMix64::new(3)).unwrap();
     assert_eq!(names(&config, &plan), ["aws-use1", "az-eastus", "oci-ord"]);
 }
 
@@ -118,14 +100,8 @@ fn latency_policy_avoids_a_slow_deployment() {
     };
     state.end_attempt(slow, 10, success, Time::ZERO);
     for seed in 0..20 {
-        let plan = plan(
-            &config,
-            &state,
-            &request(&config, "chat-latency", 0),
-            Time::ZERO,
-            &mut SplitMix64::new(seed),
-        )
-        .unwrap();
+        let plan = plan(&config, &state, &request(&config, "chat-latency", 0), Time::ZERO, &mut SplitMix64::new(seed))
+            .unwrap();
         assert_eq!(*plan.deployments.last().unwrap(), slow);
     }
 }
@@ -134,33 +110,15 @@ fn latency_policy_avoids_a_slow_deployment() {
 fn eu_tenant_never_leaves_the_eu_and_fails_closed() {
     let config = config();
     let mut state = RouterState::new(&config, Time::ZERO);
-    let plan = plan(
-        &config,
-        &state,
-        &request(&config, "chat", 1),
-        Time::ZERO,
-        &mut SplitMix64::new(1),
-    )
-    .unwrap();
+    let plan = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     assert_eq!(names(&config, &plan).len(), 3);
     // Full the only EU deployment with headroom limits, eject the others: panic mode stays in EU.
     for name in ["aws-euc1", "az-swe", "oci-fra"] {
         fail(&config, &mut state, name, 3, Time::ZERO);
     }
-    let plan = super::plan(
-        &config,
-        &state,
-        &request(&config, "chat", 1),
-        Time::ZERO,
-        &mut SplitMix64::new(1),
-    )
-    .unwrap();
+    let plan = super::plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     assert!(plan.panic);
-    assert!(
-        plan.deployments
-            .iter()
-            .all(|d| config.deployment(*d).jurisdiction == "eu")
-    );
+    assert!(plan.deployments.iter().all(|d| config.deployment(*d).jurisdiction == "eu"));
 }
 
 #[test]
@@ -191,43 +149,19 @@ fn capacity_limits_and_cooldowns_remove_candidates() {
     state.begin_attempt(swe, 10, Time::ZERO);
     let fra = config.deployment_by_name("oci-fra").unwrap().id;
     state.begin_attempt(fra, 10, Time::ZERO);
-    let limited = AttemptError::RateLimited {
-        retry_after: Some(Duration::from_secs(2)),
-    };
+    let limited = AttemptError::RateLimited { retry_after: Some(Duration::from_secs(2)) };
     state.end_attempt(fra, 10, Outcome::Failure(&limited), Time::ZERO);
-    let plan = plan(
-        &config,
-        &state,
-        &request(&config, "chat", 1),
-        Time::ZERO,
-        &mut SplitMix64::new(1),
-    )
-    .unwrap();
+    let plan = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     assert_eq!(names(&config, &plan), ["aws-euc1"]);
     let euc = config.deployment_by_name("aws-euc1").unwrap().id;
     state.begin_attempt(euc, 10, Time::ZERO);
     state.end_attempt(euc, 10, Outcome::Failure(&limited), Time::ZERO);
-    let err = super::plan(
-        &config,
-        &state,
-        &request(&config, "chat", 1),
-        Time::ZERO,
-        &mut SplitMix64::new(1),
-    )
-    .unwrap_err();
+    let err =
+        super::plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap_err();
     assert!(err.is_capacity(), "{err}");
     // The cool-down ends with the Retry-After.
     let later = Time::ZERO + Duration::from_secs(2);
-    assert!(
-        super::plan(
-            &config,
-            &state,
-            &request(&config, "chat", 1),
-            later,
-            &mut SplitMix64::new(1)
-        )
-        .is_ok()
-    );
+    assert!(super::plan(&config, &state, &request(&config, "chat", 1), later, &mut SplitMix64::new(1)).is_ok());
 }
 
 #[test]

@@ -12,10 +12,7 @@ fn check_error(r: &Reply, status: u16, code: Option<&str>, message_part: &str) {
         assert_eq!(error["code"], code, "{}", r.body);
     }
     let message = error["message"].as_str().unwrap_or("");
-    assert!(
-        message.contains(message_part),
-        "{message:?} does not contain {message_part:?}"
-    );
+    assert!(message.contains(message_part), "{message:?} does not contain {message_part:?}");
 }
 
 #[tokio::test]
@@ -23,10 +20,7 @@ async fn chat_answers_with_usage_and_headers() {
     let h = Harness::start().await;
     let r = h.chat(ask("chat", "hello")).await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.body["choices"][0]["message"]["content"],
-        expected_answer("hello")
-    );
+    assert_eq!(r.body["choices"][0]["message"]["content"], expected_answer("hello"));
     assert_eq!(r.body["usage"]["completion_tokens"], 12);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d1");
     assert_eq!(header(&r.headers, "x-switchyard-cloud"), "one");
@@ -40,11 +34,7 @@ async fn streams_relay_every_chunk_and_report_usage_when_asked() {
     assert!(plain.done && plain.error.is_none());
     assert_eq!(plain.content, expected_answer("stream"));
     assert!(plain.usage.is_none(), "usage only when asked for");
-    assert_eq!(
-        plain.n_events,
-        12 + 2,
-        "12 content chunks, the finish chunk, [DONE]"
-    );
+    assert_eq!(plain.n_events, 12 + 2, "12 content chunks, the finish chunk, [DONE]");
     let mut body = ask("chat", "stream");
     body["stream_options"] = json!({"include_usage": true});
     let with_usage = h.stream(KEY, body).await;
@@ -54,30 +44,13 @@ async fn streams_relay_every_chunk_and_report_usage_when_asked() {
 #[tokio::test]
 async fn embeddings_and_models() {
     let h = Harness::start().await;
-    let r = h
-        .post(
-            "/v1/embeddings",
-            Some(KEY),
-            json!({"model": "embed", "input": ["a", "b"]}).to_string(),
-        )
-        .await;
+    let r = h.post("/v1/embeddings", Some(KEY), json!({"model": "embed", "input": ["a", "b"]}).to_string()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"].as_array().unwrap().len(), 2);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "emb");
-    let models = h
-        .client
-        .get(format!("{}/v1/models", h.base))
-        .bearer_auth(EU_KEY)
-        .send()
-        .await
-        .unwrap();
+    let models = h.client.get(format!("{}/v1/models", h.base)).bearer_auth(EU_KEY).send().await.unwrap();
     let models: serde_json::Value = serde_json::from_slice(&models.bytes().await.unwrap()).unwrap();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["chat", "embed"], "only the aliases this key may use");
 }
 
@@ -88,17 +61,9 @@ async fn health_readiness_and_metrics() {
     for (path, needle) in [
         ("/healthz", "ok"),
         ("/readyz", "available"),
-        (
-            "/metrics",
-            "switchyard_requests_total{api=\"chat\",outcome=\"ok\"} 1",
-        ),
+        ("/metrics", "switchyard_requests_total{api=\"chat\",outcome=\"ok\"} 1"),
     ] {
-        let r = h
-            .client
-            .get(format!("{}{path}", h.base))
-            .send()
-            .await
-            .unwrap();
+        let r = h.client.get(format!("{}{path}", h.base)).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let text = r.text().await.unwrap();
         assert!(text.contains(needle), "{path}: {text}");
@@ -116,8 +81,7 @@ async fn authentication_and_permission_errors() {
         "missing API key",
     );
     check_error(
-        &h.post("/v1/chat/completions", Some("sk-wrong"), body.clone())
-            .await,
+        &h.post("/v1/chat/completions", Some("sk-wrong"), body.clone()).await,
         401,
         Some("invalid_api_key"),
         "invalid API key",
@@ -142,58 +106,31 @@ async fn authentication_and_permission_errors() {
 #[tokio::test]
 async fn request_errors() {
     let h = Harness::start().await;
+    check_error(&h.post("/v1/chat/completions", Some(KEY), "{not json".into()).await, 400, None, "not valid JSON");
     check_error(
-        &h.post("/v1/chat/completions", Some(KEY), "{not json".into())
-            .await,
-        400,
-        None,
-        "not valid JSON",
-    );
-    check_error(
-        &h.post(
-            "/v1/chat/completions",
-            Some(KEY),
-            r#"{"model":"chat"}"#.into(),
-        )
-        .await,
+        &h.post("/v1/chat/completions", Some(KEY), r#"{"model":"chat"}"#.into()).await,
         400,
         None,
         "'messages' must be an array",
     );
     check_error(
-        &h.post(
-            "/v1/chat/completions",
-            Some(KEY),
-            ask("nope", "x").to_string(),
-        )
-        .await,
+        &h.post("/v1/chat/completions", Some(KEY), ask("nope", "x").to_string()).await,
         404,
         Some("model_not_found"),
         "nope",
     );
     check_error(
-        &h.post(
-            "/v1/chat/completions",
-            Some(KEY),
-            ask("embed", "x").to_string(),
-        )
-        .await,
+        &h.post("/v1/chat/completions", Some(KEY), ask("embed", "x").to_string()).await,
         400,
         None,
         "embeddings model",
     );
     let huge = ask("chat", &"x".repeat(70_000)).to_string();
-    check_error(
-        &h.post("/v1/chat/completions", Some(KEY), huge).await,
-        413,
-        Some("request_too_large"),
-        "65536",
-    );
+    check_error(&h.post("/v1/chat/completions", Some(KEY), huge).await, 413, Some("request_too_large"), "65536");
     let mut tools = ask("solo", "x");
     tools["max_tokens"] = json!(100_000);
     check_error(
-        &h.post("/v1/chat/completions", Some(KEY), tools.to_string())
-            .await,
+        &h.post("/v1/chat/completions", Some(KEY), tools.to_string()).await,
         400,
         Some("context_length_exceeded"),
         "context window too small",

@@ -17,10 +17,7 @@ async fn outage_fails_over_to_another_cloud() {
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
     assert_eq!(header(&r.headers, "x-switchyard-attempts"), "2");
     assert_eq!(r.body["model"], "model-two", "model names what served it");
-    assert_eq!(
-        r.body["choices"][0]["message"]["content"],
-        expected_answer("outage")
-    );
+    assert_eq!(r.body["choices"][0]["message"]["content"], expected_answer("outage"));
     assert_eq!(h.seen("d1", Seen::ConnectionReset), 1);
     assert_eq!(h.seen("d2", Seen::Completed), 1);
 }
@@ -57,19 +54,12 @@ async fn server_errors_are_retried_once_then_fail_over() {
 #[tokio::test]
 async fn short_retry_after_is_waited_out_on_the_same_deployment() {
     let h = Harness::start().await;
-    h.faults(
-        "d1",
-        r#"[{"kind":"error","status":429,"retry_after_ms":200,"until_ms":150}]"#,
-    );
+    h.faults("d1", r#"[{"kind":"error","status":429,"retry_after_ms":200,"until_ms":150}]"#);
     let r = h.chat(ask("chat", "429 short")).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d1");
     assert_eq!(header(&r.headers, "x-switchyard-attempts"), "2");
-    assert!(
-        r.elapsed >= Duration::from_millis(200),
-        "waited {:?}",
-        r.elapsed
-    );
+    assert!(r.elapsed >= Duration::from_millis(200), "waited {:?}", r.elapsed);
     assert_eq!(h.seen("d1", Seen::ErrorStatus(429)), 1);
     assert_eq!(h.seen("d1", Seen::Completed), 1);
 }
@@ -77,10 +67,7 @@ async fn short_retry_after_is_waited_out_on_the_same_deployment() {
 #[tokio::test]
 async fn long_retry_after_moves_on_and_cools_the_deployment_down() {
     let h = Harness::start().await;
-    h.faults(
-        "d1",
-        r#"[{"kind":"error","status":429,"retry_after_ms":5000}]"#,
-    );
+    h.faults("d1", r#"[{"kind":"error","status":429,"retry_after_ms":5000}]"#);
     let r = h.chat(ask("chat", "429 long")).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
@@ -128,11 +115,7 @@ async fn no_response_times_out_at_first_byte_and_is_not_retried() {
     let r = h.chat(ask("chat", "silent")).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r.headers, "x-switchyard-attempts"), "2");
-    assert!(
-        r.elapsed >= Duration::from_millis(400),
-        "first-byte timeout is 400 ms: {:?}",
-        r.elapsed
-    );
+    assert!(r.elapsed >= Duration::from_millis(400), "first-byte timeout is 400 ms: {:?}", r.elapsed);
     assert!(r.elapsed < Duration::from_millis(2000));
     assert_eq!(h.seen("d1", Seen::NoResponse), 1);
 }
@@ -145,11 +128,7 @@ async fn slow_first_token_fails_over_invisibly() {
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("slow"));
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
-    assert!(
-        r.elapsed >= Duration::from_millis(400) && r.elapsed < Duration::from_millis(1500),
-        "{:?}",
-        r.elapsed
-    );
+    assert!(r.elapsed >= Duration::from_millis(400) && r.elapsed < Duration::from_millis(1500), "{:?}", r.elapsed);
 }
 
 #[tokio::test]
@@ -176,17 +155,9 @@ async fn cut_stream_is_continued_and_the_caller_gets_one_whole_answer() {
     assert_eq!(h.seen("d1", Seen::Cut), 1);
     let d2 = h.emulator.deployment("d2").unwrap().records();
     assert_eq!(d2.len(), 1);
-    assert!(
-        d2[0].prefill,
-        "the continuation carried the delivered text as a prefill"
-    );
+    assert!(d2[0].prefill, "the continuation carried the delivered text as a prefill");
     assert_eq!(r.usage.unwrap()["completion_tokens"], 12);
-    assert_eq!(
-        h.gateway
-            .metrics
-            .get(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]),
-        1.0
-    );
+    assert_eq!(h.gateway.metrics.get(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]), 1.0);
 }
 
 #[tokio::test]
@@ -196,18 +167,13 @@ async fn stalled_stream_is_continued() {
     let r = h.stream(KEY, ask("chat", "stall")).await;
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("stall"));
-    assert!(
-        r.elapsed >= Duration::from_millis(300),
-        "idle timeout is 300 ms: {:?}",
-        r.elapsed
-    );
+    assert!(r.elapsed >= Duration::from_millis(300), "idle timeout is 300 ms: {:?}", r.elapsed);
     assert_eq!(h.seen("d2", Seen::Completed), 1);
 }
 
 #[tokio::test]
 async fn cut_without_a_prefill_deployment_ends_with_an_error_event() {
-    let text = config_text(false, false)
-        .replace("prefill: true, tools: true", "prefill: false, tools: true");
+    let text = config_text(false, false).replace("prefill: true, tools: true", "prefill: false, tools: true");
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"cut","after_tokens":5}]"#);
     let r = h.stream(KEY, ask("chat", "no prefill")).await;
@@ -221,8 +187,7 @@ async fn cut_without_a_prefill_deployment_ends_with_an_error_event() {
 #[tokio::test]
 async fn a_rejected_prefill_is_never_the_error_the_caller_sees() {
     // d2 claims prefill support in config but rejects it: the error names the cut.
-    let text = config_text(true, true)
-        .replace("prefill: true, tools: true", "prefill: false, tools: true");
+    let text = config_text(true, true).replace("prefill: true, tools: true", "prefill: false, tools: true");
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"cut","after_tokens":5}]"#);
     let r = h.stream(KEY, ask("chat", "rejected")).await;
@@ -241,12 +206,7 @@ async fn a_malformed_event_is_skipped_and_relaying_goes_on() {
     let r = h.stream(KEY, ask("chat", "malformed")).await;
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("malformed"));
-    assert_eq!(
-        h.gateway
-            .metrics
-            .get(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", "d1")]),
-        1.0
-    );
+    assert_eq!(h.gateway.metrics.get(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", "d1")]), 1.0);
     assert_eq!(h.requests("d2"), 0);
 }
 
@@ -261,11 +221,7 @@ async fn a_stream_without_done_is_finalised_at_once() {
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("no done"));
     assert!(r.usage.is_some());
-    assert!(
-        r.elapsed < Duration::from_millis(1000),
-        "did not wait for the idle timeout: {:?}",
-        r.elapsed
-    );
+    assert!(r.elapsed < Duration::from_millis(1000), "did not wait for the idle timeout: {:?}", r.elapsed);
     assert_eq!(h.seen("d1", Seen::NoDone), 1);
 }
 
@@ -287,12 +243,7 @@ async fn content_filter_is_returned_without_retry() {
     let r = h.chat(ask("chat", "forbidden")).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["code"], "content_filter");
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("content management policy")
-    );
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("content management policy"));
     assert_eq!(h.requests("d2"), 0);
 }
 
@@ -314,10 +265,7 @@ async fn when_every_attempt_fails_each_reason_is_listed() {
     assert_eq!(r.status, 502);
     let message = r.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("d1: connection"), "{message}");
-    assert!(
-        message.contains("d2: upstream server error (502)"),
-        "{message}"
-    );
+    assert!(message.contains("d2: upstream server error (502)"), "{message}");
     assert_eq!(r.body["error"]["code"], "all_attempts_failed");
 }
 

@@ -115,67 +115,41 @@ impl Harness {
 
     pub(crate) async fn with_config(text: &str) -> Harness {
         let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
-        let emulator = Emulator::start(&emulated, Bind::Ephemeral, None, 1)
-            .await
-            .expect("emulator");
+        let emulator = Emulator::start(&emulated, Bind::Ephemeral, None, 1).await.expect("emulator");
         let mut config = Config::from_yaml(text, &NoSecrets).expect("test config");
         for d in &mut config.deployments {
             d.endpoint = emulator.deployment(&d.name).expect("emulated").endpoint();
         }
         let gateway = Gateway::new(config, 1).expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(switchyard_gateway::serve(
-            gateway.clone(),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        tokio::spawn(switchyard_gateway::serve(gateway.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
         let client = reqwest::Client::builder().build().expect("client");
-        Harness {
-            emulator,
-            gateway,
-            base,
-            client,
-            _stop: stop,
-        }
+        Harness { emulator, gateway, base, client, _stop: stop }
     }
 
     /// Installs a fault plan (JSON, as the admin API takes it) on a deployment.
     pub(crate) fn faults(&self, deployment: &str, json: &str) {
         let raw: Vec<RawFault> = serde_json::from_str(json).expect("fault json");
         let faults = faults_from_raw(&raw, "faults").expect("valid faults");
-        self.emulator
-            .set_faults(deployment, faults)
-            .expect("deployment");
+        self.emulator.set_faults(deployment, faults).expect("deployment");
     }
 
     pub(crate) fn seen(&self, deployment: &str, outcome: Seen) -> usize {
-        self.emulator
-            .deployment(deployment)
-            .expect("deployment")
-            .count(outcome)
+        self.emulator.deployment(deployment).expect("deployment").count(outcome)
     }
 
     pub(crate) fn requests(&self, deployment: &str) -> usize {
-        self.emulator
-            .deployment(deployment)
-            .expect("deployment")
-            .records()
-            .len()
+        self.emulator.deployment(deployment).expect("deployment").records().len()
     }
 
     pub(crate) async fn post(&self, path: &str, key: Option<&str>, body: String) -> Reply {
         let started = Instant::now();
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body);
+        let mut request =
+            self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body);
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -183,19 +157,13 @@ impl Harness {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Reply {
-            status,
-            headers,
-            body,
-            elapsed: started.elapsed(),
-        }
+        let body =
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Reply { status, headers, body, elapsed: started.elapsed() }
     }
 
     pub(crate) async fn chat(&self, body: Value) -> Reply {
-        self.post("/v1/chat/completions", Some(KEY), body.to_string())
-            .await
+        self.post("/v1/chat/completions", Some(KEY), body.to_string()).await
     }
 
     pub(crate) async fn stream(&self, key: &str, mut body: Value) -> StreamReply {
@@ -242,10 +210,7 @@ impl Harness {
             if let Some(u) = value.get("usage").filter(|u| u.is_object()) {
                 reply.usage = Some(u.clone());
             }
-            if let Some(c) = value
-                .pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-            {
+            if let Some(c) = value.pointer("/choices/0/delta/content").and_then(Value::as_str) {
                 reply.content.push_str(c);
             }
         }
@@ -266,8 +231,5 @@ pub(crate) fn expected_answer(prompt: &str) -> String {
 }
 
 pub(crate) fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }

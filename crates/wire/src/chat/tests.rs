@@ -4,11 +4,7 @@ use super::*;
 
 fn check_bad(body: &str, expected: &str) {
     let err = ChatRequest::parse(body.as_bytes()).expect_err(body);
-    assert!(
-        err.message.contains(expected),
-        "{:?} does not contain {expected:?}",
-        err.message
-    );
+    assert!(err.message.contains(expected), "{:?} does not contain {expected:?}", err.message);
 }
 
 #[test]
@@ -35,43 +31,23 @@ fn rejects_malformed_requests_with_a_reason() {
     check_bad(r#"{"messages":[]}"#, "model parameter");
     check_bad(r#"{"model":"m"}"#, "'messages' must be an array");
     check_bad(r#"{"model":"m","messages":[]}"#, "at least one message");
-    check_bad(
-        r#"{"model":"m","messages":[{"content":"x"}]}"#,
-        "messages[0].role is required",
-    );
-    check_bad(
-        r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
-        "unknown role",
-    );
-    check_bad(
-        r#"{"model":"m","messages":[{"role":"user","content":1}]}"#,
-        "must be a string or an array",
-    );
+    check_bad(r#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role is required");
+    check_bad(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "unknown role");
+    check_bad(r#"{"model":"m","messages":[{"role":"user","content":1}]}"#, "must be a string or an array");
     check_bad(
         r#"{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}"#,
         "'stream' must be a boolean",
     );
-    check_bad(
-        r#"{"model":"m","max_tokens":-1,"messages":[{"role":"user","content":"x"}]}"#,
-        "positive integer",
-    );
-    check_bad(
-        r#"{"model":"m","n":3,"messages":[{"role":"user","content":"x"}]}"#,
-        "n = 1",
-    );
+    check_bad(r#"{"model":"m","max_tokens":-1,"messages":[{"role":"user","content":"x"}]}"#, "positive integer");
+    check_bad(r#"{"model":"m","n":3,"messages":[{"role":"user","content":"x"}]}"#, "n = 1");
 }
 
 #[test]
 fn continuation_appends_the_prefill() {
-    let r = ChatRequest::parse(
-        br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .unwrap();
+    let r =
+        ChatRequest::parse(br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
     let body: Value = serde_json::from_slice(&r.continuation_body("p", "Hello there", 3)).unwrap();
-    assert_eq!(
-        body["messages"][1],
-        json!({"role":"assistant","content":"Hello there"})
-    );
+    assert_eq!(body["messages"][1], json!({"role":"assistant","content":"Hello there"}));
     assert_eq!(body["continue_final_message"], true);
     assert_eq!(body["add_generation_prompt"], false);
     assert_eq!(body["max_tokens"], 97);
@@ -80,21 +56,12 @@ fn continuation_appends_the_prefill() {
 
 #[test]
 fn reads_chunks_and_completions() {
-    let c = ChunkView::parse(
-        r#"{"id":"x","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
-    )
-    .unwrap();
+    let c = ChunkView::parse(r#"{"id":"x","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#)
+        .unwrap();
     assert_eq!(c.content, "Hi");
     assert!(c.has_output());
     let u = ChunkView::parse(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":1}}}"#).unwrap();
-    assert_eq!(
-        u.usage,
-        Some(WireUsage {
-            prompt_tokens: 3,
-            completion_tokens: 5,
-            cached_tokens: 1
-        })
-    );
+    assert_eq!(u.usage, Some(WireUsage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 1 }));
     assert!(ChunkView::parse("{not json").is_none());
     let done = CompletionView::parse(
         br#"{"choices":[{"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#,
@@ -110,10 +77,7 @@ fn tells_rejections_apart() {
     let ctx = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#;
     assert_eq!(classify_rejection(ctx).0, UpstreamRejection::ContextLength);
     let filter = br#"{"error":{"message":"filtered","code":"content_filter"}}"#;
-    assert_eq!(
-        classify_rejection(filter),
-        (UpstreamRejection::ContentFilter, "filtered".to_owned())
-    );
+    assert_eq!(classify_rejection(filter), (UpstreamRejection::ContentFilter, "filtered".to_owned()));
     assert_eq!(classify_rejection(b"oops").0, UpstreamRejection::Other);
 }
 
@@ -123,8 +87,6 @@ fn embeddings_requests_parse() {
     assert_eq!(r.input_tokens, 2);
     assert!(EmbeddingsRequest::parse(br#"{"model":"e","input":[]}"#).is_err());
     assert!(
-        parse_embeddings_usage(br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":2}}"#)
-            .unwrap()
-            .is_some()
+        parse_embeddings_usage(br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":2}}"#).unwrap().is_some()
     );
 }
