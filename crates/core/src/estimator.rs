@@ -68,6 +68,14 @@ impl LatencyEstimate {
         }
     }
 
+    /// Records an answer that arrived whole: its time to first token is estimated as the total
+    /// less the expected generation time, so non-streaming calls do not inflate the estimate.
+    pub fn observe_whole(&mut self, output_tokens: u32, total: Duration, now: Time) {
+        let gen_ms = self.ms_per_token.get() * f64::from(output_tokens.saturating_sub(1));
+        let ttft_ms = (total.as_secs_f64() * 1000.0 - gen_ms).max(0.0);
+        self.ttft_ms.observe(ttft_ms, now);
+    }
+
     /// Expected time to produce `output_tokens`, in milliseconds.
     pub fn expected_ms(&self, output_tokens: u32) -> f64 {
         self.ttft_ms.get() + self.ms_per_token.get() * f64::from(output_tokens.saturating_sub(1))

@@ -28,8 +28,9 @@ pub struct DeploymentState {
 /// The end of an attempt, as the router needs to know it.
 #[derive(Clone, Copy, Debug)]
 pub enum Outcome<'a> {
+    /// `ttft` is `None` when it could not be seen (a non-streaming answer arrives whole).
     Success {
-        ttft: Duration,
+        ttft: Option<Duration>,
         duration: Duration,
         output_tokens: u32,
         total_tokens: u64,
@@ -139,7 +140,10 @@ impl RouterState {
             Outcome::Success { ttft, duration, output_tokens, total_tokens } => {
                 d.health.on_success();
                 d.cooldown_until = None;
-                d.latency.observe(ttft, output_tokens, duration, now);
+                match ttft {
+                    Some(ttft) => d.latency.observe(ttft, output_tokens, duration, now),
+                    None => d.latency.observe_whole(output_tokens, duration, now),
+                }
                 if let Some(b) = &mut d.tpm {
                     b.adjust(f64::from(estimated_tokens) - total_tokens as f64, now);
                 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_core::config::{Config, Dist, Emulation, Fault, Protocol};
+use switchyard_core::config::{Config, Dist, Emulation, Fault, FaultKind, Protocol};
 use switchyard_core::rng::{SplitMix64, stable_hash};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -148,6 +148,15 @@ impl EmulatedDeployment {
             Err(_) => return Vec::new(),
         };
         faults.into_iter().filter(|f| f.active(since) && self.roll(f.rate)).collect()
+    }
+
+    /// Whether an outage (or a flap's down phase) with rate 1 is active now.
+    pub(crate) fn outage_for_all(&self) -> bool {
+        let Ok(plan) = self.faults.lock() else { return false };
+        let since = plan.installed.elapsed();
+        plan.faults
+            .iter()
+            .any(|f| f.rate >= 1.0 && matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }) && f.active(since))
     }
 
     fn set_faults(&self, faults: Vec<Fault>) {

@@ -54,6 +54,12 @@ fn is_down(dep: &EmulatedDeployment) -> bool {
     dep.active_faults().iter().any(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }))
 }
 
+/// Whether an outage hitting every request is on: cuts work in flight, without rolling
+/// partial rates again for every token.
+fn is_down_for_all(dep: &EmulatedDeployment) -> bool {
+    dep.outage_for_all()
+}
+
 /// Closes with RST rather than FIN, as a dead host's stack or load balancer would.
 fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
@@ -259,7 +265,7 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     if !stream {
         let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
         tokio::time::sleep(ttft + per_token * n.saturating_sub(1)).await;
-        if is_down(&dep) {
+        if is_down_for_all(&dep) {
             // The deployment went down while this request was being served.
             dep.record(Seen::ConnectionReset, false, prefill.is_some());
             return Err(aborted());
@@ -358,7 +364,7 @@ impl StreamPlan {
                 }
             }
             tokio::time::sleep_until(start + self.ttft + self.per_token * i).await;
-            if is_down(&self.dep) {
+            if is_down_for_all(&self.dep) {
                 // An outage cuts the streams in flight too.
                 self.dep.record(Seen::Cut, true, self.prefill);
                 let _ = tx.send(Err(aborted())).await;

@@ -142,20 +142,19 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
                         within(deadline, first_byte),
                     )
                     .await?;
-                let ttft = sent.elapsed();
                 let bytes = read_all(response).await?;
                 let view = CompletionView::parse(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
-                Ok((bytes, view, ttft, sent.elapsed()))
+                Ok((bytes, view, sent.elapsed()))
             }
         })
         .await?;
-    let Won { value: (bytes, view, ttft, duration), deployment, .. } = won;
+    let Won { value: (bytes, view, duration), deployment, .. } = won;
     let deployment = gw.config.deployment(deployment);
     let usage = usage_from(view.usage, chat.input_tokens, u64::from(estimate_tokens(&view.content)));
     attempts.end(
         deployment.id,
         Outcome::Success {
-            ttft,
+            ttft: None,
             duration,
             output_tokens: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX),
             total_tokens: usage.total(),
@@ -225,10 +224,8 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
     let Won { value: (bytes, usage, duration), deployment, .. } = won;
     let deployment = gw.config.deployment(deployment);
     let usage = usage_from(usage, embed.input_tokens, 0);
-    attempts.end(
-        deployment.id,
-        Outcome::Success { ttft: duration, duration, output_tokens: 0, total_tokens: usage.total() },
-    );
+    attempts
+        .end(deployment.id, Outcome::Success { ttft: None, duration, output_tokens: 0, total_tokens: usage.total() });
     gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
     account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();

@@ -251,7 +251,7 @@ impl Relay {
                         deployment,
                         &upstream,
                         Outcome::Success {
-                            ttft: upstream.ttft,
+                            ttft: Some(upstream.ttft),
                             duration: upstream.sent.elapsed(),
                             output_tokens: u32::try_from(counted.completion_tokens).unwrap_or(u32::MAX),
                             total_tokens: counted.total(),

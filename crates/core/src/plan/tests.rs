@@ -93,7 +93,7 @@ fn latency_policy_avoids_a_slow_deployment() {
     let slow = config.deployment_by_name("az-eastus").unwrap().id;
     state.begin_attempt(slow, 10, Time::ZERO);
     let success = Outcome::Success {
-        ttft: Duration::from_secs(3),
+        ttft: Some(Duration::from_secs(3)),
         duration: Duration::from_secs(5),
         output_tokens: 10,
         total_tokens: 20,
