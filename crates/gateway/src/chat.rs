@@ -75,6 +75,19 @@ pub(crate) fn usage_from(wire: Option<WireUsage>, prompt_estimate: u32, completi
     }
 }
 
+/// One attempt whose answer comes whole: send, then read the body within the deadline.
+async fn send_whole(
+    gw: &Gateway,
+    deployment: &Deployment,
+    operation: Operation,
+    body: Vec<u8>,
+    deadline: Instant,
+) -> Result<Bytes, AttemptError> {
+    let first_byte = within(deadline, gw.config.server.timeouts.first_byte);
+    let response = gw.upstream.send(target(gw, deployment), operation, body, first_byte).await?;
+    read_all(response).await
+}
+
 /// Reads a whole upstream body, bounded in size; a cut body is an invalid response.
 async fn read_all(mut response: reqwest::Response) -> Result<Bytes, AttemptError> {
     let mut out = Vec::new();
@@ -127,22 +140,13 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
         return crate::stream::run(gw2, Arc::new(chat), plan_request, deadline, estimated, started).await;
     }
     let mut attempts = Attempts::start(&gw, plan_request, deadline, estimated)?;
-    let timeouts = gw.config.server.timeouts.clone();
     let won = attempts
         .run(|deployment, deadline| {
-            let (gw, chat, first_byte) = (&gw, &chat, timeouts.first_byte);
+            let (gw, chat) = (&gw, &chat);
             async move {
                 let sent = Instant::now();
-                let response = gw
-                    .upstream
-                    .send(
-                        target(gw, deployment),
-                        Operation::ChatCompletions,
-                        chat.upstream_body(&deployment.model),
-                        within(deadline, first_byte),
-                    )
-                    .await?;
-                let bytes = read_all(response).await?;
+                let body = chat.upstream_body(&deployment.model);
+                let bytes = send_whole(gw, deployment, Operation::ChatCompletions, body, deadline).await?;
                 let view = CompletionView::parse(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
                 Ok((bytes, view, sent.elapsed()))
             }
@@ -199,22 +203,13 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
     };
     let deadline = started + gw.config.server.timeouts.request;
     let mut attempts = Attempts::start(gw, plan_request, deadline, embed.input_tokens)?;
-    let first_byte = gw.config.server.timeouts.first_byte;
     let won = attempts
         .run(|deployment, deadline| {
             let embed = &embed;
             async move {
                 let sent = Instant::now();
-                let response = gw
-                    .upstream
-                    .send(
-                        target(gw, deployment),
-                        Operation::Embeddings,
-                        embed.upstream_body(&deployment.model),
-                        within(deadline, first_byte),
-                    )
-                    .await?;
-                let bytes = read_all(response).await?;
+                let body = embed.upstream_body(&deployment.model);
+                let bytes = send_whole(gw, deployment, Operation::Embeddings, body, deadline).await?;
                 let usage =
                     parse_embeddings_usage(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
                 Ok((bytes, usage, sent.elapsed()))
