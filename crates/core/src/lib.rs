@@ -8,6 +8,7 @@ pub mod attempt;
 pub mod budget;
 pub mod config;
 pub mod estimator;
+pub mod fixture;
 pub mod health;
 pub mod plan;
 pub mod ratelimit;

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::config::{AliasId, Config, Deployment, DeploymentId, Policy, Tenant};
+use crate::config::{Alias, AliasId, Config, Deployment, DeploymentId, Policy, Tenant};
 use crate::health::Availability;
 use crate::rng::Rng;
 use crate::state::RouterState;
@@ -113,11 +113,32 @@ impl fmt::Display for NoRoute {
     }
 }
 
+/// Entries of a plan ordered for failure domains; the rest follow by score.
+const DOMAIN_ORDERED: usize = 8;
+
 struct Candidate<'a> {
     deployment: &'a Deployment,
-    score: f64,
+    /// Position in the alias's list (the `priority` policy's order).
+    position: usize,
+    cost: f64,
+    latency: f64,
     load: f64,
+    score: f64,
 }
+
+/// What each filter removed; turned into a [`NoRoute`] only when nothing is left.
+#[derive(Clone, Copy, Default)]
+struct Removed {
+    outside_jurisdiction: usize,
+    missing: [bool; 4],
+    n_missing_capability: usize,
+    context_too_small: usize,
+    largest_context: u32,
+    cooling_down: usize,
+    no_headroom: usize,
+}
+
+const CAPABILITY_NAMES: [&str; 4] = ["streaming", "tools", "vision", "assistant prefill"];
 
 /// Plans a request. Same config, state, request, time and RNG state → same plan.
 pub fn plan(
@@ -130,69 +151,66 @@ pub fn plan(
     let alias = &config.aliases[usize::from(request.alias.0)];
     let output_tokens = request.max_output_tokens.unwrap_or(config.routing.default_output_tokens);
     let needed_context = request.input_tokens.saturating_add(request.max_output_tokens.unwrap_or(0));
-    let mut why = NoRoute {
-        alias: alias.name.clone(),
-        allowed_jurisdictions: request.tenant.jurisdictions.clone(),
-        n_candidates: alias.deployments.len(),
-        needed_context,
-        ..NoRoute::default()
-    };
-    let mut survivors: Vec<&Deployment> = Vec::with_capacity(alias.deployments.len());
+    let estimated_tokens = request.input_tokens.saturating_add(output_tokens);
+    let mask = request.tenant.jurisdiction_mask;
+    let needs = [request.needs.streaming, request.needs.tools, request.needs.vision, request.needs.prefill];
+    let mut removed = Removed::default();
+    let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(alias.deployments.len());
     let mut ejected: Vec<(Time, &Deployment)> = Vec::new();
-    for id in &alias.deployments {
+    for (position, id) in alias.deployments.iter().enumerate() {
         let d = config.deployment(*id);
-        let s = state.deployment(*id);
-        if !request.tenant.jurisdictions.contains(&d.jurisdiction) {
-            why.outside_jurisdiction += 1;
+        if d.jurisdiction_bit & mask == 0 {
+            removed.outside_jurisdiction += 1;
             continue;
         }
         let caps = &d.capabilities;
-        let lacking = [
-            (request.needs.streaming && !caps.streaming, "streaming"),
-            (request.needs.tools && !caps.tools, "tools"),
-            (request.needs.vision && !caps.vision, "vision"),
-            (request.needs.prefill && !caps.prefill, "assistant prefill"),
-        ];
-        if lacking.iter().any(|(l, _)| *l) {
-            why.n_missing_capability += 1;
-            for (l, name) in lacking {
-                if l && !why.missing_capability.contains(&name) {
-                    why.missing_capability.push(name);
-                }
+        let has = [caps.streaming, caps.tools, caps.vision, caps.prefill];
+        if needs.iter().zip(has).any(|(need, has)| *need && !has) {
+            removed.n_missing_capability += 1;
+            for i in 0..4 {
+                removed.missing[i] |= needs[i] && !has[i];
             }
             continue;
         }
         if caps.context_window < needed_context || caps.context_window <= request.min_context_above {
-            why.context_too_small += 1;
-            why.largest_context = why.largest_context.max(caps.context_window);
+            removed.context_too_small += 1;
+            removed.largest_context = removed.largest_context.max(caps.context_window);
             continue;
         }
+        let s = state.deployment(*id);
         if let Availability::Ejected { until } = s.health.availability(now) {
             ejected.push((until, d));
             continue;
         }
         if s.cooling_down(now) {
-            why.cooling_down += 1;
+            removed.cooling_down += 1;
             continue;
         }
-        if !s.has_headroom(request.input_tokens.saturating_add(output_tokens), now) {
-            why.no_headroom += 1;
+        if !s.has_headroom(estimated_tokens, now) {
+            removed.no_headroom += 1;
             continue;
         }
-        survivors.push(d);
+        let load = s.load();
+        candidates.push(Candidate {
+            deployment: d,
+            position,
+            cost: marginal_cost(&d.price, d.tier, request.input_tokens, output_tokens),
+            latency: s.latency.expected_ms(output_tokens) * (1.0 + load),
+            load,
+            score: 0.0,
+        });
     }
-    if survivors.is_empty() {
+    if candidates.is_empty() {
         if ejected.is_empty() {
-            return Err(Box::new(why));
+            return Err(Box::new(no_route(alias, request, needed_context, removed)));
         }
         // Every eligible deployment is ejected: try them anyway, soonest back first.
         ejected.sort_by_key(|(until, d)| (*until, d.id));
-        let deployments = order_by_domain(ejected.into_iter().map(|(_, d)| d).collect(), request.avoid);
-        return Ok(Plan { deployments, panic: true });
+        let ranked = ejected.into_iter().map(|(_, d)| d).collect();
+        return Ok(Plan { deployments: order_by_domain(config, ranked, request.avoid), panic: true });
     }
 
-    let mut candidates =
-        score(state, alias.policy, &alias.deployments, &survivors, request.input_tokens, output_tokens);
+    score(alias.policy, &mut candidates);
     candidates.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.deployment.id.cmp(&b.deployment.id)));
 
     // Power of two choices among near-ties: the less loaded of two random picks goes first.
@@ -205,86 +223,89 @@ pub fn plan(
         if b >= a {
             b += 1;
         }
-        let (first, second) = (&candidates[a], &candidates[b]);
-        let pick = match first.load.total_cmp(&second.load) {
+        let pick = match candidates[a].load.total_cmp(&candidates[b].load) {
             std::cmp::Ordering::Less => a,
             std::cmp::Ordering::Greater => b,
             std::cmp::Ordering::Equal => a.min(b),
         };
-        let chosen = candidates.remove(pick);
-        candidates.insert(0, chosen);
+        candidates[..=pick].rotate_right(1);
     }
-    let deployments = order_by_domain(candidates.into_iter().map(|c| c.deployment).collect(), request.avoid);
-    Ok(Plan { deployments, panic: false })
+    let ranked = candidates.into_iter().map(|c| c.deployment).collect();
+    Ok(Plan { deployments: order_by_domain(config, ranked, request.avoid), panic: false })
 }
 
-/// Scores survivors per policy; lower is better.
-fn score<'a>(
-    state: &RouterState,
-    policy: Policy,
-    alias_order: &[DeploymentId],
-    survivors: &[&'a Deployment],
-    input_tokens: u32,
-    output_tokens: u32,
-) -> Vec<Candidate<'a>> {
-    let raw: Vec<(f64, f64, f64)> = survivors
-        .iter()
-        .map(|d| {
-            let s = state.deployment(d.id);
-            let cost = marginal_cost(&d.price, d.tier, input_tokens, output_tokens);
-            let load = s.load();
-            let latency = s.latency.expected_ms(output_tokens) * (1.0 + load);
-            (cost, latency, load)
-        })
-        .collect();
-    let n = raw.len() as f64;
-    let mean_cost = raw.iter().map(|r| r.0).sum::<f64>() / n;
-    let mean_latency = raw.iter().map(|r| r.1).sum::<f64>() / n;
-    survivors
-        .iter()
-        .zip(raw)
-        .map(|(d, (cost, latency, load))| {
-            let score = match policy {
-                // Cost first; latency only separates equal prices.
-                Policy::Cost => cost + latency * 1e-12,
-                Policy::Latency => latency,
-                Policy::Balanced => {
-                    let c = if mean_cost > 0.0 { cost / mean_cost } else { 0.0 };
-                    let l = if mean_latency > 0.0 { latency / mean_latency } else { 0.0 };
-                    0.5 * c + 0.5 * l
-                }
-                Policy::Priority => alias_order.iter().position(|x| *x == d.id).unwrap_or(0) as f64,
-            };
-            Candidate { deployment: d, score, load }
-        })
-        .collect()
+fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, removed: Removed) -> NoRoute {
+    NoRoute {
+        alias: alias.name.clone(),
+        allowed_jurisdictions: request.tenant.jurisdictions.clone(),
+        n_candidates: alias.deployments.len(),
+        outside_jurisdiction: removed.outside_jurisdiction,
+        missing_capability: (0..4).filter(|i| removed.missing[*i]).map(|i| CAPABILITY_NAMES[i]).collect(),
+        n_missing_capability: removed.n_missing_capability,
+        context_too_small: removed.context_too_small,
+        needed_context,
+        largest_context: removed.largest_context,
+        cooling_down: removed.cooling_down,
+        no_headroom: removed.no_headroom,
+    }
+}
+
+/// Scores candidates per policy; lower is better.
+fn score(policy: Policy, candidates: &mut [Candidate<'_>]) {
+    let n = candidates.len() as f64;
+    let mean_cost = candidates.iter().map(|c| c.cost).sum::<f64>() / n;
+    let mean_latency = candidates.iter().map(|c| c.latency).sum::<f64>() / n;
+    for c in candidates {
+        c.score = match policy {
+            // Cost first; latency only separates equal prices.
+            Policy::Cost => c.cost + c.latency * 1e-12,
+            Policy::Latency => c.latency,
+            Policy::Balanced => {
+                let cost = if mean_cost > 0.0 { c.cost / mean_cost } else { 0.0 };
+                let latency = if mean_latency > 0.0 { c.latency / mean_latency } else { 0.0 };
+                0.5 * cost + 0.5 * latency
+            }
+            Policy::Priority => c.position as f64,
+        };
+    }
 }
 
 /// Orders an already ranked list so that each next entry leaves the failure domains behind:
-/// first another region, then, once a cloud has failed in two places, another cloud.
-fn order_by_domain(ranked: Vec<&Deployment>, avoid: Option<DeploymentId>) -> Vec<DeploymentId> {
+/// first another region, then, once a cloud has been used in two places, another cloud. Only
+/// the first entries (as many as a request could try) are reordered; the rest keep their rank.
+fn order_by_domain(config: &Config, ranked: Vec<&Deployment>, avoid: Option<DeploymentId>) -> Vec<DeploymentId> {
     let mut rest = ranked;
-    let mut avoided = None;
-    if let Some(a) = avoid
-        && let Some(pos) = rest.iter().position(|d| d.id == a)
-    {
-        avoided = Some(rest.remove(pos));
-    }
-    let mut ordered: Vec<&Deployment> = Vec::with_capacity(rest.len() + 1);
-    if !rest.is_empty() {
-        ordered.push(rest.remove(0));
-    }
-    while !rest.is_empty() {
+    let avoided = avoid.and_then(|a| rest.iter().position(|d| d.id == a)).map(|pos| rest.remove(pos));
+    let mut ordered: Vec<DeploymentId> = Vec::with_capacity(rest.len() + 1);
+    let mut region_used = vec![false; config.n_regions];
+    let mut cloud_uses = vec![0u8; config.clouds.len()];
+    let mut start = 0;
+    while start < rest.len() && ordered.len() < DOMAIN_ORDERED {
         let penalty = |d: &Deployment| -> u32 {
-            let same_region = ordered.iter().any(|o| o.cloud == d.cloud && o.region == d.region);
-            let cloud_uses = ordered.iter().filter(|o| o.cloud == d.cloud).count();
-            2 * u32::from(same_region) + u32::from(cloud_uses >= 2)
+            2 * u32::from(region_used[usize::from(d.region_id)]) + u32::from(cloud_uses[usize::from(d.cloud.0)] >= 2)
         };
-        let (best_idx, _) = rest.iter().enumerate().min_by_key(|(i, d)| (penalty(d), *i)).unwrap_or((0, &rest[0]));
-        ordered.push(rest.remove(best_idx));
+        let mut best = start;
+        let mut best_penalty = penalty(rest[start]);
+        for (i, d) in rest.iter().enumerate().skip(start + 1) {
+            if best_penalty == 0 {
+                break;
+            }
+            let p = penalty(d);
+            if p < best_penalty {
+                best = i;
+                best_penalty = p;
+            }
+        }
+        rest[start..=best].rotate_right(1);
+        let d = rest[start];
+        region_used[usize::from(d.region_id)] = true;
+        cloud_uses[usize::from(d.cloud.0)] = cloud_uses[usize::from(d.cloud.0)].saturating_add(1);
+        ordered.push(d.id);
+        start += 1;
     }
-    ordered.extend(avoided);
-    ordered.into_iter().map(|d| d.id).collect()
+    ordered.extend(rest[start..].iter().map(|d| d.id));
+    ordered.extend(avoided.map(|d| d.id));
+    ordered
 }
 
 #[cfg(test)]

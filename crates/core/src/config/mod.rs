@@ -41,6 +41,8 @@ pub struct Config {
     pub deployments: Vec<Deployment>,
     pub aliases: Vec<Alias>,
     pub tenants: Vec<Tenant>,
+    /// Distinct (cloud, region) pairs; `Deployment::region_id` indexes it.
+    pub n_regions: usize,
     alias_index: HashMap<String, AliasId>,
     key_index: HashMap<[u8; 32], TenantId>,
 }
@@ -146,7 +148,11 @@ pub struct Deployment {
     pub name: String,
     pub cloud: CloudId,
     pub region: String,
+    /// Interned (cloud, region): deployments that share one share a failure domain.
+    pub region_id: u16,
     pub jurisdiction: String,
+    /// This deployment's jurisdiction as a bit, to test against [`Tenant::jurisdiction_mask`].
+    pub jurisdiction_bit: u64,
     pub model: String,
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:9101/v1`.
     pub endpoint: String,
@@ -191,6 +197,8 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub jurisdictions: Vec<String>,
+    /// The allowed jurisdictions as bits (see [`Deployment::jurisdiction_bit`]).
+    pub jurisdiction_mask: u64,
     /// `None` means every alias.
     pub aliases: Option<Vec<AliasId>>,
     pub workload: Workload,

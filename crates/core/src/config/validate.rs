@@ -186,6 +186,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             id: TenantId(i as u16),
             name: t.name.clone(),
             jurisdictions: t.jurisdictions.clone(),
+            jurisdiction_mask: 0,
             aliases: tenant_aliases,
             workload,
         });
@@ -194,7 +195,33 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
-    Ok(Config { server, routing, clouds, deployments, aliases, tenants, alias_index, key_index })
+    // Intern jurisdictions as bits and (cloud, region) pairs as ids, for fast planning.
+    let mut jurisdiction_bits: HashMap<String, u64> = HashMap::new();
+    let mut bit_of = |j: &str, errors: &mut Vec<String>| -> u64 {
+        let next = jurisdiction_bits.len();
+        *jurisdiction_bits.entry(j.to_owned()).or_insert_with(|| {
+            if next >= 64 {
+                errors.push("jurisdictions: at most 64 distinct jurisdictions are supported".to_owned());
+                0
+            } else {
+                1u64 << next
+            }
+        })
+    };
+    let mut regions: HashMap<(CloudId, String), u16> = HashMap::new();
+    for d in &mut deployments {
+        d.jurisdiction_bit = bit_of(&d.jurisdiction, &mut errors);
+        let next = regions.len() as u16;
+        d.region_id = *regions.entry((d.cloud, d.region.clone())).or_insert(next);
+    }
+    for t in &mut tenants {
+        t.jurisdiction_mask = t.jurisdictions.iter().fold(0, |mask, j| mask | bit_of(j, &mut errors));
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    let n_regions = regions.len();
+    Ok(Config { server, routing, clouds, deployments, aliases, tenants, n_regions, alias_index, key_index })
 }
 
 fn deployment(
@@ -275,7 +302,9 @@ fn deployment(
         name: d.name.clone(),
         cloud,
         region: d.region.clone(),
+        region_id: 0,
         jurisdiction: d.jurisdiction.clone(),
+        jurisdiction_bit: 0,
         model: d.model.clone(),
         endpoint,
         kind,

@@ -1,0 +1,40 @@
+//! Synthetic configs for benchmarks and tests: `n` deployments spread over clouds, regions and
+//! jurisdictions, one alias over all of them, and a tenant allowed everywhere.
+
+use crate::config::{Config, NoSecrets, key_hash_text};
+
+/// A config with `n` chat deployments across 3 clouds, 4 regions each, in `us` and `eu`.
+pub fn synthetic_config(n: usize, policy: &str) -> Config {
+    let clouds = ["aws", "azure", "oci"];
+    let mut yaml = String::from("clouds:\n");
+    for c in clouds {
+        yaml.push_str(&format!("  - {{ name: {c}, protocol: openai }}\n"));
+    }
+    yaml.push_str("deployments:\n");
+    let mut names = Vec::new();
+    for i in 0..n {
+        let cloud = clouds[i % 3];
+        let region = format!("r{}", (i / 3) % 4);
+        let jurisdiction = if (i / 3) % 2 == 0 { "us" } else { "eu" };
+        let name = format!("d{i}");
+        yaml.push_str(&format!(
+            "  - {{ name: {name}, cloud: {cloud}, region: {region}, jurisdiction: {jurisdiction}, model: m{}, \
+             endpoint: \"http://127.0.0.1:{}/v1\", price: {{ input_per_mtok: {}, output_per_mtok: {} }}, \
+             limits: {{ concurrency: 64, rpm: 100000, tpm: 100000000 }}, capabilities: {{ context_window: 128000 }} }}\n",
+            i % 5,
+            10_000 + i,
+            1.0 + (i % 7) as f64 * 0.1,
+            2.0 + (i % 5) as f64 * 0.2,
+        ));
+        names.push(name);
+    }
+    yaml.push_str(&format!("aliases:\n  - {{ name: chat, policy: {policy}, deployments: [{}] }}\n", names.join(", ")));
+    yaml.push_str(&format!(
+        "tenants:\n  - {{ name: t, keys: [\"{}\"], jurisdictions: [us, eu], aliases: [\"*\"] }}\n",
+        key_hash_text("bench")
+    ));
+    match Config::from_yaml(&yaml, &NoSecrets) {
+        Ok(c) => c,
+        Err(e) => panic!("synthetic config is invalid: {e}"),
+    }
+}
