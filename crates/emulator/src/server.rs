@@ -141,7 +141,7 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     if !path.ends_with("/chat/completions") {
         return error_response(StatusCode::NOT_FOUND, &format!("no route for {path}"), "invalid_request_error", None);
     }
-    let request = match ChatRequest::parse(&body) {
+    let request = match ChatRequest::parse(body.clone()) {
         Ok(r) => r,
         Err(e) => {
             dep.record(Seen::BadRequest, false, false);
@@ -206,11 +206,9 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     }
 
     // The conversation, and a trailing assistant prefill to continue, if asked for.
-    let mut messages = match request.body.get("messages") {
-        Some(Value::Array(m)) => m.clone(),
-        _ => Vec::new(),
-    };
-    let continues = request.body.get("continue_final_message") == Some(&Value::Bool(true));
+    let mut messages: Vec<Value> =
+        request.object.get("messages").and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+    let continues = request.object.get("continue_final_message") == Some("true");
     let prefill = match messages.last() {
         Some(last) if continues && last.get("role").and_then(Value::as_str) == Some("assistant") => {
             let text = last.get("content").and_then(Value::as_str).unwrap_or("").to_owned();
@@ -336,6 +334,7 @@ impl StreamPlan {
                 match *fault {
                     FaultKind::Cut { after_tokens } if after_tokens == i => {
                         self.dep.record(Seen::Cut, true, self.prefill);
+                        flushed(&tx).await;
                         let _ = tx.send(Err(aborted())).await;
                         return;
                     }
@@ -403,17 +402,29 @@ impl StreamPlan {
     }
 }
 
+/// Waits (briefly, bounded) until the tokens sent so far have left for the socket, so that a
+/// cut after N tokens really delivers N tokens first.
+async fn flushed(tx: &mpsc::Sender<BodyItem>) {
+    for _ in 0..200 {
+        if tx.capacity() == tx.max_capacity() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
 fn embeddings(dep: &EmulatedDeployment, body: &Bytes) -> Reply {
-    let request = match EmbeddingsRequest::parse(body) {
+    let request = match EmbeddingsRequest::parse(body.clone()) {
         Ok(r) => r,
         Err(e) => {
             dep.record(Seen::BadRequest, false, false);
             return error_response(StatusCode::BAD_REQUEST, &e.message, "invalid_request_error", None);
         }
     };
-    let inputs: Vec<Value> = match request.body.get("input") {
-        Some(Value::Array(items)) => items.clone(),
-        Some(other) => vec![other.clone()],
+    let inputs: Vec<Value> = match request.object.get("input").and_then(|i| serde_json::from_str(i).ok()) {
+        Some(Value::Array(items)) => items,
+        Some(other) => vec![other],
         None => Vec::new(),
     };
     let data: Vec<Value> = inputs

@@ -121,7 +121,7 @@ pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deploymen
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Response, ApiError> {
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(&gw, request).await?;
-    let chat = ChatRequest::parse(&body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
+    let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
     let deadline = started + gw.config.server.timeouts.request;
     let plan_request = PlanRequest {
@@ -190,7 +190,7 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(gw, request).await?;
     let embed =
-        EmbeddingsRequest::parse(&body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
+        EmbeddingsRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &embed.model, DeploymentKind::Embeddings)?;
     let plan_request = PlanRequest {
         alias: alias.id,

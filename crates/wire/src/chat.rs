@@ -4,9 +4,14 @@
 //! The caller's body is kept as a JSON object and passed through: only `model`, `stream`,
 //! `stream_options` and (for continuations) `messages` are changed.
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::object::{Edit, RawObject};
 use crate::tokens::{MESSAGE_OVERHEAD_TOKENS, estimate_tokens};
 
 /// A request the caller got wrong: the message says what, `param` names the field.
@@ -21,10 +26,11 @@ fn bad(message: impl Into<String>, param: Option<&'static str>) -> RequestError 
     RequestError { message: message.into(), param }
 }
 
-/// An inbound chat request, parsed for routing.
+/// An inbound chat request, parsed for routing. The caller's bytes are kept and forwarded with
+/// only the fields that must change rewritten.
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
-    pub body: Map<String, Value>,
+    pub object: RawObject,
     pub model: String,
     pub stream: bool,
     /// The caller asked for a usage chunk (`stream_options.include_usage`).
@@ -38,7 +44,7 @@ pub struct ChatRequest {
 /// An inbound embeddings request, parsed for routing.
 #[derive(Clone, Debug)]
 pub struct EmbeddingsRequest {
-    pub body: Map<String, Value>,
+    pub object: RawObject,
     pub model: String,
     pub input_tokens: u32,
 }
@@ -76,185 +82,218 @@ pub enum UpstreamRejection {
     Other,
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(bad("the request body must be a JSON object", None)),
-        Err(e) => Err(bad(format!("the request body is not valid JSON: {e}"), None)),
-    }
+fn parse_object(bytes: Bytes) -> Result<RawObject, RequestError> {
+    RawObject::parse(bytes).map_err(|e| bad(e.to_string(), None))
 }
 
-fn model_of(body: &Map<String, Value>) -> Result<String, RequestError> {
-    match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+fn model_of(object: &RawObject) -> Result<String, RequestError> {
+    match object.get("model").map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::String(m))) if !m.is_empty() => Ok(m),
         Some(_) => Err(bad("'model' must be a non-empty string", Some("model"))),
         None => Err(bad("you must provide a model parameter", Some("model"))),
     }
 }
 
+/// One message, borrowed from the body; only what routing reads.
+#[derive(Deserialize)]
+struct MessageView<'a> {
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PartView<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptionsView {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// Tokens in a JSON string's raw text (escapes counted as written: close enough to estimate).
+fn raw_tokens(raw: &RawValue) -> u32 {
+    estimate_tokens(raw.get().trim_matches('"'))
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
 // === impl ChatRequest ===
 
 impl ChatRequest {
-    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, RequestError> {
-        let body = parse_object(bytes)?;
-        let model = model_of(&body)?;
-        let stream = match body.get("stream") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
+    pub fn parse(bytes: Bytes) -> Result<ChatRequest, RequestError> {
+        let object = parse_object(bytes)?;
+        let model = model_of(&object)?;
+        let field = |key: &str| object.get(key).filter(|v| *v != "null");
+        let stream = match field("stream") {
+            None => false,
+            Some("true") => true,
+            Some("false") => false,
             Some(_) => return Err(bad("'stream' must be a boolean", Some("stream"))),
         };
-        let include_usage = match body.get("stream_options") {
-            None | Some(Value::Null) => false,
-            Some(Value::Object(o)) => match o.get("include_usage") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    return Err(bad("'stream_options.include_usage' must be a boolean", Some("stream_options")));
-                }
-            },
-            Some(_) => {
-                return Err(bad("'stream_options' must be an object", Some("stream_options")));
+        let include_usage = match field("stream_options").map(serde_json::from_str::<StreamOptionsView>) {
+            None => false,
+            Some(Ok(o)) => o.include_usage.unwrap_or(false),
+            Some(Err(_)) => {
+                return Err(bad(
+                    "'stream_options' must be an object with a boolean include_usage",
+                    Some("stream_options"),
+                ));
             }
         };
-        let max_tokens = match body.get("max_completion_tokens").or_else(|| body.get("max_tokens")) {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-                Some(n) if n > 0 => Some(n),
-                _ => {
-                    return Err(bad("'max_tokens' must be a positive integer", Some("max_tokens")));
-                }
+        let max_tokens = match field("max_completion_tokens").or_else(|| field("max_tokens")) {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(bad("'max_tokens' must be a positive integer", Some("max_tokens"))),
             },
         };
-        if let Some(n) = body.get("n")
-            && n.as_u64() != Some(1)
-            && !n.is_null()
+        if let Some(n) = field("n")
+            && n != "1"
         {
             return Err(bad("only n = 1 is supported", Some("n")));
         }
-        let Some(Value::Array(messages)) = body.get("messages") else {
+        let Some(messages) = field("messages") else {
             return Err(bad("'messages' must be an array of messages", Some("messages")));
         };
+        let messages: Vec<MessageView<'_>> = serde_json::from_str(messages)
+            .map_err(|_| bad("'messages' must be an array of message objects", Some("messages")))?;
         if messages.is_empty() {
             return Err(bad("'messages' must contain at least one message", Some("messages")));
         }
         let mut input_tokens: u32 = 0;
         let mut vision = false;
         for (i, m) in messages.iter().enumerate() {
-            let Value::Object(m) = m else {
-                return Err(bad(format!("messages[{i}] must be an object"), Some("messages")));
-            };
-            match m.get("role").and_then(Value::as_str) {
+            match m.role.as_deref() {
                 Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => (),
                 Some(other) => {
                     return Err(bad(format!("messages[{i}].role: unknown role '{other}'"), Some("messages")));
                 }
-                None => {
-                    return Err(bad(format!("messages[{i}].role is required"), Some("messages")));
-                }
+                None => return Err(bad(format!("messages[{i}].role is required"), Some("messages"))),
             }
             input_tokens = input_tokens.saturating_add(MESSAGE_OVERHEAD_TOKENS);
-            match m.get("content") {
-                None | Some(Value::Null) => (),
-                Some(Value::String(s)) => input_tokens = input_tokens.saturating_add(estimate_tokens(s)),
-                Some(Value::Array(parts)) => {
+            let content = m.content.map(|c| c.get()).unwrap_or("null");
+            match content.as_bytes().first() {
+                Some(b'n') => (),
+                Some(b'"') => input_tokens = input_tokens.saturating_add(estimate_tokens(content) - 1),
+                Some(b'[') => {
+                    let parts: Vec<PartView<'_>> = serde_json::from_str(content).map_err(|_| {
+                        bad(format!("messages[{i}].content must be a string or an array of parts"), Some("messages"))
+                    })?;
                     for part in parts {
-                        match part.get("type").and_then(Value::as_str) {
-                            Some("text") => {
-                                let text = part.get("text").and_then(Value::as_str).unwrap_or("");
-                                input_tokens = input_tokens.saturating_add(estimate_tokens(text));
-                            }
+                        let cost = match part.kind.as_deref() {
+                            Some("text") => part.text.map_or(0, raw_tokens),
                             Some("image_url" | "input_image") => {
                                 vision = true;
                                 // A typical image tile costs a few hundred tokens.
-                                input_tokens = input_tokens.saturating_add(765);
+                                765
                             }
-                            _ => input_tokens = input_tokens.saturating_add(estimate_tokens(&part.to_string())),
-                        }
+                            _ => 16,
+                        };
+                        input_tokens = input_tokens.saturating_add(cost);
                     }
                 }
-                Some(_) => {
+                _ => {
                     return Err(bad(format!("messages[{i}].content must be a string or an array"), Some("messages")));
                 }
             }
-            if let Some(calls) = m.get("tool_calls") {
-                input_tokens = input_tokens.saturating_add(estimate_tokens(&calls.to_string()));
+            if let Some(calls) = m.tool_calls {
+                input_tokens = input_tokens.saturating_add(estimate_tokens(calls.get()));
             }
         }
-        let tools = matches!(body.get("tools"), Some(Value::Array(t)) if !t.is_empty());
-        if let Some(t) = body.get("tools") {
-            input_tokens = input_tokens.saturating_add(estimate_tokens(&t.to_string()));
-        }
-        Ok(ChatRequest { body, model, stream, include_usage, max_tokens, input_tokens, tools, vision })
+        let tools = match field("tools") {
+            None => false,
+            Some(t) => {
+                input_tokens = input_tokens.saturating_add(estimate_tokens(t));
+                let list: Vec<&RawValue> =
+                    serde_json::from_str(t).map_err(|_| bad("'tools' must be an array", Some("tools")))?;
+                !list.is_empty()
+            }
+        };
+        Ok(ChatRequest { object, model, stream, include_usage, max_tokens, input_tokens, tools, vision })
     }
 
-    /// The body for an upstream attempt: the caller's, with the provider's model id and, on
-    /// streams, usage requested.
+    /// The body for an upstream attempt: the caller's bytes with the provider's model id and,
+    /// on streams, usage requested.
     pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {
-        let mut body = self.body.clone();
-        body.insert("model".into(), Value::String(provider_model.to_owned()));
-        if self.stream {
-            let options = body.entry("stream_options").or_insert_with(|| json!({}));
-            if let Value::Object(o) = options {
-                o.insert("include_usage".into(), Value::Bool(true));
-            }
+        let mut edits = vec![Edit::Set("model", json_string(provider_model))];
+        if self.stream && !self.include_usage {
+            edits.push(Edit::Set("stream_options", self.stream_options_with_usage()));
         }
-        serde_json::to_vec(&body).unwrap_or_default()
+        self.object.write(&edits)
+    }
+
+    fn stream_options_with_usage(&self) -> String {
+        let mut options = match self.object.get("stream_options").map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(o))) => o,
+            _ => serde_json::Map::new(),
+        };
+        options.insert("include_usage".into(), Value::Bool(true));
+        Value::Object(options).to_string()
     }
 
     /// A continuation: the delivered text as an assistant prefill to be continued, in the
     /// convention vLLM and compatible servers accept (`continue_final_message`).
     pub fn continuation_body(&self, provider_model: &str, delivered: &str, delivered_tokens: u32) -> Vec<u8> {
-        let mut body = self.body.clone();
-        body.insert("model".into(), Value::String(provider_model.to_owned()));
-        body.insert("stream".into(), Value::Bool(true));
-        body.insert("stream_options".into(), json!({ "include_usage": true }));
-        if let Some(Value::Array(messages)) = body.get_mut("messages") {
-            messages.push(json!({ "role": "assistant", "content": delivered }));
+        let mut edits = vec![
+            Edit::Set("model", json_string(provider_model)),
+            Edit::Set("stream", "true".into()),
+            Edit::Set("stream_options", self.stream_options_with_usage()),
+            Edit::Set("continue_final_message", "true".into()),
+            Edit::Set("add_generation_prompt", "false".into()),
+        ];
+        if let Some(span) = self.object.span("messages") {
+            let prefill = json!({ "role": "assistant", "content": delivered });
+            edits.push(Edit::Insert(span.end - 1, format!(",{prefill}")));
         }
-        body.insert("continue_final_message".into(), Value::Bool(true));
-        body.insert("add_generation_prompt".into(), Value::Bool(false));
         if let Some(max) = self.max_tokens {
             let rest = max.saturating_sub(delivered_tokens).max(1);
-            let key = if body.contains_key("max_completion_tokens") { "max_completion_tokens" } else { "max_tokens" };
-            body.insert(key.into(), json!(rest));
+            let key =
+                if self.object.get("max_completion_tokens").is_some() { "max_completion_tokens" } else { "max_tokens" };
+            edits.push(Edit::Set(key, rest.to_string()));
         }
-        serde_json::to_vec(&body).unwrap_or_default()
+        self.object.write(&edits)
     }
 }
 
 // === impl EmbeddingsRequest ===
 
 impl EmbeddingsRequest {
-    pub fn parse(bytes: &[u8]) -> Result<EmbeddingsRequest, RequestError> {
-        let body = parse_object(bytes)?;
-        let model = model_of(&body)?;
-        let input_tokens = match body.get("input") {
-            Some(Value::String(s)) => estimate_tokens(s),
+    pub fn parse(bytes: Bytes) -> Result<EmbeddingsRequest, RequestError> {
+        let object = parse_object(bytes)?;
+        let model = model_of(&object)?;
+        let input: Option<Value> = object.get("input").and_then(|i| serde_json::from_str(i).ok());
+        let input_tokens = match input {
+            Some(Value::String(s)) => estimate_tokens(&s),
             Some(Value::Array(items)) if !items.is_empty() => {
                 let mut n: u32 = 0;
                 for item in items {
                     n = n.saturating_add(match item {
-                        Value::String(s) => estimate_tokens(s),
+                        Value::String(s) => estimate_tokens(&s),
                         Value::Number(_) => 1,
                         Value::Array(tokens) => u32::try_from(tokens.len()).unwrap_or(u32::MAX),
-                        _ => {
-                            return Err(bad("'input' items must be strings or token arrays", Some("input")));
-                        }
+                        _ => return Err(bad("'input' items must be strings or token arrays", Some("input"))),
                     });
                 }
                 n
             }
-            _ => {
-                return Err(bad("'input' must be a string or a non-empty array", Some("input")));
-            }
+            _ => return Err(bad("'input' must be a string or a non-empty array", Some("input"))),
         };
-        Ok(EmbeddingsRequest { body, model, input_tokens })
+        Ok(EmbeddingsRequest { object, model, input_tokens })
     }
 
     pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {
-        let mut body = self.body.clone();
-        body.insert("model".into(), Value::String(provider_model.to_owned()));
-        serde_json::to_vec(&body).unwrap_or_default()
+        self.object.write(&[Edit::Set("model", json_string(provider_model))])
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod object;
 pub mod sse;
 pub mod tokens;
 

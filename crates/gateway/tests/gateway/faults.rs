@@ -110,25 +110,26 @@ async fn reset_before_headers_fails_over() {
 
 #[tokio::test]
 async fn no_response_times_out_at_first_byte_and_is_not_retried() {
-    let h = Harness::start().await;
+    let h = Harness::with_config(&config_text(true, false).replace("first_byte_ms: 3000", "first_byte_ms: 400")).await;
     h.faults("d1", r#"[{"kind":"no_response"}]"#);
     let r = h.chat(ask("chat", "silent")).await;
     assert_eq!(r.status, 200);
     assert_eq!(header(&r.headers, "x-switchyard-attempts"), "2");
     assert!(r.elapsed >= Duration::from_millis(400), "first-byte timeout is 400 ms: {:?}", r.elapsed);
-    assert!(r.elapsed < Duration::from_millis(2000));
+    assert!(r.elapsed < Duration::from_millis(3000));
     assert_eq!(h.seen("d1", Seen::NoResponse), 1);
 }
 
 #[tokio::test]
 async fn slow_first_token_fails_over_invisibly() {
-    let h = Harness::start().await;
+    let h =
+        Harness::with_config(&config_text(true, false).replace("first_token_ms: 3000", "first_token_ms: 400")).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":2000}]"#);
     let r = h.stream(KEY, ask("chat", "slow")).await;
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("slow"));
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
-    assert!(r.elapsed >= Duration::from_millis(400) && r.elapsed < Duration::from_millis(1500), "{:?}", r.elapsed);
+    assert!(r.elapsed >= Duration::from_millis(400) && r.elapsed < Duration::from_millis(2000), "{:?}", r.elapsed);
 }
 
 #[tokio::test]
@@ -162,7 +163,8 @@ async fn cut_stream_is_continued_and_the_caller_gets_one_whole_answer() {
 
 #[tokio::test]
 async fn stalled_stream_is_continued() {
-    let h = Harness::start().await;
+    let h =
+        Harness::with_config(&config_text(true, false).replace("stream_idle_ms: 2000", "stream_idle_ms: 300")).await;
     h.faults("d1", r#"[{"kind":"stall","after_tokens":4}]"#);
     let r = h.stream(KEY, ask("chat", "stall")).await;
     assert!(r.done && r.error.is_none());
@@ -212,7 +214,7 @@ async fn a_malformed_event_is_skipped_and_relaying_goes_on() {
 
 #[tokio::test]
 async fn a_stream_without_done_is_finalised_at_once() {
-    let text = config_text(true, false).replace("stream_idle_ms: 300", "stream_idle_ms: 3000");
+    let text = config_text(true, false).replace("stream_idle_ms: 2000", "stream_idle_ms: 5000");
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"no_done"}]"#);
     let mut body = ask("chat", "no done");
@@ -221,7 +223,7 @@ async fn a_stream_without_done_is_finalised_at_once() {
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("no done"));
     assert!(r.usage.is_some());
-    assert!(r.elapsed < Duration::from_millis(1000), "did not wait for the idle timeout: {:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_millis(2500), "did not wait for the idle timeout: {:?}", r.elapsed);
     assert_eq!(h.seen("d1", Seen::NoDone), 1);
 }
 
@@ -271,9 +273,7 @@ async fn when_every_attempt_fails_each_reason_is_listed() {
 
 #[tokio::test]
 async fn the_request_deadline_gives_504() {
-    let text = config_text(true, false)
-        .replace("request_ms: 5000", "request_ms: 300")
-        .replace("first_byte_ms: 400", "first_byte_ms: 2000");
+    let text = config_text(true, false).replace("request_ms: 8000", "request_ms: 300");
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"no_response"}]"#);
     let r = h.chat(ask("chat", "deadline")).await;

@@ -16,12 +16,14 @@ use tokio::time::Instant;
 pub(crate) const KEY: &str = "sk-test-global";
 pub(crate) const EU_KEY: &str = "sk-test-eu";
 
+/// Timeouts are generous so that a loaded CI machine cannot trip them; tests of a timeout
+/// shorten the one they test.
 /// Two chat deployments in different clouds (`d1` first by priority, `d2` second), a
 /// larger-context one behind the `long` fallback alias, and an embeddings deployment.
 pub(crate) const BASE: &str = r#"
 server:
   body_limit_bytes: 65536
-  timeouts: { connect_ms: 500, first_byte_ms: 400, first_token_ms: 400, stream_idle_ms: 300, request_ms: 5000 }
+  timeouts: { connect_ms: 500, first_byte_ms: 3000, first_token_ms: 3000, stream_idle_ms: 2000, request_ms: 8000 }
   retry_after_cap_ms: 300
 routing:
   outlier: { consecutive_failures: 3, base_ejection_ms: 1000, max_ejection_ms: 2000, max_ejected_share: 0.5 }

@@ -3,7 +3,7 @@
 use super::*;
 
 fn check_bad(body: &str, expected: &str) {
-    let err = ChatRequest::parse(body.as_bytes()).expect_err(body);
+    let err = ChatRequest::parse(Bytes::from(body.to_owned())).expect_err(body);
     assert!(err.message.contains(expected), "{:?} does not contain {expected:?}", err.message);
 }
 
@@ -13,7 +13,7 @@ fn parses_what_routing_needs() {
         {"role":"system","content":"be brief"},
         {"role":"user","content":[{"type":"text","text":"what is this?"},{"type":"image_url","image_url":{"url":"data:"}}]}],
         "tools":[{"type":"function","function":{"name":"f"}}], "temperature":0.2}"#;
-    let r = ChatRequest::parse(body.as_bytes()).unwrap();
+    let r = ChatRequest::parse(Bytes::from(body.to_owned())).unwrap();
     assert_eq!(r.model, "chat");
     assert!(r.stream && r.tools && r.vision && !r.include_usage);
     assert_eq!(r.max_tokens, Some(50));
@@ -27,6 +27,7 @@ fn parses_what_routing_needs() {
 #[test]
 fn rejects_malformed_requests_with_a_reason() {
     check_bad("not json", "not valid JSON");
+    check_bad(r#"{"model":"m","model":"n","messages":[]}"#, "appears more than once");
     check_bad("[]", "must be a JSON object");
     check_bad(r#"{"messages":[]}"#, "model parameter");
     check_bad(r#"{"model":"m"}"#, "'messages' must be an array");
@@ -34,6 +35,7 @@ fn rejects_malformed_requests_with_a_reason() {
     check_bad(r#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role is required");
     check_bad(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#, "unknown role");
     check_bad(r#"{"model":"m","messages":[{"role":"user","content":1}]}"#, "must be a string or an array");
+    check_bad(r#"{"model":"m","messages":"hi"}"#, "array of message objects");
     check_bad(
         r#"{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}"#,
         "'stream' must be a boolean",
@@ -44,8 +46,10 @@ fn rejects_malformed_requests_with_a_reason() {
 
 #[test]
 fn continuation_appends_the_prefill() {
-    let r =
-        ChatRequest::parse(br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+    let r = ChatRequest::parse(Bytes::from_static(
+        br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+    ))
+    .unwrap();
     let body: Value = serde_json::from_slice(&r.continuation_body("p", "Hello there", 3)).unwrap();
     assert_eq!(body["messages"][1], json!({"role":"assistant","content":"Hello there"}));
     assert_eq!(body["continue_final_message"], true);
@@ -83,9 +87,9 @@ fn tells_rejections_apart() {
 
 #[test]
 fn embeddings_requests_parse() {
-    let r = EmbeddingsRequest::parse(br#"{"model":"e","input":["abcd","efgh"]}"#).unwrap();
+    let r = EmbeddingsRequest::parse(Bytes::from_static(br#"{"model":"e","input":["abcd","efgh"]}"#)).unwrap();
     assert_eq!(r.input_tokens, 2);
-    assert!(EmbeddingsRequest::parse(br#"{"model":"e","input":[]}"#).is_err());
+    assert!(EmbeddingsRequest::parse(Bytes::from_static(br#"{"model":"e","input":[]}"#)).is_err());
     assert!(
         parse_embeddings_usage(br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":2}}"#).unwrap().is_some()
     );
