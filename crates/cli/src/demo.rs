@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use switchyard_core::config::{Config, Fault, FaultKind, FaultWindow, NoSecrets};
 use switchyard_emulator::{Bind, Emulator};
-use switchyard_gateway::{Gateway, metrics};
+use switchyard_gateway::Gateway;
 use tokio::time::Instant;
 
 use crate::load::{self, Caller, Outcome};
@@ -123,10 +123,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let _ = server.await;
 
     let outcomes = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
-    let continuations = (
-        gateway.metrics.get(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]),
-        gateway.metrics.get(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]),
-    );
+    let continuations = gateway.metrics.continuations();
     let phases = Phases { outage_from, outage_until, cloud_down: CLOUD_DOWN.to_owned() };
     let summary = summarise(&config, &outcomes, &phases, 1, continuations);
     println!("\n{}", summary.text);

@@ -39,7 +39,7 @@ pub(crate) fn summarise(
     outcomes: &[Outcome],
     phases: &Phases,
     eu_tenant: usize,
-    continuations: (f64, f64),
+    continuations: (u64, u64),
 ) -> Summary {
     let mut out = String::new();
     let n = outcomes.len();
@@ -58,7 +58,7 @@ pub(crate) fn summarise(
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
-        "| {n} | {n_streams} | {n_ok} | {n_failed} | {:.3}% | {n_failover} | {:.0} ok / {:.0} failed | {} | {} |\n",
+        "| {n} | {n_streams} | {n_ok} | {n_failed} | {:.3}% | {n_failover} | {} ok / {} failed | {} | {} |\n",
         if n == 0 { 0.0 } else { 100.0 * n_ok as f64 / n as f64 },
         continuations.0,
         continuations.1,

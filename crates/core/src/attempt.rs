@@ -72,24 +72,48 @@ pub enum HealthSignal {
 // === impl AttemptError ===
 
 impl AttemptError {
+    /// Every value [`AttemptError::kind`] can take, in [`AttemptError::kind_index`] order.
+    pub const KINDS: [&'static str; 15] = [
+        "connect_failed",
+        "connect_timeout",
+        "reset",
+        "first_byte_timeout",
+        "first_token_timeout",
+        "rate_limited",
+        "server_error",
+        "context_length",
+        "content_filter",
+        "client_error",
+        "invalid_response",
+        "cut_before_content",
+        "upstream_refused",
+        "stream_cut",
+        "stream_stalled",
+    ];
+
     /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// The position of [`AttemptError::kind`] in [`AttemptError::KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            AttemptError::ConnectFailed { .. } => "connect_failed",
-            AttemptError::ConnectTimeout => "connect_timeout",
-            AttemptError::ResetBeforeHeaders => "reset",
-            AttemptError::FirstByteTimeout => "first_byte_timeout",
-            AttemptError::FirstTokenTimeout => "first_token_timeout",
-            AttemptError::RateLimited { .. } => "rate_limited",
-            AttemptError::ServerError { .. } => "server_error",
-            AttemptError::ContextLengthExceeded { .. } => "context_length",
-            AttemptError::ContentFiltered { .. } => "content_filter",
-            AttemptError::ClientError { .. } => "client_error",
-            AttemptError::InvalidResponse { .. } => "invalid_response",
-            AttemptError::CutBeforeContent => "cut_before_content",
-            AttemptError::UpstreamRefused { .. } => "upstream_refused",
-            AttemptError::StreamCut => "stream_cut",
-            AttemptError::StreamStalled => "stream_stalled",
+            AttemptError::ConnectFailed { .. } => 0,
+            AttemptError::ConnectTimeout => 1,
+            AttemptError::ResetBeforeHeaders => 2,
+            AttemptError::FirstByteTimeout => 3,
+            AttemptError::FirstTokenTimeout => 4,
+            AttemptError::RateLimited { .. } => 5,
+            AttemptError::ServerError { .. } => 6,
+            AttemptError::ContextLengthExceeded { .. } => 7,
+            AttemptError::ContentFiltered { .. } => 8,
+            AttemptError::ClientError { .. } => 9,
+            AttemptError::InvalidResponse { .. } => 10,
+            AttemptError::CutBeforeContent => 11,
+            AttemptError::UpstreamRefused { .. } => 12,
+            AttemptError::StreamCut => 13,
+            AttemptError::StreamStalled => 14,
         }
     }
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::Gateway;
 use crate::error::ApiError;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{AttemptResult, Metrics};
 
 /// A request in the attempt loop.
 pub(crate) struct Attempts<'a> {
@@ -82,7 +82,7 @@ impl<'a> Attempts<'a> {
             let error = match result {
                 Ok(Ok(value)) => {
                     if !self.session.failures.is_empty() {
-                        gw.metrics.inc(metrics::FAILOVERS_TOTAL, &[]);
+                        gw.metrics.failover();
                     }
                     return Ok(Won { value, deployment: deployment.id, alias: self.plan_request.alias });
                 }
@@ -93,7 +93,7 @@ impl<'a> Attempts<'a> {
                 }
             };
             self.end(deployment.id, Outcome::Failure(&error));
-            gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
+            gw.metrics.attempt(deployment.id, AttemptResult::Failed(&error));
             tracing::warn!(message = "Upstream attempt failed.", deployment = %deployment.name, kind = error.kind(), %error);
             let cap = gw.config.server.retry_after_cap;
             match self.session.on_failure(deployment.id, error.clone(), cap) {
@@ -153,19 +153,8 @@ fn returned_to_caller(error: AttemptError) -> ApiError {
 }
 
 /// Records what an answered attempt used and cost.
-pub(crate) fn account(metrics: &Metrics, deployment: &Deployment, cloud: &str, usage: &Usage) {
-    let name = deployment.name.as_str();
-    metrics.add(metrics::TOKENS_TOTAL, &[("deployment", name), ("direction", "input")], usage.prompt_tokens as f64);
-    metrics.add(
-        metrics::TOKENS_TOTAL,
-        &[("deployment", name), ("direction", "output")],
-        usage.completion_tokens as f64,
-    );
-    metrics.add(
-        metrics::SPEND_DOLLARS_TOTAL,
-        &[("deployment", name), ("cloud", cloud)],
-        list_cost(&deployment.price, usage),
-    );
+pub(crate) fn account(metrics: &Metrics, deployment: &Deployment, usage: &Usage) {
+    metrics.usage(deployment.id, usage, list_cost(&deployment.price, usage));
 }
 
 /// Time remaining until `deadline`, at most `limit`.

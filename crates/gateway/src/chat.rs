@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::attempts::{Attempts, Won, account, within};
 use crate::error::ApiError;
-use crate::metrics;
+use crate::metrics::{Api, AttemptResult};
 use crate::{Gateway, read_body};
 
 /// Most bytes read from an upstream answer.
@@ -27,30 +27,34 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
-    let result = chat(gw.clone(), request, started).await;
-    finish_metrics(&gw, "chat", started, result)
+    let mut api = Api::Chat;
+    let result = chat(gw.clone(), request, started, &mut api).await;
+    finish_metrics(&gw, api, started, result)
 }
 
 pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let result = embed(&gw, request, started).await;
-    finish_metrics(&gw, "embeddings", started, result)
+    finish_metrics(&gw, Api::Embeddings, started, result)
 }
 
-fn finish_metrics(gw: &Gateway, api: &'static str, started: Instant, result: Result<Response, ApiError>) -> Response {
-    let response = match result {
-        Ok(r) => {
-            gw.metrics.inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", "ok")]);
-            r
+/// Counts the request and, unless a stream is still running, its duration.
+fn finish_metrics(gw: &Gateway, api: Api, started: Instant, result: Result<Response, ApiError>) -> Response {
+    match result {
+        Ok(response) => {
+            gw.metrics.request(api, None);
+            if api != Api::ChatStream {
+                gw.metrics.duration(api, started.elapsed());
+            }
+            response
         }
         Err(e) => {
-            gw.metrics.inc(metrics::REQUESTS_TOTAL, &[("api", api), ("outcome", e.kind())]);
-            tracing::info!(message = "Request failed.", api, kind = e.kind(), error = %e);
+            gw.metrics.request(api, Some(&e));
+            gw.metrics.duration(api, started.elapsed());
+            tracing::info!(message = "Request failed.", ?api, kind = e.kind(), error = %e);
             e.into_response()
         }
-    };
-    gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", api)], started.elapsed());
-    response
+    }
 }
 
 fn target<'a>(gw: &'a Gateway, deployment: &'a Deployment) -> Target<'a> {
@@ -118,7 +122,7 @@ pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deploymen
     headers.insert("x-switchyard-attempts", HeaderValue::from(n_attempts));
 }
 
-async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Response, ApiError> {
+async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
     let tenant = gw.authenticate(request.headers())?;
     let body = read_body(&gw, request).await?;
     let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
@@ -136,6 +140,7 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
     let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
     let estimated = chat.input_tokens.saturating_add(output_estimate);
     if chat.stream {
+        *api = Api::ChatStream;
         let gw2 = gw.clone();
         return crate::stream::run(gw2, Arc::new(chat), plan_request, deadline, estimated, started).await;
     }
@@ -164,8 +169,8 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant) -> Result<Re
             total_tokens: usage.total(),
         },
     );
-    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
-    account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
+    gw.metrics.attempt(deployment.id, AttemptResult::Ok);
+    account(&gw.metrics, deployment, &usage);
     // Usage is always reported: counted and added when the upstream gave none.
     let bytes = if view.usage.is_none() { with_usage(&bytes, &usage) } else { bytes };
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
@@ -221,8 +226,8 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
     let usage = usage_from(usage, embed.input_tokens, 0);
     attempts
         .end(deployment.id, Outcome::Success { ttft: None, duration, output_tokens: 0, total_tokens: usage.total() });
-    gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", "ok")]);
-    account(&gw.metrics, deployment, &gw.config.cloud_of(deployment.id).name, &usage);
+    gw.metrics.attempt(deployment.id, AttemptResult::Ok);
+    account(&gw.metrics, deployment, &usage);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     where_headers(&mut response, gw, deployment, attempts.session.n_attempts());
     Ok(response)

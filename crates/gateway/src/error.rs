@@ -42,19 +42,37 @@ fn all_failed_message(reason: &Exhausted, attempts: &[(String, String)]) -> Stri
 }
 
 impl ApiError {
+    /// Every value [`ApiError::kind`] can take, in [`ApiError::kind_index`] order.
+    pub const KINDS: [&'static str; 10] = [
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "unknown_model",
+        "payload_too_large",
+        "no_route",
+        "upstream_rejected",
+        "upstream_failed",
+        "deadline",
+        "internal",
+    ];
+
     /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    pub fn kind_index(&self) -> usize {
         match self {
-            ApiError::BadRequest { .. } => "bad_request",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::UnknownModel(_) => "unknown_model",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::NoRoute(_) => "no_route",
-            ApiError::Upstream { .. } => "upstream_rejected",
-            ApiError::AllAttemptsFailed { .. } => "upstream_failed",
-            ApiError::Deadline { .. } => "deadline",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest { .. } => 0,
+            ApiError::Unauthorized(_) => 1,
+            ApiError::Forbidden(_) => 2,
+            ApiError::UnknownModel(_) => 3,
+            ApiError::PayloadTooLarge(_) => 4,
+            ApiError::NoRoute(_) => 5,
+            ApiError::Upstream { .. } => 6,
+            ApiError::AllAttemptsFailed { .. } => 7,
+            ApiError::Deadline { .. } => 8,
+            ApiError::Internal(_) => 9,
         }
     }
 

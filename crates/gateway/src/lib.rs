@@ -51,13 +51,14 @@ impl Gateway {
     pub fn new(config: Config, seed: u64) -> Result<Arc<Gateway>, StartError> {
         let upstream = Upstream::new(config.server.timeouts.connect)?;
         let router = RouterState::new(&config, Time::ZERO);
+        let metrics = metrics::Metrics::new(&config);
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             router: Mutex::new(router),
             rng: Mutex::new(SplitMix64::new(seed)),
             upstream,
             epoch: Instant::now(),
-            metrics: metrics::Metrics::default(),
+            metrics,
         }))
     }
 
@@ -170,21 +171,17 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
     let now = gw.now();
-    let gauges: Vec<_> = {
+    let (in_flight, ejected): (Vec<u32>, Vec<bool>) = {
         let router = gw.router();
         gw.config
             .deployments
             .iter()
-            .flat_map(|d| {
+            .map(|d| {
                 let s = router.deployment(d.id);
-                let labels = vec![("deployment", d.name.clone())];
-                [
-                    (metrics::DEPLOYMENT_EJECTED, labels.clone(), f64::from(u8::from(s.health.is_ejected(now)))),
-                    (metrics::DEPLOYMENT_IN_FLIGHT, labels, f64::from(s.in_flight)),
-                ]
+                (s.in_flight, s.health.is_ejected(now))
             })
-            .collect()
+            .unzip()
     };
-    let body = gw.metrics.render(&gauges);
+    let body = gw.metrics.render(&in_flight, &ejected);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -1,12 +1,18 @@
-//! Prometheus metrics: names in one place, bounded label sets, text exposition.
+//! Prometheus metrics: names in one place, bounded label sets, lock-free counters.
 //!
-//! Labels are deployment names (from config), API names and closed outcome enums, never
-//! free text. Names follow `switchyard_<name>_<unit>[_total]`.
+//! Every series is an atomic in a fixed table, indexed by deployment and by closed enums
+//! (API, outcome, attempt result), so recording on the request path neither locks nor
+//! allocates. Names follow `switchyard_<name>_<unit>[_total]`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use switchyard_core::AttemptError;
+use switchyard_core::config::{Config, DeploymentId};
+use switchyard_core::usage::Usage;
+
+use crate::error::ApiError;
 
 pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
@@ -19,109 +25,216 @@ pub const SPEND_DOLLARS_TOTAL: &str = "switchyard_spend_dollars_total";
 pub const DEPLOYMENT_EJECTED: &str = "switchyard_deployment_ejected";
 pub const DEPLOYMENT_IN_FLIGHT: &str = "switchyard_deployment_in_flight";
 
-const HELP: &[(&str, &str, &str)] = &[
-    (REQUESTS_TOTAL, "counter", "Requests by API and outcome."),
-    (REQUEST_DURATION_SECONDS, "histogram", "Time from request to the end of the response."),
-    (ATTEMPTS_TOTAL, "counter", "Upstream attempts by deployment and result."),
-    (FAILOVERS_TOTAL, "counter", "Requests answered after at least one failed attempt."),
-    (CONTINUATIONS_TOTAL, "counter", "Interrupted streams continued elsewhere, by result."),
-    (MALFORMED_EVENTS_TOTAL, "counter", "Unparseable upstream stream events skipped."),
-    (TOKENS_TOTAL, "counter", "Tokens by deployment and direction."),
-    (SPEND_DOLLARS_TOTAL, "counter", "List-price spend by deployment and cloud."),
-    (DEPLOYMENT_EJECTED, "gauge", "1 while a deployment is ejected by outlier detection."),
-    (DEPLOYMENT_IN_FLIGHT, "gauge", "Attempts in flight per deployment."),
-];
+/// The APIs requests are counted under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    ChatStream,
+    Embeddings,
+}
 
-const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const APIS: [&str; 3] = ["chat", "chat_stream", "embeddings"];
+const N_OUTCOMES: usize = ApiError::KINDS.len() + 1;
+const N_RESULTS: usize = AttemptError::KINDS.len() + 2;
+const RESULT_OK: usize = AttemptError::KINDS.len();
+const RESULT_ABANDONED: usize = AttemptError::KINDS.len() + 1;
+const BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-type Labels = Vec<(&'static str, String)>;
+/// How an attempt ended, for counting.
+#[derive(Clone, Copy, Debug)]
+pub enum AttemptResult<'a> {
+    Ok,
+    Abandoned,
+    Failed(&'a AttemptError),
+}
 
 #[derive(Default)]
 struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
 }
 
-#[derive(Default)]
+struct PerDeployment {
+    name: String,
+    cloud: String,
+    attempts: [AtomicU64; N_RESULTS],
+    tokens_in: AtomicU64,
+    tokens_out: AtomicU64,
+    spend_nanodollars: AtomicU64,
+    malformed: AtomicU64,
+}
+
 pub struct Metrics {
-    values: Mutex<BTreeMap<(&'static str, Labels), f64>>,
-    histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
-}
-
-fn labels(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+    requests: [[AtomicU64; N_OUTCOMES]; APIS.len()],
+    durations: [Histogram; APIS.len()],
+    failovers: AtomicU64,
+    continuations: [AtomicU64; 2],
+    deployments: Vec<PerDeployment>,
 }
 
 impl Metrics {
-    pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], value: f64) {
-        if let Ok(mut values) = self.values.lock() {
-            *values.entry((name, labels(pairs))).or_insert(0.0) += value;
+    pub fn new(config: &Config) -> Metrics {
+        let deployments = config
+            .deployments
+            .iter()
+            .map(|d| PerDeployment {
+                name: d.name.clone(),
+                cloud: config.cloud_of(d.id).name.clone(),
+                attempts: Default::default(),
+                tokens_in: AtomicU64::new(0),
+                tokens_out: AtomicU64::new(0),
+                spend_nanodollars: AtomicU64::new(0),
+                malformed: AtomicU64::new(0),
+            })
+            .collect();
+        Metrics {
+            requests: Default::default(),
+            durations: Default::default(),
+            failovers: AtomicU64::new(0),
+            continuations: Default::default(),
+            deployments,
         }
     }
 
-    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
-        self.add(name, pairs, 1.0);
+    fn deployment(&self, id: DeploymentId) -> &PerDeployment {
+        &self.deployments[usize::from(id.0)]
     }
 
-    pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
-        if let Ok(mut histograms) = self.histograms.lock() {
-            let h = histograms.entry((name, labels(pairs))).or_default();
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
-            }
-            let v = value.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if v <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += v;
-            h.count += 1;
+    /// A request finished (for streams: its response started).
+    pub fn request(&self, api: Api, error: Option<&ApiError>) {
+        let outcome = error.map_or(0, |e| e.kind_index() + 1);
+        self.requests[api as usize][outcome].fetch_add(1, Relaxed);
+    }
+
+    pub fn duration(&self, api: Api, elapsed: Duration) {
+        let h = &self.durations[api as usize];
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            h.buckets[i].fetch_add(1, Relaxed);
         }
+        h.count.fetch_add(1, Relaxed);
+        h.sum_micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    /// The value of one series, for tests.
-    pub fn get(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> f64 {
-        self.values.lock().ok().and_then(|v| v.get(&(name, labels(pairs))).copied()).unwrap_or(0.0)
+    pub fn attempt(&self, id: DeploymentId, result: AttemptResult<'_>) {
+        let index = match result {
+            AttemptResult::Ok => RESULT_OK,
+            AttemptResult::Abandoned => RESULT_ABANDONED,
+            AttemptResult::Failed(e) => e.kind_index(),
+        };
+        self.deployment(id).attempts[index].fetch_add(1, Relaxed);
     }
 
-    /// Prometheus text exposition; `gauges` are point-in-time series added by the caller.
-    pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
-        let mut out = String::new();
-        let values =
-            self.values.lock().map(|v| v.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()).unwrap_or_default();
-        for (name, kind, help) in HELP {
+    /// Tokens and list-price spend of an attempt that produced output.
+    pub fn usage(&self, id: DeploymentId, usage: &Usage, dollars: f64) {
+        let d = self.deployment(id);
+        d.tokens_in.fetch_add(usage.prompt_tokens, Relaxed);
+        d.tokens_out.fetch_add(usage.completion_tokens, Relaxed);
+        d.spend_nanodollars.fetch_add((dollars * 1e9).round() as u64, Relaxed);
+    }
+
+    pub fn failover(&self) {
+        self.failovers.fetch_add(1, Relaxed);
+    }
+
+    pub fn continuation(&self, ok: bool) {
+        self.continuations[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    pub fn malformed(&self, id: DeploymentId) {
+        self.deployment(id).malformed.fetch_add(1, Relaxed);
+    }
+
+    /// Continued streams: (succeeded, failed).
+    pub fn continuations(&self) -> (u64, u64) {
+        (self.continuations[0].load(Relaxed), self.continuations[1].load(Relaxed))
+    }
+
+    pub fn malformed_events(&self, id: DeploymentId) -> u64 {
+        self.deployment(id).malformed.load(Relaxed)
+    }
+
+    /// Prometheus text exposition; `in_flight` and `ejected` are read from the router per
+    /// deployment at scrape time.
+    pub fn render(&self, in_flight: &[u32], ejected: &[bool]) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, l), v) in values.iter().filter(|((n, _), _)| n == name) {
-                let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
-            }
-            for (n, l, v) in gauges.iter().filter(|(n, _, _)| n == name) {
-                let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
-            }
-            if let Ok(histograms) = self.histograms.lock() {
-                for ((n, l), h) in histograms.iter().filter(|((n, _), _)| n == name) {
-                    for (i, b) in BUCKETS.iter().enumerate() {
-                        let _ = writeln!(out, "{n}_bucket{} {}", fmt_labels(l, Some(&b.to_string())), h.counts[i]);
-                    }
-                    let _ = writeln!(out, "{n}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count);
-                    let _ = writeln!(out, "{n}_sum{} {}", fmt_labels(l, None), h.sum);
-                    let _ = writeln!(out, "{n}_count{} {}", fmt_labels(l, None), h.count);
+        };
+        head(&mut out, REQUESTS_TOTAL, "counter", "Requests by API and outcome.");
+        for (a, api) in APIS.iter().enumerate() {
+            for (o, n) in self.requests[a].iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let outcome = if o == 0 { "ok" } else { ApiError::KINDS[o - 1] };
+                    let _ = writeln!(out, "{REQUESTS_TOTAL}{{api=\"{api}\",outcome=\"{outcome}\"}} {n}");
                 }
             }
+        }
+        head(&mut out, REQUEST_DURATION_SECONDS, "histogram", "Time from request to the end of the response.");
+        for (a, api) in APIS.iter().enumerate() {
+            let h = &self.durations[a];
+            let count = h.count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let mut cumulative = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[i].load(Relaxed);
+                let _ = writeln!(out, "{REQUEST_DURATION_SECONDS}_bucket{{api=\"{api}\",le=\"{b}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{REQUEST_DURATION_SECONDS}_bucket{{api=\"{api}\",le=\"+Inf\"}} {count}");
+            let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{REQUEST_DURATION_SECONDS}_sum{{api=\"{api}\"}} {sum}");
+            let _ = writeln!(out, "{REQUEST_DURATION_SECONDS}_count{{api=\"{api}\"}} {count}");
+        }
+        head(&mut out, ATTEMPTS_TOTAL, "counter", "Upstream attempts by deployment and result.");
+        for d in &self.deployments {
+            for (i, n) in d.attempts.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let result = match i {
+                        RESULT_OK => "ok",
+                        RESULT_ABANDONED => "abandoned",
+                        _ => AttemptError::KINDS[i],
+                    };
+                    let _ = writeln!(out, "{ATTEMPTS_TOTAL}{{deployment=\"{}\",result=\"{result}\"}} {n}", d.name);
+                }
+            }
+        }
+        head(&mut out, FAILOVERS_TOTAL, "counter", "Requests answered after at least one failed attempt.");
+        let _ = writeln!(out, "{FAILOVERS_TOTAL} {}", self.failovers.load(Relaxed));
+        head(&mut out, CONTINUATIONS_TOTAL, "counter", "Interrupted streams continued elsewhere, by result.");
+        let (ok, failed) = self.continuations();
+        let _ = writeln!(
+            out,
+            "{CONTINUATIONS_TOTAL}{{result=\"ok\"}} {ok}\n{CONTINUATIONS_TOTAL}{{result=\"failed\"}} {failed}"
+        );
+        head(&mut out, MALFORMED_EVENTS_TOTAL, "counter", "Unparseable upstream stream events skipped.");
+        for d in &self.deployments {
+            let _ =
+                writeln!(out, "{MALFORMED_EVENTS_TOTAL}{{deployment=\"{}\"}} {}", d.name, d.malformed.load(Relaxed));
+        }
+        head(&mut out, TOKENS_TOTAL, "counter", "Tokens by deployment and direction.");
+        for d in &self.deployments {
+            let (i, o) = (d.tokens_in.load(Relaxed), d.tokens_out.load(Relaxed));
+            let _ = writeln!(out, "{TOKENS_TOTAL}{{deployment=\"{}\",direction=\"input\"}} {i}", d.name);
+            let _ = writeln!(out, "{TOKENS_TOTAL}{{deployment=\"{}\",direction=\"output\"}} {o}", d.name);
+        }
+        head(&mut out, SPEND_DOLLARS_TOTAL, "counter", "List-price spend by deployment and cloud.");
+        for d in &self.deployments {
+            let dollars = d.spend_nanodollars.load(Relaxed) as f64 / 1e9;
+            let _ = writeln!(out, "{SPEND_DOLLARS_TOTAL}{{deployment=\"{}\",cloud=\"{}\"}} {dollars}", d.name, d.cloud);
+        }
+        head(&mut out, DEPLOYMENT_EJECTED, "gauge", "1 while a deployment is ejected by outlier detection.");
+        for (d, e) in self.deployments.iter().zip(ejected) {
+            let _ = writeln!(out, "{DEPLOYMENT_EJECTED}{{deployment=\"{}\"}} {}", d.name, u8::from(*e));
+        }
+        head(&mut out, DEPLOYMENT_IN_FLIGHT, "gauge", "Attempts in flight per deployment.");
+        for (d, n) in self.deployments.iter().zip(in_flight) {
+            let _ = writeln!(out, "{DEPLOYMENT_IN_FLIGHT}{{deployment=\"{}\"}} {n}", d.name);
         }
         out
     }
-}
-
-fn fmt_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -26,10 +26,11 @@ use switchyard_wire::sse::{DONE_EVENT, SseEvent, SseParser, data_event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::Gateway;
 use crate::attempts::{Attempts, Won, account, within};
 use crate::chat::{usage_from, where_headers};
 use crate::error::ApiError;
-use crate::{Gateway, metrics};
+use crate::metrics::{Api, AttemptResult};
 
 /// After the finish reason, wait this long at most for the usage chunk or `[DONE]`.
 const AFTER_FINISH_GRACE: Duration = Duration::from_millis(250);
@@ -165,7 +166,7 @@ fn is_usage_only(view: &ChunkView) -> bool {
 }
 
 fn malformed(gw: &Gateway, deployment: &Deployment) {
-    gw.metrics.inc(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", &deployment.name)]);
+    gw.metrics.malformed(deployment.id);
     tracing::warn!(message = "Skipped an unparseable upstream event.", deployment = %deployment.name);
 }
 
@@ -270,11 +271,11 @@ impl Relay {
                     tracing::warn!(message = "Stream broke after content.", deployment = %deployment.name, %error);
                     match self.continue_elsewhere(deployment, upstream.tool_calls).await {
                         Some(next) => {
-                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]);
+                            self.gw.metrics.continuation(true);
                             upstream = next;
                         }
                         None => {
-                            self.gw.metrics.inc(metrics::CONTINUATIONS_TOTAL, &[("result", "failed")]);
+                            self.gw.metrics.continuation(false);
                             let message = format!(
                                 "the upstream stream was interrupted after partial output ({error}) and could not be continued"
                             );
@@ -294,12 +295,12 @@ impl Relay {
     fn settle(&mut self, deployment: &Deployment, upstream: &Upstream, outcome: Outcome<'_>, usage: Usage) {
         self.gw.router().end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
         let result = match outcome {
-            Outcome::Success { .. } => "ok",
-            Outcome::Failure(e) => e.kind(),
-            Outcome::Abandoned => "abandoned",
+            Outcome::Success { .. } => AttemptResult::Ok,
+            Outcome::Failure(e) => AttemptResult::Failed(e),
+            Outcome::Abandoned => AttemptResult::Abandoned,
         };
-        self.gw.metrics.inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", result)]);
-        account(&self.gw.metrics, deployment, &self.gw.config.cloud_of(deployment.id).name, &usage);
+        self.gw.metrics.attempt(deployment.id, result);
+        account(&self.gw.metrics, deployment, &usage);
         // The caller's usage: the first attempt's prompt, every attempt's output.
         if self.usage == Usage::default() {
             self.usage.prompt_tokens = usage.prompt_tokens;
@@ -398,8 +399,7 @@ impl Relay {
                 Ok(up) => return Some(up),
                 Err(error) => {
                     gw.router().end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
-                    gw.metrics
-                        .inc(metrics::ATTEMPTS_TOTAL, &[("deployment", &deployment.name), ("result", error.kind())]);
+                    gw.metrics.attempt(deployment.id, AttemptResult::Failed(&error));
                     tracing::warn!(message = "Continuation attempt failed.", deployment = %deployment.name, %error);
                 }
             }
@@ -422,6 +422,6 @@ impl Relay {
             let _ = self.send(chunk.to_string().as_bytes()).await;
         }
         let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
-        self.gw.metrics.observe(metrics::REQUEST_DURATION_SECONDS, &[("api", "chat_stream")], self.started.elapsed());
+        self.gw.metrics.duration(Api::ChatStream, self.started.elapsed());
     }
 }

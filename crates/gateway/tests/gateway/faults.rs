@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_emulator::Seen;
-use switchyard_gateway::metrics;
 
 use crate::support::*;
 
@@ -158,7 +157,7 @@ async fn cut_stream_is_continued_and_the_caller_gets_one_whole_answer() {
     assert_eq!(d2.len(), 1);
     assert!(d2[0].prefill, "the continuation carried the delivered text as a prefill");
     assert_eq!(r.usage.unwrap()["completion_tokens"], 12);
-    assert_eq!(h.gateway.metrics.get(metrics::CONTINUATIONS_TOTAL, &[("result", "ok")]), 1.0);
+    assert_eq!(h.gateway.metrics.continuations(), (1, 0));
 }
 
 #[tokio::test]
@@ -208,7 +207,8 @@ async fn a_malformed_event_is_skipped_and_relaying_goes_on() {
     let r = h.stream(KEY, ask("chat", "malformed")).await;
     assert!(r.done && r.error.is_none());
     assert_eq!(r.content, expected_answer("malformed"));
-    assert_eq!(h.gateway.metrics.get(metrics::MALFORMED_EVENTS_TOTAL, &[("deployment", "d1")]), 1.0);
+    let d1 = h.gateway.config.deployment_by_name("d1").unwrap().id;
+    assert_eq!(h.gateway.metrics.malformed_events(d1), 1);
     assert_eq!(h.requests("d2"), 0);
 }
 
