@@ -28,6 +28,9 @@ enum Command {
         /// Overrides `server.listen`.
         #[arg(long, env = "SWITCHYARD_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Worker threads, each with its own runtime and listener (default: one per core).
+        #[arg(long, env = "SWITCHYARD_WORKERS")]
+        workers: Option<usize>,
     },
     /// Serve the config's deployments as emulated clouds on loopback.
     Emulate {
@@ -90,18 +93,24 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, listen } => {
+        Command::Serve { config, listen, workers } => {
             init_tracing();
             let config = load_config(&config)?;
             let addr: SocketAddr = match listen {
                 Some(a) => a,
                 None => config.server.listen.parse().context("server.listen")?,
             };
+            let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let gateway = switchyard_gateway::Gateway::new(config, rand_seed())?;
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            tracing::info!(message = "Gateway listening.", addr = %listener.local_addr()?);
-            switchyard_gateway::serve(gateway, listener, shutdown_signal()).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            tracing::info!(message = "Gateway listening.", %addr, workers);
+            tokio::task::spawn_blocking(move || switchyard_gateway::serve_workers(gateway, addr, workers, stopped))
+                .await
+                .context("the gateway's workers")??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulate { config, admin, seed } => {

@@ -12,7 +12,7 @@ use switchyard_core::config::{Deployment, DeploymentKind};
 use switchyard_core::plan::{Needs, PlanRequest};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::Usage;
-use switchyard_providers::{Operation, Target};
+use switchyard_providers::Operation;
 use switchyard_wire::chat::{ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage};
 use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
@@ -57,13 +57,6 @@ fn finish_metrics(gw: &Gateway, api: Api, started: Instant, result: Result<Respo
     }
 }
 
-fn target<'a>(gw: &'a Gateway, deployment: &'a Deployment) -> Target<'a> {
-    Target {
-        endpoint: &deployment.endpoint,
-        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
-    }
-}
-
 pub(crate) fn usage_from(wire: Option<WireUsage>, prompt_estimate: u32, completion_count: u64) -> Usage {
     match wire {
         Some(u) => Usage {
@@ -88,7 +81,7 @@ async fn send_whole(
     deadline: Instant,
 ) -> Result<Bytes, AttemptError> {
     let first_byte = within(deadline, gw.config.server.timeouts.first_byte);
-    let response = gw.upstream.send(target(gw, deployment), operation, body, first_byte).await?;
+    let response = gw.upstream.send(usize::from(deployment.id.0), operation, body, first_byte).await?;
     read_all(response).await
 }
 

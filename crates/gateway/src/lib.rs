@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde_json::json;
 use switchyard_core::config::{Alias, Config, DeploymentKind, Tenant};
 use switchyard_core::{RouterState, SplitMix64, Time};
-use switchyard_providers::Upstream;
+use switchyard_providers::{Endpoint, Upstream};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -49,7 +49,15 @@ pub enum StartError {
 
 impl Gateway {
     pub fn new(config: Config, seed: u64) -> Result<Arc<Gateway>, StartError> {
-        let upstream = Upstream::new(config.server.timeouts.connect)?;
+        let endpoints: Vec<Endpoint> = config
+            .deployments
+            .iter()
+            .map(|d| Endpoint {
+                base: d.endpoint.clone(),
+                api_key: config.cloud_of(d.id).api_key.as_ref().map(|k| k.expose().to_owned()),
+            })
+            .collect();
+        let upstream = Upstream::new(config.server.timeouts.connect, &endpoints)?;
         let router = RouterState::new(&config, Time::ZERO);
         let metrics = metrics::Metrics::new(&config);
         Ok(Arc::new(Gateway {
@@ -184,4 +192,59 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
     };
     let body = gw.metrics.render(&in_flight, &ejected);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Serves on `addr` with `workers` threads, each running its own single-threaded runtime and
+/// its own SO_REUSEPORT listener, so that a request, its upstream connection and its relay stay
+/// on one thread (no cross-thread wake-ups on the hot path). Blocks until `shutdown` fires.
+pub fn serve_workers(
+    gw: Arc<Gateway>,
+    addr: std::net::SocketAddr,
+    workers: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<std::net::SocketAddr, StartError> {
+    let first = reuseport_listener(addr).map_err(|e| StartError::Bind(addr.to_string(), e))?;
+    let bound = first.local_addr().map_err(|e| StartError::Bind(addr.to_string(), e))?;
+    let mut listeners = vec![first];
+    for _ in 1..workers.max(1) {
+        listeners.push(reuseport_listener(bound).map_err(|e| StartError::Bind(bound.to_string(), e))?);
+    }
+    let mut threads = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let gw = gw.clone();
+        let mut shutdown = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("switchyard-worker-{i}"))
+            .spawn(move || -> std::io::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    serve(gw, listener, async move {
+                        let _ = shutdown.wait_for(|stop| *stop).await;
+                    })
+                    .await
+                })
+            })
+            .map_err(|e| StartError::Bind(bound.to_string(), e))?;
+        threads.push(thread);
+    }
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => (),
+            Ok(Err(e)) => return Err(StartError::Bind(bound.to_string(), e)),
+            Err(_) => return Err(StartError::Bind(bound.to_string(), std::io::Error::other("a worker panicked"))),
+        }
+    }
+    Ok(bound)
+}
+
+fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }

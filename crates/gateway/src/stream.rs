@@ -99,12 +99,10 @@ async fn open(
 ) -> Result<Upstream, AttemptError> {
     let timeouts = &gw.config.server.timeouts;
     let sent = Instant::now();
-    let target = switchyard_providers::Target {
-        endpoint: &deployment.endpoint,
-        api_key: gw.config.cloud_of(deployment.id).api_key.as_ref().map(|k| k.expose()),
-    };
-    let response =
-        gw.upstream.send(target, Operation::ChatCompletions, body, within(deadline, timeouts.first_byte)).await?;
+    let response = gw
+        .upstream
+        .send(usize::from(deployment.id.0), Operation::ChatCompletions, body, within(deadline, timeouts.first_byte))
+        .await?;
     let is_sse = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -4,6 +4,9 @@
 //!
 //! Protocols: OpenAI Chat Completions (OpenAI, vLLM, OCI Generative AI's compatible endpoint).
 
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,12 +17,12 @@ use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 /// Error bodies are read up to this size for classification.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Where one attempt goes.
-#[derive(Clone, Copy, Debug)]
-pub struct Target<'a> {
-    /// The deployment's base URL, e.g. `http://127.0.0.1:9101/v1`.
-    pub endpoint: &'a str,
-    pub api_key: Option<&'a str>,
+/// A deployment's endpoint as configured.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The base URL, e.g. `http://127.0.0.1:9101/v1`.
+    pub base: String,
+    pub api_key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,52 +31,109 @@ pub enum Operation {
     Embeddings,
 }
 
-/// A pooled keep-alive HTTP client shared by every attempt.
+/// A deployment's URLs and auth header, built once.
+#[derive(Debug)]
+struct Prepared {
+    chat: reqwest::Url,
+    embeddings: reqwest::Url,
+    auth: Option<HeaderValue>,
+}
+
+/// The upstream side: a pooled keep-alive HTTP client per thread (so a request and its
+/// upstream connection stay on one thread) and every deployment's prepared target.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: reqwest::Client,
+    id: u64,
+    connect_timeout: Duration,
+    targets: Arc<[Prepared]>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the upstream HTTP client: {0}")]
-pub struct ClientBuildError(String);
+pub enum ClientBuildError {
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(String),
+    #[error("deployment endpoint {0:?} is not a valid URL: {1}")]
+    Url(String, String),
+}
+
+thread_local! {
+    /// One client per (thread, `Upstream`): connections live on the thread that uses them.
+    static CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Upstream {
-    pub fn new(connect_timeout: Duration) -> Result<Upstream, ClientBuildError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| ClientBuildError(e.to_string()))?;
-        Ok(Upstream { client })
+    /// Prepares targets for `endpoints`, indexed like the config's deployments.
+    pub fn new(connect_timeout: Duration, endpoints: &[Endpoint]) -> Result<Upstream, ClientBuildError> {
+        let mut targets = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let url = |path: &str| {
+                reqwest::Url::parse(&format!("{}{path}", e.base))
+                    .map_err(|err| ClientBuildError::Url(e.base.clone(), err.to_string()))
+            };
+            let auth = match &e.api_key {
+                Some(key) => {
+                    let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                        .map_err(|_| ClientBuildError::Client("an API key holds characters a header cannot".into()))?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                None => None,
+            };
+            targets.push(Prepared { chat: url("/chat/completions")?, embeddings: url("/embeddings")?, auth });
+        }
+        let upstream =
+            Upstream { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), connect_timeout, targets: targets.into() };
+        upstream.client()?;
+        Ok(upstream)
     }
 
-    /// Sends one attempt and waits for response headers, at most `first_byte`.
-    /// A success status gives the response; anything else is classified.
+    fn client(&self) -> Result<reqwest::Client, ClientBuildError> {
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return Ok(c.clone());
+            }
+            let mut builder = reqwest::Client::builder();
+            if !proxy_configured() {
+                // Proxy matching costs a URL parse per request; skip it when no proxy is set.
+                builder = builder.no_proxy();
+            }
+            let client = builder
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                // A gateway does not follow an upstream's redirects with the caller's request.
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(1024)
+                .build()
+                .map_err(|e| ClientBuildError::Client(e.to_string()))?;
+            clients.push((self.id, client.clone()));
+            Ok(client)
+        })
+    }
+
+    /// Sends one attempt to deployment `index` and waits for response headers, at most
+    /// `first_byte`. A success status gives the response; anything else is classified.
     pub async fn send(
         &self,
-        target: Target<'_>,
+        index: usize,
         operation: Operation,
         body: Vec<u8>,
         first_byte: Duration,
     ) -> Result<reqwest::Response, AttemptError> {
-        let path = match operation {
-            Operation::ChatCompletions => "/chat/completions",
-            Operation::Embeddings => "/embeddings",
+        let target = &self.targets[index];
+        let url = match operation {
+            Operation::ChatCompletions => target.chat.clone(),
+            Operation::Embeddings => target.embeddings.clone(),
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = target.api_key
-            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}"))
-        {
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+        let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
+        let mut request = client.post(url).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(auth) = &target.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
         }
-        let url = format!("{}{path}", target.endpoint);
-        let request = self.client.post(url).headers(headers).body(body).send();
-        let response = match tokio::time::timeout(first_byte, request).await {
+        let response = match tokio::time::timeout(first_byte, request.body(body).send()).await {
             Err(_) => return Err(AttemptError::FirstByteTimeout),
             Ok(Err(e)) => return Err(classify_transport(&e)),
             Ok(Ok(r)) => r,
@@ -86,6 +146,13 @@ impl Upstream {
         let body = read_capped(response, first_byte).await;
         Err(classify_status(status, retry_after, &body))
     }
+}
+
+/// Whether the environment names an egress proxy (then reqwest's proxy support stays on).
+fn proxy_configured() -> bool {
+    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// Reads a body up to a cap, giving up after `limit`; what could not be read is left out.
