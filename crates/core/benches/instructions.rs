@@ -1,0 +1,78 @@
+//! Instruction counts of the core's hot paths under callgrind (gungraun): deterministic, so CI
+//! can guard them with hard limits on a noisy shared machine. Limits leave ~30% headroom over
+//! the counts measured when they were set (see docs/benchmarks.md).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use gungraun::{Callgrind, EventKind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
+use switchyard_core::config::Config;
+use switchyard_core::fixture::synthetic_config;
+use switchyard_core::plan::{Needs, Plan, PlanRequest, plan};
+use switchyard_core::state::Outcome;
+use switchyard_core::{RouterState, SplitMix64, Time};
+
+fn setup(n: usize) -> (Config, RouterState) {
+    let config = synthetic_config(n, "balanced");
+    let state = RouterState::new(&config, Time::ZERO);
+    (config, state)
+}
+
+fn limit(instructions: u64) -> LibraryBenchmarkConfig {
+    let mut config = LibraryBenchmarkConfig::default();
+    config.tool(Callgrind::default().hard_limits([(EventKind::Ir, instructions)]));
+    config
+}
+
+#[library_benchmark]
+#[bench::deployments_8(args = (8), setup = setup, config = limit(5_000))]
+#[bench::deployments_64(args = (64), setup = setup, config = limit(39_000))]
+fn plan_request(input: (Config, RouterState)) -> Plan {
+    let (config, state) = input;
+    let alias = config.aliases[0].id;
+    let request = PlanRequest {
+        alias,
+        tenant: &config.tenants[0],
+        input_tokens: 500,
+        max_output_tokens: Some(200),
+        needs: Needs { streaming: true, ..Needs::default() },
+        min_context_above: 0,
+        avoid: None,
+    };
+    let result = plan(
+        black_box(&config),
+        black_box(&state),
+        black_box(&request),
+        Time::from_millis(1_000),
+        &mut SplitMix64::new(1),
+    );
+    // Tearing the fixture down is not what is measured.
+    std::mem::forget((config, state));
+    match result {
+        Ok(p) => black_box(p),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[library_benchmark]
+#[bench::one(args = (8), setup = setup, config = limit(850))]
+fn attempt_updates(input: (Config, RouterState)) -> RouterState {
+    let (config, mut state) = input;
+    let id = config.deployments[3].id;
+    let now = Time::from_millis(1_000);
+    state.on_request(now);
+    state.begin_attempt(id, 700, now);
+    let outcome = Outcome::Success {
+        ttft: Some(Duration::from_millis(120)),
+        duration: Duration::from_millis(900),
+        output_tokens: 150,
+        total_tokens: 650,
+    };
+    state.end_attempt(black_box(id), 700, outcome, now);
+    std::mem::forget(config);
+    black_box(state)
+}
+
+library_benchmark_group!(name = core, benchmarks = [plan_request, attempt_updates]);
+
+main!(library_benchmark_groups = core);
