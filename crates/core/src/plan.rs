@@ -191,10 +191,17 @@ pub fn plan(
             continue;
         }
         let load = s.load();
+        let mut cost = marginal_cost(&d.price, d.tier, request.input_tokens, output_tokens);
+        if alias.policy == Policy::Commitment
+            && let Some(c) = d.commitment
+        {
+            // Spend that keeps a lagging commitment on pace would be forfeited anyway.
+            cost *= (1.0 - 10.0 * state.commitment_behind(c, now)).max(0.02);
+        }
         candidates.push(Candidate {
             deployment: d,
             position,
-            cost: marginal_cost(&d.price, d.tier, request.input_tokens, output_tokens),
+            cost,
             latency: s.latency.expected_ms(output_tokens) * (1.0 + load),
             load,
             score: 0.0,
@@ -260,7 +267,7 @@ fn score(policy: Policy, candidates: &mut [Candidate<'_>]) {
             // Cost first; latency only separates equal prices.
             Policy::Cost => c.cost + c.latency * 1e-12,
             Policy::Latency => c.latency,
-            Policy::Balanced => {
+            Policy::Balanced | Policy::Commitment => {
                 let cost = if mean_cost > 0.0 { c.cost / mean_cost } else { 0.0 };
                 let latency = if mean_latency > 0.0 { c.latency / mean_latency } else { 0.0 };
                 0.5 * cost + 0.5 * latency

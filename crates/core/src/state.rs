@@ -43,6 +43,10 @@ pub enum Outcome<'a> {
 #[derive(Clone, Debug)]
 pub struct RouterState {
     deployments: Vec<DeploymentState>,
+    /// Spend so far per commitment (including what was spent before this run).
+    commitment_spend: Vec<f64>,
+    commitments: Vec<crate::config::Commitment>,
+    started: Time,
     budget: RetryBudget,
     outlier: OutlierSettings,
 }
@@ -86,6 +90,9 @@ impl RouterState {
             .collect();
         RouterState {
             deployments,
+            commitment_spend: config.commitments.iter().map(|c| c.spent_at_start).collect(),
+            commitments: config.commitments.clone(),
+            started: now,
             budget: RetryBudget::new(config.routing.retry_budget.clone()),
             outlier: config.routing.outlier.clone(),
         }
@@ -101,6 +108,25 @@ impl RouterState {
 
     pub fn n_ejected(&self, now: Time) -> usize {
         self.deployments.iter().filter(|d| d.health.is_ejected(now)).count()
+    }
+
+    /// Records list-price spend counted against a deployment's commitment (burn-down).
+    pub fn record_spend(&mut self, commitment: Option<crate::config::CommitmentId>, dollars: f64) {
+        if let Some(c) = commitment {
+            self.commitment_spend[usize::from(c.0)] += dollars;
+        }
+    }
+
+    /// (spent, pace) of a commitment at `now`: pace is where a straight line says spend should be.
+    pub fn commitment_progress(&self, c: crate::config::CommitmentId, now: Time) -> (f64, f64) {
+        let i = usize::from(c.0);
+        (self.commitment_spend[i], self.commitments[i].pace(now.saturating_since(self.started)))
+    }
+
+    /// How far a commitment is behind its pace, as a share of its amount (0 when on or ahead).
+    pub fn commitment_behind(&self, c: crate::config::CommitmentId, now: Time) -> f64 {
+        let (spent, pace) = self.commitment_progress(c, now);
+        ((pace - spent) / self.commitments[usize::from(c.0)].amount_usd).max(0.0)
     }
 
     /// A request arrived: it earns the retry budget its share.

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::Gateway;
 use crate::error::ApiError;
-use crate::metrics::{AttemptResult, Metrics};
+use crate::metrics::AttemptResult;
 
 /// A request in the attempt loop.
 pub(crate) struct Attempts<'a> {
@@ -152,9 +152,13 @@ fn returned_to_caller(error: AttemptError) -> ApiError {
     }
 }
 
-/// Records what an answered attempt used and cost.
-pub(crate) fn account(metrics: &Metrics, deployment: &Deployment, usage: &Usage) {
-    metrics.usage(deployment.id, usage, list_cost(&deployment.price, usage));
+/// Records what an answered attempt used and cost, and burns it down from its commitment.
+pub(crate) fn account(gw: &Gateway, deployment: &Deployment, usage: &Usage) {
+    let dollars = list_cost(&deployment.price, usage);
+    gw.metrics.usage(deployment.id, usage, dollars);
+    if deployment.commitment.is_some() {
+        gw.router().record_spend(deployment.commitment, dollars);
+    }
 }
 
 /// Time remaining until `deadline`, at most `limit`.

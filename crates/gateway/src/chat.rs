@@ -163,7 +163,7 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
         },
     );
     gw.metrics.attempt(deployment.id, AttemptResult::Ok);
-    account(&gw.metrics, deployment, &usage);
+    account(&gw, deployment, &usage);
     // Usage is always reported: counted and added when the upstream gave none.
     let bytes = if view.usage.is_none() { with_usage(&bytes, &usage) } else { bytes };
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
@@ -220,7 +220,7 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
     attempts
         .end(deployment.id, Outcome::Success { ttft: None, duration, output_tokens: 0, total_tokens: usage.total() });
     gw.metrics.attempt(deployment.id, AttemptResult::Ok);
-    account(&gw.metrics, deployment, &usage);
+    account(gw, deployment, &usage);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     where_headers(&mut response, gw, deployment, attempts.session.n_attempts());
     Ok(response)

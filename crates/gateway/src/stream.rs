@@ -298,7 +298,7 @@ impl Relay {
             Outcome::Abandoned => AttemptResult::Abandoned,
         };
         self.gw.metrics.attempt(deployment.id, result);
-        account(&self.gw.metrics, deployment, &usage);
+        account(&self.gw, deployment, &usage);
         // The caller's usage: the first attempt's prompt, every attempt's output.
         if self.usage == Usage::default() {
             self.usage.prompt_tokens = usage.prompt_tokens;

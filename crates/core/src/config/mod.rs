@@ -41,6 +41,7 @@ pub struct Config {
     pub deployments: Vec<Deployment>,
     pub aliases: Vec<Alias>,
     pub tenants: Vec<Tenant>,
+    pub commitments: Vec<Commitment>,
     /// Distinct (cloud, region) pairs; `Deployment::region_id` indexes it.
     pub n_regions: usize,
     alias_index: HashMap<String, AliasId>,
@@ -161,7 +162,36 @@ pub struct Deployment {
     pub tier: Tier,
     pub limits: Limits,
     pub capabilities: Capabilities,
+    /// The commitment this deployment's spend counts against, if any.
+    pub commitment: Option<CommitmentId>,
     pub emulation: Option<Emulation>,
+}
+
+/// Index of a commitment in [`Config::commitments`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitmentId(pub u16);
+
+/// A contract to spend `amount_usd` with a cloud over a term, paced in a straight line.
+#[derive(Debug, Clone)]
+pub struct Commitment {
+    pub id: CommitmentId,
+    pub name: String,
+    pub cloud: CloudId,
+    pub amount_usd: f64,
+    pub term: Duration,
+    /// How far into the term the contract is at time zero.
+    pub elapsed_at_start: Duration,
+    pub spent_at_start: f64,
+    pub deployments: Vec<DeploymentId>,
+}
+
+impl Commitment {
+    /// Where spend should be by `since_start` into the run, on a straight-line pace.
+    pub fn pace(&self, since_start: Duration) -> f64 {
+        let term = self.term.as_secs_f64().max(1.0);
+        let elapsed = (self.elapsed_at_start + since_start).as_secs_f64();
+        self.amount_usd * (elapsed / term).min(1.0)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +201,9 @@ pub enum Policy {
     Balanced,
     /// The order the alias lists its deployments in.
     Priority,
+    /// Like balanced, but spend on a commitment running behind its pace counts as nearly free
+    /// (that money is forfeited if unspent).
+    Commitment,
 }
 
 #[derive(Debug)]
@@ -219,6 +252,11 @@ impl Config {
     /// Parses and validates YAML text; secrets (`env:NAME`, `file:PATH`) come from `secrets`.
     pub fn from_yaml(text: &str, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
         let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Config::from_value(value, secrets)
+    }
+
+    /// Validates a config already parsed into a JSON value (a section of a larger file).
+    pub fn from_value(value: serde_json::Value, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -272,6 +310,7 @@ impl fmt::Display for Policy {
             Policy::Latency => "latency",
             Policy::Balanced => "balanced",
             Policy::Priority => "priority",
+            Policy::Commitment => "commitment",
         })
     }
 }

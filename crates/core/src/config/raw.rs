@@ -15,6 +15,24 @@ pub struct RawConfig {
     pub aliases: Vec<RawAlias>,
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    #[serde(default)]
+    pub commitments: Vec<RawCommitment>,
+}
+
+/// A spend commitment with a cloud (e.g. a multi-year contract).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommitment {
+    pub name: String,
+    pub cloud: String,
+    pub amount_usd: f64,
+    pub term_days: f64,
+    /// How far into the term the contract is when this config starts (default 0).
+    pub elapsed_days: Option<f64>,
+    /// Spend already counted against it at that point (default 0).
+    pub spent_usd: Option<f64>,
+    /// Deployments whose spend counts (default: every deployment of the cloud).
+    pub deployments: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -87,9 +87,10 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             "latency" => Policy::Latency,
             "balanced" => Policy::Balanced,
             "priority" => Policy::Priority,
+            "commitment" => Policy::Commitment,
             other => {
                 errors.push(format!(
-                    "{path}.policy: unknown policy {other:?} (expected cost, latency, balanced or priority)"
+                    "{path}.policy: unknown policy {other:?} (expected cost, latency, balanced, priority or commitment)"
                 ));
                 Policy::Balanced
             }
@@ -195,6 +196,70 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
+    let mut commitments = Vec::new();
+    for (i, c) in raw.commitments.iter().enumerate() {
+        let path = format!("commitments[{i}]");
+        check_name(&c.name, &format!("{path}.name"), &mut errors);
+        let Some(cloud) = cloud_index.get(&c.cloud).copied() else {
+            errors.push(format!("{path}.cloud: unknown cloud {:?}", c.cloud));
+            continue;
+        };
+        if !(c.amount_usd > 0.0 && c.amount_usd.is_finite()) {
+            errors.push(format!("{path}.amount_usd: must be > 0"));
+        }
+        if !(c.term_days > 0.0 && c.term_days.is_finite()) {
+            errors.push(format!("{path}.term_days: must be > 0"));
+        }
+        let elapsed = c.elapsed_days.unwrap_or(0.0);
+        if !(0.0..=c.term_days.max(0.0)).contains(&elapsed) {
+            errors.push(format!("{path}.elapsed_days: must be between 0 and term_days"));
+        }
+        let spent = c.spent_usd.unwrap_or(0.0);
+        if !(spent >= 0.0 && spent.is_finite()) {
+            errors.push(format!("{path}.spent_usd: must be >= 0"));
+        }
+        let members: Vec<DeploymentId> = match &c.deployments {
+            None => deployments.iter().filter(|d| d.cloud == cloud).map(|d| d.id).collect(),
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .filter_map(|(j, name)| match deployment_index.get(name) {
+                    Some(id) if deployments[usize::from(id.0)].cloud == cloud => Some(*id),
+                    Some(_) => {
+                        errors.push(format!("{path}.deployments[{j}]: {name:?} is not a deployment of {}", c.cloud));
+                        None
+                    }
+                    None => {
+                        errors.push(format!("{path}.deployments[{j}]: unknown deployment {name:?}"));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let id = CommitmentId(i as u16);
+        for d in &members {
+            let deployment = &mut deployments[usize::from(d.0)];
+            if deployment.commitment.is_some() {
+                errors.push(format!(
+                    "{path}: deployment {:?} already counts against another commitment",
+                    deployment.name
+                ));
+            }
+            deployment.commitment = Some(id);
+        }
+        let day = |days: f64| Duration::from_secs_f64(days.max(0.0) * 86_400.0);
+        commitments.push(Commitment {
+            id,
+            name: c.name.clone(),
+            cloud,
+            amount_usd: c.amount_usd,
+            term: day(c.term_days),
+            elapsed_at_start: day(elapsed),
+            spent_at_start: spent,
+            deployments: members,
+        });
+    }
+
     // Intern jurisdictions as bits and (cloud, region) pairs as ids, for fast planning.
     let mut jurisdiction_bits: HashMap<String, u64> = HashMap::new();
     let mut bit_of = |j: &str, errors: &mut Vec<String>| -> u64 {
@@ -221,7 +286,18 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         return Err(ConfigError::Invalid(errors));
     }
     let n_regions = regions.len();
-    Ok(Config { server, routing, clouds, deployments, aliases, tenants, n_regions, alias_index, key_index })
+    Ok(Config {
+        server,
+        routing,
+        clouds,
+        deployments,
+        aliases,
+        tenants,
+        commitments,
+        n_regions,
+        alias_index,
+        key_index,
+    })
 }
 
 fn deployment(
@@ -312,6 +388,7 @@ fn deployment(
         tier,
         limits,
         capabilities,
+        commitment: None,
         emulation,
     }
 }

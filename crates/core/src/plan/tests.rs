@@ -185,6 +185,25 @@ fn avoided_deployment_goes_last() {
     assert_eq!(names(&config, &plan), ["aws-use1"]);
 }
 
+#[test]
+fn commitment_policy_steers_to_a_lagging_commitment() {
+    let yaml = FIXTURE
+        .replace("policy: cost, deployments: [aws-use1", "policy: commitment, deployments: [aws-use1")
+        .replace("tier: reserved", "tier: on_demand")
+        + "commitments:\n  - { name: aws-deal, cloud: aws, amount_usd: 1000000, term_days: 365, elapsed_days: 180, spent_usd: 100000 }\n";
+    let config = Config::from_yaml(&yaml, &NoSecrets).unwrap();
+    let mut state = RouterState::new(&config, Time::ZERO);
+    let aws = config.commitments[0].id;
+    assert!(state.commitment_behind(aws, Time::ZERO) > 0.3, "half the term gone, a tenth spent");
+    let first = |state: &RouterState| {
+        let p = plan(&config, state, &request(&config, "chat", 0), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+        config.cloud_of(p.deployments[0]).name.clone()
+    };
+    assert_eq!(first(&state), "aws", "the lagging commitment's capacity is nearly free");
+    state.record_spend(Some(aws), 500_000.0);
+    assert_ne!(first(&state), "aws", "on pace again: back to the cheapest");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
