@@ -3,6 +3,7 @@
 mod demo;
 mod load;
 mod report;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,20 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+    /// Simulate a scenario against routing policies: a table, a JSON report and an HTML report.
+    Sim {
+        scenario: PathBuf,
+        /// A policy to compare (repeatable): cost, latency, balanced, priority, commitment,
+        /// round_robin, static:CLOUD. Default: the product's policies, round robin, and a
+        /// static single-cloud baseline on the first cloud.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where report.json and report.html go.
+        #[arg(long, default_value = "sim-report")]
+        out: PathBuf,
     },
     /// Validate a config file: print a summary, or every error with its path.
     CheckConfig { file: PathBuf },
@@ -127,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { report, seconds, seed } => demo::run(&report, seconds, seed).await,
+        Command::Sim { scenario, policies, seed, out } => sim::run(&scenario, &policies, seed, &out),
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(config) => {
                 println!("{}", summary(&config));

@@ -210,7 +210,7 @@ pub fn faults_from_raw(raw: &[RawFault], path: &str) -> Result<Vec<Fault>, Vec<S
     if errors.is_empty() { Ok(faults) } else { Err(errors) }
 }
 
-pub(crate) fn dist_from_raw(raw: &RawDist, path: &str, errors: &mut Vec<String>) -> Option<Dist> {
+pub fn dist_from_raw(raw: &RawDist, path: &str, errors: &mut Vec<String>) -> Option<Dist> {
     let forms = [raw.fixed.is_some(), raw.uniform.is_some(), raw.lognormal.is_some()];
     if forms.iter().filter(|x| **x).count() != 1 {
         errors.push(format!("{path}: give exactly one of fixed, uniform, lognormal"));

@@ -33,7 +33,7 @@ pub struct AliasId(pub u16);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(pub u16);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerSettings,
     pub routing: RoutingSettings,
@@ -99,7 +99,7 @@ pub enum Protocol {
     OpenAi,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cloud {
     pub name: String,
     pub protocol: Protocol,
@@ -143,7 +143,7 @@ pub struct Capabilities {
     pub prefill: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Deployment {
     pub id: DeploymentId,
     pub name: String,
@@ -206,7 +206,7 @@ pub enum Policy {
     Commitment,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Alias {
     pub id: AliasId,
     pub name: String,
@@ -225,7 +225,7 @@ pub enum Workload {
     Research,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
