@@ -20,6 +20,9 @@ pub struct DeploymentState {
     pub latency: LatencyEstimate,
     pub in_flight: u32,
     pub concurrency_limit: Option<u32>,
+    /// A concurrency limit learned from 429s (AIMD): cut to 90% of what was in flight when
+    /// the provider said no, grown back by about one per limit's worth of successes.
+    pub learned_limit: Option<f64>,
     pub cooldown_until: Option<Time>,
     rpm: Option<Bucket>,
     tpm: Option<Bucket>,
@@ -57,6 +60,7 @@ impl DeploymentState {
     /// Whether a new attempt fits the deployment's concurrency and rate limits.
     pub fn has_headroom(&self, estimated_tokens: u32, now: Time) -> bool {
         self.concurrency_limit.is_none_or(|limit| self.in_flight < limit)
+            && self.learned_limit.is_none_or(|limit| f64::from(self.in_flight) < limit.floor().max(1.0))
             && self.rpm.is_none_or(|b| b.has_room(1.0, now))
             && self.tpm.is_none_or(|b| b.has_room(f64::from(estimated_tokens), now))
     }
@@ -83,6 +87,7 @@ impl RouterState {
                 latency: LatencyEstimate::new(now),
                 in_flight: 0,
                 concurrency_limit: d.limits.concurrency,
+                learned_limit: None,
                 cooldown_until: None,
                 rpm: d.limits.rpm.map(|r| Bucket::new(u64::from(r), now)),
                 tpm: d.limits.tpm.map(|t| Bucket::new(t, now)),
@@ -161,11 +166,17 @@ impl RouterState {
         let n_ejected = self.n_ejected(now);
         let outlier = self.outlier.clone();
         let d = self.deployment_mut(id);
+        let in_flight = d.in_flight;
         d.in_flight = d.in_flight.saturating_sub(1);
         match outcome {
             Outcome::Success { ttft, duration, output_tokens, total_tokens } => {
                 d.health.on_success();
                 d.cooldown_until = None;
+                if let Some(limit) = d.learned_limit {
+                    let grown = limit + 1.0 / limit.max(1.0);
+                    let ceiling = d.concurrency_limit.map_or(f64::INFINITY, f64::from);
+                    d.learned_limit = (grown < ceiling).then_some(grown);
+                }
                 match ttft {
                     Some(ttft) => d.latency.observe(ttft, output_tokens, duration, now),
                     None => d.latency.observe_whole(output_tokens, duration, now),
@@ -183,10 +194,44 @@ impl RouterState {
                 }
                 HealthSignal::Capacity { retry_after } => {
                     d.health.on_neutral();
+                    let cut = (f64::from(in_flight) * 0.9).max(1.0);
+                    d.learned_limit = Some(d.learned_limit.map_or(cut, |l| l.min(cut)));
                     d.cooldown_until = Some(now + retry_after.unwrap_or(DEFAULT_COOLDOWN));
                 }
                 HealthSignal::Neutral => d.health.on_neutral(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::synthetic_config;
+
+    #[test]
+    fn a_429_teaches_a_concurrency_limit_that_grows_back() {
+        let config = synthetic_config(8, "balanced");
+        let mut state = RouterState::new(&config, Time::ZERO);
+        let id = config.deployments[0].id;
+        let t = Time::ZERO;
+        for _ in 0..10 {
+            state.begin_attempt(id, 10, t);
+        }
+        let limited = AttemptError::RateLimited { retry_after: None };
+        state.end_attempt(id, 10, Outcome::Failure(&limited), t);
+        // 10 were in flight when the provider said no: the learned limit is 9.
+        assert_eq!(state.deployment(id).learned_limit, Some(9.0));
+        let later = t + Duration::from_secs(2);
+        assert!(!state.deployment(id).has_headroom(10, later), "9 still in flight");
+        let ok =
+            Outcome::Success { ttft: None, duration: Duration::from_millis(100), output_tokens: 1, total_tokens: 10 };
+        state.end_attempt(id, 10, ok, later);
+        assert!(state.deployment(id).has_headroom(10, later), "8 in flight, limit grown past 9");
+        for _ in 0..3000 {
+            state.begin_attempt(id, 10, later);
+            state.end_attempt(id, 10, ok, later);
+        }
+        assert_eq!(state.deployment(id).learned_limit, None, "grown back to the configured limit");
     }
 }

@@ -180,18 +180,18 @@ impl Scenario {
             }
         })?;
         let mut errors = Vec::new();
-        if !(raw.duration_s > 0.0) {
+        if raw.duration_s.is_nan() || raw.duration_s <= 0.0 {
             errors.push("duration_s: must be > 0".to_owned());
         }
         let step = raw.step_s.unwrap_or((raw.duration_s / 120.0).max(1.0));
-        if !(step > 0.0) {
+        if step.is_nan() || step <= 0.0 {
             errors.push("step_s: must be > 0".to_owned());
         }
         let scale = raw.scale.unwrap_or(1.0);
-        if !(scale >= 1.0) {
+        if scale.is_nan() || scale < 1.0 {
             errors.push("scale: must be >= 1".to_owned());
         }
-        if !(raw.arrivals.rate_per_s > 0.0) {
+        if raw.arrivals.rate_per_s.is_nan() || raw.arrivals.rate_per_s <= 0.0 {
             errors.push("arrivals.rate_per_s: must be > 0".to_owned());
         }
         let diurnal = raw.arrivals.diurnal.as_ref().map(|d| (d.amplitude, d.peak_hour));
@@ -207,7 +207,7 @@ impl Scenario {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                if !(b.multiplier > 0.0) {
+                if b.multiplier.is_nan() || b.multiplier <= 0.0 {
                     errors.push(format!("arrivals.bursts[{i}].multiplier: must be > 0"));
                 }
                 (secs(b.at_s), secs(b.at_s + b.duration_s), b.multiplier)
