@@ -121,6 +121,8 @@ struct Candidate<'a> {
     /// Position in the alias's list (the `priority` policy's order).
     position: usize,
     cost: f64,
+    /// The cost before any commitment shadow price.
+    list_cost: f64,
     latency: f64,
     load: f64,
     score: f64,
@@ -191,7 +193,8 @@ pub fn plan(
             continue;
         }
         let load = s.load();
-        let mut cost = marginal_cost(&d.price, d.tier, request.input_tokens, output_tokens);
+        let list_cost = marginal_cost(&d.price, d.tier, request.input_tokens, output_tokens);
+        let mut cost = list_cost;
         if alias.policy == Policy::Commitment
             && let Some(c) = d.commitment
         {
@@ -202,6 +205,7 @@ pub fn plan(
             deployment: d,
             position,
             cost,
+            list_cost,
             latency: s.latency.expected_ms(output_tokens) * (1.0 + load),
             load,
             score: 0.0,
@@ -260,7 +264,12 @@ fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, remov
 /// Scores candidates per policy; lower is better.
 fn score(policy: Policy, candidates: &mut [Candidate<'_>]) {
     let n = candidates.len() as f64;
-    let mean_cost = candidates.iter().map(|c| c.cost).sum::<f64>() / n;
+    // Under the commitment policy, shadow-priced costs are compared on the list-price scale, so
+    // that "nearly free" and "free" are near-ties rather than far apart.
+    let mean_cost = match policy {
+        Policy::Commitment => candidates.iter().map(|c| c.list_cost).sum::<f64>() / n,
+        _ => candidates.iter().map(|c| c.cost).sum::<f64>() / n,
+    };
     let mean_latency = candidates.iter().map(|c| c.latency).sum::<f64>() / n;
     for c in candidates {
         c.score = match policy {

@@ -115,6 +115,13 @@ impl RouterState {
         self.deployments.iter().filter(|d| d.health.is_ejected(now)).count()
     }
 
+    /// Changes a deployment's configured concurrency limit (capacity added or taken away).
+    pub fn set_concurrency_limit(&mut self, id: DeploymentId, limit: Option<u32>) {
+        let d = self.deployment_mut(id);
+        d.concurrency_limit = limit;
+        d.learned_limit = None;
+    }
+
     /// Records list-price spend counted against a deployment's commitment (burn-down).
     pub fn record_spend(&mut self, commitment: Option<crate::config::CommitmentId>, dollars: f64) {
         if let Some(c) = commitment {

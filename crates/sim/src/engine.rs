@@ -156,8 +156,9 @@ pub struct Engine<'a> {
     series: Vec<Step>,
 }
 
-/// A capacity in scaled mode: the simulated traffic is `scale` times thinner, so is capacity.
-fn scaled(capacity: Option<u32>, scale: f64) -> Option<u32> {
+/// A capacity in scaled mode: the simulated traffic is `scale` times thinner, so is capacity
+/// (at least 1: below `scale` concurrent, a capacity no longer binds, which the report's mode says).
+pub(crate) fn scaled(capacity: Option<u32>, scale: f64) -> Option<u32> {
     capacity.map(|c| ((f64::from(c) / scale).ceil() as u32).max(1))
 }
 
@@ -211,6 +212,10 @@ impl<'a> Engine<'a> {
                     alias.policy = Policy::Balanced;
                 }
             }
+        }
+        // Scaled mode: simulated traffic is `scale` times thinner, and so are the limits.
+        for d in &mut config.deployments {
+            d.limits.concurrency = scaled(d.limits.concurrency, scenario.scale);
         }
         let world = config
             .deployments
@@ -579,7 +584,9 @@ impl<'a> Engine<'a> {
                     w.price.output_per_mtok = output_per_mtok.unwrap_or(w.price.output_per_mtok);
                 }
                 (EventKind::Capacity { concurrency }, true) => {
-                    w.capacity = scaled(Some(concurrency), self.scenario.scale)
+                    // New capacity, and the operator raises the gateway's limit to match.
+                    w.capacity = scaled(Some(concurrency), self.scenario.scale);
+                    self.state.set_concurrency_limit(*d, w.capacity);
                 }
                 (EventKind::PriceChange { .. } | EventKind::Capacity { .. }, false) => (),
             }

@@ -11,7 +11,7 @@ use switchyard_core::config::Tier;
 use switchyard_core::rng::SplitMix64;
 use switchyard_core::usage::marginal_cost;
 
-use crate::engine::{draw_request, next_arrival, tenant_cdf};
+use crate::engine::{draw_request, next_arrival, scaled, tenant_cdf};
 use crate::scenario::{EventKind, Scenario};
 
 pub fn lower_bound(scenario: &Scenario, seed: u64) -> f64 {
@@ -23,10 +23,11 @@ pub fn lower_bound(scenario: &Scenario, seed: u64) -> f64 {
     let mut down = vec![0u32; n];
     let mut brownout = vec![1.0f64; n];
     let mut prices: Vec<_> = config.deployments.iter().map(|d| d.price).collect();
+    // The same (scaled) capacities the engine's world has.
     let mut capacity: Vec<Option<u32>> = config
         .deployments
         .iter()
-        .map(|d| d.emulation.as_ref().and_then(|e| e.max_concurrency).or(d.limits.concurrency))
+        .map(|d| scaled(d.emulation.as_ref().and_then(|e| e.max_concurrency).or(d.limits.concurrency), scenario.scale))
         .collect();
     // (time, starting, event index), applied in order as arrivals pass them.
     let mut changes: Vec<(Duration, bool, usize)> = Vec::new();
@@ -61,7 +62,7 @@ pub fn lower_bound(scenario: &Scenario, seed: u64) -> f64 {
                         prices[d].input_per_mtok = input_per_mtok.unwrap_or(prices[d].input_per_mtok);
                         prices[d].output_per_mtok = output_per_mtok.unwrap_or(prices[d].output_per_mtok);
                     }
-                    (EventKind::Capacity { concurrency }, true) => capacity[d] = Some(concurrency),
+                    (EventKind::Capacity { concurrency }, true) => capacity[d] = scaled(Some(concurrency), scenario.scale),
                     (EventKind::RateLimitStorm { .. }, _)
                     | (EventKind::PriceChange { .. } | EventKind::Capacity { .. }, false) => (),
                 }
@@ -94,7 +95,7 @@ pub fn lower_bound(scenario: &Scenario, seed: u64) -> f64 {
                     .as_ref()
                     .map_or((250.0, 60.0), |e| (e.ttft_ms.median(), e.tokens_per_s.median().max(0.1)));
                 let service_s = (ttft_ms / 1000.0 + output_median / tps) * brownout[i];
-                let per_step = f64::from(c) * step_s / service_s.max(1e-6) / scenario.scale;
+                let per_step = f64::from(c) * step_s / service_s.max(1e-6);
                 if used[i] + 1.0 > per_step {
                     continue;
                 }
