@@ -62,7 +62,9 @@ pub fn lower_bound(scenario: &Scenario, seed: u64) -> f64 {
                         prices[d].input_per_mtok = input_per_mtok.unwrap_or(prices[d].input_per_mtok);
                         prices[d].output_per_mtok = output_per_mtok.unwrap_or(prices[d].output_per_mtok);
                     }
-                    (EventKind::Capacity { concurrency }, true) => capacity[d] = scaled(Some(concurrency), scenario.scale),
+                    (EventKind::Capacity { concurrency }, true) => {
+                        capacity[d] = scaled(Some(concurrency), scenario.scale)
+                    }
                     (EventKind::RateLimitStorm { .. }, _)
                     | (EventKind::PriceChange { .. } | EventKind::Capacity { .. }, false) => (),
                 }

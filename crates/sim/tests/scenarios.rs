@@ -11,7 +11,8 @@ fn load(name: &str) -> String {
 
 fn run(text: &str, policies: &[&str], seed: u64) -> Report {
     let scenario = Scenario::from_yaml(text).expect("valid scenario");
-    let choices: Vec<PolicyChoice> = policies.iter().map(|p| PolicyChoice::parse(p, &scenario.config).unwrap()).collect();
+    let choices: Vec<PolicyChoice> =
+        policies.iter().map(|p| PolicyChoice::parse(p, &scenario.config).unwrap()).collect();
     simulate(&scenario, &choices, seed, &mut |_, _| ())
 }
 
