@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use switchyard_core::attempt::{AttemptSession, Decision};
-use switchyard_core::config::{CloudId, Config, DeploymentId, Policy, Price, Tier};
+use switchyard_core::config::{Config, DeploymentId, Policy, Price, Tier};
 use switchyard_core::plan::{Needs, PlanRequest, plan};
 use switchyard_core::rng::{Rng, SplitMix64};
 use switchyard_core::state::Outcome;
@@ -16,51 +16,10 @@ use switchyard_core::usage::{Usage, list_cost};
 use switchyard_core::{AttemptError, RouterState, Time};
 
 use crate::histogram::Histogram;
+pub use crate::policy::PolicyChoice;
 use crate::results::{CloudResult, CommitmentResult, Percentiles, RunResult, Step, round};
 use crate::scenario::{EventKind, Scenario};
-
-/// How requests are routed in a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PolicyChoice {
-    /// One of the product's policies, applied to every alias.
-    Core(Policy),
-    /// Baseline: rotate through the alias's deployments, with the core's health filters.
-    RoundRobin,
-    /// Baseline: one cloud only, no failover to others.
-    StaticCloud(CloudId),
-}
-
-impl PolicyChoice {
-    pub fn parse(text: &str, config: &Config) -> Result<PolicyChoice, String> {
-        Ok(match text {
-            "cost" => PolicyChoice::Core(Policy::Cost),
-            "latency" => PolicyChoice::Core(Policy::Latency),
-            "balanced" => PolicyChoice::Core(Policy::Balanced),
-            "priority" => PolicyChoice::Core(Policy::Priority),
-            "commitment" => PolicyChoice::Core(Policy::Commitment),
-            "round_robin" => PolicyChoice::RoundRobin,
-            other => match other.strip_prefix("static:") {
-                Some(cloud) => match config.clouds.iter().position(|c| c.name == cloud) {
-                    Some(i) => PolicyChoice::StaticCloud(CloudId(i as u16)),
-                    None => return Err(format!("unknown cloud {cloud:?} in policy {other:?}")),
-                },
-                None => {
-                    return Err(format!(
-                        "unknown policy {other:?} (expected cost, latency, balanced, priority, commitment, round_robin or static:CLOUD)"
-                    ));
-                }
-            },
-        })
-    }
-
-    pub fn name(&self, config: &Config) -> String {
-        match self {
-            PolicyChoice::Core(p) => p.to_string(),
-            PolicyChoice::RoundRobin => "round_robin".to_owned(),
-            PolicyChoice::StaticCloud(c) => format!("static:{}", config.clouds[usize::from(c.0)].name),
-        }
-    }
-}
+use crate::traffic::{draw_request, next_arrival, scaled, tenant_cdf};
 
 /// What is true of a deployment right now in the simulated world.
 #[derive(Clone, Debug)]
@@ -154,49 +113,6 @@ pub struct Engine<'a> {
     step_failed: u64,
     step_cloud: Vec<u64>,
     series: Vec<Step>,
-}
-
-/// A capacity in scaled mode: the simulated traffic is `scale` times thinner, so is capacity
-/// (at least 1: below `scale` concurrent, a capacity no longer binds, which the report's mode says).
-pub(crate) fn scaled(capacity: Option<u32>, scale: f64) -> Option<u32> {
-    capacity.map(|c| ((f64::from(c) / scale).ceil() as u32).max(1))
-}
-
-/// Draws the next request's shape: (tenant index, input, output, stream).
-pub(crate) fn draw_request(scenario: &Scenario, cdf: &[f64], rng: &mut SplitMix64) -> (usize, u32, u32, bool) {
-    let u = rng.next_f64() * cdf.last().copied().unwrap_or(1.0);
-    let tenant = cdf.iter().position(|c| u < *c).unwrap_or(cdf.len() - 1);
-    let input = scenario.mix.input_tokens.sample(rng).max(1.0) as u32;
-    let output = scenario.mix.output_tokens.sample(rng).max(1.0) as u32;
-    let stream = rng.next_f64() < scenario.mix.streaming_share;
-    (tenant, input, output, stream)
-}
-
-/// The next arrival after `now` (thinning over the time-varying rate), in simulated requests.
-pub(crate) fn next_arrival(scenario: &Scenario, now: Time, rng: &mut SplitMix64) -> Time {
-    let max = scenario.arrivals.max_rate() / scenario.scale;
-    let mut t = now;
-    loop {
-        let gap = -(1.0 - rng.next_f64()).ln() / max;
-        t = t + Duration::from_secs_f64(gap);
-        let rate = scenario.arrivals.rate_at(Duration::from_micros(t.as_micros())) / scenario.scale;
-        if rng.next_f64() * max <= rate {
-            return t;
-        }
-    }
-}
-
-pub(crate) fn tenant_cdf(scenario: &Scenario) -> Vec<f64> {
-    let mut acc = 0.0;
-    scenario
-        .mix
-        .tenants
-        .iter()
-        .map(|t| {
-            acc += t.share;
-            acc
-        })
-        .collect()
 }
 
 impl<'a> Engine<'a> {

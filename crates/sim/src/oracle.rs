@@ -11,8 +11,8 @@ use switchyard_core::config::Tier;
 use switchyard_core::rng::SplitMix64;
 use switchyard_core::usage::marginal_cost;
 
-use crate::engine::{draw_request, next_arrival, scaled, tenant_cdf};
 use crate::scenario::{EventKind, Scenario};
+use crate::traffic::{draw_request, next_arrival, scaled, tenant_cdf};
 
 pub fn lower_bound(scenario: &Scenario, seed: u64) -> f64 {
     let config = &scenario.config;
