@@ -86,21 +86,14 @@ async fn send_whole(
 }
 
 /// Reads a whole upstream body, bounded in size; a cut body is an invalid response.
-async fn read_all(mut response: reqwest::Response) -> Result<Bytes, AttemptError> {
-    let mut out = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                out.extend_from_slice(&chunk);
-                if out.len() > MAX_UPSTREAM_BODY {
-                    return Err(AttemptError::InvalidResponse { detail: "response body too large".into() });
-                }
-            }
-            Ok(None) => return Ok(Bytes::from(out)),
-            Err(_) => {
-                return Err(AttemptError::InvalidResponse { detail: "response body cut off".into() });
-            }
+async fn read_all(response: switchyard_providers::Response) -> Result<Bytes, AttemptError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(response.into_body(), MAX_UPSTREAM_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(AttemptError::InvalidResponse { detail: "response body too large".into() })
         }
+        Err(_) => Err(AttemptError::InvalidResponse { detail: "response body cut off".into() }),
     }
 }
 

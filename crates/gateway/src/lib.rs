@@ -143,17 +143,41 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Serves until `shutdown` resolves; accepted sockets get TCP_NODELAY.
+/// Serves until `shutdown` resolves, then lets open connections finish (up to 30 s).
+/// Accepted sockets get TCP_NODELAY; HTTP/1.1 connections keep small buffers (8 KiB reads,
+/// vectored writes instead of a copy into a write buffer), which is what a thousand held-open
+/// streams cost in memory.
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app(gw)).with_graceful_shutdown(shutdown).await
+    let service = hyper_util::service::TowerToHyperService::new(app(gw));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.max_buf_size(8 * 1024).writev(true).timer(hyper_util::rt::TokioTimer::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: back off briefly rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await;
+    Ok(())
 }
 
 async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -4,15 +4,19 @@
 //! remainder in, so the caller still gets one whole answer — or end with an explicit error.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::json;
 use switchyard_core::AttemptError;
 use switchyard_core::config::{AliasId, Deployment, DeploymentId};
@@ -35,12 +39,10 @@ use crate::metrics::{Api, AttemptResult};
 /// After the finish reason, wait this long at most for the usage chunk or `[DONE]`.
 const AFTER_FINISH_GRACE: Duration = Duration::from_millis(250);
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
 /// One open upstream stream.
 struct Upstream {
     deployment: DeploymentId,
-    bytes: ByteStream,
+    body: Incoming,
     parser: SseParser,
     queue: VecDeque<SseEvent>,
     sent: Instant,
@@ -66,14 +68,17 @@ impl Upstream {
             if let Some(event) = self.queue.pop_front() {
                 return Read::Event(event);
             }
-            let next = match tokio::time::timeout(limit, self.bytes.next()).await {
+            let next = match tokio::time::timeout(limit, self.body.frame()).await {
                 Err(_) => return Read::Idle,
                 Ok(next) => next,
             };
             let mut events = Vec::new();
             match next {
-                Some(Ok(bytes)) => {
-                    if self.parser.push(&bytes, &mut events).is_err() {
+                Some(Ok(frame)) => {
+                    // Trailers carry nothing for SSE; only data frames matter.
+                    if let Some(bytes) = frame.data_ref()
+                        && self.parser.push(bytes, &mut events).is_err()
+                    {
                         return Read::Cut;
                     }
                 }
@@ -113,7 +118,7 @@ async fn open(
     }
     let mut up = Upstream {
         deployment: deployment.id,
-        bytes: Box::pin(response.bytes_stream()),
+        body: response.into_body(),
         parser: SseParser::default(),
         queue: VecDeque::new(),
         sent,
@@ -186,7 +191,7 @@ pub(crate) async fn run(
     let Won { value: upstream, deployment, alias } = won;
     let n_attempts = attempts.session.n_attempts();
     let served_by = gw.config.deployment(deployment);
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
     let relay = Relay {
         gw: gw.clone(),
         chat,
@@ -199,11 +204,11 @@ pub(crate) async fn run(
         delivered: String::new(),
         usage: Usage::default(),
         n_attempts,
+        open: Some(upstream.deployment),
     };
-    tokio::spawn(relay.run(upstream));
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
-    }));
+    // The relay runs inside the response body, in the caller's connection task: no task of its
+    // own, and dropped with the connection if the caller goes away.
+    let body = Body::from_stream(RelayBody { relay: Some(Box::pin(relay.run(upstream))), rx });
     let mut response =
         ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response();
     where_headers(&mut response, &gw, served_by, n_attempts);
@@ -225,6 +230,42 @@ struct Relay {
     /// Usage summed over the attempts that produced the caller's answer.
     usage: Usage,
     n_attempts: u32,
+    /// The attempt still open in the router, if any: closed as abandoned if the relay is dropped.
+    open: Option<DeploymentId>,
+}
+
+/// The caller's response body: frames the relay produced, polling the relay for more.
+struct RelayBody {
+    relay: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Stream for RelayBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Poll::Ready(Some(frame)) = self.rx.poll_recv(cx) {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            match self.relay.as_mut() {
+                Some(relay) => match relay.as_mut().poll(cx) {
+                    Poll::Ready(()) => self.relay = None,
+                    Poll::Pending => return Poll::Pending,
+                },
+                None => return self.rx.poll_recv(cx).map(|frame| frame.map(Ok)),
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(deployment) = self.open.take() {
+            self.gw.router().end_attempt(deployment, self.estimated, Outcome::Abandoned, self.gw.now());
+            self.gw.metrics.attempt(deployment, AttemptResult::Abandoned);
+        }
+    }
 }
 
 enum Ended {
@@ -291,6 +332,7 @@ impl Relay {
 
     /// Books an attempt's end in the router and its usage in the accounts.
     fn settle(&mut self, deployment: &Deployment, upstream: &Upstream, outcome: Outcome<'_>, usage: Usage) {
+        self.open = None;
         self.gw.router().end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
         let result = match outcome {
             Outcome::Success { .. } => AttemptResult::Ok,
@@ -392,10 +434,12 @@ impl Relay {
             self.n_attempts += 1;
             let deployment = gw.config.deployment(id);
             gw.router().begin_attempt(id, self.estimated, gw.now());
+            self.open = Some(id);
             let body = self.chat.continuation_body(&deployment.model, &self.delivered, delivered_tokens);
             match open(&gw, deployment, body, self.deadline).await {
                 Ok(up) => return Some(up),
                 Err(error) => {
+                    self.open = None;
                     gw.router().end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
                     gw.metrics.attempt(deployment.id, AttemptResult::Failed(&error));
                     tracing::warn!(message = "Continuation attempt failed.", deployment = %deployment.name, %error);

@@ -10,7 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use http::Uri;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use switchyard_core::AttemptError;
 use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 
@@ -34,13 +40,20 @@ pub enum Operation {
 /// A deployment's URLs and auth header, built once.
 #[derive(Debug)]
 struct Prepared {
-    chat: reqwest::Url,
-    embeddings: reqwest::Url,
+    chat: Uri,
+    embeddings: Uri,
     auth: Option<HeaderValue>,
 }
 
+type Connector = HttpsConnector<HttpConnector>;
+type Client = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
+
+/// An upstream response whose status was a success; its body is read by the caller.
+pub type Response = http::Response<Incoming>;
+
 /// The upstream side: a pooled keep-alive HTTP client per thread (so a request and its
-/// upstream connection stay on one thread) and every deployment's prepared target.
+/// upstream connection stay on one thread) and every deployment's prepared target. HTTP/1.1
+/// over TCP or TLS (rustls, the platform's verifier), TCP_NODELAY, no redirects followed.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     id: u64,
@@ -58,7 +71,7 @@ pub enum ClientBuildError {
 
 thread_local! {
     /// One client per (thread, `Upstream`): connections live on the thread that uses them.
-    static CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+    static CLIENTS: RefCell<Vec<(u64, Client)>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -68,8 +81,9 @@ impl Upstream {
     pub fn new(connect_timeout: Duration, endpoints: &[Endpoint]) -> Result<Upstream, ClientBuildError> {
         let mut targets = Vec::with_capacity(endpoints.len());
         for e in endpoints {
-            let url = |path: &str| {
-                reqwest::Url::parse(&format!("{}{path}", e.base))
+            let uri = |path: &str| {
+                format!("{}{path}", e.base)
+                    .parse::<Uri>()
                     .map_err(|err| ClientBuildError::Url(e.base.clone(), err.to_string()))
             };
             let auth = match &e.api_key {
@@ -81,7 +95,7 @@ impl Upstream {
                 }
                 None => None,
             };
-            targets.push(Prepared { chat: url("/chat/completions")?, embeddings: url("/embeddings")?, auth });
+            targets.push(Prepared { chat: uri("/chat/completions")?, embeddings: uri("/embeddings")?, auth });
         }
         let upstream =
             Upstream { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), connect_timeout, targets: targets.into() };
@@ -89,26 +103,26 @@ impl Upstream {
         Ok(upstream)
     }
 
-    fn client(&self) -> Result<reqwest::Client, ClientBuildError> {
+    fn client(&self) -> Result<Client, ClientBuildError> {
         CLIENTS.with(|clients| {
             let mut clients = clients.borrow_mut();
             if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
                 return Ok(c.clone());
             }
-            let mut builder = reqwest::Client::builder();
-            if !proxy_configured() {
-                // Proxy matching costs a URL parse per request; skip it when no proxy is set.
-                builder = builder.no_proxy();
-            }
-            let client = builder
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-                // A gateway does not follow an upstream's redirects with the caller's request.
-                .redirect(reqwest::redirect::Policy::none())
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(self.connect_timeout));
+            http.enforce_http(false);
+            let https = HttpsConnectorBuilder::new()
+                .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+                .map_err(|e| ClientBuildError::Client(e.to_string()))?
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
+            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_max_idle_per_host(1024)
-                .build()
-                .map_err(|e| ClientBuildError::Client(e.to_string()))?;
+                .build(https);
             clients.push((self.id, client.clone()));
             Ok(client)
         })
@@ -122,18 +136,21 @@ impl Upstream {
         operation: Operation,
         body: Vec<u8>,
         first_byte: Duration,
-    ) -> Result<reqwest::Response, AttemptError> {
+    ) -> Result<Response, AttemptError> {
         let target = &self.targets[index];
-        let url = match operation {
+        let uri = match operation {
             Operation::ChatCompletions => target.chat.clone(),
             Operation::Embeddings => target.embeddings.clone(),
         };
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
-        let mut request = client.post(url).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut request = http::Request::post(uri).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(auth) = &target.auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let response = match tokio::time::timeout(first_byte, request.body(body).send()).await {
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
+        let response = match tokio::time::timeout(first_byte, client.request(request)).await {
             Err(_) => return Err(AttemptError::FirstByteTimeout),
             Ok(Err(e)) => return Err(classify_transport(&e)),
             Ok(Ok(r)) => r,
@@ -143,45 +160,40 @@ impl Upstream {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
-        let body = read_capped(response, first_byte).await;
+        let body = read_capped(response.into_body(), first_byte).await;
         Err(classify_status(status, retry_after, &body))
     }
 }
 
-/// Whether the environment names an egress proxy (then reqwest's proxy support stays on).
-fn proxy_configured() -> bool {
-    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-}
-
 /// Reads a body up to a cap, giving up after `limit`; what could not be read is left out.
-async fn read_capped(mut response: reqwest::Response, limit: Duration) -> Bytes {
-    let mut out = Vec::new();
-    let read = async {
-        while let Ok(Some(chunk)) = response.chunk().await {
-            out.extend_from_slice(&chunk);
-            if out.len() >= MAX_ERROR_BODY {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(limit, read).await;
-    Bytes::from(out)
+async fn read_capped(body: Incoming, limit: Duration) -> Bytes {
+    match tokio::time::timeout(limit, Limited::new(body, MAX_ERROR_BODY).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) | Err(_) => Bytes::new(),
+    }
 }
 
 /// Transport failures before a response: connect problems and resets.
-pub fn classify_transport(error: &reqwest::Error) -> AttemptError {
+pub fn classify_transport(error: &hyper_util::client::legacy::Error) -> AttemptError {
     if error.is_connect() {
-        if error.is_timeout() {
+        if io_kind(error) == Some(std::io::ErrorKind::TimedOut) {
             return AttemptError::ConnectTimeout;
         }
         return AttemptError::ConnectFailed { detail: root_cause(error) };
     }
-    if error.is_timeout() {
-        return AttemptError::FirstByteTimeout;
-    }
     AttemptError::ResetBeforeHeaders
+}
+
+/// The kind of the first I/O error in a source chain.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = e {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        e = current.source();
+    }
+    None
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
