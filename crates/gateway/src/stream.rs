@@ -243,19 +243,39 @@ struct RelayBody {
 impl Stream for RelayBody {
     type Item = Result<Bytes, std::convert::Infallible>;
 
+    /// Lets the relay produce everything it can now, then hands hyper all the frames that are
+    /// ready as one buffer: one write for events that arrived together, no waiting for more.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if let Poll::Ready(Some(frame)) = self.rx.poll_recv(cx) {
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            match self.relay.as_mut() {
-                Some(relay) => match relay.as_mut().poll(cx) {
-                    Poll::Ready(()) => self.relay = None,
-                    Poll::Pending => return Poll::Pending,
-                },
-                None => return self.rx.poll_recv(cx).map(|frame| frame.map(Ok)),
+        if let Some(relay) = self.relay.as_mut()
+            && relay.as_mut().poll(cx).is_ready()
+        {
+            self.relay = None;
+        }
+        let mut ready: Option<Bytes> = None;
+        let mut joined: Option<bytes::BytesMut> = None;
+        while let Poll::Ready(Some(frame)) = self.rx.poll_recv(cx) {
+            match (&mut joined, ready.take()) {
+                (Some(buf), _) => buf.extend_from_slice(&frame),
+                (None, Some(first)) => {
+                    let mut buf = bytes::BytesMut::with_capacity(first.len() + frame.len() + 256);
+                    buf.extend_from_slice(&first);
+                    buf.extend_from_slice(&frame);
+                    joined = Some(buf);
+                }
+                (None, None) => ready = Some(frame),
             }
         }
+        if let Some(buf) = joined {
+            return Poll::Ready(Some(Ok(buf.freeze())));
+        }
+        if let Some(frame) = ready {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if self.relay.is_none() {
+            // The relay is done and every frame is out: the channel is closed and drained.
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
