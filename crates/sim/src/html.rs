@@ -15,12 +15,34 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// A number with as many decimals as its size calls for.
+fn number(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 1.0 => format!("{v:.1}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+/// Seconds as the largest sensible unit.
+fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s >= 2.0 * 86_400.0 => format!("{:.0} days", s / 86_400.0),
+        s if s >= 2.0 * 3_600.0 => format!("{:.1} h", s / 3_600.0),
+        s if s >= 120.0 => format!("{:.0} min", s / 60.0),
+        s => format!("{s:.0} s"),
+    }
+}
+
 /// A line chart of `series` (name, points (x, y)) with axis labels.
 fn chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
     let xs = series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| s.1.iter().map(|p| p.1));
     let x_max = xs.fold(0.0f64, f64::max).max(1e-9);
-    let y_max = ys.fold(0.0f64, f64::max).max(1e-9) * 1.05;
+    let y_max = match unit {
+        "%" => 100.0,
+        _ => ys.fold(0.0f64, f64::max).max(1e-9) * 1.05,
+    };
     let mut svg = format!(
         "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {} {}\" width=\"{}\" height=\"{}\" role=\"img\">",
         escape(title),
@@ -31,8 +53,9 @@ fn chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
     );
     let _ = write!(svg, "<line x1=\"{PAD}\" y1=\"{H}\" x2=\"{}\" y2=\"{H}\" stroke=\"#888\"/>", W + PAD);
     let _ = write!(svg, "<line x1=\"{PAD}\" y1=\"0\" x2=\"{PAD}\" y2=\"{H}\" stroke=\"#888\"/>");
-    let _ = write!(svg, "<text x=\"2\" y=\"12\" font-size=\"10\">{:.3} {}</text>", y_max, escape(unit));
-    let _ = write!(svg, "<text x=\"{}\" y=\"{}\" font-size=\"10\">{:.0} s</text>", W + PAD - 30.0, H + 14.0, x_max);
+    let _ = write!(svg, "<text x=\"2\" y=\"12\" font-size=\"10\">{} {}</text>", number(y_max), escape(unit));
+    let _ =
+        write!(svg, "<text x=\"{}\" y=\"{}\" font-size=\"10\">{}</text>", W + PAD - 40.0, H + 14.0, duration(x_max));
     for (i, (name, points)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let path: Vec<String> =

@@ -91,3 +91,14 @@ fn scenario_errors_name_their_path() {
     let err = Scenario::from_yaml(&text).unwrap_err().to_string();
     assert!(err.contains("gateway.deployments[0].price.input_per_mtok: must be >= 0"), "{err}");
 }
+
+#[test]
+fn the_html_report_charts_every_policy() {
+    let text = load("brownout").replace("rate_per_s: 120", "rate_per_s: 2");
+    let report = run(&text, &["balanced", "static:aws"], 1);
+    let page = switchyard_sim::html::page(&report);
+    assert_eq!(page.matches("<section>").count(), 2);
+    assert_eq!(page.matches("<svg").count(), 2 * 3, "share, latency and spend per policy");
+    assert!(page.contains("Share of served requests per cloud"));
+    assert!(page.contains("1.0 h"), "the time axis is in hours for an hour-long run");
+}
