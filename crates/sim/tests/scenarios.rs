@@ -100,5 +100,5 @@ fn the_html_report_charts_every_policy() {
     assert_eq!(page.matches("<section>").count(), 2);
     assert_eq!(page.matches("<svg").count(), 2 * 3, "share, latency and spend per policy");
     assert!(page.contains("Share of served requests per cloud"));
-    assert!(page.contains("1.0 h"), "the time axis is in hours for an hour-long run");
+    assert!(page.contains("60 min"), "the time axis is in minutes for an hour-long run");
 }
