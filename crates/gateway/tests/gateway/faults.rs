@@ -280,3 +280,45 @@ async fn the_request_deadline_gives_504() {
     assert_eq!(r.status, 504);
     assert_eq!(r.body["error"]["code"], "deadline_exceeded");
 }
+
+#[tokio::test]
+async fn a_caller_that_leaves_mid_stream_releases_the_attempt() {
+    let h = Harness::start().await;
+    // The upstream stalls for good after three tokens; the caller reads a little and leaves.
+    h.faults("d1", r#"[{"kind":"stall","after_tokens":3}]"#);
+    let mut body = ask("chat", "leaving");
+    body["stream"] = json!(true);
+    let response = h
+        .client
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let first = futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("data:"));
+    let in_flight = async || {
+        let text = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+        text.lines().find(|l| l.starts_with("switchyard_deployment_in_flight{deployment=\"d1\"}")).unwrap().to_owned()
+    };
+    assert!(in_flight().await.ends_with(" 1"), "the stream holds an attempt");
+    drop(stream);
+    // The gateway notices the closed connection, drops the relay and closes the attempt.
+    let mut released = false;
+    for _ in 0..100 {
+        if in_flight().await.ends_with(" 0") {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(released, "attempt still open after the caller left");
+    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("switchyard_upstream_attempts_total{deployment=\"d1\",result=\"abandoned\"} 1"),
+        "{metrics}"
+    );
+}
