@@ -10,6 +10,7 @@ use switchyard_core::plan::{PlanRequest, plan};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::{Usage, list_cost};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::error::ApiError;
@@ -78,7 +79,9 @@ impl<'a> Attempts<'a> {
             }
             let deployment = gw.config.deployment(next.deployment);
             gw.router().begin_attempt(deployment.id, self.estimated_tokens, gw.now());
-            let result = tokio::time::timeout_at(self.deadline, attempt(deployment, self.deadline)).await;
+            let span = tracing::debug_span!("attempt", deployment = %deployment.name, n = self.session.n_attempts());
+            let result =
+                tokio::time::timeout_at(self.deadline, attempt(deployment, self.deadline)).instrument(span).await;
             let error = match result {
                 Ok(Ok(value)) => {
                     if !self.session.failures.is_empty() {

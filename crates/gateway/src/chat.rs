@@ -19,6 +19,8 @@ use tokio::time::Instant;
 
 use crate::attempts::{Attempts, Won, account, within};
 use crate::error::ApiError;
+use tracing::Instrument;
+
 use crate::metrics::{Api, AttemptResult};
 use crate::{Gateway, read_body};
 
@@ -28,13 +30,16 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let mut api = Api::Chat;
-    let result = chat(gw.clone(), request, started, &mut api).await;
+    // One span per request (DEBUG: free unless asked for); attempts get their own inside it.
+    let span = tracing::debug_span!("request", api = "chat");
+    let result = chat(gw.clone(), request, started, &mut api).instrument(span).await;
     finish_metrics(&gw, api, started, result)
 }
 
 pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
-    let result = embed(&gw, request, started).await;
+    let span = tracing::debug_span!("request", api = "embeddings");
+    let result = embed(&gw, request, started).instrument(span).await;
     finish_metrics(&gw, Api::Embeddings, started, result)
 }
 
