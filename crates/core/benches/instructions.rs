@@ -3,13 +3,11 @@
 //! the counts measured when they were set (see docs/benchmarks.md).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use gungraun::{Callgrind, EventKind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main};
 use switchyard_core::config::Config;
-use switchyard_core::fixture::synthetic_config;
-use switchyard_core::plan::{Needs, Plan, PlanRequest, plan};
-use switchyard_core::state::Outcome;
+use switchyard_core::fixture::{attempt_cycle, bench_request, synthetic_config};
+use switchyard_core::plan::{Plan, plan};
 use switchyard_core::{RouterState, SplitMix64, Time};
 
 fn setup(n: usize) -> (Config, RouterState) {
@@ -29,16 +27,7 @@ fn limit(instructions: u64) -> LibraryBenchmarkConfig {
 #[bench::deployments_64(args = (64), setup = setup, config = limit(39_000))]
 fn plan_request(input: (Config, RouterState)) -> Plan {
     let (config, state) = input;
-    let alias = config.aliases[0].id;
-    let request = PlanRequest {
-        alias,
-        tenant: &config.tenants[0],
-        input_tokens: 500,
-        max_output_tokens: Some(200),
-        needs: Needs { streaming: true, ..Needs::default() },
-        min_context_above: 0,
-        avoid: None,
-    };
+    let request = bench_request(&config);
     let result = plan(
         black_box(&config),
         black_box(&state),
@@ -58,17 +47,7 @@ fn plan_request(input: (Config, RouterState)) -> Plan {
 #[bench::one(args = (8), setup = setup, config = limit(850))]
 fn attempt_updates(input: (Config, RouterState)) -> RouterState {
     let (config, mut state) = input;
-    let id = config.deployments[3].id;
-    let now = Time::from_millis(1_000);
-    state.on_request(now);
-    state.begin_attempt(id, 700, now);
-    let outcome = Outcome::Success {
-        ttft: Some(Duration::from_millis(120)),
-        duration: Duration::from_millis(900),
-        output_tokens: 150,
-        total_tokens: 650,
-    };
-    state.end_attempt(black_box(id), 700, outcome, now);
+    attempt_cycle(&mut state, black_box(config.deployments[3].id), Time::from_millis(1_000));
     std::mem::forget(config);
     black_box(state)
 }

@@ -2,12 +2,10 @@
 //! per-attempt state updates (health, estimators, rate buckets).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use switchyard_core::fixture::synthetic_config;
-use switchyard_core::plan::{Needs, PlanRequest, plan};
-use switchyard_core::state::Outcome;
+use switchyard_core::fixture::{attempt_cycle, bench_request, synthetic_config};
+use switchyard_core::plan::plan;
 use switchyard_core::{RouterState, SplitMix64, Time};
 
 fn bench_plan(c: &mut Criterion) {
@@ -15,17 +13,7 @@ fn bench_plan(c: &mut Criterion) {
         for policy in ["balanced", "cost"] {
             let config = synthetic_config(n, policy);
             let state = RouterState::new(&config, Time::ZERO);
-            let alias = config.alias("chat").unwrap().id;
-            let tenant = &config.tenants[0];
-            let request = PlanRequest {
-                alias,
-                tenant,
-                input_tokens: 500,
-                max_output_tokens: Some(200),
-                needs: Needs { streaming: true, ..Needs::default() },
-                min_context_above: 0,
-                avoid: None,
-            };
+            let request = bench_request(&config);
             let mut rng = SplitMix64::new(1);
             let now = Time::from_millis(1_000);
             c.bench_function(&format!("plan/{n}/{policy}"), |b| {
@@ -43,16 +31,7 @@ fn bench_updates(c: &mut Criterion) {
     c.bench_function("attempt/begin+end success", |b| {
         b.iter(|| {
             t += 1_000;
-            let now = Time::from_micros(t);
-            state.on_request(now);
-            state.begin_attempt(id, 700, now);
-            let outcome = Outcome::Success {
-                ttft: Some(Duration::from_millis(120)),
-                duration: Duration::from_millis(900),
-                output_tokens: 150,
-                total_tokens: 650,
-            };
-            state.end_attempt(black_box(id), 700, outcome, now);
+            attempt_cycle(&mut state, black_box(id), Time::from_micros(t));
         })
     });
 }

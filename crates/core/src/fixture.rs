@@ -38,3 +38,30 @@ pub fn synthetic_config(n: usize, policy: &str) -> Config {
         Err(e) => panic!("synthetic config is invalid: {e}"),
     }
 }
+
+/// The request the benchmarks plan: 500 tokens in, up to 200 out, streaming, on `chat`.
+pub fn bench_request(config: &Config) -> crate::plan::PlanRequest<'_> {
+    crate::plan::PlanRequest {
+        alias: config.aliases[0].id,
+        tenant: &config.tenants[0],
+        input_tokens: 500,
+        max_output_tokens: Some(200),
+        needs: crate::plan::Needs { streaming: true, ..crate::plan::Needs::default() },
+        min_context_above: 0,
+        avoid: None,
+    }
+}
+
+/// One attempt's life in the router, as the benchmarks measure it: a request arrives, an
+/// attempt starts and succeeds.
+pub fn attempt_cycle(state: &mut crate::RouterState, id: crate::DeploymentId, now: crate::Time) {
+    state.on_request(now);
+    state.begin_attempt(id, 700, now);
+    let outcome = crate::state::Outcome::Success {
+        ttft: Some(std::time::Duration::from_millis(120)),
+        duration: std::time::Duration::from_millis(900),
+        output_tokens: 150,
+        total_tokens: 650,
+    };
+    state.end_attempt(id, 700, outcome, now);
+}

@@ -286,18 +286,7 @@ async fn a_caller_that_leaves_mid_stream_releases_the_attempt() {
     let h = Harness::start().await;
     // The upstream stalls for good after three tokens; the caller reads a little and leaves.
     h.faults("d1", r#"[{"kind":"stall","after_tokens":3}]"#);
-    let mut body = ask("chat", "leaving");
-    body["stream"] = json!(true);
-    let response = h
-        .client
-        .post(format!("{}/v1/chat/completions", h.base))
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let mut stream = response.bytes_stream();
+    let mut stream = h.open_stream(KEY, ask("chat", "leaving")).await.bytes_stream();
     let first = futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("data:"));
     let in_flight = async || {

@@ -168,18 +168,22 @@ impl Harness {
         self.post("/v1/chat/completions", Some(KEY), body.to_string()).await
     }
 
-    pub(crate) async fn stream(&self, key: &str, mut body: Value) -> StreamReply {
+    /// Starts a streaming chat request and returns the response as soon as headers arrive.
+    pub(crate) async fn open_stream(&self, key: &str, mut body: Value) -> reqwest::Response {
         body["stream"] = json!(true);
-        let started = Instant::now();
-        let response = self
-            .client
+        self.client
             .post(format!("{}/v1/chat/completions", self.base))
             .bearer_auth(key)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await
-            .expect("gateway answers");
+            .expect("gateway answers")
+    }
+
+    pub(crate) async fn stream(&self, key: &str, body: Value) -> StreamReply {
+        let started = Instant::now();
+        let response = self.open_stream(key, body).await;
         assert_eq!(response.status().as_u16(), 200, "streams start with 200");
         let headers = response.headers().clone();
         let mut reply = StreamReply {
