@@ -38,6 +38,7 @@ pub enum Seen {
     NoDone,
     ContextLength,
     ContentFilter,
+    Garbage,
     PrefillRejected,
     Unauthorized,
     BadRequest,

@@ -195,6 +195,14 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
             Some("context_length_exceeded"),
         );
     }
+    if has(|k| matches!(k, FaultKind::Garbage)).is_some() {
+        dep.record(Seen::Garbage, stream, false);
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/html")
+            .body(EmuBody::full(&b"<html><body>502 Bad Gateway (upstream proxy)</body></html>"[..]))
+            .map_err(|e| std::io::Error::other(e.to_string()));
+    }
     if has(|k| matches!(k, FaultKind::ContentFilter)).is_some() {
         dep.record(Seen::ContentFilter, stream, false);
         return error_response(

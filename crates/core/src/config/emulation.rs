@@ -82,6 +82,8 @@ pub enum FaultKind {
     ContextLength,
     /// 400 content filter.
     ContentFilter,
+    /// 200 with a body that is not the protocol's (an HTML error page from a proxy, say).
+    Garbage,
 }
 
 // === impl Dist ===
@@ -179,11 +181,12 @@ impl Fault {
             "no_done" => FaultKind::NoDone,
             "context_length" => FaultKind::ContextLength,
             "content_filter" => FaultKind::ContentFilter,
+            "garbage" => FaultKind::Garbage,
             other => {
                 errors.push(format!(
                     "{path}.kind: unknown fault kind {other:?} (expected one of outage, flap, error, \
                      reset_before_headers, no_response, slow_first_token, stall, cut, \
-                     malformed_chunk, no_done, context_length, content_filter)"
+                     malformed_chunk, no_done, context_length, content_filter, garbage)"
                 ));
                 return None;
             }

@@ -228,6 +228,21 @@ async fn a_stream_without_done_is_finalised_at_once() {
 }
 
 #[tokio::test]
+async fn a_garbage_answer_fails_over_for_streams_and_whole_answers() {
+    let h = Harness::start().await;
+    h.faults("d1", r#"[{"kind":"garbage"}]"#);
+    let r = h.chat(ask("chat", "garbage")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
+    assert_eq!(r.body["choices"][0]["message"]["content"], expected_answer("garbage"));
+    let s = h.stream(KEY, ask("chat", "garbage stream")).await;
+    assert!(s.done && s.error.is_none());
+    assert_eq!(s.content, expected_answer("garbage stream"));
+    assert_eq!(header(&s.headers, "x-switchyard-deployment"), "d2");
+    assert_eq!(h.seen("d1", Seen::Garbage), 2);
+}
+
+#[tokio::test]
 async fn context_length_goes_to_the_larger_context_fallback() {
     let h = Harness::start().await;
     h.faults("d1", r#"[{"kind":"context_length"}]"#);
