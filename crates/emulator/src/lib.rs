@@ -65,6 +65,9 @@ pub struct EmulatedDeployment {
     pub(crate) spec: Emulation,
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) in_flight: AtomicU32,
+    /// Capacity as permits; requests beyond it queue (up to `max_queue`) or get 429.
+    pub(crate) slots: Option<Arc<tokio::sync::Semaphore>>,
+    pub(crate) waiting: AtomicU32,
     pub(crate) rng: Mutex<SplitMix64>,
     pub(crate) records: Mutex<Vec<Record>>,
     pub(crate) started: Instant,
@@ -206,6 +209,12 @@ impl Emulator {
                 spec,
                 faults: Mutex::new(faults),
                 in_flight: AtomicU32::new(0),
+                slots: d
+                    .emulation
+                    .as_ref()
+                    .and_then(|e| e.max_concurrency)
+                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+                waiting: AtomicU32::new(0),
                 rng: Mutex::new(SplitMix64::new(seed ^ stable_hash(d.name.as_bytes()))),
                 records: Mutex::new(Vec::new()),
                 started,
@@ -262,6 +271,7 @@ fn default_emulation() -> Emulation {
         ttft_ms: Dist::LogNormal { median: 250.0, p99: 800.0 },
         tokens_per_s: Dist::Uniform { min: 40.0, max: 80.0 },
         max_concurrency: None,
+        max_queue: 0,
         retry_after: Duration::from_secs(1),
         answer_tokens: (16, 96),
         reject_prefill: false,

@@ -16,7 +16,7 @@ use switchyard_wire::chat::{ChatRequest, EmbeddingsRequest};
 use switchyard_wire::error::error_body;
 use switchyard_wire::sse::{DONE_EVENT, data_event};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::body::{BodyItem, EmuBody};
@@ -82,7 +82,10 @@ fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&s
 }
 
 /// Counts a request in flight until dropped.
-struct InFlight(Arc<EmulatedDeployment>);
+struct InFlight(
+    Arc<EmulatedDeployment>,
+    #[expect(dead_code, reason = "held for its drop")] Option<OwnedSemaphorePermit>,
+);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -150,9 +153,26 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     };
     let stream = request.stream;
 
-    let n_in_flight = dep.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    let guard = InFlight(dep.clone());
-    if dep.spec.max_concurrency.is_some_and(|max| n_in_flight > max) {
+    // Capacity: a free slot, else a place in the queue, else 429.
+    let permit = match &dep.slots {
+        None => Ok(None),
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) if dep.waiting.fetch_add(1, Ordering::Relaxed) < dep.spec.max_queue => {
+                let permit = slots.clone().acquire_owned().await;
+                dep.waiting.fetch_sub(1, Ordering::Relaxed);
+                permit.map(Some).map_err(|_| ())
+            }
+            Err(_) => {
+                dep.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(())
+            }
+        },
+    };
+    dep.in_flight.fetch_add(1, Ordering::Relaxed);
+    let rejected = permit.is_err();
+    let guard = InFlight(dep.clone(), permit.ok().flatten());
+    if rejected {
         dep.record(Seen::RateLimited, stream, false);
         let wait = dep.spec.retry_after;
         return Response::builder()

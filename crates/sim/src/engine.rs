@@ -30,6 +30,9 @@ struct World {
     brownout: f64,
     storm: f64,
     price: Price,
+    /// Requests waiting for a slot (slot, generation), up to `queue_limit`.
+    queue: std::collections::VecDeque<(u32, u32)>,
+    queue_limit: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +43,8 @@ struct Attempt {
     per_token: Duration,
     tokens: u32,
     error: Option<AttemptError2>,
+    /// Waiting in the deployment's queue: no service yet.
+    queued: bool,
 }
 
 /// Failures the simulated world produces (a `Copy` subset of `AttemptError`).
@@ -146,6 +151,8 @@ impl<'a> Engine<'a> {
                 brownout: 1.0,
                 storm: 0.0,
                 price: d.price,
+                queue: std::collections::VecDeque::new(),
+                queue_limit: d.emulation.as_ref().map_or(0, |e| e.max_queue),
             })
             .collect();
         let cloud_of = config.deployments.iter().map(|d| usize::from(d.cloud.0)).collect();
@@ -336,8 +343,15 @@ impl<'a> Engine<'a> {
         self.state.begin_attempt(deployment, req.estimated, now);
         let world = &mut self.world[d];
         let spec = self.config.deployments[d].emulation.as_ref();
-        let mut attempt =
-            Attempt { deployment, start: now, ttft: Duration::ZERO, per_token: Duration::ZERO, tokens: 0, error: None };
+        let mut attempt = Attempt {
+            deployment,
+            start: now,
+            ttft: Duration::ZERO,
+            per_token: Duration::ZERO,
+            tokens: 0,
+            error: None,
+            queued: false,
+        };
         let end;
         if world.down > 0 {
             attempt.error = Some(AttemptError2::Refused);
@@ -345,24 +359,63 @@ impl<'a> Engine<'a> {
         } else if world.storm > 0.0 && self.rng_service.next_f64() < world.storm {
             attempt.error = Some(AttemptError2::RateLimited(Duration::from_secs(1)));
             end = now + RATE_LIMIT_REPLY;
+        } else if world.capacity.is_some_and(|c| world.in_flight >= c) && (world.queue.len() as u32) < world.queue_limit
+        {
+            // Full, but there is room to wait: served when a slot frees (see `admit`).
+            attempt.queued = true;
+            world.queue.push_back((slot, req.generation));
+            req.attempt = Some(attempt);
+            return;
         } else if world.capacity.is_some_and(|c| world.in_flight >= c) {
             let wait = spec.map_or(Duration::from_secs(1), |s| s.retry_after);
             attempt.error = Some(AttemptError2::RateLimited(wait));
             end = now + RATE_LIMIT_REPLY;
         } else {
-            world.in_flight += 1;
-            let (ttft_ms, tps) = match spec {
-                Some(s) => (s.ttft_ms.sample(&mut self.rng_service), s.tokens_per_s.sample(&mut self.rng_service)),
-                None => (250.0, 60.0),
-            };
-            attempt.ttft = Duration::from_secs_f64((ttft_ms * world.brownout).max(0.0) / 1000.0);
-            attempt.per_token = Duration::from_secs_f64(world.brownout / tps.max(0.1));
-            attempt.tokens = req.output.saturating_sub(req.delivered).max(1);
-            end = now + attempt.ttft + attempt.per_token * (attempt.tokens - 1);
+            end = self.serve(slot, &mut attempt);
         }
+        let Some(req) = self.requests[slot as usize].as_mut() else { return };
         req.attempt = Some(attempt);
         let generation = req.generation;
         self.push(end, Ev::AttemptEnd { slot, generation });
+    }
+
+    /// Starts service of an attempt now (a slot is taken); returns when it will end. Time spent
+    /// queued counts toward its time to first token, as a caller would see it.
+    fn serve(&mut self, slot: u32, attempt: &mut Attempt) -> Time {
+        let now = self.now;
+        let d = usize::from(attempt.deployment.0);
+        let world = &mut self.world[d];
+        world.in_flight += 1;
+        let (ttft_ms, tps) = match self.config.deployments[d].emulation.as_ref() {
+            Some(s) => (s.ttft_ms.sample(&mut self.rng_service), s.tokens_per_s.sample(&mut self.rng_service)),
+            None => (250.0, 60.0),
+        };
+        let waited = now.saturating_since(attempt.start);
+        attempt.queued = false;
+        attempt.ttft = waited + Duration::from_secs_f64((ttft_ms * world.brownout).max(0.0) / 1000.0);
+        attempt.per_token = Duration::from_secs_f64(world.brownout / tps.max(0.1));
+        let (output, delivered) = self.requests[slot as usize].as_ref().map_or((1, 0), |r| (r.output, r.delivered));
+        attempt.tokens = output.saturating_sub(delivered).max(1);
+        attempt.start + attempt.ttft + attempt.per_token * (attempt.tokens - 1)
+    }
+
+    /// A slot freed at a deployment: the first request still waiting for it is served.
+    fn admit(&mut self, deployment: DeploymentId) {
+        let d = usize::from(deployment.0);
+        while self.world[d].capacity.is_none_or(|c| self.world[d].in_flight < c) {
+            let Some((slot, generation)) = self.world[d].queue.pop_front() else { return };
+            if !self.current(slot, generation) {
+                continue;
+            }
+            let Some(mut attempt) = self.requests[slot as usize].as_mut().and_then(|r| r.attempt.take()) else {
+                continue;
+            };
+            let end = self.serve(slot, &mut attempt);
+            if let Some(req) = self.requests[slot as usize].as_mut() {
+                req.attempt = Some(attempt);
+            }
+            self.push(end, Ev::AttemptEnd { slot, generation });
+        }
     }
 
     fn attempt_end(&mut self, slot: u32) {
@@ -388,6 +441,7 @@ impl<'a> Engine<'a> {
                 self.state.end_attempt(attempt.deployment, estimated, outcome, now);
                 self.charge(slot, attempt.deployment, attempt.tokens);
                 self.finish_request(slot, true);
+                self.admit(attempt.deployment);
             }
             Some(AttemptError2::Refused) => {
                 self.failed(slot, attempt.deployment, AttemptError::ConnectFailed { detail: String::new() })
@@ -523,10 +577,18 @@ impl<'a> Engine<'a> {
                 cut.push(slot as u32);
             }
         }
+        for d in deployments {
+            self.world[usize::from(d.0)].queue.clear();
+        }
         for slot in cut {
             let Some(req) = self.requests[slot as usize].as_mut() else { continue };
             let Some(a) = req.attempt.take() else { continue };
             req.generation += 1;
+            if a.queued {
+                // Waiting in the queue: the connection is reset before any answer.
+                self.failed(slot, a.deployment, AttemptError::ResetBeforeHeaders);
+                continue;
+            }
             self.world[usize::from(a.deployment.0)].in_flight -= 1;
             let first_token_at = a.start + a.ttft;
             let streamed = if now >= first_token_at {

@@ -102,3 +102,33 @@ fn the_html_report_charts_every_policy() {
     assert!(page.contains("Share of served requests per cloud"));
     assert!(page.contains("60 min"), "the time axis is in minutes for an hour-long run");
 }
+
+#[test]
+fn a_deployment_queue_absorbs_bursts_that_would_otherwise_be_refused() {
+    let scenario = |queue: u32| {
+        format!(
+            r#"
+name: queue
+duration_s: 120
+arrivals: {{ rate_per_s: 12 }}
+mix:
+  input_tokens: {{ fixed: 100 }}
+  output_tokens: {{ fixed: 20 }}
+  tenants: [ {{ tenant: t, alias: chat, share: 1 }} ]
+gateway:
+  clouds: [ {{ name: one, protocol: openai }} ]
+  deployments:
+    - {{ name: only, cloud: one, region: r, jurisdiction: us, model: m, endpoint: "http://127.0.0.1:1/v1", price: {{ input_per_mtok: 1 }}, emulation: {{ ttft_ms: {{ fixed: 100 }}, tokens_per_s: {{ fixed: 100 }}, max_concurrency: 2, max_queue: {queue} }} }}
+  aliases: [ {{ name: chat, deployments: [only] }} ]
+  tenants: [ {{ name: t, keys: ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"], jurisdictions: [us], aliases: ["*"] }} ]
+"#
+        )
+    };
+    // 12 requests/s of 0.29 s each need about 3.5 slots; there are 2.
+    let refused = run(&scenario(0), &["cost"], 5);
+    let queued = run(&scenario(64), &["cost"], 5);
+    let (refused, queued) = (&refused.runs[0], &queued.runs[0]);
+    assert!(refused.success_rate < 0.9, "no queue: many refused ({})", refused.success_rate);
+    assert!(queued.success_rate > refused.success_rate, "{} vs {}", queued.success_rate, refused.success_rate);
+    assert!(queued.latency_ms.p99 > 1000.0, "queued requests wait: p99 {}", queued.latency_ms.p99);
+}

@@ -16,6 +16,9 @@ pub struct Emulation {
     pub tokens_per_s: Dist,
     /// Requests beyond this many at once get 429 with Retry-After.
     pub max_concurrency: Option<u32>,
+    /// Requests beyond capacity wait in a queue of this length (as a vLLM server does) before
+    /// 429 is answered; 0 answers 429 at once (as cloud APIs do).
+    pub max_queue: u32,
     pub retry_after: Duration,
     /// Inclusive range of answer lengths in tokens (before `max_tokens` caps it).
     pub answer_tokens: (u32, u32),
@@ -289,6 +292,7 @@ pub(crate) fn emulation_from_raw(
         ttft_ms,
         tokens_per_s,
         max_concurrency: raw.max_concurrency,
+        max_queue: raw.max_queue.unwrap_or(0),
         retry_after: Duration::from_millis(raw.retry_after_ms.unwrap_or(1000)),
         answer_tokens,
         reject_prefill: raw.reject_prefill.unwrap_or(false),

@@ -158,6 +158,7 @@ pub struct RawEmulation {
     pub ttft_ms: Option<RawDist>,
     pub tokens_per_s: Option<RawDist>,
     pub max_concurrency: Option<u32>,
+    pub max_queue: Option<u32>,
     pub retry_after_ms: Option<u64>,
     pub answer_tokens: Option<[u32; 2]>,
     pub reject_prefill: Option<bool>,

@@ -98,6 +98,26 @@ async fn capacity_429_from_concurrency_is_a_signal_not_a_failure() {
 }
 
 #[tokio::test]
+async fn a_deployment_with_a_queue_serves_beyond_capacity_after_a_wait() {
+    let text = config_text(true, false).replace(
+        "answer_tokens: [12, 12] }\n  - name: d2",
+        "answer_tokens: [12, 12], max_concurrency: 1, max_queue: 4 }\n  - name: d2",
+    );
+    let h = Harness::with_config(&text).await;
+    h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":300}]"#);
+    let first = h.stream(KEY, ask("solo", "first in"));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.stream(KEY, ask("solo", "queued")).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert!(first.done && second.done);
+    assert_eq!(second.content, expected_answer("queued"));
+    assert_eq!(h.seen("d1", Seen::RateLimited), 0, "queued, not refused");
+    assert!(second.elapsed >= Duration::from_millis(500), "waited for the first: {:?}", second.elapsed);
+}
+
+#[tokio::test]
 async fn reset_before_headers_fails_over() {
     let h = Harness::start().await;
     h.faults("d1", r#"[{"kind":"reset_before_headers"}]"#);
