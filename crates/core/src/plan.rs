@@ -59,6 +59,8 @@ pub struct NoRoute {
     pub largest_context: u32,
     pub cooling_down: usize,
     pub no_headroom: usize,
+    /// Ejected after repeated failures (and not used, because a healthy one is only busy).
+    pub ejected: usize,
 }
 
 impl NoRoute {
@@ -71,6 +73,7 @@ impl NoRoute {
                 + self.context_too_small
                 + self.cooling_down
                 + self.no_headroom
+                + self.ejected
                 == self.n_candidates
     }
 
@@ -105,6 +108,9 @@ impl fmt::Display for NoRoute {
         }
         if self.no_headroom > 0 {
             parts.push(format!("{} at their concurrency or rate limit", self.no_headroom));
+        }
+        if self.ejected > 0 {
+            parts.push(format!("{} ejected after repeated failures", self.ejected));
         }
         if !parts.is_empty() {
             write!(f, ": {}", parts.join("; "))?;
@@ -212,8 +218,12 @@ pub fn plan(
         });
     }
     if candidates.is_empty() {
-        if ejected.is_empty() {
-            return Err(Box::new(no_route(alias, request, needed_context, removed)));
+        // Panic routing to ejected deployments only when no healthy one exists at all: a
+        // healthy but busy deployment means "no capacity", not "try the broken ones".
+        if ejected.is_empty() || removed.cooling_down + removed.no_headroom > 0 {
+            let mut why = no_route(alias, request, needed_context, removed);
+            why.ejected = ejected.len();
+            return Err(Box::new(why));
         }
         // Every eligible deployment is ejected: try them anyway, soonest back first.
         ejected.sort_by_key(|(until, d)| (*until, d.id));
@@ -258,6 +268,7 @@ fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, remov
         largest_context: removed.largest_context,
         cooling_down: removed.cooling_down,
         no_headroom: removed.no_headroom,
+        ejected: 0,
     }
 }
 
