@@ -37,6 +37,44 @@ pub struct PlanRequest<'a> {
     pub avoid: Option<DeploymentId>,
 }
 
+impl<'a> PlanRequest<'a> {
+    /// The request for the rest of a stream that broke after `delivered_tokens` were sent: the
+    /// same alias and tenant, the delivered text added to the prompt as an assistant prefill,
+    /// a deployment that accepts prefills, the broken one last.
+    pub fn continuation(&self, delivered_tokens: u32, broken: DeploymentId) -> PlanRequest<'a> {
+        PlanRequest {
+            input_tokens: self.input_tokens.saturating_add(delivered_tokens),
+            needs: Needs { streaming: true, prefill: true, ..self.needs },
+            avoid: Some(broken),
+            ..*self
+        }
+    }
+}
+
+/// After `failed` refused a request for its context length: the first of the alias's fallback
+/// aliases with a deployment of a larger window and another model, and its plan.
+pub fn plan_larger_context<'a>(
+    config: &Config,
+    state: &RouterState,
+    request: &PlanRequest<'a>,
+    failed: &Deployment,
+    now: Time,
+    rng: &mut dyn Rng,
+) -> Option<(PlanRequest<'a>, Vec<DeploymentId>)> {
+    let alias = &config.aliases[usize::from(request.alias.0)];
+    alias.fallbacks.iter().find_map(|fallback| {
+        let larger = PlanRequest {
+            alias: *fallback,
+            min_context_above: failed.capabilities.context_window.max(request.min_context_above),
+            ..*request
+        };
+        let planned = plan(config, state, &larger, now, rng).ok()?;
+        let deployments: Vec<_> =
+            planned.deployments.into_iter().filter(|d| config.deployment(*d).model != failed.model).collect();
+        (!deployments.is_empty()).then_some((larger, deployments))
+    })
+}
+
 /// An ordered attempt list: the first entry is the first choice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {

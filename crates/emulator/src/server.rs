@@ -69,12 +69,19 @@ fn aborted() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::ConnectionReset, "emulated fault: connection reset")
 }
 
+/// A whole response; a Retry-After is sent both in seconds and, as OpenAI and Azure do, in ms.
+fn respond(status: StatusCode, content_type: &'static str, retry_after: Option<Duration>, body: Vec<u8>) -> Reply {
+    let mut builder = Response::builder().status(status).header(header::CONTENT_TYPE, content_type);
+    if let Some(wait) = retry_after {
+        builder = builder
+            .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
+            .header("retry-after-ms", wait.as_millis().to_string());
+    }
+    builder.body(EmuBody::full(body)).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
 fn json_response(status: StatusCode, body: Vec<u8>) -> Reply {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(EmuBody::full(body))
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    respond(status, "application/json", None, body)
 }
 
 fn error_response(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Reply {
@@ -174,32 +181,14 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     let guard = InFlight(dep.clone(), permit.ok().flatten());
     if rejected {
         dep.record(Seen::RateLimited, stream, false);
-        let wait = dep.spec.retry_after;
-        return Response::builder()
-            .status(StatusCode::TOO_MANY_REQUESTS)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
-            .header("retry-after-ms", wait.as_millis().to_string())
-            .body(EmuBody::full(error_body(
-                "capacity exceeded, retry later",
-                "rate_limit_error",
-                Some("rate_limit_exceeded"),
-                None,
-            )))
-            .map_err(|e| std::io::Error::other(e.to_string()));
+        let body = error_body("capacity exceeded, retry later", "rate_limit_error", Some("rate_limit_exceeded"), None);
+        return respond(StatusCode::TOO_MANY_REQUESTS, "application/json", Some(dep.spec.retry_after), body);
     }
     if let Some(FaultKind::Error { status, retry_after }) = has(|k| matches!(k, FaultKind::Error { .. })) {
         dep.record(Seen::ErrorStatus(status), stream, false);
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut builder = Response::builder().status(code).header(header::CONTENT_TYPE, "application/json");
-        if let Some(wait) = retry_after {
-            builder = builder
-                .header(header::RETRY_AFTER, wait.as_secs_f64().ceil().max(1.0).to_string())
-                .header("retry-after-ms", wait.as_millis().to_string());
-        }
-        return builder
-            .body(EmuBody::full(error_body(&format!("emulated error {status}"), "server_error", None, None)))
-            .map_err(|e| std::io::Error::other(e.to_string()));
+        let body = error_body(&format!("emulated error {status}"), "server_error", None, None);
+        return respond(code, "application/json", retry_after, body);
     }
     let needed = request.input_tokens.saturating_add(request.max_tokens.unwrap_or(0));
     if has(|k| matches!(k, FaultKind::ContextLength)).is_some() || needed > dep.context_window {
@@ -217,11 +206,8 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
     }
     if has(|k| matches!(k, FaultKind::Garbage)).is_some() {
         dep.record(Seen::Garbage, stream, false);
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/html")
-            .body(EmuBody::full(&b"<html><body>502 Bad Gateway (upstream proxy)</body></html>"[..]))
-            .map_err(|e| std::io::Error::other(e.to_string()));
+        let page = b"<html><body>502 Bad Gateway (upstream proxy)</body></html>".to_vec();
+        return respond(StatusCode::OK, "text/html", None, page);
     }
     if has(|k| matches!(k, FaultKind::ContentFilter)).is_some() {
         dep.record(Seen::ContentFilter, stream, false);

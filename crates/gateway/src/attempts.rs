@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchyard_core::AttemptError;
 use switchyard_core::attempt::{AttemptSession, Decision};
 use switchyard_core::config::{AliasId, Deployment, DeploymentId};
-use switchyard_core::plan::{PlanRequest, plan};
+use switchyard_core::plan::{PlanRequest, plan, plan_larger_context};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::{Usage, list_cost};
 use tokio::time::Instant;
@@ -116,23 +116,12 @@ impl<'a> Attempts<'a> {
     /// refused; never the same model again.
     fn fall_back_to_larger_context(&mut self, failed: &Deployment, error: &AttemptError) -> Result<(), ApiError> {
         let gw = self.gw;
-        let current = &gw.config.aliases[usize::from(self.plan_request.alias.0)];
         let now = gw.now();
-        for fallback in &current.fallbacks {
-            let mut request = self.plan_request;
-            request.alias = *fallback;
-            request.min_context_above = failed.capabilities.context_window.max(request.min_context_above);
-            let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng());
-            if let Ok(p) = planned {
-                let plan: Vec<_> =
-                    p.deployments.into_iter().filter(|d| gw.config.deployment(*d).model != failed.model).collect();
-                if plan.is_empty() {
-                    continue;
-                }
-                self.plan_request = request;
-                self.session.replace_plan(plan);
-                return Ok(());
-            }
+        let fallback = plan_larger_context(&gw.config, &gw.router(), &self.plan_request, failed, now, &mut *gw.rng());
+        if let Some((request, plan)) = fallback {
+            self.plan_request = request;
+            self.session.replace_plan(plan);
+            return Ok(());
         }
         Err(ApiError::Upstream {
             status: 400,

@@ -430,20 +430,21 @@ impl Relay {
         }
         let gw = self.gw.clone();
         let tenant = gw.config.tenant(self.tenant);
-        let request = PlanRequest {
+        let original = PlanRequest {
             alias: self.alias,
             tenant,
-            input_tokens: self.chat.input_tokens.saturating_add(switchyard_wire::estimate_tokens(&self.delivered)),
+            input_tokens: self.chat.input_tokens,
             max_output_tokens: self.chat.max_tokens,
             needs: switchyard_core::plan::Needs {
                 streaming: true,
                 tools: self.chat.tools,
                 vision: self.chat.vision,
-                prefill: true,
+                prefill: false,
             },
             min_context_above: 0,
-            avoid: Some(broken.id),
+            avoid: None,
         };
+        let request = original.continuation(switchyard_wire::estimate_tokens(&self.delivered), broken.id);
         let now = gw.now();
         let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng()).ok()?;
         let delivered_tokens = u32::try_from(self.usage.completion_tokens).unwrap_or(u32::MAX);

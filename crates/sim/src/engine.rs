@@ -489,15 +489,16 @@ impl<'a> Engine<'a> {
         let now = self.now;
         let Some(req) = self.requests[slot as usize].as_mut() else { return };
         let share = &self.scenario.mix.tenants[req.tenant];
-        let request = PlanRequest {
+        let original = PlanRequest {
             alias: req.alias,
             tenant: self.config.tenant(share.tenant),
-            input_tokens: req.input + req.delivered,
+            input_tokens: req.input,
             max_output_tokens: Some(req.output),
-            needs: Needs { streaming: true, prefill: true, ..Needs::default() },
+            needs: Needs { streaming: req.stream, ..Needs::default() },
             min_context_above: 0,
-            avoid: Some(broken),
+            avoid: None,
         };
+        let request = original.continuation(req.delivered, broken);
         match plan(&self.config, &self.state, &request, now, &mut self.rng_route) {
             Ok(p) => {
                 req.session.replace_plan(p.deployments);

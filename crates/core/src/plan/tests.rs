@@ -193,6 +193,35 @@ fn larger_context_fallback_skips_small_windows() {
 }
 
 #[test]
+fn larger_context_fallback_never_picks_the_same_model() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let failed = config.deployment_by_name("aws-use1").unwrap();
+    let req = request(&config, "chat", 0);
+    let (larger, deployments) =
+        plan_larger_context(&config, &state, &req, failed, Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(larger.alias, config.alias("long").unwrap().id);
+    assert_eq!(larger.min_context_above, 8000);
+    assert_eq!(deployments, [config.deployment_by_name("big").unwrap().id]);
+    // An alias without fallbacks has nowhere larger to go.
+    let req = request(&config, "chat-priority", 0);
+    assert!(plan_larger_context(&config, &state, &req, failed, Time::ZERO, &mut SplitMix64::new(1)).is_none());
+}
+
+#[test]
+fn a_continuation_needs_a_prefill_and_counts_the_delivered_text() {
+    let config = config();
+    let mut req = request(&config, "chat", 0);
+    req.needs.tools = true;
+    let broken = config.deployment_by_name("az-eastus").unwrap().id;
+    let next = req.continuation(40, broken);
+    assert_eq!(next.input_tokens, 140);
+    assert_eq!(next.needs, Needs { streaming: true, tools: true, vision: false, prefill: true });
+    assert_eq!(next.avoid, Some(broken));
+    assert_eq!(next.alias, req.alias);
+}
+
+#[test]
 fn avoided_deployment_goes_last() {
     let config = config();
     let state = RouterState::new(&config, Time::ZERO);

@@ -145,12 +145,8 @@ async fn a_full_deployment_answers_429_no_capacity() {
     );
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":400}]"#);
-    let held = h.stream(KEY, ask("solo", "holding the only slot"));
-    let refused = async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        h.chat(ask("solo", "no room")).await
-    };
-    let (held, refused) = tokio::join!(held, refused);
+    let (held, refused) =
+        h.while_holding_d1(std::time::Duration::from_millis(100), h.chat(ask("solo", "no room"))).await;
     assert!(held.done);
     check_error(&refused, 429, Some("no_capacity"), "1 at their concurrency or rate limit");
     assert_eq!(h.requests("d1"), 1, "the full deployment was not sent the second request");

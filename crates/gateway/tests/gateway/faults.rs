@@ -85,12 +85,7 @@ async fn capacity_429_from_concurrency_is_a_signal_not_a_failure() {
     );
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":300}]"#);
-    let slow = h.stream(KEY, ask("solo", "hold the slot"));
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        h.chat(ask("chat", "no room")).await
-    };
-    let (slow, r) = tokio::join!(slow, second);
+    let (slow, r) = h.while_holding_d1(Duration::from_millis(50), h.chat(ask("chat", "no room"))).await;
     assert!(slow.done);
     assert_eq!(r.status, 200);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
@@ -105,12 +100,7 @@ async fn a_deployment_with_a_queue_serves_beyond_capacity_after_a_wait() {
     );
     let h = Harness::with_config(&text).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":300}]"#);
-    let first = h.stream(KEY, ask("solo", "first in"));
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        h.stream(KEY, ask("solo", "queued")).await
-    };
-    let (first, second) = tokio::join!(first, second);
+    let (first, second) = h.while_holding_d1(Duration::from_millis(50), h.stream(KEY, ask("solo", "queued"))).await;
     assert!(first.done && second.done);
     assert_eq!(second.content, expected_answer("queued"));
     assert_eq!(h.seen("d1", Seen::RateLimited), 0, "queued, not refused");

@@ -181,6 +181,21 @@ impl Harness {
             .expect("gateway answers")
     }
 
+    /// Holds a stream on `solo` (d1) open while `then` runs, started once the stream has had
+    /// `after` to take its slot: for capacity tests. d1 should be slowed by a fault first.
+    pub(crate) async fn while_holding_d1<T>(
+        &self,
+        after: Duration,
+        then: impl std::future::Future<Output = T>,
+    ) -> (StreamReply, T) {
+        let held = self.stream(KEY, ask("solo", "holding the slot"));
+        let then = async {
+            tokio::time::sleep(after).await;
+            then.await
+        };
+        tokio::join!(held, then)
+    }
+
     pub(crate) async fn stream(&self, key: &str, body: Value) -> StreamReply {
         let started = Instant::now();
         let response = self.open_stream(key, body).await;
