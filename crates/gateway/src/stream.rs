@@ -291,7 +291,6 @@ impl Drop for Relay {
 enum Ended {
     Finished,
     Broken(AttemptError),
-    CallerGone,
 }
 
 impl Relay {
@@ -319,10 +318,6 @@ impl Relay {
                         counted,
                     );
                     self.finish().await;
-                    return;
-                }
-                Ended::CallerGone => {
-                    self.settle(deployment, &upstream, Outcome::Abandoned, counted);
                     return;
                 }
                 Ended::Broken(error) => {
@@ -369,18 +364,18 @@ impl Relay {
         self.usage.completion_tokens += usage.completion_tokens;
     }
 
-    async fn send(&self, data: &[u8]) -> bool {
-        self.tx.send(Bytes::from(data_event(data))).await.is_ok()
+    /// Queues one SSE frame for the caller. The receiver lives in the same response body as
+    /// the relay, so it cannot be gone while the relay runs; a caller who leaves drops both.
+    async fn send(&self, data: &[u8]) {
+        let _ = self.tx.send(Bytes::from(data_event(data))).await;
     }
 
-    /// Relays events until the stream ends, breaks, or the caller leaves.
+    /// Relays events until the stream ends or breaks.
     async fn pump(&mut self, up: &mut Upstream) -> Ended {
         let held = std::mem::take(&mut up.held);
         for (data, view) in held {
             self.delivered.push_str(&view.content);
-            if !self.send(&data).await {
-                return Ended::CallerGone;
-            }
+            self.send(&data).await;
         }
         let idle = self.gw.config.server.timeouts.stream_idle;
         loop {
@@ -411,9 +406,7 @@ impl Relay {
                         up.n_output_chunks += 1;
                     }
                     self.delivered.push_str(&view.content);
-                    if !self.send(event.data.as_bytes()).await {
-                        return Ended::CallerGone;
-                    }
+                    self.send(event.data.as_bytes()).await;
                 }
                 Read::End | Read::Cut | Read::Idle if up.finished => return Ended::Finished,
                 Read::End | Read::Cut => return Ended::Broken(AttemptError::StreamCut),
@@ -482,7 +475,7 @@ impl Relay {
                     "total_tokens": self.usage.total(),
                 },
             });
-            let _ = self.send(chunk.to_string().as_bytes()).await;
+            self.send(chunk.to_string().as_bytes()).await;
         }
         let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
         self.gw.metrics.duration(Api::ChatStream, self.started.elapsed());
