@@ -1,9 +1,12 @@
 """End-to-end check of the gateway with the official `openai` Python SDK.
 
 Starts `switchyard emulate` and `switchyard serve` on free loopback ports with
-examples/quickstart.yaml, then drives the gateway through the SDK: chat, streaming,
-embeddings, failover through an emulated outage, and error cases.
-Usage: python test_openai_sdk.py PATH_TO_SWITCHYARD_BINARY
+examples/quickstart.yaml (plus an alias `chat-ordered` that always tries openai-us first),
+then drives the gateway through the SDK: chat, streaming, a stream continued after a cut
+read with the `stream()` helper and sent back as history, embeddings, failover through an
+emulated outage, and error cases. With `--node DIR` it then runs DIR/test_openai_node.mjs,
+the official Node SDK's checks, against the same servers.
+Usage: python test_openai_sdk.py PATH_TO_SWITCHYARD_BINARY [--node tests/sdk/node]
 """
 
 import json
@@ -41,7 +44,14 @@ def wait_for(port, deadline_s=60):
 
 def main():
     binary = sys.argv[1]
+    node_dir = sys.argv[sys.argv.index("--node") + 1] if "--node" in sys.argv else None
     text = open(os.path.join(ROOT, "examples", "quickstart.yaml")).read()
+    # An alias that always tries openai-us first, so that faults there are seen.
+    text = text.replace(
+        "aliases:\n",
+        "aliases:\n  - name: chat-ordered\n    policy: priority\n    deployments: [openai-us, vllm-eu]\n",
+        1,
+    )
     ports = {old: free_port() for old in (9101, 9102, 9103, 8080)}
     for old, new in ports.items():
         text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
@@ -94,16 +104,37 @@ def main():
 
         def test_models():
             ids = sorted(m.id for m in client.models.list())
-            assert ids == ["chat", "embed"], ids
+            assert ids == ["chat", "chat-ordered", "embed"], ids
+
+        def set_faults(name, plan):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{admin}/faults/{name}", data=json.dumps(plan).encode(), method="PUT",
+                headers={"content-type": "application/json"},
+            )
+            urllib.request.urlopen(req, timeout=5).read()
+
+        def test_continued_stream_with_the_stream_helper_and_back_as_history():
+            set_faults("openai-us", [{"kind": "cut", "after_tokens": 3}])
+            try:
+                messages = [{"role": "user", "content": "Tell me a story"}]
+                with client.chat.completions.stream(model="chat-ordered", messages=messages) as stream:
+                    ids = {event.chunk.id for event in stream if event.type == "chunk"}
+                    final = stream.get_final_completion()
+                assert len(ids) == 1, ids
+                message = final.choices[0].message
+                assert message.role == "assistant", message.role
+                assert message.content, final
+                history = messages + [
+                    {"role": message.role, "content": message.content},
+                    {"role": "user", "content": "And then?"},
+                ]
+                again = client.chat.completions.create(model="chat-ordered", messages=history)
+                assert again.choices[0].message.content, again
+            finally:
+                set_faults("openai-us", [])
 
         def test_failover_through_an_outage():
-            faults = json.dumps([{"kind": "outage"}]).encode()
-            for name in ("openai-us",):
-                req = urllib.request.Request(
-                    f"http://127.0.0.1:{admin}/faults/{name}", data=faults, method="PUT",
-                    headers={"content-type": "application/json"},
-                )
-                urllib.request.urlopen(req, timeout=5).read()
+            set_faults("openai-us", [{"kind": "outage"}])
             for i in range(6):
                 raw = client.chat.completions.with_raw_response.create(
                     model="chat", messages=[{"role": "user", "content": f"outage {i}"}]
@@ -129,7 +160,16 @@ def main():
             except openai.BadRequestError as e:
                 assert "at least one message" in e.body["message"], e.body
 
-        for test in (test_chat, test_stream, test_embeddings, test_models, test_failover_through_an_outage, test_errors):
+        tests = (
+            test_chat,
+            test_stream,
+            test_continued_stream_with_the_stream_helper_and_back_as_history,
+            test_embeddings,
+            test_models,
+            test_failover_through_an_outage,
+            test_errors,
+        )
+        for test in tests:
             try:
                 test()
                 passed += 1
@@ -138,6 +178,20 @@ def main():
                 failed += 1
                 print(f"FAIL {test.__name__}")
                 traceback.print_exc()
+        set_faults("openai-us", [])
+        if node_dir:
+            node_env = dict(
+                os.environ,
+                SWITCHYARD_BASE=base,
+                SWITCHYARD_ADMIN=f"http://127.0.0.1:{admin}",
+                SWITCHYARD_KEY=KEY,
+            )
+            script = os.path.join(node_dir, "test_openai_node.mjs")
+            if subprocess.run(["node", script], env=node_env, timeout=600).returncode == 0:
+                passed += 1
+            else:
+                failed += 1
+                print("FAIL the Node SDK checks")
     finally:
         for p in procs:
             p.terminate()

@@ -14,6 +14,7 @@ use switchyard_gateway::Gateway;
 use tokio::time::Instant;
 
 use crate::load::{self, Caller, Outcome};
+use crate::outln;
 use crate::report::{Phases, summarise};
 
 const DEMO_CONFIG: &str = include_str!("../../../examples/demo.yaml");
@@ -38,30 +39,30 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     }));
 
     let config = gateway.config.clone();
-    println!(
+    outln!(
         "Switchyard demo: {} clouds, {} deployments, gateway on http://{addr}",
         config.clouds.len(),
         config.deployments.len()
-    );
+    )?;
     for d in &config.deployments {
-        println!(
+        outln!(
             "  {:<22} {:<6} {:<15} {:<3} {}",
             d.name,
             config.cloud_of(d.id).name,
             d.region,
             d.jurisdiction,
             emulator.deployment(&d.name).map(|e| e.endpoint()).unwrap_or_default()
-        );
+        )?;
     }
     let total = Duration::from_secs(seconds.max(6));
     let outage_from = total / 3;
     let outage_until = total * 2 / 3;
-    println!(
+    outln!(
         "Traffic: {WORKERS} callers (two tenants, half streaming) for {}s; {CLOUD_DOWN} goes down at {}s and comes back at {}s.\n",
         total.as_secs(),
         outage_from.as_secs(),
         outage_until.as_secs()
-    );
+    )?;
 
     let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(WORKERS * 2).build()?;
     let caller = Arc::new(Caller { client, base: format!("http://{addr}") });
@@ -83,12 +84,12 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         let elapsed = started.elapsed();
         if !down && elapsed >= outage_from {
             let n = emulator.set_cloud_faults(CLOUD_DOWN, &outage);
-            println!(">>> {CLOUD_DOWN} is DOWN: {n} deployments now reset every connection");
+            outln!(">>> {CLOUD_DOWN} is DOWN: {n} deployments now reset every connection")?;
             down = true;
         }
         if down && !restored && elapsed >= outage_until {
             emulator.set_cloud_faults(CLOUD_DOWN, &[]);
-            println!(">>> {CLOUD_DOWN} is back");
+            outln!(">>> {CLOUD_DOWN} is back")?;
             restored = true;
         }
         let snapshot: Vec<Outcome> = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
@@ -110,13 +111,13 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
             let pct = if window.is_empty() { 0.0 } else { 100.0 * n as f64 / window.len() as f64 };
             shares.push_str(&format!("  {} {:>5.1}%", cloud.name, pct));
         }
-        println!(
+        outln!(
             "[{:>3.0}s] {:>5} requests  {:>3} failed  {:>4} req/s {shares}",
             elapsed.as_secs_f64(),
             snapshot.len(),
             failed,
             window.len()
-        );
+        )?;
     }
     let _ = traffic.await;
     let _ = stop_tx.send(());
@@ -126,7 +127,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let continuations = gateway.metrics.continuations();
     let phases = Phases { outage_from, outage_until, cloud_down: CLOUD_DOWN.to_owned() };
     let summary = summarise(&config, &outcomes, &phases, 1, continuations);
-    println!("\n{}", summary.text);
+    outln!("\n{}", summary.text)?;
     let report = format!(
         "# Switchyard demo report\n\n{} callers for {}s over {} deployments in {} clouds; `{CLOUD_DOWN}` down from {}s to {}s. Seed {seed}.\n\n{}",
         WORKERS,
@@ -138,11 +139,11 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         summary.text
     );
     std::fs::write(report_path, report).with_context(|| format!("cannot write {}", report_path.display()))?;
-    println!("Report written to {}", report_path.display());
+    outln!("Report written to {}", report_path.display())?;
     if summary.n_failed > 0 || summary.eu_violations > 0 {
-        println!("FAILED: {} failed requests, {} EU violations", summary.n_failed, summary.eu_violations);
+        outln!("FAILED: {} failed requests, {} EU violations", summary.n_failed, summary.eu_violations)?;
         return Ok(ExitCode::FAILURE);
     }
-    println!("OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU.");
+    outln!("OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU.")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,8 @@ mod load;
 mod report;
 mod sim;
 
+use std::fmt;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,9 +39,13 @@ enum Command {
     Emulate {
         #[arg(long)]
         config: PathBuf,
-        /// Address of the admin API (set faults live, read stats).
+        /// Address of the admin API (set faults live, read stats). It has no authentication, so
+        /// it must be a loopback address, and it answers loopback peers only.
         #[arg(long, default_value = "127.0.0.1:9100")]
         admin: SocketAddr,
+        /// Let the admin API listen on a non-loopback address and answer remote peers.
+        #[arg(long)]
+        admin_allow_remote: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -96,15 +102,78 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
     })
 }
 
+/// Standard output was closed early (`switchyard check-config x.yaml | head -1`): the reader
+/// has what it wanted, so the command ends cleanly instead of failing.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes to standard output and flushes. A closed pipe is [`StdoutClosed`], which `main` turns
+/// into a clean exit; `println!` would panic instead.
+fn write_stdout(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// `println!` that returns an error (`?` it) instead of panicking when stdout is closed.
+macro_rules! outln {
+    () => { $crate::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+/// `print!`, likewise.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*)) };
+}
+/// `eprintln!` that ignores a closed stderr: there is nowhere left to report it.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use {errln, out, outln};
+
+/// The log filter: `SWITCHYARD_LOG`, else `RUST_LOG`, else `info` (empty counts as unset). An
+/// unparseable filter falls back to `info`, with the reason as a warning.
+fn log_filter(
+    switchyard_log: Option<String>,
+    rust_log: Option<String>,
+) -> (tracing_subscriber::EnvFilter, Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    let chosen = [("SWITCHYARD_LOG", switchyard_log), ("RUST_LOG", rust_log)]
+        .into_iter()
+        .find_map(|(name, value)| value.filter(|v| !v.trim().is_empty()).map(|v| (name, v)));
+    match chosen {
+        None => (EnvFilter::new("info"), None),
+        Some((name, value)) => match EnvFilter::try_new(&value) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new("info"), Some(format!("ignoring {name}={value:?} ({e}); logging at info"))),
+        },
+    }
+}
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, warning) = log_filter(std::env::var("SWITCHYARD_LOG").ok(), std::env::var("RUST_LOG").ok());
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if let Some(warning) = warning {
+        tracing::warn!(message = "Bad log filter.", %warning);
+    }
 }
 
 /// Ctrl-C, or SIGTERM as service managers and Kubernetes send it.
@@ -144,12 +213,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("the gateway's workers")??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Emulate { config, admin, seed } => {
+        Command::Emulate { config, admin, admin_allow_remote, seed } => {
             init_tracing();
             let config = load_config(&config)?;
-            let emulator =
-                switchyard_emulator::Emulator::start(&config, switchyard_emulator::Bind::Endpoints, Some(admin), seed)
-                    .await?;
+            let admin = switchyard_emulator::AdminBind { addr: admin, allow_remote: admin_allow_remote };
+            let emulator = switchyard_emulator::Emulator::start_with_admin(
+                &config,
+                switchyard_emulator::Bind::Endpoints,
+                Some(admin),
+                seed,
+            )
+            .await?;
             for d in emulator.deployments() {
                 tracing::info!(message = "Emulating deployment.", deployment = %d.name, endpoint = %d.endpoint());
             }
@@ -161,16 +235,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim { scenario, policies, seed, out } => sim::run(&scenario, &policies, seed, &out),
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(config) => {
-                println!("{}", summary(&config));
+                outln!("{}", summary(&config))?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 Ok(ExitCode::FAILURE)
             }
         },
         Command::HashKey { key } => {
-            println!("{}", key_hash_text(&key));
+            outln!("{}", key_hash_text(&key))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -205,15 +279,38 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(switchyard_log: Option<&str>, rust_log: Option<&str>) -> (String, Option<String>) {
+        let (filter, warning) = log_filter(switchyard_log.map(str::to_owned), rust_log.map(str::to_owned));
+        (filter.to_string(), warning)
+    }
+
+    #[test]
+    fn log_filter_reads_switchyard_log_then_rust_log() {
+        assert_eq!(filter(None, None), ("info".to_owned(), None));
+        assert_eq!(filter(None, Some("debug")), ("debug".to_owned(), None));
+        assert_eq!(filter(Some("warn"), None), ("warn".to_owned(), None));
+        assert_eq!(filter(Some("warn"), Some("debug")), ("warn".to_owned(), None));
+        assert_eq!(filter(Some(""), Some("switchyard_gateway=trace")), ("switchyard_gateway=trace".to_owned(), None));
+        let (level, warning) = filter(Some("gateway=loudest"), Some("debug"));
+        assert_eq!(level, "info");
+        assert!(warning.is_some_and(|w| w.starts_with("ignoring SWITCHYARD_LOG=\"gateway=loudest\"")));
     }
 }

@@ -9,6 +9,8 @@ use switchyard_sim::engine::PolicyChoice;
 use switchyard_sim::scenario::Scenario;
 use switchyard_sim::{DEFAULT_POLICIES, html, report, simulate};
 
+use crate::{errln, outln};
+
 pub(crate) fn run(path: &Path, policies: &[String], seed: u64, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let scenario = Scenario::from_yaml(&text)
@@ -32,18 +34,19 @@ pub(crate) fn run(path: &Path, policies: &[String], seed: u64, out: &Path) -> an
         if tty && (i, pct) != last {
             last = (i, pct);
             let filled = (pct / 5) as usize;
-            eprint!("\r{:<14} [{:<20}] {:>3}%", names[i], "#".repeat(filled.min(20)), pct);
-            let _ = std::io::stderr().flush();
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r{:<14} [{:<20}] {:>3}%", names[i], "#".repeat(filled.min(20)), pct);
+            let _ = stderr.flush();
         }
     });
     if tty {
-        eprintln!();
+        errln!();
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let json = serde_json::to_string_pretty(&report)? + "\n";
     std::fs::write(out.join("report.json"), json)?;
     std::fs::write(out.join("report.html"), html::page(&report))?;
-    print!("{}", report::table(&report));
-    println!("reports: {} and {}", out.join("report.json").display(), out.join("report.html").display());
+    crate::out!("{}", report::table(&report))?;
+    outln!("reports: {} and {}", out.join("report.json").display(), out.join("report.html").display())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! The binary's commands that need no network: check-config and hash-key.
+//! The binary as a process: check-config, hash-key, sim, a closed stdout, emulate's admin address.
 
 use std::process::Command;
 
@@ -44,4 +44,88 @@ fn hash_key_prints_the_stored_form() {
     let (ok, stdout, _) = switchyard(&["hash-key", "sk-local-dev"]);
     assert!(ok);
     assert_eq!(stdout.trim(), "sha256:39f9742666377d1b2d177efec3c73c95112c6c70f9ffe9b49abd1a2523295b86");
+}
+
+/// Runs the binary with its stdout a pipe whose read end is already closed, as after
+/// `switchyard ... | head -1` once `head` has exited: every write fails with EPIPE.
+fn switchyard_with_closed_stdout(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the binary runs");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_clean_exit(args: &[&str]) {
+    let (status, stderr) = switchyard_with_closed_stdout(args);
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    assert!(status.success(), "{args:?} exited with {status}:\n{stderr}");
+    assert!(stderr.is_empty(), "{args:?} wrote to stderr:\n{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_is_a_clean_exit() {
+    assert_clean_exit(&["check-config", &example("quickstart.yaml")]);
+    assert_clean_exit(&["hash-key", "sk-local-dev"]);
+    assert_clean_exit(&["--help"]);
+    // The demo stops at its first line of output, before any traffic.
+    let report = std::env::temp_dir().join(format!("switchyard-demo-closed-{}.md", std::process::id()));
+    assert_clean_exit(&["demo", "--report", report.to_str().unwrap()]);
+    assert!(!report.exists(), "the demo should have stopped before writing its report");
+}
+
+#[test]
+fn sim_with_a_closed_stdout_is_a_clean_exit() {
+    let scenario = std::fs::read_to_string(format!("{}/../../scenarios/brownout.yaml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace("duration_s: 3600", "duration_s: 20")
+        .replace("step_s: 30", "step_s: 5")
+        .replace("rate_per_s: 120", "rate_per_s: 5");
+    let dir = std::env::temp_dir().join(format!("switchyard-sim-closed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("scenario.yaml");
+    std::fs::write(&path, scenario).unwrap();
+    let out = dir.join("out");
+    let (status, stderr) = switchyard_with_closed_stdout(&[
+        "sim",
+        path.to_str().unwrap(),
+        "--policy",
+        "cost",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let wrote_reports = out.join("report.json").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(wrote_reports);
+}
+
+#[test]
+fn check_config_reports_shape_errors_from_every_section_at_once() {
+    let text = std::fs::read_to_string(example("quickstart.yaml"))
+        .unwrap()
+        .replace("    region: eu-west\n", "    region: eu-west\n    zone: b\n")
+        .replace("jurisdictions: [us, eu]", "jurisdictions: 7")
+        .replace("clouds:\n", "cloud_defaults: {}\nclouds:\n");
+    let path = std::env::temp_dir().join(format!("switchyard-shape-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, stderr) = switchyard(&["check-config", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(!ok);
+    assert!(stderr.contains("cloud_defaults: unknown field `cloud_defaults`"), "{stderr}");
+    assert!(stderr.contains("deployments[1].zone: unknown field `zone`"), "{stderr}");
+    assert!(stderr.contains("tenants[0].jurisdictions: invalid type: integer `7`, expected a sequence"), "{stderr}");
+}
+
+#[test]
+fn emulate_refuses_a_remote_admin_address() {
+    let (ok, _, stderr) = switchyard(&["emulate", "--config", &example("quickstart.yaml"), "--admin", "0.0.0.0:9100"]);
+    assert!(!ok);
+    assert!(stderr.contains("the admin API may only listen on a loopback address"), "{stderr}");
+    assert!(stderr.contains("--admin-allow-remote"), "{stderr}");
 }

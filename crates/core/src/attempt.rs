@@ -26,10 +26,11 @@ pub enum AttemptError {
     ServerError { status: u16 },
     #[error("context length exceeded: {message}")]
     ContextLengthExceeded { message: String },
+    /// `code` is the provider's own error code, passed on to the caller as it is.
     #[error("content filtered: {message}")]
-    ContentFiltered { message: String },
+    ContentFiltered { message: String, code: Option<String> },
     #[error("rejected by upstream ({status}): {message}")]
-    ClientError { status: u16, message: String },
+    ClientError { status: u16, message: String, code: Option<String> },
     #[error("invalid upstream response: {detail}")]
     InvalidResponse { detail: String },
     #[error("stream ended before any content")]
@@ -225,7 +226,10 @@ impl AttemptSession {
         if self.n_attempts >= self.max_attempts {
             return Err(Exhausted::MaxAttempts);
         }
-        let next = match self.retry_same.take() {
+        // A deployment ejected by its last failure (a failed half-open probe, say) is not
+        // asked again at once.
+        let retry_same = self.retry_same.take().filter(|r| !state.deployment(r.deployment).health.is_ejected(now));
+        let next = match retry_same {
             Some(next) => next,
             None => {
                 let remaining = &self.plan[self.position.min(self.plan.len())..];
@@ -274,6 +278,7 @@ impl AttemptSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Outcome;
 
     fn check(error: AttemptError, same_retries: u32, expected: Decision) {
         assert_eq!(decide(&error, same_retries, Duration::from_secs(1)), expected, "{error:?}");
@@ -300,9 +305,30 @@ mod tests {
         check(E::ServerError { status: 503 }, 1, D::NextDeployment);
         check(E::ServerError { status: 501 }, 0, D::NextDeployment);
         check(E::ContextLengthExceeded { message: String::new() }, 0, D::LargerContext);
-        check(E::ContentFiltered { message: String::new() }, 0, D::ReturnToCaller);
-        check(E::ClientError { status: 422, message: String::new() }, 0, D::ReturnToCaller);
+        check(E::ContentFiltered { message: String::new(), code: None }, 0, D::ReturnToCaller);
+        check(E::ClientError { status: 422, message: String::new(), code: None }, 0, D::ReturnToCaller);
         check(E::StreamCut, 0, D::ContinueStream);
         check(E::StreamStalled, 0, D::ContinueStream);
+    }
+
+    #[test]
+    fn a_failed_half_open_probe_is_not_retried_at_once() {
+        let config = crate::fixture::synthetic_config(4, "balanced");
+        let mut state = RouterState::new(&config, Time::ZERO);
+        let (a, b) = (config.deployments[0].id, config.deployments[1].id);
+        let error = AttemptError::ServerError { status: 503 };
+        let mut t = Time::ZERO;
+        while !state.deployment(a).health.is_ejected(t) {
+            state.begin_attempt(a, 10, t);
+            state.end_attempt(a, 10, Outcome::Failure(&error), t);
+        }
+        // Past the ejection: `a` is half-open and this request's first attempt is its probe.
+        t = t + config.routing.outlier.max_ejection + Duration::from_millis(1);
+        let mut session = AttemptSession::new(vec![a, b], 5);
+        assert_eq!(session.next(&mut state, t).map(|n| n.deployment), Ok(a));
+        state.begin_attempt(a, 10, t);
+        state.end_attempt(a, 10, Outcome::Failure(&error), t);
+        assert!(matches!(session.on_failure(a, error, Duration::from_secs(1)), Decision::RetrySame { .. }));
+        assert_eq!(session.next(&mut state, t).map(|n| n.deployment), Ok(b), "the re-ejected probe is not retried");
     }
 }

@@ -39,6 +39,11 @@ impl Health {
         }
     }
 
+    /// Failures in a row since the last success (0 for a deployment not yet tried).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
     pub fn is_ejected(&self, now: Time) -> bool {
         matches!(self.availability(now), Availability::Ejected { .. })
     }

@@ -62,7 +62,8 @@ pub fn plan_larger_context<'a>(
     rng: &mut dyn Rng,
 ) -> Option<(PlanRequest<'a>, Vec<DeploymentId>)> {
     let alias = &config.aliases[usize::from(request.alias.0)];
-    alias.fallbacks.iter().find_map(|fallback| {
+    // A fallback is held to the same tenant checks as a direct request.
+    alias.fallbacks.iter().filter(|f| config.tenant_may_use(request.tenant, **f)).find_map(|fallback| {
         let larger = PlanRequest {
             alias: *fallback,
             min_context_above: failed.capabilities.context_window.max(request.min_context_above),
@@ -73,6 +74,36 @@ pub fn plan_larger_context<'a>(
             planned.deployments.into_iter().filter(|d| config.deployment(*d).model != failed.model).collect();
         (!deployments.is_empty()).then_some((larger, deployments))
     })
+}
+
+/// Plans a request, falling back to the alias's larger-context fallbacks (those the tenant may
+/// use) when the request's own estimate is too large for every deployment of the alias. The
+/// request that was planned comes back with the plan: its alias is the fallback's when one
+/// was taken. When no fallback can take it, the original alias's [`NoRoute`] is the answer.
+pub fn plan_with_fallbacks<'a>(
+    config: &Config,
+    state: &RouterState,
+    request: &PlanRequest<'a>,
+    now: Time,
+    rng: &mut dyn Rng,
+) -> Result<(PlanRequest<'a>, Plan), Box<NoRoute>> {
+    let why = match plan(config, state, request, now, rng) {
+        Ok(planned) => return Ok((*request, planned)),
+        Err(why) => why,
+    };
+    if !why.is_context() {
+        return Err(why);
+    }
+    let alias = &config.aliases[usize::from(request.alias.0)];
+    alias
+        .fallbacks
+        .iter()
+        .filter(|f| config.tenant_may_use(request.tenant, **f))
+        .find_map(|fallback| {
+            let larger = PlanRequest { alias: *fallback, ..*request };
+            plan(config, state, &larger, now, rng).ok().map(|planned| (larger, planned))
+        })
+        .ok_or(why)
 }
 
 /// An ordered attempt list: the first entry is the first choice.
@@ -96,6 +127,8 @@ pub struct NoRoute {
     pub needed_context: u32,
     pub largest_context: u32,
     pub cooling_down: usize,
+    /// When a candidate cooling down after a 429 comes back (from planning time), if any is.
+    pub retry_in: Option<std::time::Duration>,
     pub no_headroom: usize,
     /// Ejected after repeated failures (and not used, because a healthy one is only busy).
     pub ejected: usize,
@@ -181,6 +214,8 @@ struct Removed {
     context_too_small: usize,
     largest_context: u32,
     cooling_down: usize,
+    /// The soonest end of a cool-down among the candidates cooling down.
+    cooldown_ends: Option<Time>,
     no_headroom: usize,
 }
 
@@ -230,6 +265,7 @@ pub fn plan(
         }
         if s.cooling_down(now) {
             removed.cooling_down += 1;
+            removed.cooldown_ends = removed.cooldown_ends.min(s.cooldown_until).or(s.cooldown_until);
             continue;
         }
         if !s.has_headroom(estimated_tokens, now) {
@@ -259,7 +295,7 @@ pub fn plan(
         // Panic routing to ejected deployments only when no healthy one exists at all: a
         // healthy but busy deployment means "no capacity", not "try the broken ones".
         if ejected.is_empty() || removed.cooling_down + removed.no_headroom > 0 {
-            let mut why = no_route(alias, request, needed_context, removed);
+            let mut why = no_route(alias, request, needed_context, removed, now);
             why.ejected = ejected.len();
             return Err(Box::new(why));
         }
@@ -293,7 +329,7 @@ pub fn plan(
     Ok(Plan { deployments: order_by_domain(config, ranked, request.avoid), panic: false })
 }
 
-fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, removed: Removed) -> NoRoute {
+fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, removed: Removed, now: Time) -> NoRoute {
     NoRoute {
         alias: alias.name.clone(),
         allowed_jurisdictions: request.tenant.jurisdictions.clone(),
@@ -305,6 +341,7 @@ fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, remov
         needed_context,
         largest_context: removed.largest_context,
         cooling_down: removed.cooling_down,
+        retry_in: removed.cooldown_ends.map(|until| until.saturating_since(now)),
         no_headroom: removed.no_headroom,
         ejected: 0,
     }

@@ -35,14 +35,16 @@ impl Bucket {
     }
 
     pub fn take(&mut self, amount: f64, now: Time) {
-        self.refill(now);
-        self.level -= amount;
+        self.adjust(-amount, now);
     }
 
     /// Gives back (or, when negative, takes more of) the difference between estimate and actual.
+    /// The level never goes below minus one minute's allowance, whatever the figures say.
     pub fn adjust(&mut self, delta: f64, now: Time) {
         self.refill(now);
-        self.level = (self.level + delta).min(self.per_minute);
+        if delta.is_finite() {
+            self.level = (self.level + delta).clamp(-self.per_minute, self.per_minute);
+        }
     }
 }
 

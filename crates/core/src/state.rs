@@ -124,7 +124,10 @@ impl RouterState {
 
     /// Records list-price spend counted against a deployment's commitment (burn-down).
     pub fn record_spend(&mut self, commitment: Option<crate::config::CommitmentId>, dollars: f64) {
-        if let Some(c) = commitment {
+        if let Some(c) = commitment
+            && dollars.is_finite()
+            && dollars > 0.0
+        {
             self.commitment_spend[usize::from(c.0)] += dollars;
         }
     }
@@ -167,7 +170,9 @@ impl RouterState {
         }
     }
 
-    /// An attempt ended. `estimated_tokens` is what `begin_attempt` reserved.
+    /// An attempt ended. `estimated_tokens` is what `begin_attempt` reserved: a success settles
+    /// the reservation to its real total; a failed or abandoned attempt gives it all back (what
+    /// such an attempt did use is charged with [`RouterState::charge_tokens`]).
     pub fn end_attempt(&mut self, id: DeploymentId, estimated_tokens: u32, outcome: Outcome<'_>, now: Time) {
         let n_deployments = self.deployments.len();
         let n_ejected = self.n_ejected(now);
@@ -191,6 +196,7 @@ impl RouterState {
                 if let Some(b) = &mut d.tpm {
                     b.adjust(f64::from(estimated_tokens) - total_tokens as f64, now);
                 }
+                return;
             }
             Outcome::Abandoned => d.health.on_neutral(),
             Outcome::Failure(error) => match error.health_signal() {
@@ -207,6 +213,17 @@ impl RouterState {
                 }
                 HealthSignal::Neutral => d.health.on_neutral(),
             },
+        }
+        if let Some(b) = &mut d.tpm {
+            b.adjust(f64::from(estimated_tokens), now);
+        }
+    }
+
+    /// Charges tokens that an attempt ended without success really used (a stream cut or left
+    /// after some output) to the deployment's tokens-per-minute allowance.
+    pub fn charge_tokens(&mut self, id: DeploymentId, tokens: u64, now: Time) {
+        if let Some(b) = &mut self.deployment_mut(id).tpm {
+            b.take(tokens as f64, now);
         }
     }
 }
@@ -240,5 +257,28 @@ mod tests {
             state.end_attempt(id, 10, ok, later);
         }
         assert_eq!(state.deployment(id).learned_limit, None, "grown back to the configured limit");
+    }
+
+    #[test]
+    fn failed_and_abandoned_attempts_give_their_token_reservation_back() {
+        let mut config = synthetic_config(2, "balanced");
+        config.deployments[0].limits.tpm = Some(10_000);
+        let mut state = RouterState::new(&config, Time::ZERO);
+        let id = config.deployments[0].id;
+        let t = Time::ZERO;
+        let error = AttemptError::ServerError { status: 500 };
+        for outcome in [Outcome::Abandoned, Outcome::Failure(&error)] {
+            state.begin_attempt(id, 100_000, t);
+            assert!(!state.deployment(id).has_headroom(100, t), "the reservation holds the allowance");
+            state.end_attempt(id, 100_000, outcome, t);
+            assert!(state.deployment(id).has_headroom(10_000, t), "all given back after {outcome:?}");
+            assert_eq!(state.deployment(id).in_flight, 0);
+        }
+        // What a broken attempt did use is charged.
+        state.begin_attempt(id, 500, t);
+        state.end_attempt(id, 500, Outcome::Failure(&AttemptError::StreamCut), t);
+        state.charge_tokens(id, 9_000, t);
+        assert!(!state.deployment(id).has_headroom(2_000, t));
+        assert!(state.deployment(id).has_headroom(1_000, t));
     }
 }

@@ -2,6 +2,9 @@
 
 use crate::config::{Price, Tier};
 
+/// Tokens one request used. The counts may come from an upstream and cannot be trusted, so
+/// sums saturate at `u64::MAX` rather than wrap (a wrapped total once read 4 while the spend
+/// booked was absurd).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u64,
@@ -11,13 +14,13 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 
     pub fn add(&mut self, other: Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.cached_prompt_tokens += other.cached_prompt_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(other.completion_tokens);
+        self.cached_prompt_tokens = self.cached_prompt_tokens.saturating_add(other.cached_prompt_tokens);
     }
 }
 
@@ -53,5 +56,17 @@ mod tests {
         assert!((cost - (1.5 + 0.15 + 1.5)).abs() < 1e-9, "{cost}");
         assert_eq!(marginal_cost(&price, Tier::Reserved, 1000, 1000), 0.0);
         assert!((marginal_cost(&price, Tier::OnDemand, 1_000_000, 0) - 3.0).abs() < 1e-9);
+    }
+
+    /// These wrapped (or panicked, in debug builds) on huge upstream counts.
+    #[test]
+    fn sums_saturate() {
+        let huge = Usage { prompt_tokens: u64::MAX - 1, completion_tokens: 5, cached_prompt_tokens: u64::MAX };
+        assert_eq!(huge.total(), u64::MAX);
+        let mut sum = huge;
+        sum.add(huge);
+        assert_eq!(sum, Usage { prompt_tokens: u64::MAX, completion_tokens: 10, cached_prompt_tokens: u64::MAX });
+        let price = Price { input_per_mtok: 3.0, output_per_mtok: 15.0, cached_input_per_mtok: 0.3 };
+        assert!(list_cost(&price, &huge).is_finite());
     }
 }

@@ -89,6 +89,16 @@ pub enum Bind {
     Endpoints,
 }
 
+/// Where the admin API listens. It changes fault plans without any authentication, so it
+/// listens on loopback only, and answers loopback peers only, unless `allow_remote` is set.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminBind {
+    pub addr: SocketAddr,
+    /// Listen on a non-loopback address and answer non-loopback peers
+    /// (`switchyard emulate --admin-allow-remote`).
+    pub allow_remote: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     #[error("deployment {0}: endpoint has no host:port to listen on")]
@@ -99,6 +109,12 @@ pub enum EmulatorError {
     Bind(String, std::io::Error),
     #[error("unknown deployment {0}")]
     UnknownDeployment(String),
+    #[error(
+        "the admin API may only listen on a loopback address such as 127.0.0.1:9100 or [::1]:9100, \
+         not {0}: it changes fault plans without authentication \
+         (`switchyard emulate --admin-allow-remote` allows it anyway)"
+    )]
+    RemoteAdmin(SocketAddr),
 }
 
 /// A running emulator. Dropping it stops every listener.
@@ -170,16 +186,47 @@ impl EmulatedDeployment {
     }
 }
 
+// === impl AdminBind ===
+
+impl AdminBind {
+    /// On `addr`, which must be a loopback address.
+    pub fn loopback(addr: SocketAddr) -> AdminBind {
+        AdminBind { addr, allow_remote: false }
+    }
+
+    fn check(&self) -> Result<(), EmulatorError> {
+        if self.allow_remote || admin::is_loopback(self.addr) {
+            Ok(())
+        } else {
+            Err(EmulatorError::RemoteAdmin(self.addr))
+        }
+    }
+}
+
 // === impl Emulator ===
 
 impl Emulator {
-    /// Starts a listener per deployment (and, if `admin` is given, the admin API there).
+    /// Starts a listener per deployment (and, if `admin` is given, the admin API there, which
+    /// must then be a loopback address: see [`AdminBind`]).
     pub async fn start(
         config: &Config,
         bind: Bind,
         admin: Option<SocketAddr>,
         seed: u64,
     ) -> Result<Emulator, EmulatorError> {
+        Emulator::start_with_admin(config, bind, admin.map(AdminBind::loopback), seed).await
+    }
+
+    /// [`Emulator::start`], with the admin API's remote access chosen explicitly.
+    pub async fn start_with_admin(
+        config: &Config,
+        bind: Bind,
+        admin: Option<AdminBind>,
+        seed: u64,
+    ) -> Result<Emulator, EmulatorError> {
+        if let Some(admin) = admin {
+            admin.check()?;
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let started = Instant::now();
         let mut deployments = BTreeMap::new();
@@ -223,10 +270,10 @@ impl Emulator {
             deployments.insert(d.name.clone(), deployment);
         }
         let mut emulator = Emulator { deployments, admin_addr: None, _stop: stop_tx };
-        if let Some(addr) = admin {
+        if let Some(AdminBind { addr, allow_remote }) = admin {
             let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
             emulator.admin_addr = listener.local_addr().ok();
-            tokio::spawn(admin::serve(listener, emulator.deployments.clone(), stop_rx));
+            tokio::spawn(admin::serve(listener, emulator.deployments.clone(), allow_remote, stop_rx));
         }
         Ok(emulator)
     }

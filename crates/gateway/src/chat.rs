@@ -18,29 +18,50 @@ use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
 
 use crate::attempts::{Attempts, Won, account, within};
+use crate::authenticated_body;
 use crate::error::ApiError;
 use tracing::Instrument;
 
-use crate::metrics::{Api, AttemptResult};
-use crate::{Gateway, read_body};
+use crate::metrics::Api;
+use crate::{Gateway, caller_text};
 
 /// Most bytes read from an upstream answer.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
-    let mut api = Api::Chat;
+    let mut watch = Watch { gw: &gw, api: Api::Chat, answered: false };
     // One span per request (DEBUG: free unless asked for); attempts get their own inside it.
     let span = tracing::debug_span!("request", api = "chat");
-    let result = chat(gw.clone(), request, started, &mut api).instrument(span).await;
-    finish_metrics(&gw, api, started, result)
+    let result = chat(gw.clone(), request, started, &mut watch.api).instrument(span).await;
+    watch.answered = true;
+    finish_metrics(&gw, watch.api, started, result)
 }
 
 pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
+    let mut watch = Watch { gw: &gw, api: Api::Embeddings, answered: false };
     let span = tracing::debug_span!("request", api = "embeddings");
     let result = embed(&gw, request, started).instrument(span).await;
+    watch.answered = true;
     finish_metrics(&gw, Api::Embeddings, started, result)
+}
+
+/// Counts and logs a request whose handler is dropped before it answers: the caller hung up.
+/// (Its open attempt, if any, is closed by its own guard.)
+struct Watch<'a> {
+    gw: &'a Gateway,
+    api: Api,
+    answered: bool,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.gw.metrics.request_abandoned(self.api);
+            tracing::info!(message = "The caller went away before the answer.", api = ?self.api);
+        }
+    }
 }
 
 /// Counts the request and, unless a stream is still running, its duration.
@@ -56,13 +77,29 @@ fn finish_metrics(gw: &Gateway, api: Api, started: Instant, result: Result<Respo
         Err(e) => {
             gw.metrics.request(api, Some(&e));
             gw.metrics.duration(api, started.elapsed());
-            tracing::info!(message = "Request failed.", ?api, kind = e.kind(), error = %e);
+            tracing::info!(message = "Request failed.", ?api, kind = e.kind(), error = %caller_text(&e.to_string()));
             e.into_response()
         }
     }
 }
 
-pub(crate) fn usage_from(wire: Option<WireUsage>, prompt_estimate: u32, completion_count: u64) -> Usage {
+/// The usage of an attempt: what the upstream reported, or else (and when what it reported
+/// could not be true, which is counted and logged) the prompt estimate and the counted output.
+pub(crate) fn usage_from(
+    gw: &Gateway,
+    deployment: &Deployment,
+    wire: Option<WireUsage>,
+    prompt_estimate: u32,
+    completion_count: u64,
+) -> Usage {
+    let wire = match wire {
+        Some(u) if u.implausible => {
+            gw.metrics.implausible_usage(deployment.id);
+            tracing::warn!(message = "Upstream usage could not be true; counted ourselves instead.", deployment = %deployment.name, usage = ?u);
+            None
+        }
+        other => other,
+    };
     match wire {
         Some(u) => Usage {
             prompt_tokens: u.prompt_tokens,
@@ -114,8 +151,7 @@ pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deploymen
 }
 
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
-    let tenant = gw.authenticate(request.headers())?;
-    let body = read_body(&gw, request).await?;
+    let (tenant, body) = authenticated_body(&gw, request).await?;
     let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
     let deadline = started + gw.config.server.timeouts.request;
@@ -148,19 +184,11 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
             }
         })
         .await?;
-    let Won { value: (bytes, view, duration), deployment, .. } = won;
-    let deployment = gw.config.deployment(deployment);
-    let usage = usage_from(view.usage, chat.input_tokens, u64::from(estimate_tokens(&view.content)));
-    attempts.end(
-        deployment.id,
-        Outcome::Success {
-            ttft: None,
-            duration,
-            output_tokens: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX),
-            total_tokens: usage.total(),
-        },
-    );
-    gw.metrics.attempt(deployment.id, AttemptResult::Ok);
+    let Won { value: (bytes, view, duration), attempt, .. } = won;
+    let deployment = gw.config.deployment(attempt.deployment());
+    let usage = usage_from(&gw, deployment, view.usage, chat.input_tokens, u64::from(estimate_tokens(&view.content)));
+    let output_tokens = u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX);
+    attempt.close(Outcome::Success { ttft: None, duration, output_tokens, total_tokens: usage.total() }, usage.total());
     account(&gw, deployment, &usage);
     // Usage is always reported: counted and added when the upstream gave none.
     let bytes = if view.usage.is_none() { with_usage(&bytes, &usage) } else { bytes };
@@ -182,9 +210,8 @@ fn with_usage(bytes: &Bytes, usage: &Usage) -> Bytes {
     serde_json::to_vec(&body).map(Bytes::from).unwrap_or_else(|_| bytes.clone())
 }
 
-async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Response, ApiError> {
-    let tenant = gw.authenticate(request.headers())?;
-    let body = read_body(gw, request).await?;
+async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<Response, ApiError> {
+    let (tenant, body) = authenticated_body(gw, request).await?;
     let embed =
         EmbeddingsRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &embed.model, DeploymentKind::Embeddings)?;
@@ -212,12 +239,11 @@ async fn embed(gw: &Gateway, request: Request, started: Instant) -> Result<Respo
             }
         })
         .await?;
-    let Won { value: (bytes, usage, duration), deployment, .. } = won;
-    let deployment = gw.config.deployment(deployment);
-    let usage = usage_from(usage, embed.input_tokens, 0);
-    attempts
-        .end(deployment.id, Outcome::Success { ttft: None, duration, output_tokens: 0, total_tokens: usage.total() });
-    gw.metrics.attempt(deployment.id, AttemptResult::Ok);
+    let Won { value: (bytes, usage, duration), attempt, .. } = won;
+    let deployment = gw.config.deployment(attempt.deployment());
+    let usage = usage_from(gw, deployment, usage, embed.input_tokens, 0);
+    attempt
+        .close(Outcome::Success { ttft: None, duration, output_tokens: 0, total_tokens: usage.total() }, usage.total());
     account(gw, deployment, &usage);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     where_headers(&mut response, gw, deployment, attempts.session.n_attempts());

@@ -1,10 +1,23 @@
-//! Every way a request can fail, mapped once to an OpenAI-shaped JSON error and status.
+//! Every way a request can fail, mapped once to an OpenAI-shaped JSON error, a status and the
+//! headers that go with it (`Retry-After` on every 429 and 503, `x-switchyard-*` on errors
+//! that reached a deployment).
+
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use switchyard_core::NoRoute;
 use switchyard_core::attempt::Exhausted;
+use switchyard_core::{AttemptError, NoRoute};
 use switchyard_wire::error_body;
+
+/// Caller-supplied text is cut to this many bytes in error messages.
+pub(crate) const ECHO_LIMIT: usize = 256;
+
+/// Longest error message sent to a caller, in bytes.
+const MESSAGE_LIMIT: usize = 4096;
+
+/// A failed attempt as the caller is told of it: the deployment's name and what went wrong.
+pub(crate) type FailedAttempt = (String, AttemptError);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -18,21 +31,31 @@ pub enum ApiError {
     UnknownModel(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+    BodyTimeout(Duration),
+    #[error("the gateway is holding too many request bodies at once; retry shortly")]
+    Overloaded,
+    #[error("unknown endpoint '{0}'; the API is under /v1 (e.g. POST /v1/chat/completions)")]
+    NotFound(String),
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: String },
     #[error("{0}")]
     NoRoute(Box<NoRoute>),
-    /// The provider's verdict on the request (content filter, other 4xx), passed on.
+    /// The provider's verdict on the request (content filter, other 4xx), passed on with its
+    /// own code.
     #[error("{message}")]
-    Upstream { status: u16, message: String, code: Option<&'static str> },
+    Upstream { status: u16, message: String, code: Option<String>, attempts: Vec<FailedAttempt> },
     #[error("{}", all_failed_message(.reason, .attempts))]
-    AllAttemptsFailed { reason: Exhausted, attempts: Vec<(String, String)> },
+    AllAttemptsFailed { reason: Exhausted, attempts: Vec<FailedAttempt> },
     #[error("the request deadline passed after {} attempt(s)", .attempts.len())]
-    Deadline { attempts: Vec<(String, String)> },
+    Deadline { attempts: Vec<FailedAttempt> },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-fn all_failed_message(reason: &Exhausted, attempts: &[(String, String)]) -> String {
+fn all_failed_message(reason: &Exhausted, attempts: &[FailedAttempt]) -> String {
     let why = match reason {
+        Exhausted::Plan if all_rate_limited(attempts) => "every eligible deployment is rate limited",
         Exhausted::Plan => "every eligible deployment failed",
         Exhausted::MaxAttempts => "the attempt limit was reached",
         Exhausted::RetryBudget => "the retry budget is spent (too many failures right now)",
@@ -41,17 +64,58 @@ fn all_failed_message(reason: &Exhausted, attempts: &[(String, String)]) -> Stri
     format!("{why}; attempts: [{}]", list.join("; "))
 }
 
+fn all_rate_limited(attempts: &[FailedAttempt]) -> bool {
+    !attempts.is_empty() && attempts.iter().all(|(_, e)| matches!(e, AttemptError::RateLimited { .. }))
+}
+
+/// The soonest any of the rate-limited attempts said to come back, at least a second.
+fn soonest_retry(attempts: &[FailedAttempt]) -> Duration {
+    let soonest = attempts
+        .iter()
+        .filter_map(|(_, e)| match e {
+            AttemptError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        })
+        .min();
+    soonest.unwrap_or(Duration::from_secs(1))
+}
+
+/// The status line and body fields of an error, and how long to ask the caller to wait.
+struct Parts {
+    status: StatusCode,
+    kind: &'static str,
+    code: Option<String>,
+    param: Option<&'static str>,
+    retry_after: Option<Duration>,
+}
+
+impl Parts {
+    fn new(status: StatusCode, kind: &'static str, code: Option<&str>, param: Option<&'static str>) -> Parts {
+        Parts { status, kind, code: code.map(str::to_owned), param, retry_after: None }
+    }
+
+    fn retry_after(mut self, wait: Duration) -> Parts {
+        self.retry_after = Some(wait);
+        self
+    }
+}
+
 impl ApiError {
     /// Every value [`ApiError::kind`] can take, in [`ApiError::kind_index`] order.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 15] = [
         "bad_request",
         "unauthorized",
         "forbidden",
         "unknown_model",
         "payload_too_large",
+        "body_timeout",
+        "overloaded",
+        "not_found",
+        "method_not_allowed",
         "no_route",
         "upstream_rejected",
         "upstream_failed",
+        "upstream_rate_limited",
         "deadline",
         "internal",
     ];
@@ -68,68 +132,125 @@ impl ApiError {
             ApiError::Forbidden(_) => 2,
             ApiError::UnknownModel(_) => 3,
             ApiError::PayloadTooLarge(_) => 4,
-            ApiError::NoRoute(_) => 5,
-            ApiError::Upstream { .. } => 6,
-            ApiError::AllAttemptsFailed { .. } => 7,
-            ApiError::Deadline { .. } => 8,
-            ApiError::Internal(_) => 9,
+            ApiError::BodyTimeout(_) => 5,
+            ApiError::Overloaded => 6,
+            ApiError::NotFound(_) => 7,
+            ApiError::MethodNotAllowed { .. } => 8,
+            ApiError::NoRoute(_) => 9,
+            ApiError::Upstream { .. } => 10,
+            ApiError::AllAttemptsFailed { reason: Exhausted::Plan, attempts } if all_rate_limited(attempts) => 12,
+            ApiError::AllAttemptsFailed { .. } => 11,
+            ApiError::Deadline { .. } => 13,
+            ApiError::Internal(_) => 14,
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, Option<&'static str>, Option<&'static str>) {
+    /// The attempts made before the error, if it got as far as a deployment.
+    fn attempts(&self) -> Option<&[FailedAttempt]> {
         match self {
-            ApiError::BadRequest { param, .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", None, *param),
+            ApiError::Upstream { attempts, .. }
+            | ApiError::AllAttemptsFailed { attempts, .. }
+            | ApiError::Deadline { attempts } => Some(attempts),
+            _ => None,
+        }
+    }
+
+    fn parts(&self) -> Parts {
+        use StatusCode as S;
+        let second = Duration::from_secs(1);
+        match self {
+            ApiError::BadRequest { param, .. } => Parts::new(S::BAD_REQUEST, "invalid_request_error", None, *param),
             ApiError::Unauthorized(_) => {
-                (StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), None)
+                Parts::new(S::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), None)
             }
             ApiError::Forbidden(_) => {
-                (StatusCode::FORBIDDEN, "permission_error", Some("model_not_allowed"), Some("model"))
+                Parts::new(S::FORBIDDEN, "permission_error", Some("model_not_allowed"), Some("model"))
             }
             ApiError::UnknownModel(_) => {
-                (StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), Some("model"))
+                Parts::new(S::NOT_FOUND, "invalid_request_error", Some("model_not_found"), Some("model"))
             }
             ApiError::PayloadTooLarge(_) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), None)
+                Parts::new(S::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), None)
+            }
+            ApiError::BodyTimeout(_) => {
+                Parts::new(S::REQUEST_TIMEOUT, "invalid_request_error", Some("request_timeout"), None)
+            }
+            ApiError::Overloaded => {
+                Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("overloaded"), None).retry_after(second)
+            }
+            ApiError::NotFound(_) => Parts::new(S::NOT_FOUND, "invalid_request_error", Some("unknown_url"), None),
+            ApiError::MethodNotAllowed { .. } => {
+                Parts::new(S::METHOD_NOT_ALLOWED, "invalid_request_error", Some("method_not_allowed"), None)
             }
             ApiError::NoRoute(why) => {
                 if why.outside_jurisdiction == why.n_candidates {
-                    (StatusCode::FORBIDDEN, "permission_error", Some("jurisdiction_not_allowed"), Some("model"))
+                    Parts::new(S::FORBIDDEN, "permission_error", Some("jurisdiction_not_allowed"), Some("model"))
                 } else if why.is_capacity() {
-                    (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("no_capacity"), None)
+                    let wait = why.retry_in.unwrap_or(second).max(second);
+                    Parts::new(S::TOO_MANY_REQUESTS, "rate_limit_error", Some("no_capacity"), None).retry_after(wait)
                 } else if why.is_context() {
-                    (
-                        StatusCode::BAD_REQUEST,
+                    Parts::new(
+                        S::BAD_REQUEST,
                         "invalid_request_error",
                         Some("context_length_exceeded"),
                         Some("messages"),
                     )
                 } else {
-                    (StatusCode::BAD_REQUEST, "invalid_request_error", Some("no_eligible_deployment"), None)
+                    Parts::new(S::BAD_REQUEST, "invalid_request_error", Some("no_eligible_deployment"), None)
                 }
             }
-            ApiError::Upstream { status, code, .. } => {
-                (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), "invalid_request_error", *code, None)
-            }
-            ApiError::AllAttemptsFailed { reason, .. } => match reason {
+            ApiError::Upstream { status, code, .. } => Parts::new(
+                StatusCode::from_u16(*status).unwrap_or(S::BAD_REQUEST),
+                "invalid_request_error",
+                code.as_deref(),
+                None,
+            ),
+            ApiError::AllAttemptsFailed { reason, attempts } => match reason {
                 Exhausted::RetryBudget => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "api_error", Some("retry_budget_exhausted"), None)
+                    Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("retry_budget_exhausted"), None)
+                        .retry_after(second)
+                }
+                Exhausted::Plan if all_rate_limited(attempts) => {
+                    Parts::new(S::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded"), None)
+                        .retry_after(soonest_retry(attempts).max(second))
                 }
                 Exhausted::Plan | Exhausted::MaxAttempts => {
-                    (StatusCode::BAD_GATEWAY, "api_error", Some("all_attempts_failed"), None)
+                    Parts::new(S::BAD_GATEWAY, "api_error", Some("all_attempts_failed"), None)
                 }
             },
-            ApiError::Deadline { .. } => (StatusCode::GATEWAY_TIMEOUT, "api_error", Some("deadline_exceeded"), None),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, None),
+            ApiError::Deadline { .. } => Parts::new(S::GATEWAY_TIMEOUT, "api_error", Some("deadline_exceeded"), None),
+            ApiError::Internal(_) => Parts::new(S::INTERNAL_SERVER_ERROR, "api_error", None, None),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, code, param) = self.parts();
-        let body = error_body(&self.to_string(), kind, code, param);
-        let mut response = (status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let parts = self.parts();
+        // Messages can quote the caller or a provider: bounded, control characters escaped.
+        let message = self.to_string();
+        let message = switchyard_wire::for_log(&message, MESSAGE_LIMIT);
+        let body = error_body(&message, parts.kind, parts.code.as_deref(), parts.param);
+        let mut response = (parts.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(wait) = parts.retry_after {
+            // Whole seconds, rounded up: what every SDK reads; the ms form for those that can.
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000)));
+            headers.insert("retry-after-ms", HeaderValue::from(ms));
+        }
+        if let Some(attempts) = self.attempts() {
+            headers.insert("x-switchyard-attempts", HeaderValue::from(attempts.len()));
+            if let Some(v) = attempts.last().and_then(|(d, _)| HeaderValue::from_str(d).ok()) {
+                headers.insert("x-switchyard-deployment", v);
+            }
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = &self
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            headers.insert(header::ALLOW, v);
+        }
         response
     }
 }

@@ -5,11 +5,14 @@
 //! The decisions are the core's; this crate reads the clock, does the IO and keeps score.
 
 mod attempts;
+mod body;
 mod chat;
 mod error;
+mod identity;
 pub mod metrics;
 mod stream;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
@@ -35,6 +38,9 @@ pub struct Gateway {
     upstream: Upstream,
     epoch: Instant,
     pub metrics: metrics::Metrics,
+    body_bytes: body::BodyBytes,
+    /// Set when shutdown begins: `/readyz` fails and the listeners close.
+    draining: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +73,18 @@ impl Gateway {
             upstream,
             epoch: Instant::now(),
             metrics,
+            body_bytes: body::BodyBytes::default(),
+            draining: AtomicBool::new(false),
         }))
     }
 
+    /// A copy of what the router knows right now (for tests and diagnostics).
+    pub fn router_snapshot(&self) -> RouterState {
+        self.router().clone()
+    }
+
     /// The core's time: microseconds since the gateway started, from tokio's clock.
-    pub(crate) fn now(&self) -> Time {
+    pub fn now(&self) -> Time {
         Time::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
@@ -99,9 +112,9 @@ impl Gateway {
 
     /// The alias a tenant asked for, if it exists, is of the right kind and is allowed.
     pub(crate) fn alias_for(&self, tenant: &Tenant, model: &str, kind: DeploymentKind) -> Result<&Alias, ApiError> {
-        let alias = self.config.alias(model).ok_or_else(|| ApiError::UnknownModel(model.to_owned()))?;
+        let alias = self.config.alias(model).ok_or_else(|| ApiError::UnknownModel(caller_text(model)))?;
         if !self.config.tenant_may_use(tenant, alias.id) {
-            return Err(ApiError::Forbidden(format!("this key may not use the model '{model}'")));
+            return Err(ApiError::Forbidden(format!("this key may not use the model '{}'", caller_text(model))));
         }
         if alias.kind != kind {
             let what = match alias.kind {
@@ -114,36 +127,73 @@ impl Gateway {
     }
 }
 
-/// Reads a request body up to the configured limit.
-pub(crate) async fn read_body(gw: &Gateway, request: Request) -> Result<Bytes, ApiError> {
-    let limit = gw.config.server.body_limit_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
+/// Authenticates a request and reads its body. A caller who is refused has its body drained
+/// first (bounded), so that it reads the status rather than a broken pipe.
+pub(crate) async fn authenticated_body(gw: &Gateway, request: Request) -> Result<(&Tenant, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    match gw.authenticate(&parts.headers) {
+        Ok(tenant) => Ok((tenant, body::read_body(gw, &parts.headers, body).await?)),
+        Err(e) => {
+            let deadline = Instant::now() + gw.config.server.timeouts.body_read;
+            Err(body::refuse(gw, &parts.headers, body, deadline, e).await)
+        }
     }
-    axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge(limit))
 }
 
-/// The gateway's routes, as a service that tests can call without sockets.
+/// The gateway's routes, as a service that tests can call without sockets. `/metrics` is here
+/// unless `server.metrics_listen` puts it on a listener of its own ([`metrics_app`]).
 pub fn app(gw: Arc<Gateway>) -> Router {
+    let mut router = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions).fallback(not_allowed("POST")))
+        .route("/v1/embeddings", post(chat::embeddings).fallback(not_allowed("POST")))
+        .route("/v1/models", get(models).fallback(not_allowed("GET, HEAD")))
+        .route("/healthz", get(|| async { "ok" }).fallback(not_allowed("GET, HEAD")))
+        .route("/readyz", get(readyz).fallback(not_allowed("GET, HEAD")));
+    if gw.config.server.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics_text).fallback(not_allowed("GET, HEAD")));
+    }
+    router.fallback(not_found).layer(axum::middleware::from_fn(require_host)).with_state(gw)
+}
+
+/// `/metrics` alone, for the separate listener of `server.metrics_listen`.
+pub fn metrics_app(gw: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/embeddings", post(chat::embeddings))
-        .route("/v1/models", get(models))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .fallback(|| async {
-            ApiError::BadRequest { message: "unknown endpoint".to_owned(), param: None }.into_response()
-        })
+        .route("/metrics", get(metrics_text).fallback(not_allowed("GET, HEAD")))
+        .fallback(not_found)
         .with_state(gw)
 }
 
-/// Serves until `shutdown` resolves, then lets open connections finish (up to 30 s).
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ApiError::NotFound(caller_text(uri.path())).into_response()
+}
+
+fn not_allowed(
+    allow: &'static str,
+) -> impl Fn(axum::http::Method) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move |method| {
+        let error = ApiError::MethodNotAllowed { method: caller_text(method.as_str()), allow: allow.to_owned() };
+        std::future::ready(error.into_response())
+    }
+}
+
+/// HTTP/1.1 requires `Host`; a request without one is refused (400) before any routing.
+async fn require_host(request: Request, next: axum::middleware::Next) -> Response {
+    if request.version() == axum::http::Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
+        let message = "HTTP/1.1 requests must carry a Host header".to_owned();
+        return ApiError::BadRequest { message, param: None }.into_response();
+    }
+    next.run(request).await
+}
+
+/// Caller-supplied text as it may appear in a log line or an error message: control
+/// characters escaped, cut to a bounded length.
+pub(crate) fn caller_text(text: &str) -> String {
+    switchyard_wire::for_log(text, error::ECHO_LIMIT).into_owned()
+}
+
+/// Serves the gateway's API until `shutdown` resolves. Then, in this order: `/readyz` starts
+/// failing, the listener is closed (new connections are refused at once rather than accepted
+/// and never answered), and open connections and streams get up to 30 s to finish.
 /// Accepted sockets get TCP_NODELAY; HTTP/1.1 connections keep small buffers (8 KiB reads,
 /// vectored writes instead of a copy into a write buffer), which is what a thousand held-open
 /// streams cost in memory.
@@ -152,7 +202,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = hyper_util::service::TowerToHyperService::new(app(gw));
+    serve_router(gw.clone(), app(gw), listener, shutdown).await
+}
+
+async fn serve_router(
+    gw: Arc<Gateway>,
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = hyper_util::service::TowerToHyperService::new(router);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(8 * 1024).writev(true).timer(hyper_util::rt::TokioTimer::new());
@@ -162,7 +221,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors and the like: back off briefly rather than spin.
-                Err(_) => {
+                Err(error) => {
+                    tracing::warn!(message = "Cannot accept a connection.", %error);
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                     continue;
                 }
@@ -176,6 +236,8 @@ pub async fn serve(
             let _ = connection.await;
         });
     }
+    gw.draining.store(true, Ordering::Relaxed);
+    drop(listener);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await;
     Ok(())
 }
@@ -192,16 +254,44 @@ async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Re
     Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
 }
 
+/// 200 while the gateway can serve: not shutting down, and at least one deployment is neither
+/// ejected nor failing its latest attempts (connection refused, 5xx, timeouts, ...). A load
+/// balancer should take a replica whose `/readyz` fails out of rotation; when every replica
+/// fails it, every cloud behind them is failing and the body says how many are usable.
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     let now = gw.now();
-    let router = gw.router();
-    let n_total = gw.config.deployments.len();
-    let n_available = gw.config.deployments.iter().filter(|d| !router.deployment(d.id).health.is_ejected(now)).count();
-    let status = if n_available > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(json!({"deployments": n_total, "available": n_available}))).into_response()
+    let draining = gw.draining.load(Ordering::Relaxed);
+    let (n_available, n_usable) = {
+        let router = gw.router();
+        let states = gw.config.deployments.iter().map(|d| &router.deployment(d.id).health);
+        let available: Vec<_> = states.filter(|h| !h.is_ejected(now)).collect();
+        (available.len(), available.iter().filter(|h| h.consecutive_failures() == 0).count())
+    };
+    let ready = !draining && n_usable > 0;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "ready": ready,
+        "draining": draining,
+        "deployments": gw.config.deployments.len(),
+        "available": n_available,
+        "usable": n_usable,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
-async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
+/// Prometheus text. With `server.metrics_token` set, only for `Authorization: Bearer <token>`.
+async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &gw.config.server.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            return ApiError::Unauthorized("/metrics needs the metrics token: Authorization: Bearer <token>")
+                .into_response();
+        }
+    }
     let now = gw.now();
     let (in_flight, ejected): (Vec<u32>, Vec<bool>) = {
         let router = gw.router();
@@ -214,13 +304,19 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>) -> Response {
             })
             .unzip()
     };
-    let body = gw.metrics.render(&in_flight, &ejected);
+    let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Compares without stopping at the first difference (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves on `addr` with `workers` threads, each running its own single-threaded runtime and
 /// its own SO_REUSEPORT listener, so that a request, its upstream connection and its relay stay
-/// on one thread (no cross-thread wake-ups on the hot path). Blocks until `shutdown` fires.
+/// on one thread (no cross-thread wake-ups on the hot path). With `server.metrics_listen` set,
+/// the first worker also serves `/metrics` there. Blocks until `shutdown` fires.
 pub fn serve_workers(
     gw: Arc<Gateway>,
     addr: std::net::SocketAddr,
@@ -233,20 +329,34 @@ pub fn serve_workers(
     for _ in 1..workers.max(1) {
         listeners.push(reuseport_listener(bound).map_err(|e| StartError::Bind(bound.to_string(), e))?);
     }
+    let mut metrics_listener = match &gw.config.server.metrics_listen {
+        Some(addr) => {
+            let parsed: std::net::SocketAddr =
+                addr.parse().map_err(|_| StartError::Bind(addr.clone(), std::io::ErrorKind::InvalidInput.into()))?;
+            Some(reuseport_listener(parsed).map_err(|e| StartError::Bind(addr.clone(), e))?)
+        }
+        None => None,
+    };
     let mut threads = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let gw = gw.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
+        let metrics_listener = metrics_listener.take();
         let thread = std::thread::Builder::new()
             .name(format!("switchyard-worker-{i}"))
             .spawn(move || -> std::io::Result<()> {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 runtime.block_on(async move {
+                    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    };
+                    if let Some(metrics_listener) = metrics_listener {
+                        let metrics_listener = TcpListener::from_std(metrics_listener)?;
+                        let router = metrics_app(gw.clone());
+                        tokio::spawn(serve_router(gw.clone(), router, metrics_listener, stop(shutdown.clone())));
+                    }
                     let listener = TcpListener::from_std(listener)?;
-                    serve(gw, listener, async move {
-                        let _ = shutdown.wait_for(|stop| *stop).await;
-                    })
-                    .await
+                    serve(gw, listener, stop(shutdown)).await
                 })
             })
             .map_err(|e| StartError::Bind(bound.to_string(), e))?;

@@ -24,6 +24,8 @@ pub const TOKENS_TOTAL: &str = "switchyard_tokens_total";
 pub const SPEND_DOLLARS_TOTAL: &str = "switchyard_spend_dollars_total";
 pub const DEPLOYMENT_EJECTED: &str = "switchyard_deployment_ejected";
 pub const DEPLOYMENT_IN_FLIGHT: &str = "switchyard_deployment_in_flight";
+pub const BODY_BYTES_BUFFERED: &str = "switchyard_request_body_bytes_buffered";
+pub const IMPLAUSIBLE_USAGE_TOTAL: &str = "switchyard_upstream_implausible_usage_total";
 
 /// The APIs requests are counted under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,11 +36,18 @@ pub enum Api {
 }
 
 const APIS: [&str; 3] = ["chat", "chat_stream", "embeddings"];
-const N_OUTCOMES: usize = ApiError::KINDS.len() + 1;
+/// Outcomes: ok, each [`ApiError::KINDS`], and `client_closed` (the caller hung up first).
+const N_OUTCOMES: usize = ApiError::KINDS.len() + 2;
+const OUTCOME_CLIENT_CLOSED: usize = ApiError::KINDS.len() + 1;
 const N_RESULTS: usize = AttemptError::KINDS.len() + 2;
 const RESULT_OK: usize = AttemptError::KINDS.len();
 const RESULT_ABANDONED: usize = AttemptError::KINDS.len() + 1;
 const BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Adds to a counter that stops at its maximum instead of wrapping.
+fn add_saturating(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(n)));
+}
 
 /// How an attempt ended, for counting.
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +72,7 @@ struct PerDeployment {
     tokens_out: AtomicU64,
     spend_nanodollars: AtomicU64,
     malformed: AtomicU64,
+    implausible: AtomicU64,
 }
 
 pub struct Metrics {
@@ -86,6 +96,7 @@ impl Metrics {
                 tokens_out: AtomicU64::new(0),
                 spend_nanodollars: AtomicU64::new(0),
                 malformed: AtomicU64::new(0),
+                implausible: AtomicU64::new(0),
             })
             .collect();
         Metrics {
@@ -105,6 +116,16 @@ impl Metrics {
     pub fn request(&self, api: Api, error: Option<&ApiError>) {
         let outcome = error.map_or(0, |e| e.kind_index() + 1);
         self.requests[api as usize][outcome].fetch_add(1, Relaxed);
+    }
+
+    /// A request whose caller went away before it was answered (or, for a stream, finished).
+    pub fn request_abandoned(&self, api: Api) {
+        self.requests[api as usize][OUTCOME_CLIENT_CLOSED].fetch_add(1, Relaxed);
+    }
+
+    /// An upstream reported token counts that could not be true; they were clamped.
+    pub fn implausible_usage(&self, id: DeploymentId) {
+        self.deployment(id).implausible.fetch_add(1, Relaxed);
     }
 
     pub fn duration(&self, api: Api, elapsed: Duration) {
@@ -129,9 +150,10 @@ impl Metrics {
     /// Tokens and list-price spend of an attempt that produced output.
     pub fn usage(&self, id: DeploymentId, usage: &Usage, dollars: f64) {
         let d = self.deployment(id);
-        d.tokens_in.fetch_add(usage.prompt_tokens, Relaxed);
-        d.tokens_out.fetch_add(usage.completion_tokens, Relaxed);
-        d.spend_nanodollars.fetch_add((dollars * 1e9).round() as u64, Relaxed);
+        add_saturating(&d.tokens_in, usage.prompt_tokens);
+        add_saturating(&d.tokens_out, usage.completion_tokens);
+        // `as` saturates: a NaN or negative figure counts nothing, a huge one the maximum.
+        add_saturating(&d.spend_nanodollars, (dollars * 1e9).round() as u64);
     }
 
     pub fn failover(&self) {
@@ -156,8 +178,8 @@ impl Metrics {
     }
 
     /// Prometheus text exposition; `in_flight` and `ejected` are read from the router per
-    /// deployment at scrape time.
-    pub fn render(&self, in_flight: &[u32], ejected: &[bool]) -> String {
+    /// deployment at scrape time, `body_bytes` from the body reader.
+    pub fn render(&self, in_flight: &[u32], ejected: &[bool], body_bytes: usize) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -167,7 +189,11 @@ impl Metrics {
             for (o, n) in self.requests[a].iter().enumerate() {
                 let n = n.load(Relaxed);
                 if n > 0 {
-                    let outcome = if o == 0 { "ok" } else { ApiError::KINDS[o - 1] };
+                    let outcome = match o {
+                        0 => "ok",
+                        OUTCOME_CLIENT_CLOSED => "client_closed",
+                        _ => ApiError::KINDS[o - 1],
+                    };
                     let _ = writeln!(out, "{REQUESTS_TOTAL}{{api=\"{api}\",outcome=\"{outcome}\"}} {n}");
                 }
             }
@@ -216,6 +242,11 @@ impl Metrics {
             let _ =
                 writeln!(out, "{MALFORMED_EVENTS_TOTAL}{{deployment=\"{}\"}} {}", d.name, d.malformed.load(Relaxed));
         }
+        head(&mut out, IMPLAUSIBLE_USAGE_TOTAL, "counter", "Upstream usage figures that could not be true, clamped.");
+        for d in &self.deployments {
+            let n = d.implausible.load(Relaxed);
+            let _ = writeln!(out, "{IMPLAUSIBLE_USAGE_TOTAL}{{deployment=\"{}\"}} {n}", d.name);
+        }
         head(&mut out, TOKENS_TOTAL, "counter", "Tokens by deployment and direction.");
         for d in &self.deployments {
             let (i, o) = (d.tokens_in.load(Relaxed), d.tokens_out.load(Relaxed));
@@ -235,6 +266,8 @@ impl Metrics {
         for (d, n) in self.deployments.iter().zip(in_flight) {
             let _ = writeln!(out, "{DEPLOYMENT_IN_FLIGHT}{{deployment=\"{}\"}} {n}", d.name);
         }
+        head(&mut out, BODY_BYTES_BUFFERED, "gauge", "Request-body bytes being received right now.");
+        let _ = writeln!(out, "{BODY_BYTES_BUFFERED} {body_bytes}");
         out
     }
 }

@@ -31,10 +31,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::Gateway;
-use crate::attempts::{Attempts, Won, account, within};
+use crate::attempts::{AttemptGuard, Attempts, Won, account, within};
 use crate::chat::{usage_from, where_headers};
 use crate::error::ApiError;
-use crate::metrics::{Api, AttemptResult};
+use crate::identity::Identity;
+use crate::metrics::Api;
 
 /// After the finish reason, wait this long at most for the usage chunk or `[DONE]`.
 const AFTER_FINISH_GRACE: Duration = Duration::from_millis(250);
@@ -59,6 +60,8 @@ enum Read {
     Event(SseEvent),
     End,
     Cut,
+    /// An event past the parser's bounds: a garbage answer.
+    Garbage,
     Idle,
 }
 
@@ -79,7 +82,7 @@ impl Upstream {
                     if let Some(bytes) = frame.data_ref()
                         && self.parser.push(bytes, &mut events).is_err()
                     {
-                        return Read::Cut;
+                        return Read::Garbage;
                     }
                 }
                 Some(Err(_)) => return Read::Cut,
@@ -135,6 +138,11 @@ async fn open(
         match up.read(left).await {
             Read::Idle => return Err(AttemptError::FirstTokenTimeout),
             Read::Cut | Read::End => return Err(AttemptError::CutBeforeContent),
+            Read::Garbage => {
+                return Err(AttemptError::InvalidResponse {
+                    detail: "an upstream event is over the size limit".into(),
+                });
+            }
             Read::Event(event) => {
                 if event.data == "[DONE]" {
                     return Err(AttemptError::CutBeforeContent);
@@ -188,9 +196,9 @@ pub(crate) async fn run(
             async move { open(gw, deployment, chat.upstream_body(&deployment.model), deadline).await }
         })
         .await?;
-    let Won { value: upstream, deployment, alias } = won;
+    let Won { value: upstream, attempt, alias } = won;
     let n_attempts = attempts.session.n_attempts();
-    let served_by = gw.config.deployment(deployment);
+    let served_by = gw.config.deployment(attempt.deployment());
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let relay = Relay {
         gw: gw.clone(),
@@ -203,8 +211,12 @@ pub(crate) async fn run(
         tx,
         delivered: String::new(),
         usage: Usage::default(),
+        prompt_reported: false,
         n_attempts,
-        open: Some(upstream.deployment),
+        attempt: Some(attempt),
+        prefill_tokens: 0,
+        identity: None,
+        route: vec![served_by.id],
     };
     // The relay runs inside the response body, in the caller's connection task: no task of its
     // own, and dropped with the connection if the caller goes away.
@@ -227,11 +239,20 @@ struct Relay {
     tx: mpsc::Sender<Bytes>,
     /// Text the caller has received.
     delivered: String,
-    /// Usage summed over the attempts that produced the caller's answer.
+    /// The caller's usage: the prompt once, every attempt's output.
     usage: Usage,
+    /// Whether `usage.prompt_tokens` came from an upstream's report (else it is the estimate).
+    prompt_reported: bool,
     n_attempts: u32,
-    /// The attempt still open in the router, if any: closed as abandoned if the relay is dropped.
-    open: Option<DeploymentId>,
+    /// The attempt being relayed: closed as abandoned if the caller goes away (the relay is
+    /// dropped with the response body).
+    attempt: Option<AttemptGuard>,
+    /// Tokens of delivered text the current attempt was given as a prefill.
+    prefill_tokens: u32,
+    /// The stream's `id`, `created` and `model`, from its first chunk; continued chunks say the same.
+    identity: Option<Identity>,
+    /// Every deployment that produced part of the answer, in order.
+    route: Vec<DeploymentId>,
 }
 
 /// The caller's response body: frames the relay produced, polling the relay for more.
@@ -279,18 +300,11 @@ impl Stream for RelayBody {
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(deployment) = self.open.take() {
-            self.gw.router().end_attempt(deployment, self.estimated, Outcome::Abandoned, self.gw.now());
-            self.gw.metrics.attempt(deployment, AttemptResult::Abandoned);
-        }
-    }
-}
-
 enum Ended {
     Finished,
     Broken(AttemptError),
+    /// The request deadline passed mid-stream: ours, not the deployment's fault.
+    Deadline,
 }
 
 impl Relay {
@@ -299,33 +313,42 @@ impl Relay {
             let ended = self.pump(&mut upstream).await;
             let gw = self.gw.clone();
             let deployment = gw.config.deployment(upstream.deployment);
-            let counted = usage_from(
-                upstream.usage,
-                if self.usage == Usage::default() { self.chat.input_tokens } else { 0 },
-                upstream.n_output_chunks,
-            );
+            let counted = usage_from(&gw, deployment, upstream.usage, self.prompt_estimate(), upstream.n_output_chunks);
             match ended {
                 Ended::Finished => {
-                    self.settle(
-                        deployment,
-                        &upstream,
-                        Outcome::Success {
-                            ttft: Some(upstream.ttft),
-                            duration: upstream.sent.elapsed(),
-                            output_tokens: u32::try_from(counted.completion_tokens).unwrap_or(u32::MAX),
-                            total_tokens: counted.total(),
-                        },
-                        counted,
-                    );
+                    let outcome = Outcome::Success {
+                        ttft: Some(upstream.ttft),
+                        duration: upstream.sent.elapsed(),
+                        output_tokens: u32::try_from(counted.completion_tokens).unwrap_or(u32::MAX),
+                        total_tokens: counted.total(),
+                    };
+                    self.settle(deployment, upstream.usage.is_some(), |a| a.close(outcome, counted.total()), counted);
                     self.finish().await;
                     return;
                 }
+                Ended::Deadline => {
+                    self.settle(
+                        deployment,
+                        upstream.usage.is_some(),
+                        |a| a.abandon("the request deadline passed", counted.total()),
+                        counted,
+                    );
+                    let message = "the request deadline passed while the answer was streaming";
+                    let _ = self.tx.send(Bytes::from(error_event(message, "api_error", "deadline_exceeded"))).await;
+                    return;
+                }
                 Ended::Broken(error) => {
-                    self.settle(deployment, &upstream, Outcome::Failure(&error), counted);
+                    self.settle(
+                        deployment,
+                        upstream.usage.is_some(),
+                        |a| a.close(Outcome::Failure(&error), counted.total()),
+                        counted,
+                    );
                     tracing::warn!(message = "Stream broke after content.", deployment = %deployment.name, %error);
                     match self.continue_elsewhere(deployment, upstream.tool_calls).await {
                         Some(next) => {
                             self.gw.metrics.continuation(true);
+                            self.route.push(next.deployment);
                             upstream = next;
                         }
                         None => {
@@ -345,23 +368,27 @@ impl Relay {
         }
     }
 
-    /// Books an attempt's end in the router and its usage in the accounts.
-    fn settle(&mut self, deployment: &Deployment, upstream: &Upstream, outcome: Outcome<'_>, usage: Usage) {
-        self.open = None;
-        self.gw.router().end_attempt(upstream.deployment, self.estimated, outcome, self.gw.now());
-        let result = match outcome {
-            Outcome::Success { .. } => AttemptResult::Ok,
-            Outcome::Failure(e) => AttemptResult::Failed(e),
-            Outcome::Abandoned => AttemptResult::Abandoned,
-        };
-        self.gw.metrics.attempt(deployment.id, result);
-        account(&self.gw, deployment, &usage);
-        // The caller's usage: the first attempt's prompt, every attempt's output.
-        if self.usage == Usage::default() {
-            self.usage.prompt_tokens = usage.prompt_tokens;
-            self.usage.cached_prompt_tokens = usage.cached_prompt_tokens;
+    /// The prompt an attempt is counted with when it reports no usage: the estimate, plus
+    /// the prefill it was given.
+    fn prompt_estimate(&self) -> u32 {
+        self.chat.input_tokens.saturating_add(self.prefill_tokens)
+    }
+
+    /// Closes the current attempt with `close`, and books its usage in the accounts and in the
+    /// caller's usage: the prompt from the first attempt that reported one (less the prefill
+    /// it was given), the output of every attempt.
+    fn settle(&mut self, deployment: &Deployment, reported: bool, close: impl FnOnce(AttemptGuard), usage: Usage) {
+        if let Some(attempt) = self.attempt.take() {
+            close(attempt);
         }
-        self.usage.completion_tokens += usage.completion_tokens;
+        account(&self.gw, deployment, &usage);
+        let first = self.route.len() == 1;
+        if first || (reported && !self.prompt_reported) {
+            self.usage.prompt_tokens = usage.prompt_tokens.saturating_sub(u64::from(self.prefill_tokens));
+            self.usage.cached_prompt_tokens = usage.cached_prompt_tokens.min(self.usage.prompt_tokens);
+            self.prompt_reported = reported;
+        }
+        self.usage.completion_tokens = self.usage.completion_tokens.saturating_add(usage.completion_tokens);
     }
 
     /// Queues one SSE frame for the caller. The receiver lives in the same response body as
@@ -370,12 +397,28 @@ impl Relay {
         let _ = self.tx.send(Bytes::from(data_event(data))).await;
     }
 
+    /// Sends one upstream chunk: as it is from the first attempt (whose `id`, `created` and
+    /// `model` become the stream's), rewritten to the stream's identity without a second role
+    /// delta from a continuation.
+    async fn relay_chunk(&mut self, data: &[u8]) {
+        if self.route.len() == 1 {
+            if self.identity.is_none() {
+                self.identity = Some(Identity::of(data, &self.chat.model));
+            }
+            self.send(data).await;
+        } else {
+            let identity = self.identity.get_or_insert_with(|| Identity::of(data, &self.chat.model));
+            let rewritten = identity.rewrite(data);
+            self.send(&rewritten).await;
+        }
+    }
+
     /// Relays events until the stream ends or breaks.
     async fn pump(&mut self, up: &mut Upstream) -> Ended {
         let held = std::mem::take(&mut up.held);
         for (data, view) in held {
             self.delivered.push_str(&view.content);
-            self.send(&data).await;
+            self.relay_chunk(&data).await;
         }
         let idle = self.gw.config.server.timeouts.stream_idle;
         loop {
@@ -384,7 +427,9 @@ impl Relay {
             }
             let limit = if up.finished { AFTER_FINISH_GRACE } else { idle };
             let limit = within(self.deadline, limit);
-            match up.read(limit).await {
+            let read = up.read(limit).await;
+            let past_deadline = Instant::now() >= self.deadline;
+            match read {
                 Read::Event(event) => {
                     if event.data == "[DONE]" {
                         return if up.finished { Ended::Finished } else { Ended::Broken(AttemptError::StreamCut) };
@@ -406,10 +451,11 @@ impl Relay {
                         up.n_output_chunks += 1;
                     }
                     self.delivered.push_str(&view.content);
-                    self.send(event.data.as_bytes()).await;
+                    self.relay_chunk(event.data.as_bytes()).await;
                 }
-                Read::End | Read::Cut | Read::Idle if up.finished => return Ended::Finished,
-                Read::End | Read::Cut => return Ended::Broken(AttemptError::StreamCut),
+                Read::End | Read::Cut | Read::Garbage | Read::Idle if up.finished => return Ended::Finished,
+                Read::Idle if past_deadline => return Ended::Deadline,
+                Read::End | Read::Cut | Read::Garbage => return Ended::Broken(AttemptError::StreamCut),
                 Read::Idle => return Ended::Broken(AttemptError::StreamStalled),
             }
         }
@@ -437,7 +483,8 @@ impl Relay {
             min_context_above: 0,
             avoid: None,
         };
-        let request = original.continuation(switchyard_wire::estimate_tokens(&self.delivered), broken.id);
+        let prefill_tokens = switchyard_wire::estimate_tokens(&self.delivered);
+        let request = original.continuation(prefill_tokens, broken.id);
         let now = gw.now();
         let planned = plan(&gw.config, &gw.router(), &request, now, &mut *gw.rng()).ok()?;
         let delivered_tokens = u32::try_from(self.usage.completion_tokens).unwrap_or(u32::MAX);
@@ -447,15 +494,15 @@ impl Relay {
             }
             self.n_attempts += 1;
             let deployment = gw.config.deployment(id);
-            gw.router().begin_attempt(id, self.estimated, gw.now());
-            self.open = Some(id);
+            self.prefill_tokens = prefill_tokens;
+            self.attempt = Some(AttemptGuard::begin(&gw, id, self.estimated));
             let body = self.chat.continuation_body(&deployment.model, &self.delivered, delivered_tokens);
             match open(&gw, deployment, body, self.deadline).await {
                 Ok(up) => return Some(up),
                 Err(error) => {
-                    self.open = None;
-                    gw.router().end_attempt(id, self.estimated, Outcome::Failure(&error), gw.now());
-                    gw.metrics.attempt(deployment.id, AttemptResult::Failed(&error));
+                    if let Some(attempt) = self.attempt.take() {
+                        attempt.close(Outcome::Failure(&error), 0);
+                    }
                     tracing::warn!(message = "Continuation attempt failed.", deployment = %deployment.name, %error);
                 }
             }
@@ -463,11 +510,14 @@ impl Relay {
         None
     }
 
-    /// Ends the caller's stream: a usage chunk if asked for, then `[DONE]`.
+    /// Ends the caller's stream: a usage chunk if asked for, a comment naming the route, then
+    /// `[DONE]`.
     async fn finish(&mut self) {
+        let identity = self.identity.take().unwrap_or_else(|| Identity::of(b"", &self.chat.model));
         if self.chat.include_usage {
             let chunk = json!({
-                "id": "usage", "object": "chat.completion.chunk", "created": 0, "model": self.chat.model,
+                "id": identity.id, "object": "chat.completion.chunk", "created": identity.created,
+                "model": identity.model,
                 "choices": [],
                 "usage": {
                     "prompt_tokens": self.usage.prompt_tokens,
@@ -477,7 +527,23 @@ impl Relay {
             });
             self.send(chunk.to_string().as_bytes()).await;
         }
+        let names: Vec<&str> = self.route.iter().map(|d| self.gw.config.deployment(*d).name.as_str()).collect();
+        let route = names.join(",");
+        if self.route.len() > 1 {
+            tracing::info!(message = "Stream answered by more than one deployment.", %route);
+        }
+        let _ = self.tx.send(Bytes::from(format!(": x-switchyard-route: {route}\n\n"))).await;
         let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
         self.gw.metrics.duration(Api::ChatStream, self.started.elapsed());
+    }
+}
+
+impl Drop for Relay {
+    /// A caller who leaves mid-stream: the open attempt is abandoned, charged what it used.
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            let used = u64::from(self.prompt_estimate()) + u64::from(switchyard_wire::estimate_tokens(&self.delivered));
+            attempt.abandon("the caller went away mid-stream", used);
+        }
     }
 }

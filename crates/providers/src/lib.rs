@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Uri;
@@ -204,6 +204,13 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     e.to_string()
 }
 
+/// The provider's own error code (`error.code`, a string, at most 64 bytes), if it gave one.
+fn provider_code(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = value.get("error").unwrap_or(&value).get("code")?.as_str()?;
+    (!code.is_empty() && code.len() <= 64).then(|| code.to_owned())
+}
+
 /// A non-success status and its body, classified.
 pub fn classify_status(status: u16, retry_after: Option<Duration>, body: &[u8]) -> AttemptError {
     match status {
@@ -211,25 +218,85 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, body: &[u8]) 
         401 | 403 | 404 => AttemptError::UpstreamRefused { status },
         400..=499 => match classify_rejection(body) {
             (UpstreamRejection::ContextLength, message) => AttemptError::ContextLengthExceeded { message },
-            (UpstreamRejection::ContentFilter, message) => AttemptError::ContentFiltered { message },
-            (UpstreamRejection::Other, message) => AttemptError::ClientError { status, message },
+            (UpstreamRejection::ContentFilter, message) => {
+                AttemptError::ContentFiltered { message, code: provider_code(body) }
+            }
+            (UpstreamRejection::Other, message) => {
+                AttemptError::ClientError { status, message, code: provider_code(body) }
+            }
         },
         500..=599 => AttemptError::ServerError { status },
         _ => AttemptError::InvalidResponse { detail: format!("unexpected status {status}") },
     }
 }
 
-/// `retry-after-ms` (OpenAI, Azure) wins over `retry-after` in seconds.
+/// The longest wait an upstream's Retry-After is taken at: one hour. Longer ones are clamped
+/// to it (the core caps what it waits out far lower; a longer hint only sets a cool-down).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `retry-after-ms` (OpenAI, Azure) wins over `retry-after`, in seconds or as an HTTP date.
+/// Untrusted: negative, NaN and unreadable values are ignored, longer ones are clamped to
+/// [`MAX_RETRY_AFTER`], and nothing here can panic or overflow.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, SystemTime::now())
+}
+
+/// [`retry_after`] with the time `now` to count an HTTP date from.
+pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    if let Some(wait) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).and_then(|ms| seconds(ms / 1000.0)) {
+        return Some(wait);
     }
-    let seconds = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok())?.trim().parse::<f64>().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    let value = text(RETRY_AFTER.as_str())?;
+    match value.parse::<f64>() {
+        Ok(s) => seconds(s),
+        Err(_) => {
+            let at = http_date(value)?;
+            Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
+        }
+    }
+}
+
+/// A wait in seconds, clamped to [`MAX_RETRY_AFTER`]; `None` when negative or NaN.
+fn seconds(s: f64) -> Option<Duration> {
+    if s.is_nan() || s < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())).unwrap_or(MAX_RETRY_AFTER))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the HTTP date form servers send. The
+/// obsolete RFC 850 and asctime forms are not read.
+fn http_date(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    if !text.is_ascii()
+        || b.len() != 29
+        || &b[3..5] != b", "
+        || &b[25..] != b" GMT"
+        || [b[7], b[11], b[16]] != [b' '; 3]
+    {
+        return None;
+    }
+    if [b[19], b[22]] != [b':'; 2] {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u64> {
+        let digits = &text[range];
+        if digits.bytes().all(|c| c.is_ascii_digit()) { digits.parse().ok() } else { None }
+    };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| *m == &text[8..11])? as u64 + 1;
+    let (day, year) = (number(5..7)?, number(12..16)?);
+    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 in the proleptic Gregorian calendar (years from March).
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era_days = |y: u64| y * 365 + y / 4 - y / 100 + y / 400;
+    let days = era_days(y) + (153 * m + 2) / 5 + day - 1 - era_days(1969) - 306;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -241,7 +308,9 @@ mod tests {
         let ctx = br#"{"error":{"message":"maximum context length is 8192","code":"context_length_exceeded"}}"#;
         assert!(matches!(classify_status(400, None, ctx), AttemptError::ContextLengthExceeded { .. }));
         let filter = br#"{"error":{"message":"no","code":"content_filter"}}"#;
-        assert_eq!(classify_status(400, None, filter), AttemptError::ContentFiltered { message: "no".into() });
+        assert!(
+            matches!(classify_status(400, None, filter), AttemptError::ContentFiltered { message, .. } if message == "no")
+        );
         assert!(matches!(classify_status(422, None, b"{}"), AttemptError::ClientError { status: 422, .. }));
         assert_eq!(classify_status(401, None, b""), AttemptError::UpstreamRefused { status: 401 });
         assert_eq!(classify_status(503, None, b""), AttemptError::ServerError { status: 503 });
@@ -258,5 +327,73 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         h.insert("retry-after-ms", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    /// Upstream values are untrusted: huge ones used to panic in `Duration::from_secs_f64`.
+    #[test]
+    fn retry_after_saturates_and_never_panics() {
+        for huge in ["1e300", "18446744073709551616", "inf", "+Infinity", "3601", "1e19"] {
+            assert_eq!(retry_after(&headers(&[("retry-after", huge)])), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for huge in ["1e300", "18446744073709551616", "inf", "3600001"] {
+            assert_eq!(retry_after(&headers(&[("retry-after-ms", huge)])), Some(MAX_RETRY_AFTER), "{huge} ms");
+        }
+        for ignored in ["-5", "-0.001", "NaN", "nan", "-inf", "", "soon", "1,5", "0x10"] {
+            assert_eq!(retry_after(&headers(&[("retry-after", ignored)])), None, "{ignored}");
+            assert_eq!(retry_after(&headers(&[("retry-after-ms", ignored)])), None, "{ignored} ms");
+        }
+        // An unusable retry-after-ms leaves retry-after to be read.
+        for ignored in ["-5", "NaN", "-inf"] {
+            let h = headers(&[("retry-after-ms", ignored), ("retry-after", "3")]);
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(3)), "{ignored} ms");
+        }
+        assert_eq!(retry_after(&headers(&[("retry-after", "0")])), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1.5")])), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "0.5")])), Some(Duration::from_micros(500)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "3600")])), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date() {
+        // 1994-11-06T08:49:37Z is 784111777 seconds after the epoch.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 - 120);
+        let h = headers(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(retry_after_at(&h, now), Some(Duration::from_secs(120)));
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 + 5);
+        assert_eq!(retry_after_at(&h, later), Some(Duration::ZERO), "a date passed means now");
+        let far = headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]);
+        assert_eq!(retry_after_at(&far, now), Some(MAX_RETRY_AFTER));
+        // Leap days and the turn of a century.
+        assert_eq!(
+            http_date("Thu, 29 Feb 2024 00:00:00 GMT"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_164_800))
+        );
+        assert_eq!(
+            http_date("Sat, 01 Jan 2000 00:00:00 GMT"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800))
+        );
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(SystemTime::UNIX_EPOCH));
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Sun, +6 Nov 1994 08:49:37 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun, 06 Nov 19é 08:49:37 GMT",
+            "Sun, 06 Né 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(http_date(bad), None, "{bad}");
+        }
     }
 }

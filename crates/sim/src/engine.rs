@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use switchyard_core::attempt::{AttemptSession, Decision};
 use switchyard_core::config::{Config, DeploymentId, Policy, Price, Tier};
-use switchyard_core::plan::{Needs, PlanRequest, plan};
+use switchyard_core::plan::{Needs, PlanRequest, plan, plan_with_fallbacks};
 use switchyard_core::rng::{Rng, SplitMix64};
 use switchyard_core::state::Outcome;
 use switchyard_core::usage::{Usage, list_cost};
@@ -278,8 +278,8 @@ impl<'a> Engine<'a> {
             min_context_above: 0,
             avoid: None,
         };
-        let planned = plan(&self.config, &self.state, &request, self.now, &mut self.rng_route);
-        let Ok(planned) = planned else {
+        let planned = plan_with_fallbacks(&self.config, &self.state, &request, self.now, &mut self.rng_route);
+        let Ok((request, planned)) = planned else {
             self.fail_new();
             return;
         };
@@ -287,7 +287,7 @@ impl<'a> Engine<'a> {
         let req = Request {
             arrival: self.now,
             tenant: t,
-            alias: share.alias,
+            alias: request.alias,
             input,
             output,
             stream,

@@ -49,12 +49,47 @@ pub struct EmbeddingsRequest {
     pub input_tokens: u32,
 }
 
-/// Token usage as a provider reports it.
+/// The most tokens one usage number of one request can plausibly count: 100 million, ten
+/// times the largest context window offered today. An upstream's larger numbers are clamped
+/// to this, so that sums of a few of them cannot overflow and one bad answer cannot book an
+/// absurd spend.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 100_000_000;
+
+/// Token usage as a provider reports it, made safe to add up: each number is at most
+/// [`MAX_PLAUSIBLE_TOKENS`] and `cached_tokens` is at most `prompt_tokens`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WireUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
+    /// The provider's numbers could not be taken as they were: one was negative, fractional or
+    /// above [`MAX_PLAUSIBLE_TOKENS`], more tokens were cached than prompted, or the total was
+    /// below one of its parts. The numbers above are then clamped into range; a caller may
+    /// prefer its own count.
+    pub implausible: bool,
+}
+
+impl WireUsage {
+    /// Usage from counts, clamped and flagged as an upstream's would be.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> WireUsage {
+        WireUsage::checked(Count::of(prompt_tokens), Count::of(completion_tokens), Count::of(cached_tokens), None)
+    }
+
+    fn checked(prompt: Count, completion: Count, cached: Count, total: Option<Count>) -> WireUsage {
+        let mut implausible = prompt.odd || completion.odd || cached.odd;
+        if cached.value > prompt.value {
+            implausible = true;
+        }
+        if let Some(total) = total {
+            implausible |= total.odd || total.value < prompt.value.max(completion.value);
+        }
+        WireUsage {
+            prompt_tokens: prompt.value,
+            completion_tokens: completion.value,
+            cached_tokens: cached.value.min(prompt.value),
+            implausible,
+        }
+    }
 }
 
 /// What matters in one upstream stream chunk.
@@ -302,9 +337,11 @@ impl EmbeddingsRequest {
 #[derive(Deserialize)]
 struct RawUsage {
     #[serde(default)]
-    prompt_tokens: u64,
+    prompt_tokens: Count,
     #[serde(default)]
-    completion_tokens: u64,
+    completion_tokens: Count,
+    #[serde(default)]
+    total_tokens: Option<Count>,
     #[serde(default)]
     prompt_tokens_details: Option<RawPromptDetails>,
 }
@@ -312,16 +349,62 @@ struct RawUsage {
 #[derive(Deserialize)]
 struct RawPromptDetails {
     #[serde(default)]
-    cached_tokens: u64,
+    cached_tokens: Count,
 }
 
 impl From<RawUsage> for WireUsage {
     fn from(u: RawUsage) -> WireUsage {
-        WireUsage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            cached_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+        let cached = u.prompt_tokens_details.map_or(Count::default(), |d| d.cached_tokens);
+        WireUsage::checked(u.prompt_tokens, u.completion_tokens, cached, u.total_tokens)
+    }
+}
+
+/// A token count as an upstream wrote it, read without trusting it: any JSON number (or
+/// null, read as zero) becomes a count in `0..=MAX_PLAUSIBLE_TOKENS`, and `odd` says whether
+/// it had to be changed to fit. Other JSON types are refused, as before.
+#[derive(Clone, Copy, Debug, Default)]
+struct Count {
+    value: u64,
+    odd: bool,
+}
+
+impl Count {
+    fn of(n: u64) -> Count {
+        Count { value: n.min(MAX_PLAUSIBLE_TOKENS), odd: n > MAX_PLAUSIBLE_TOKENS }
+    }
+
+    fn of_float(n: f64) -> Count {
+        if n.is_nan() || n < 0.0 {
+            return Count { value: 0, odd: true };
         }
+        // Clamped, then rounded down: the `as` conversion is exact and cannot overflow.
+        let clamped = n.min(MAX_PLAUSIBLE_TOKENS as f64);
+        Count { value: clamped.floor() as u64, odd: clamped != n || n.fract() != 0.0 }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Count, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Count, E> {
+                Ok(Count::of(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Count, E> {
+                Ok(u64::try_from(n).map_or(Count { value: 0, odd: true }, Count::of))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Count, E> {
+                Ok(Count::of_float(n))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Count, E> {
+                Ok(Count::default())
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 

@@ -2,12 +2,14 @@
 //! errors and token estimates. Pure: bytes and JSON in, typed views out.
 
 pub mod chat;
+pub mod display;
 pub mod error;
 pub mod object;
 pub mod sse;
 pub mod tokens;
 
 pub use chat::{ChatRequest, ChunkView, RequestError};
+pub use display::for_log;
 pub use error::error_body;
 pub use sse::{SseEvent, SseParser};
 pub use tokens::estimate_tokens;

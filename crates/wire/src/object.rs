@@ -1,6 +1,8 @@
 //! A JSON object kept as the caller's bytes, with the span of every top-level field, so that a
 //! request can be forwarded with a few fields changed and nothing else re-serialised.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
@@ -25,6 +27,15 @@ pub enum Edit<'a> {
     Insert(usize, String),
 }
 
+/// A key's text between its quotes as serde_json writes it: escaped only where JSON requires.
+fn written_key(key: &str) -> Cow<'_, str> {
+    if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        return Cow::Borrowed(key);
+    }
+    let quoted = serde_json::to_string(key).unwrap_or_default();
+    Cow::Owned(quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default().to_owned())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     #[error("the request body is not valid JSON: {0}")]
@@ -35,7 +46,46 @@ pub enum ObjectError {
     Duplicate(String),
 }
 
-struct Fields<'a>(Vec<(&'a str, &'a RawValue)>);
+/// A top-level key as serde_json reads it: borrowed from the body when it is written without
+/// escapes, decoded into an owned string when it is not.
+enum Key<'a> {
+    Borrowed(&'a str),
+    Decoded(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(k) => k,
+            Key::Decoded(k) => k,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, k: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(k))
+            }
+            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Decoded(k.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, k: String) -> Result<Key<'de>, E> {
+                Ok(Key::Decoded(k))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// The top-level fields in document order, keys decoded, values as their raw text.
+struct Fields<'a>(Vec<(Key<'a>, &'a RawValue)>);
 
 impl<'de> serde::Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -46,8 +96,8 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Vec::new();
-                while let Some((k, v)) = map.next_entry::<&'de str, &'de RawValue>()? {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     fields.push((k, v));
                 }
                 Ok(Fields(fields))
@@ -57,43 +107,75 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
     }
 }
 
+/// The first key, decoded, that appeared before, in linear time.
+fn first_duplicate<'k>(fields: &'k [(Key<'_>, &RawValue)]) -> Option<&'k str> {
+    // Few fields, as in every real request: comparing pairs (at most 496) beats hashing.
+    if fields.len() <= 32 {
+        let mut keys = fields.iter().map(|(k, _)| k.as_str()).enumerate();
+        return keys.find(|(i, k)| fields[..*i].iter().any(|(p, _)| p.as_str() == *k)).map(|(_, k)| k);
+    }
+    let mut seen = HashSet::with_capacity(fields.len());
+    fields.iter().map(|(k, _)| k.as_str()).find(|k| !seen.insert(*k))
+}
+
 fn span_of(base: &str, part: &str) -> Range<usize> {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
     start..start + part.len()
 }
 
 impl RawObject {
+    /// Reads a top-level JSON object. Keys are compared decoded, so a key written with escapes
+    /// (`"mod\u0065l"`) is the same key as its plain spelling, and a repeated one is refused.
+    /// Linear in the size of the body.
+    ///
+    /// When every key is written plainly (the usual case), the bytes are kept as they are.
+    /// Otherwise the object is rewritten once with every key in its plain JSON spelling and
+    /// every value's text unchanged, so that fields can still be found by name.
     pub fn parse(raw: Bytes) -> Result<RawObject, ObjectError> {
         let text = std::str::from_utf8(&raw).map_err(|e| ObjectError::Syntax(e.to_string()))?;
         let fields = match serde_json::from_str::<Fields<'_>>(text) {
-            Ok(f) => f,
-            Err(e) => {
-                // Keys with escape sequences cannot be borrowed: re-encode them plainly once.
-                return match serde_json::from_str::<serde_json::Value>(text) {
-                    Ok(serde_json::Value::Object(map)) if e.to_string().contains("borrowed") => {
-                        let canonical = serde_json::to_vec(&map).map_err(|e| ObjectError::Syntax(e.to_string()))?;
-                        RawObject::parse_plain(Bytes::from(canonical))
-                    }
+            Ok(f) => f.0,
+            // Valid JSON of another type; anything else is a syntax error.
+            Err(e) if e.is_data() => {
+                return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
                     Ok(_) => Err(ObjectError::NotAnObject),
                     Err(e) => Err(ObjectError::Syntax(e.to_string())),
                 };
             }
+            Err(e) => return Err(ObjectError::Syntax(e.to_string())),
         };
-        let mut spans = Vec::with_capacity(fields.0.len());
-        for (k, v) in fields.0 {
-            if spans.iter().any(|(key, _): &(Range<usize>, Range<usize>)| &text[key.clone()] == k) {
-                return Err(ObjectError::Duplicate(k.to_owned()));
-            }
-            spans.push((span_of(text, k), span_of(text, v.get())));
+        if let Some(key) = first_duplicate(&fields) {
+            return Err(ObjectError::Duplicate(key.to_owned()));
         }
-        Ok(RawObject { raw, fields: spans })
+        if fields.iter().all(|(k, _)| matches!(k, Key::Borrowed(_))) {
+            let spans = fields.iter().map(|(k, v)| (span_of(text, k.as_str()), span_of(text, v.get()))).collect();
+            return Ok(RawObject { raw, fields: spans });
+        }
+        Ok(RawObject::canonical(&fields))
     }
 
-    fn parse_plain(raw: Bytes) -> Result<RawObject, ObjectError> {
-        let text = std::str::from_utf8(&raw).map_err(|e| ObjectError::Syntax(e.to_string()))?;
-        let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| ObjectError::Syntax(e.to_string()))?;
-        let spans = fields.0.iter().map(|(k, v)| (span_of(text, k), span_of(text, v.get()))).collect();
-        Ok(RawObject { raw, fields: spans })
+    /// The object rewritten with each key in serde_json's spelling (escapes only where JSON
+    /// requires them) and each value's text as it was, spans recorded as it is written.
+    fn canonical(fields: &[(Key<'_>, &RawValue)]) -> RawObject {
+        let size: usize = fields.iter().map(|(k, v)| k.as_str().len() + v.get().len() + 4).sum();
+        let mut out = String::with_capacity(size + 2);
+        let mut spans = Vec::with_capacity(fields.len());
+        out.push('{');
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            let key_start = out.len();
+            out.push_str(&written_key(k.as_str()));
+            let key = key_start..out.len();
+            out.push_str("\":");
+            let value_start = out.len();
+            out.push_str(v.get());
+            spans.push((key, value_start..out.len()));
+        }
+        out.push('}');
+        RawObject { raw: Bytes::from(out), fields: spans }
     }
 
     fn text(&self) -> &str {
@@ -109,7 +191,9 @@ impl RawObject {
     /// Where a top-level field's value sits in the original bytes.
     pub fn span(&self, key: &str) -> Option<Range<usize>> {
         let text = self.text();
-        self.fields.iter().find(|(k, _)| &text[k.clone()] == key).map(|(_, v)| v.clone())
+        // Keys are kept as written, and written with escapes only where JSON requires them.
+        let written = written_key(key);
+        self.fields.iter().find(|(k, _)| text[k.clone()] == *written).map(|(_, v)| v.clone())
     }
 
     pub fn bytes(&self) -> &Bytes {
@@ -194,5 +278,73 @@ mod tests {
         assert!(matches!(RawObject::parse(Bytes::from_static(b"{")), Err(ObjectError::Syntax(_))));
         let o = obj(r#"{"mod\u0065l":"a"}"#);
         assert_eq!(o.get("model"), Some(r#""a""#));
+    }
+
+    /// Keys are compared decoded: an escaped spelling does not slip past the duplicate check.
+    #[test]
+    fn escaped_keys_are_duplicates_of_their_plain_spelling() {
+        for body in [
+            r#"{"model":"a","mod\u0065l":"b"}"#,
+            r#"{"mod\u0065l":"a","model":"b"}"#,
+            r#"{"mod\u0065l":"a","\u006dodel":"b"}"#,
+            r#"{"x":1,"model":"a","m\u006f\u0064el":"b"}"#,
+        ] {
+            match RawObject::parse(Bytes::from(body.to_owned())) {
+                Err(ObjectError::Duplicate(key)) => assert_eq!(key, "model", "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn escaped_keys_keep_order_values_and_other_keys() {
+        let o = obj(
+            r#"{ "stre\u0061m" : true, "messages": [ {"role":"user"} ], "a\"b\\c\n": 1, "x": {"k\u0065y": 2.50} }"#,
+        );
+        assert_eq!(o.get("stream"), Some("true"));
+        assert_eq!(o.get("messages"), Some(r#"[ {"role":"user"} ]"#), "value text is kept as written");
+        assert_eq!(o.get("x"), Some(r#"{"k\u0065y": 2.50}"#));
+        assert_eq!(o.get("a\"b\\c\n"), Some("1"), "a key that needs escapes is found by its decoded name");
+        assert_eq!(o.get(r#"a\"b\\c\n"#), None, "and not by its escaped spelling");
+        let text = std::str::from_utf8(o.bytes()).unwrap();
+        assert_eq!(text, r#"{"stream":true,"messages":[ {"role":"user"} ],"a\"b\\c\n":1,"x":{"k\u0065y": 2.50}}"#);
+        let out = o.write(&[Edit::Set("model", r#""m""#.into())]);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({"model": "m", "stream": true, "messages": [{"role": "user"}], "a\"b\\c\n": 1, "x": {"key": 2.5}})
+        );
+        // Escaped keys that differ only once decoded are still duplicates.
+        assert!(matches!(
+            RawObject::parse(Bytes::from_static(br#"{"a\nb":1,"a\u000ab":2}"#)),
+            Err(ObjectError::Duplicate(k)) if k == "a\nb"
+        ));
+    }
+
+    /// A body at the 4 MiB limit made of about 260,000 small distinct fields: the
+    /// duplicate check is linear (it used to compare each key with every earlier one, which
+    /// took minutes here). No timing is asserted; a quadratic check would not finish.
+    #[test]
+    fn a_body_of_many_small_fields_parses() {
+        let mut body = String::from(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]"#);
+        let mut n = 0;
+        while body.len() < (4 << 20) - 32 {
+            body.push_str(&format!(",\"f{n}\":{n}"));
+            n += 1;
+        }
+        body.push('}');
+        assert!(n > 250_000, "{n} fields");
+        let o = obj(&body);
+        assert_eq!(o.get("f0"), Some("0"));
+        assert_eq!(o.get(&format!("f{}", n - 1)), Some(format!("{}", n - 1).as_str()));
+        body.pop();
+        // One escaped key: the body is rewritten once, still linearly.
+        let escaped = obj(&format!(r#"{body},"\u0067":true}}"#));
+        assert_eq!(
+            (escaped.get("g"), escaped.get("f1"), escaped.get("model")),
+            (Some("true"), Some("1"), Some(r#""m""#))
+        );
+        body.push_str(r#","\u0066\u0037":0}"#);
+        assert!(matches!(RawObject::parse(Bytes::from(body)), Err(ObjectError::Duplicate(k)) if k == "f7"));
     }
 }

@@ -7,7 +7,13 @@ use std::time::Duration;
 
 use super::raw::{RawDist, RawEmulation, RawFault};
 use super::secret::{Secret, SecretSource, resolve};
+use super::validate::{MAX_MS, bounded_ms};
 use crate::rng::Rng;
+
+/// The largest parameter a [`Dist`] may be given, and the largest value it ever samples.
+pub const DIST_MAX: f64 = 1e9;
+/// The longest answer the emulator may be configured to give, in tokens.
+const MAX_ANSWER_TOKENS: u32 = 1_000_000;
 
 /// How a deployment behaves in the emulator.
 #[derive(Debug, Clone)]
@@ -92,8 +98,10 @@ pub enum FaultKind {
 // === impl Dist ===
 
 impl Dist {
+    /// A sample in `[0, DIST_MAX]`: a log-normal's far tail (or any value that is not a finite
+    /// number) is clamped, so that callers can turn it into a `Duration` without overflow.
     pub fn sample(&self, rng: &mut dyn Rng) -> f64 {
-        match *self {
+        let v = match *self {
             Dist::Fixed(v) => v,
             Dist::Uniform { min, max } => min + (max - min) * rng.next_f64(),
             Dist::LogNormal { median, p99 } => {
@@ -101,7 +109,8 @@ impl Dist {
                 let sigma = (p99 / median).ln() / 2.326_347_874;
                 median * (sigma * rng.next_normal()).exp()
             }
-        }
+        };
+        if v.is_nan() { 0.0 } else { v.clamp(0.0, DIST_MAX) }
     }
 
     /// The distribution's median, for estimates that need one number.
@@ -143,12 +152,24 @@ impl Fault {
     /// Validates one raw fault; `path` prefixes error messages.
     pub fn from_raw(raw: &RawFault, path: &str, errors: &mut Vec<String>) -> Option<Fault> {
         let n_errors = errors.len();
+        for (field, v) in [
+            ("from_ms", raw.from_ms),
+            ("until_ms", raw.until_ms),
+            ("retry_after_ms", raw.retry_after_ms),
+            ("delay_ms", raw.delay_ms),
+            ("duration_ms", raw.duration_ms),
+            ("period_ms", raw.period_ms),
+        ] {
+            if v.is_some_and(|v| v > MAX_MS) {
+                errors.push(format!("{path}.{field}: must be at most {MAX_MS} (365 days)"));
+            }
+        }
         let mut need = |field: &str, present: bool| {
             if !present {
                 errors.push(format!("{path}.{field}: required for kind {}", raw.kind));
             }
         };
-        let ms = Duration::from_millis;
+        let ms = |v: u64| Duration::from_millis(v.min(MAX_MS));
         let kind = match raw.kind.as_str() {
             "outage" => FaultKind::Outage,
             "flap" => {
@@ -239,13 +260,17 @@ pub fn dist_from_raw(raw: &RawDist, path: &str, errors: &mut Vec<String>) -> Opt
     } else {
         return None;
     };
-    let low = match dist {
-        Dist::Fixed(v) => v,
-        Dist::Uniform { min, .. } => min,
-        Dist::LogNormal { median, .. } => median,
+    let (low, high) = match dist {
+        Dist::Fixed(v) => (v, v),
+        Dist::Uniform { min, max } => (min, max),
+        Dist::LogNormal { median, p99 } => (median, p99),
     };
     if !(low >= 0.0 && low.is_finite()) {
         errors.push(format!("{path}: must be >= 0"));
+        return None;
+    }
+    if high.is_nan() || high > DIST_MAX {
+        errors.push(format!("{path}: must be at most {DIST_MAX:e}"));
         return None;
     }
     Some(dist)
@@ -274,6 +299,9 @@ pub(crate) fn emulation_from_raw(
     if answer_tokens.0 == 0 || answer_tokens.1 < answer_tokens.0 {
         errors.push(format!("{path}.answer_tokens: need 0 < min <= max"));
     }
+    if answer_tokens.1 > MAX_ANSWER_TOKENS {
+        errors.push(format!("{path}.answer_tokens: must be at most {MAX_ANSWER_TOKENS}"));
+    }
     if raw.max_concurrency == Some(0) {
         errors.push(format!("{path}.max_concurrency: must be > 0"));
     }
@@ -293,7 +321,7 @@ pub(crate) fn emulation_from_raw(
         tokens_per_s,
         max_concurrency: raw.max_concurrency,
         max_queue: raw.max_queue.unwrap_or(0),
-        retry_after: Duration::from_millis(raw.retry_after_ms.unwrap_or(1000)),
+        retry_after: bounded_ms(raw.retry_after_ms.unwrap_or(1000), &format!("{path}.retry_after_ms"), errors),
         answer_tokens,
         reject_prefill: raw.reject_prefill.unwrap_or(false),
         api_key,

@@ -51,7 +51,17 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: String,
+    /// The largest request body one request may send (413 beyond it).
     pub body_limit_bytes: usize,
+    /// The most request-body bytes all requests together may hold in memory while being read;
+    /// at least `body_limit_bytes` (`server.buffered_body_limit_bytes`, default 64 MiB).
+    pub buffered_body_limit_bytes: usize,
+    /// When set, `/metrics` is served only on this separate address, not on `listen`
+    /// (`server.metrics_listen`; a valid socket address, different from `listen`).
+    pub metrics_listen: Option<String>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>` (`server.metrics_token`,
+    /// a secret reference resolved like a cloud's `api_key`; never empty).
+    pub metrics_token: Option<Secret>,
     pub timeouts: Timeouts,
     /// Longest Retry-After the gateway waits out on the same deployment before moving on.
     pub retry_after_cap: Duration,
@@ -66,6 +76,8 @@ pub struct Timeouts {
     pub first_token: Duration,
     pub stream_idle: Duration,
     pub request: Duration,
+    /// Longest time to receive a whole request body (408 past it; `body_read_ms`, default 30 s).
+    pub body_read: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +201,7 @@ impl Commitment {
     /// Where spend should be by `since_start` into the run, on a straight-line pace.
     pub fn pace(&self, since_start: Duration) -> f64 {
         let term = self.term.as_secs_f64().max(1.0);
-        let elapsed = (self.elapsed_at_start + since_start).as_secs_f64();
+        let elapsed = self.elapsed_at_start.saturating_add(since_start).as_secs_f64();
         self.amount_usd * (elapsed / term).min(1.0)
     }
 }
@@ -237,11 +249,14 @@ pub struct Tenant {
     pub workload: Workload,
 }
 
-/// Config loading failed: a parse error, or every validation error found.
+/// Config loading failed: a YAML syntax error, or every shape or validation error found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The text is not YAML, or is not a mapping of sections.
     #[error("{0}")]
     Parse(String),
+    /// Each entry is `path: message`: unknown fields and wrong types (all of them, when the
+    /// file's shape is wrong), or else every value that failed validation.
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
 }
@@ -256,16 +271,11 @@ impl Config {
     }
 
     /// Validates a config already parsed into a JSON value (a section of a larger file).
+    ///
+    /// Shape errors come first, all together: when any section or list item has the wrong
+    /// shape, those errors are returned without validating values.
     pub fn from_value(value: serde_json::Value, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ConfigError::Parse(inner.to_string())
-            } else {
-                ConfigError::Parse(format!("{path}: {inner}"))
-            }
-        })?;
+        let raw = raw::RawConfig::from_value(value).map_err(ConfigError::Invalid)?;
         validate::validate(raw, secrets)
     }
 
@@ -287,6 +297,11 @@ impl Config {
 
     pub fn tenant(&self, id: TenantId) -> &Tenant {
         &self.tenants[usize::from(id.0)]
+    }
+
+    /// The tenant of that name; names are unique (validation rejects duplicates).
+    pub fn tenant_by_name(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
     }
 
     /// The tenant an API key belongs to, looked up by the key's SHA-256.

@@ -2,22 +2,31 @@
 //!
 //! Every field a user may omit is an `Option` here; defaults are applied in `validate`, so that
 //! this file says exactly what the YAML may contain and nothing more.
+//!
+//! [`RawConfig::from_value`] reads the file section by section and list item by list item, so
+//! that shape errors (unknown fields, wrong types, missing fields) in different places are all
+//! reported together, each with its path.
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file. Not `Deserialize` itself: [`RawConfig::from_value`] reads it piece by piece.
+#[derive(Debug)]
 pub struct RawConfig {
     pub server: Option<RawServer>,
     pub routing: Option<RawRouting>,
     pub clouds: Vec<RawCloud>,
     pub deployments: Vec<RawDeployment>,
     pub aliases: Vec<RawAlias>,
-    #[serde(default)]
+    /// Optional: no tenants means no key is accepted.
     pub tenants: Vec<RawTenant>,
-    #[serde(default)]
+    /// Optional.
     pub commitments: Vec<RawCommitment>,
 }
+
+/// The top-level sections, in the order the file usually has them.
+const SECTIONS: [&str; 7] = ["server", "routing", "clouds", "deployments", "aliases", "tenants", "commitments"];
 
 /// A spend commitment with a cloud (e.g. a multi-year contract).
 #[derive(Debug, Deserialize)]
@@ -40,6 +49,12 @@ pub struct RawCommitment {
 pub struct RawServer {
     pub listen: Option<String>,
     pub body_limit_bytes: Option<u64>,
+    /// The most request-body bytes all requests together may hold while being read.
+    pub buffered_body_limit_bytes: Option<u64>,
+    /// A separate address for `/metrics`; when set, the main listener does not serve it.
+    pub metrics_listen: Option<String>,
+    /// A secret reference (`env:NAME`, `file:PATH`); when set, `/metrics` needs this bearer token.
+    pub metrics_token: Option<String>,
     pub timeouts: Option<RawTimeouts>,
     pub retry_after_cap_ms: Option<u64>,
     pub max_attempts: Option<u32>,
@@ -53,6 +68,8 @@ pub struct RawTimeouts {
     pub first_token_ms: Option<u64>,
     pub stream_idle_ms: Option<u64>,
     pub request_ms: Option<u64>,
+    /// Longest time to receive a whole request body.
+    pub body_read_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,4 +208,101 @@ pub struct RawFault {
     pub after_tokens: Option<u32>,
     pub duration_ms: Option<u64>,
     pub period_ms: Option<u64>,
+}
+
+// === impl RawConfig ===
+
+impl RawConfig {
+    /// Reads a config parsed into a JSON value. Each top-level section and each list item is
+    /// deserialized on its own, so every shape error is collected, each as `path: message`.
+    pub fn from_value(value: Value) -> Result<RawConfig, Vec<String>> {
+        let mut map = match value {
+            Value::Object(map) => map,
+            // An empty file: every required section is reported missing below.
+            Value::Null => Map::new(),
+            other => {
+                return Err(vec![format!(
+                    "the file must be a mapping of sections ({}), not {}",
+                    SECTIONS.join(", "),
+                    kind_of(&other)
+                )]);
+            }
+        };
+        let mut errors = Vec::new();
+        for key in map.keys() {
+            if !SECTIONS.contains(&key.as_str()) {
+                let expected: Vec<String> = SECTIONS.iter().map(|s| format!("`{s}`")).collect();
+                errors.push(format!("{key}: unknown field `{key}`, expected one of {}", expected.join(", ")));
+            }
+        }
+        let raw = RawConfig {
+            server: section(&mut map, "server", &mut errors),
+            routing: section(&mut map, "routing", &mut errors),
+            clouds: list(&mut map, "clouds", true, &mut errors),
+            deployments: list(&mut map, "deployments", true, &mut errors),
+            aliases: list(&mut map, "aliases", true, &mut errors),
+            tenants: list(&mut map, "tenants", false, &mut errors),
+            commitments: list(&mut map, "commitments", false, &mut errors),
+        };
+        if errors.is_empty() { Ok(raw) } else { Err(errors) }
+    }
+}
+
+/// An optional mapping section; absent or `null` is `None`.
+fn section<T: DeserializeOwned>(map: &mut Map<String, Value>, name: &str, errors: &mut Vec<String>) -> Option<T> {
+    match map.remove(name) {
+        None | Some(Value::Null) => None,
+        Some(value) => deserialize_at(value, name, errors),
+    }
+}
+
+/// A list section, each item deserialized on its own so that every bad item is reported.
+fn list<T: DeserializeOwned>(
+    map: &mut Map<String, Value>,
+    name: &str,
+    required: bool,
+    errors: &mut Vec<String>,
+) -> Vec<T> {
+    match map.remove(name) {
+        None if required => {
+            errors.push(format!("{name}: missing field `{name}`"));
+            Vec::new()
+        }
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| deserialize_at(item, &format!("{name}[{i}]"), errors))
+            .collect(),
+        // Not a list: serde says what it is instead.
+        Some(other) => deserialize_at(other, name, errors).unwrap_or_default(),
+    }
+}
+
+/// Deserializes `value`, pushing any error as `path.inner.path: message`.
+fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str, errors: &mut Vec<String>) -> Option<T> {
+    match serde_path_to_error::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner_path = e.path().to_string();
+            let inner = e.into_inner();
+            errors.push(match inner_path.as_str() {
+                "." => format!("{path}: {inner}"),
+                p if p.starts_with('[') => format!("{path}{p}: {inner}"),
+                p => format!("{path}.{p}: {inner}"),
+            });
+            None
+        }
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }

@@ -22,7 +22,12 @@ tenants:
 struct Env;
 impl SecretSource for Env {
     fn env(&self, name: &str) -> Option<String> {
-        (name == "AWS_KEY").then(|| "secret-value".to_owned())
+        match name {
+            "AWS_KEY" => Some("secret-value".to_owned()),
+            "METRICS_TOKEN" => Some("metrics-secret".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
     }
     fn file(&self, path: &str) -> Result<String, String> {
         Err(format!("cannot read {path}"))
@@ -94,4 +99,376 @@ fn fault_plans_validate_per_kind() {
     assert!(err.contains("deployments[0].emulation.faults[0].after_tokens: required for kind cut"), "{err}");
     assert!(err.contains("deployments[0].emulation.faults[1].status: must be an HTTP error status"), "{err}");
     assert!(err.contains("deployments[0].emulation.faults[2].kind: unknown fault kind"), "{err}");
+}
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    match Config::from_yaml(yaml, &Env) {
+        Err(ConfigError::Invalid(errors)) => errors,
+        Err(ConfigError::Parse(e)) => panic!("expected shape or validation errors, got a parse error: {e}"),
+        Ok(_) => panic!("config should be rejected"),
+    }
+}
+
+const SECOND_TENANT: &str = r#"
+  - { name: t, keys: ["sha256:0000000000000000000000000000000000000000000000000000000000000002"], jurisdictions: [us], aliases: ["*"] }
+"#;
+
+#[test]
+fn duplicate_tenant_names_are_rejected() {
+    let errors = errors_of(&format!("{}{}", BASE.trim_end(), SECOND_TENANT));
+    assert_eq!(errors, ["tenants[1].name: duplicate tenant \"t\""]);
+
+    let renamed = format!("{}{}", BASE.trim_end(), SECOND_TENANT.replace("name: t,", "name: t2,"));
+    let config = Config::from_yaml(&renamed, &Env).unwrap();
+    assert_eq!(config.tenant_by_name("t2").map(|t| t.id), Some(TenantId(1)));
+    assert!(config.tenant_by_name("nobody").is_none());
+}
+
+#[test]
+fn duplicate_commitment_names_are_rejected() {
+    let yaml = format!(
+        "{BASE}commitments:\n  - {{ name: c, cloud: aws, amount_usd: 10, term_days: 30, deployments: [] }}\n  \
+         - {{ name: c, cloud: aws, amount_usd: 10, term_days: 30, deployments: [] }}\n"
+    );
+    assert_eq!(errors_of(&yaml), ["commitments[1].name: duplicate commitment \"c\""]);
+}
+
+#[test]
+fn a_huge_commitment_term_is_an_error_not_a_panic() {
+    for term in ["1e308", "1e15", "36501", "18446744073709551615"] {
+        let yaml = format!("{BASE}commitments:\n  - {{ name: c, cloud: aws, amount_usd: 10, term_days: {term} }}\n");
+        let errors = errors_of(&yaml);
+        assert!(
+            errors.iter().any(|e| e.starts_with("commitments[0].term_days: must be > 0 and at most")),
+            "{errors:?}"
+        );
+    }
+    let yaml = format!("{BASE}commitments:\n  - {{ name: c, cloud: aws, amount_usd: 10, term_days: 36500 }}\n");
+    let config = Config::from_yaml(&yaml, &Env).unwrap();
+    let c = &config.commitments[0];
+    assert_eq!(c.term, Duration::from_secs(36_500 * 86_400));
+    assert_eq!(c.pace(Duration::MAX), 10.0);
+}
+
+#[test]
+fn commitment_errors_come_with_every_other_error() {
+    let yaml = format!(
+        "{}commitments:\n  - {{ name: c, cloud: aws, amount_usd: -5, term_days: 30 }}\n",
+        BASE.replace("input_per_mtok: 1", "input_per_mtok: -1")
+    );
+    let errors = errors_of(&yaml);
+    assert_eq!(
+        errors,
+        ["deployments[0].price.input_per_mtok: must be >= 0", "commitments[0].amount_usd: must be > 0"],
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn shape_errors_from_every_section_and_item_come_together() {
+    let yaml = BASE
+        .replace("region: us-east-1", "region: us-east-1\n    colour: red")
+        .replace("jurisdictions: [us], aliases", "jurisdictions: us, aliases")
+        .replace("clouds:", "colour_scheme: dark\nclouds:");
+    let errors = errors_of(&yaml);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].starts_with("colour_scheme: unknown field `colour_scheme`, expected one of `server`"),
+        "{errors:?}"
+    );
+    assert!(errors[1].starts_with("deployments[0].colour: unknown field `colour`"), "{errors:?}");
+    assert!(
+        errors[2].starts_with("tenants[0].jurisdictions: invalid type: string \"us\", expected a sequence"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn shape_errors_name_the_item_and_nested_path() {
+    let two_deployments = BASE.replace(
+        "aliases:\n",
+        "  - { name: d1, cloud: aws, region: r, jurisdiction: us, model: m, endpoint: \"http://x\", price: { input_per_mtok: one } }\naliases:\n",
+    );
+    let yaml = two_deployments
+        .replace("  - { name: aws,", "  - { name: aws, protocl: openai,")
+        .replace("[\"*\"] }", "[\"*\"], workload: [batch] }");
+    let errors = errors_of(&yaml);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].starts_with("clouds[0].protocl: unknown field `protocl`"), "{errors:?}");
+    assert!(errors[1].starts_with("deployments[1].price.input_per_mtok: invalid type: string \"one\""), "{errors:?}");
+    assert!(errors[2].starts_with("tenants[0].workload: invalid type: sequence"), "{errors:?}");
+
+    let errors = errors_of("server: { listen: 1 }\nrouting: 3\n");
+    assert_eq!(
+        errors,
+        [
+            "server.listen: invalid type: integer `1`, expected a string",
+            "routing: invalid type: integer `3`, expected struct RawRouting",
+            "clouds: missing field `clouds`",
+            "deployments: missing field `deployments`",
+            "aliases: missing field `aliases`",
+        ]
+    );
+    let errors = errors_of("[1, 2]");
+    assert!(errors[0].starts_with("the file must be a mapping of sections (server, routing, clouds"), "{errors:?}");
+}
+
+#[test]
+fn new_server_settings_have_defaults() {
+    let config = Config::from_yaml(BASE, &Env).unwrap();
+    let s = &config.server;
+    assert_eq!(s.timeouts.body_read, Duration::from_secs(30));
+    assert_eq!(s.buffered_body_limit_bytes, 64 << 20);
+    assert_eq!(s.metrics_listen, None);
+    assert!(s.metrics_token.is_none());
+}
+
+#[test]
+fn new_server_settings_are_read_and_validated() {
+    let server = "server:\n  listen: 127.0.0.1:8080\n  body_limit_bytes: 1000\n  buffered_body_limit_bytes: 5000\n  \
+                  metrics_listen: 127.0.0.1:9090\n  metrics_token: env:METRICS_TOKEN\n  timeouts: { body_read_ms: 1500 }\n";
+    let config = Config::from_yaml(&format!("{server}{BASE}"), &Env).unwrap();
+    let s = &config.server;
+    assert_eq!(s.timeouts.body_read, Duration::from_millis(1500));
+    assert_eq!(s.body_limit_bytes, 1000);
+    assert_eq!(s.buffered_body_limit_bytes, 5000);
+    assert_eq!(s.metrics_listen.as_deref(), Some("127.0.0.1:9090"));
+    assert_eq!(s.metrics_token.as_ref().map(Secret::expose), Some("metrics-secret"));
+    assert!(!format!("{s:?}").contains("metrics-secret"));
+
+    // Unset, the buffered limit grows to hold one whole body.
+    let big = "server: { body_limit_bytes: 104857600 }\n";
+    let config = Config::from_yaml(&format!("{big}{BASE}"), &Env).unwrap();
+    assert_eq!(config.server.buffered_body_limit_bytes, 100 << 20);
+
+    let bad = |server: &str, expected: &str| check_error(&format!("server:\n{server}\n{BASE}"), expected);
+    bad("  timeouts: { body_read_ms: 0 }", "server.timeouts.body_read_ms: must be > 0");
+    bad(
+        "  body_limit_bytes: 1000\n  buffered_body_limit_bytes: 999",
+        "server.buffered_body_limit_bytes: must be >= server.body_limit_bytes",
+    );
+    bad("  metrics_listen: metrics.local", "server.metrics_listen: must be an address such as 127.0.0.1:9090");
+    bad(
+        "  listen: 127.0.0.1:8080\n  metrics_listen: 127.0.0.1:8080",
+        "server.metrics_listen: must differ from server.listen",
+    );
+    bad("  metrics_token: hunter2", "server.metrics_token: must be a reference, env:NAME or file:PATH");
+    bad("  metrics_token: env:MISSING", "server.metrics_token: environment variable MISSING is not set");
+    bad("  metrics_token: env:EMPTY", "server.metrics_token: the secret is empty");
+    bad("  metrics_token: file:/nope", "server.metrics_token: cannot read /nope");
+    bad("  metrics_port: 9090", "server.metrics_port: unknown field `metrics_port`");
+}
+
+/// A config that sets every number the file may hold; `@name@` marks each one.
+const EVERY_NUMBER: &str = r#"
+server:
+  body_limit_bytes: @body_limit_bytes@
+  buffered_body_limit_bytes: @buffered_body_limit_bytes@
+  retry_after_cap_ms: @retry_after_cap_ms@
+  max_attempts: @max_attempts@
+  timeouts:
+    connect_ms: @connect_ms@
+    first_byte_ms: @first_byte_ms@
+    first_token_ms: @first_token_ms@
+    stream_idle_ms: @stream_idle_ms@
+    request_ms: @request_ms@
+    body_read_ms: @body_read_ms@
+routing:
+  outlier: { consecutive_failures: @consecutive_failures@, base_ejection_ms: @base_ejection_ms@, max_ejection_ms: @max_ejection_ms@, max_ejected_share: @max_ejected_share@ }
+  retry_budget: { ratio: @ratio@, min_per_second: @min_per_second@, window_ms: @window_ms@ }
+  near_tie: @near_tie@
+  default_output_tokens: @default_output_tokens@
+clouds:
+  - { name: aws, protocol: openai }
+deployments:
+  - name: d0
+    cloud: aws
+    region: us-east-1
+    jurisdiction: us
+    model: m
+    endpoint: http://127.0.0.1:1/v1
+    price: { input_per_mtok: @input_per_mtok@, output_per_mtok: @output_per_mtok@, cached_input_per_mtok: @cached_input_per_mtok@ }
+    limits: { rpm: @rpm@, tpm: @tpm@, concurrency: @concurrency@ }
+    capabilities: { context_window: @context_window@ }
+    emulation:
+      ttft_ms: { lognormal: [@median@, @p99@] }
+      tokens_per_s: { uniform: [@uniform_min@, @uniform_max@] }
+      max_concurrency: @max_concurrency@
+      max_queue: @max_queue@
+      retry_after_ms: @emulation_retry_after_ms@
+      answer_tokens: [@answer_min@, @answer_max@]
+      faults:
+        - { kind: error, status: @status@, retry_after_ms: @fault_retry_after_ms@, from_ms: @from_ms@, until_ms: @until_ms@, rate: @rate@ }
+        - { kind: stall, after_tokens: @after_tokens@, duration_ms: @duration_ms@ }
+        - { kind: slow_first_token, delay_ms: @delay_ms@ }
+        - { kind: flap, period_ms: @period_ms@ }
+  - name: d1
+    cloud: aws
+    region: us-east-1
+    jurisdiction: us
+    model: m
+    endpoint: http://127.0.0.1:2/v1
+    price: { input_per_mtok: 1 }
+    emulation: { ttft_ms: { fixed: @fixed@ } }
+aliases:
+  - { name: chat, deployments: [d0, d1] }
+commitments:
+  - { name: c, cloud: aws, amount_usd: @amount_usd@, term_days: @term_days@, elapsed_days: @elapsed_days@, spent_usd: @spent_usd@ }
+"#;
+
+/// Each number's marker, a valid value, and the path its errors must name.
+const NUMBERS: &[(&str, &str, &str)] = &[
+    ("body_limit_bytes", "1000", "server.body_limit_bytes"),
+    ("buffered_body_limit_bytes", "100000", "server.buffered_body_limit_bytes"),
+    ("retry_after_cap_ms", "1000", "server.retry_after_cap_ms"),
+    ("max_attempts", "4", "server.max_attempts"),
+    ("connect_ms", "1000", "server.timeouts.connect_ms"),
+    ("first_byte_ms", "1000", "server.timeouts.first_byte_ms"),
+    ("first_token_ms", "1000", "server.timeouts.first_token_ms"),
+    ("stream_idle_ms", "1000", "server.timeouts.stream_idle_ms"),
+    ("request_ms", "1000", "server.timeouts.request_ms"),
+    ("body_read_ms", "1000", "server.timeouts.body_read_ms"),
+    ("consecutive_failures", "3", "routing.outlier.consecutive_failures"),
+    ("base_ejection_ms", "1000", "routing.outlier.base_ejection_ms"),
+    ("max_ejection_ms", "10000", "routing.outlier.max_ejection_ms"),
+    ("max_ejected_share", "0.5", "routing.outlier.max_ejected_share"),
+    ("ratio", "0.2", "routing.retry_budget.ratio"),
+    ("min_per_second", "5", "routing.retry_budget.min_per_second"),
+    ("window_ms", "10000", "routing.retry_budget.window_ms"),
+    ("near_tie", "0.05", "routing.near_tie"),
+    ("default_output_tokens", "256", "routing.default_output_tokens"),
+    ("input_per_mtok", "1", "deployments[0].price.input_per_mtok"),
+    ("output_per_mtok", "2", "deployments[0].price.output_per_mtok"),
+    ("cached_input_per_mtok", "0.5", "deployments[0].price.cached_input_per_mtok"),
+    ("rpm", "100", "deployments[0].limits.rpm"),
+    ("tpm", "100000", "deployments[0].limits.tpm"),
+    ("concurrency", "8", "deployments[0].limits.concurrency"),
+    ("context_window", "8192", "deployments[0].capabilities.context_window"),
+    ("median", "100", "deployments[0].emulation.ttft_ms"),
+    ("p99", "400", "deployments[0].emulation.ttft_ms"),
+    ("uniform_min", "40", "deployments[0].emulation.tokens_per_s"),
+    ("uniform_max", "80", "deployments[0].emulation.tokens_per_s"),
+    ("max_concurrency", "8", "deployments[0].emulation.max_concurrency"),
+    ("max_queue", "0", "deployments[0].emulation.max_queue"),
+    ("emulation_retry_after_ms", "1000", "deployments[0].emulation.retry_after_ms"),
+    ("answer_min", "16", "deployments[0].emulation.answer_tokens"),
+    ("answer_max", "96", "deployments[0].emulation.answer_tokens"),
+    ("status", "503", "deployments[0].emulation.faults[0].status"),
+    ("fault_retry_after_ms", "1000", "deployments[0].emulation.faults[0].retry_after_ms"),
+    ("from_ms", "0", "deployments[0].emulation.faults[0].from_ms"),
+    ("until_ms", "1000", "deployments[0].emulation.faults[0].until_ms"),
+    ("rate", "0.5", "deployments[0].emulation.faults[0].rate"),
+    ("after_tokens", "3", "deployments[0].emulation.faults[1].after_tokens"),
+    ("duration_ms", "1000", "deployments[0].emulation.faults[1].duration_ms"),
+    ("delay_ms", "1000", "deployments[0].emulation.faults[2].delay_ms"),
+    ("period_ms", "1000", "deployments[0].emulation.faults[3].period_ms"),
+    ("fixed", "100", "deployments[1].emulation.ttft_ms"),
+    ("amount_usd", "1000", "commitments[0].amount_usd"),
+    ("term_days", "365", "commitments[0].term_days"),
+    ("elapsed_days", "10", "commitments[0].elapsed_days"),
+    ("spent_usd", "10", "commitments[0].spent_usd"),
+];
+
+/// Values at and past the edge of every numeric type. (YAML's `.nan` and `.inf` are refused by
+/// the YAML parser itself, with a line and column.)
+const EXTREMES: &[&str] = &[
+    "18446744073709551615",
+    "18446744073709551616",
+    "4294967295",
+    "9223372036854775807",
+    "1e308",
+    "-1e308",
+    "1e-300",
+    "-1",
+    "0",
+    "0.5",
+];
+
+fn every_number(chosen: &str, value: &str) -> String {
+    NUMBERS.iter().fold(EVERY_NUMBER.to_owned(), |yaml, (name, valid, _)| {
+        yaml.replace(&format!("@{name}@"), if *name == chosen { value } else { valid })
+    })
+}
+
+/// What a loaded config's numbers are used for downstream must not overflow either.
+fn use_every_number(config: &Config) {
+    use crate::rng::SplitMix64;
+    let s = &config.server;
+    let longest = Duration::from_secs(365 * 86_400);
+    for t in [s.timeouts.connect, s.timeouts.first_byte, s.timeouts.first_token, s.timeouts.stream_idle] {
+        assert!(t <= longest);
+    }
+    assert!(s.timeouts.request <= longest && s.timeouts.body_read <= longest && s.retry_after_cap <= longest);
+    assert!(s.body_limit_bytes <= s.buffered_body_limit_bytes);
+    let r = &config.routing;
+    assert!(r.outlier.max_ejection <= longest && r.retry_budget.window <= longest);
+    let mut rng = SplitMix64::new(7);
+    for d in &config.deployments {
+        let Some(e) = &d.emulation else { continue };
+        for dist in [e.ttft_ms, e.tokens_per_s] {
+            for _ in 0..2_000 {
+                let v = dist.sample(&mut rng);
+                assert!((0.0..=emulation::DIST_MAX).contains(&v), "{dist:?} sampled {v}");
+                let _ = Duration::from_secs_f64(v / 1000.0) + Duration::from_secs_f64(1.0 / v.max(0.1));
+            }
+        }
+        assert!(e.retry_after <= longest);
+        for f in &e.faults {
+            let _ = f.active(Duration::MAX);
+            assert!(f.window.from <= longest && f.window.until.is_none_or(|u| u <= longest));
+        }
+    }
+    for c in &config.commitments {
+        assert!(c.pace(Duration::MAX).is_finite());
+        assert!(c.pace(Duration::ZERO).is_finite());
+    }
+}
+
+#[test]
+fn every_config_number_is_validated_or_saturated_never_a_panic() {
+    let valid = every_number("", "");
+    use_every_number(&Config::from_yaml(&valid, &Env).unwrap_or_else(|e| panic!("{e}\n{valid}")));
+    let mut failures = Vec::new();
+    for (name, _, path) in NUMBERS {
+        for value in EXTREMES {
+            let yaml = every_number(name, value);
+            let outcome = std::panic::catch_unwind(|| match Config::from_yaml(&yaml, &Env) {
+                Ok(config) => {
+                    use_every_number(&config);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            });
+            // The error names the number's path, or its field when it is checked against a
+            // sibling (`max_ejection_ms: must be >= base_ejection_ms`).
+            let (parent, field) = path.rsplit_once('.').unwrap_or(("", path));
+            match outcome {
+                Err(_) => failures.push(format!("{name} = {value}: panicked")),
+                Ok(Err(e)) if !(e.contains(path) || (e.contains(parent) && e.contains(field))) => {
+                    failures.push(format!("{name} = {value}: error without {path}: {e}"));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn huge_durations_are_errors_naming_their_path() {
+    for (name, path) in [
+        ("request_ms", "server.timeouts.request_ms: must be > 0 and at most 31536000000 (365 days)"),
+        ("body_read_ms", "server.timeouts.body_read_ms: must be > 0 and at most"),
+        ("retry_after_cap_ms", "server.retry_after_cap_ms: must be at most"),
+        ("window_ms", "routing.retry_budget.window_ms: must be at most"),
+        ("until_ms", "deployments[0].emulation.faults[0].until_ms: must be at most"),
+        ("emulation_retry_after_ms", "deployments[0].emulation.retry_after_ms: must be at most"),
+        ("body_limit_bytes", "server.body_limit_bytes: must be > 0 and at most 1073741824 (1 GiB)"),
+        ("buffered_body_limit_bytes", "server.buffered_body_limit_bytes: must be at most 1099511627776 (1 TiB)"),
+    ] {
+        check_error(&every_number(name, "18446744073709551615"), path);
+    }
+    check_error(&every_number("p99", "1e308"), "deployments[0].emulation.ttft_ms: must be at most 1e9");
+    check_error(&every_number("min_per_second", "1e308"), "routing.retry_budget.min_per_second: must be between");
+    check_error(&every_number("answer_max", "4294967295"), "deployments[0].emulation.answer_tokens: must be at most");
 }

@@ -13,6 +13,20 @@ use super::raw::{RawConfig, RawDeployment, RawRouting, RawServer};
 use super::secret::{SecretSource, resolve};
 use super::*;
 
+/// The longest duration any `*_ms` setting may give: 365 days. Longer values would only
+/// overflow clocks downstream (an `Instant` plus a timeout), so they are refused.
+pub(crate) const MAX_MS: u64 = 365 * 24 * 3_600 * 1_000;
+/// The longest commitment term: 100 years.
+const MAX_TERM_DAYS: f64 = 36_500.0;
+/// The largest `server.body_limit_bytes`: 1 GiB.
+const MAX_BODY_LIMIT: u64 = 1 << 30;
+/// The largest `server.buffered_body_limit_bytes`: 1 TiB.
+const MAX_BUFFERED_BODY_LIMIT: u64 = 1 << 40;
+/// The default `server.buffered_body_limit_bytes`: 64 MiB.
+const DEFAULT_BUFFERED_BODY_LIMIT: u64 = 64 << 20;
+/// Ids are `u16`: at most this many clouds, deployments, aliases, tenants or commitments.
+const MAX_ITEMS: usize = u16::MAX as usize;
+
 /// The SHA-256 of an API key, the only form in which keys are stored.
 pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -20,7 +34,7 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 
 pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Config, ConfigError> {
     let mut errors = Vec::new();
-    let server = server(raw.server.unwrap_or_default(), &mut errors);
+    let server = server(raw.server.unwrap_or_default(), secrets, &mut errors);
     let routing = routing(raw.routing.unwrap_or_default(), &mut errors);
 
     let mut clouds = Vec::new();
@@ -48,6 +62,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     if clouds.is_empty() {
         errors.push("clouds: at least one cloud is required".to_owned());
     }
+    check_count("clouds", clouds.len(), &mut errors);
 
     let mut deployments = Vec::new();
     let mut deployment_index = HashMap::new();
@@ -68,9 +83,10 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     if deployments.is_empty() {
         errors.push("deployments: at least one deployment is required".to_owned());
     }
-    if deployments.len() > usize::from(u16::MAX) {
-        errors.push("deployments: too many deployments".to_owned());
-    }
+    check_count("deployments", deployments.len(), &mut errors);
+    check_count("aliases", raw.aliases.len(), &mut errors);
+    check_count("tenants", raw.tenants.len(), &mut errors);
+    check_count("commitments", raw.commitments.len(), &mut errors);
 
     let mut alias_index = HashMap::new();
     for (i, a) in raw.aliases.iter().enumerate() {
@@ -135,9 +151,13 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
 
     let mut tenants = Vec::new();
     let mut key_index = HashMap::new();
+    let mut tenant_names = HashSet::new();
     for (i, t) in raw.tenants.iter().enumerate() {
         let path = format!("tenants[{i}]");
         check_name(&t.name, &format!("{path}.name"), &mut errors);
+        if !tenant_names.insert(t.name.as_str()) {
+            errors.push(format!("{path}.name: duplicate tenant {:?}", t.name));
+        }
         if t.keys.is_empty() {
             errors.push(format!("{path}.keys: at least one key hash is required"));
         }
@@ -193,13 +213,14 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         });
     }
 
-    if !errors.is_empty() {
-        return Err(ConfigError::Invalid(errors));
-    }
     let mut commitments = Vec::new();
+    let mut commitment_names = HashSet::new();
     for (i, c) in raw.commitments.iter().enumerate() {
         let path = format!("commitments[{i}]");
         check_name(&c.name, &format!("{path}.name"), &mut errors);
+        if !commitment_names.insert(c.name.as_str()) {
+            errors.push(format!("{path}.name: duplicate commitment {:?}", c.name));
+        }
         let Some(cloud) = cloud_index.get(&c.cloud).copied() else {
             errors.push(format!("{path}.cloud: unknown cloud {:?}", c.cloud));
             continue;
@@ -207,11 +228,12 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         if !(c.amount_usd > 0.0 && c.amount_usd.is_finite()) {
             errors.push(format!("{path}.amount_usd: must be > 0"));
         }
-        if !(c.term_days > 0.0 && c.term_days.is_finite()) {
-            errors.push(format!("{path}.term_days: must be > 0"));
+        // Also keeps the conversion to a `Duration` below from overflowing.
+        if !(c.term_days > 0.0 && c.term_days <= MAX_TERM_DAYS) {
+            errors.push(format!("{path}.term_days: must be > 0 and at most {MAX_TERM_DAYS} (100 years)"));
         }
         let elapsed = c.elapsed_days.unwrap_or(0.0);
-        if !(0.0..=c.term_days.max(0.0)).contains(&elapsed) {
+        if !(0.0..=c.term_days.clamp(0.0, MAX_TERM_DAYS)).contains(&elapsed) {
             errors.push(format!("{path}.elapsed_days: must be between 0 and term_days"));
         }
         let spent = c.spent_usd.unwrap_or(0.0);
@@ -247,7 +269,8 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             }
             deployment.commitment = Some(id);
         }
-        let day = |days: f64| Duration::from_secs_f64(days.max(0.0) * 86_400.0);
+        // Saturates: out-of-range values were reported above and the config will be refused.
+        let day = |days: f64| Duration::try_from_secs_f64(days * 86_400.0).unwrap_or(Duration::ZERO);
         commitments.push(Commitment {
             id,
             name: c.name.clone(),
@@ -393,14 +416,14 @@ fn deployment(
     }
 }
 
-fn server(raw: RawServer, errors: &mut Vec<String>) -> ServerSettings {
+fn server(raw: RawServer, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> ServerSettings {
     let t = raw.timeouts.unwrap_or_default();
     let mut ms = |field: &str, v: Option<u64>, default: u64| {
         let v = v.unwrap_or(default);
-        if v == 0 {
-            errors.push(format!("server.timeouts.{field}: must be > 0"));
+        if v == 0 || v > MAX_MS {
+            errors.push(format!("server.timeouts.{field}: must be > 0 and at most {MAX_MS} (365 days)"));
         }
-        Duration::from_millis(v)
+        Duration::from_millis(v.min(MAX_MS))
     };
     let timeouts = Timeouts {
         connect: ms("connect_ms", t.connect_ms, 2_000),
@@ -408,25 +431,81 @@ fn server(raw: RawServer, errors: &mut Vec<String>) -> ServerSettings {
         first_token: ms("first_token_ms", t.first_token_ms, 30_000),
         stream_idle: ms("stream_idle_ms", t.stream_idle_ms, 30_000),
         request: ms("request_ms", t.request_ms, 300_000),
+        body_read: ms("body_read_ms", t.body_read_ms, 30_000),
     };
     let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    if listen.parse::<std::net::SocketAddr>().is_err() {
+    let listen_addr = listen.parse::<std::net::SocketAddr>();
+    if listen_addr.is_err() {
         errors.push("server.listen: must be an address such as 127.0.0.1:8080".to_owned());
     }
-    let body_limit = raw.body_limit_bytes.unwrap_or(4 * 1024 * 1024);
-    if body_limit == 0 {
-        errors.push("server.body_limit_bytes: must be > 0".to_owned());
+    if let Some(metrics) = &raw.metrics_listen {
+        match metrics.parse::<std::net::SocketAddr>() {
+            Err(_) => errors.push("server.metrics_listen: must be an address such as 127.0.0.1:9090".to_owned()),
+            Ok(addr) if listen_addr.as_ref().is_ok_and(|l| *l == addr) => {
+                errors.push("server.metrics_listen: must differ from server.listen".to_owned());
+            }
+            Ok(_) => {}
+        }
+    }
+    let metrics_token = raw.metrics_token.as_deref().and_then(|r| match resolve(r, secrets) {
+        Ok(token) if token.expose().is_empty() => {
+            errors.push("server.metrics_token: the secret is empty".to_owned());
+            None
+        }
+        Ok(token) => Some(token),
+        Err(e) => {
+            errors.push(format!("server.metrics_token: {e}"));
+            None
+        }
+    });
+    let body_limit = raw.body_limit_bytes.unwrap_or(4 << 20);
+    if !(1..=MAX_BODY_LIMIT).contains(&body_limit) {
+        errors.push(format!("server.body_limit_bytes: must be > 0 and at most {MAX_BODY_LIMIT} (1 GiB)"));
+    }
+    let body_limit = body_limit.min(MAX_BODY_LIMIT);
+    // Unset, it grows with a larger body limit, so that one whole body always fits.
+    let buffered = raw.buffered_body_limit_bytes.unwrap_or(DEFAULT_BUFFERED_BODY_LIMIT.max(body_limit));
+    if buffered > MAX_BUFFERED_BODY_LIMIT {
+        errors.push(format!("server.buffered_body_limit_bytes: must be at most {MAX_BUFFERED_BODY_LIMIT} (1 TiB)"));
+    } else if buffered < body_limit {
+        errors.push("server.buffered_body_limit_bytes: must be >= server.body_limit_bytes".to_owned());
     }
     let max_attempts = raw.max_attempts.unwrap_or(4);
     if !(1..=16).contains(&max_attempts) {
         errors.push("server.max_attempts: must be between 1 and 16".to_owned());
     }
+    let retry_after_cap = raw.retry_after_cap_ms.unwrap_or(1_000);
+    if retry_after_cap > MAX_MS {
+        errors.push(format!("server.retry_after_cap_ms: must be at most {MAX_MS} (365 days)"));
+    }
     ServerSettings {
         listen,
-        body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
+        body_limit_bytes: to_usize(body_limit),
+        buffered_body_limit_bytes: to_usize(buffered.min(MAX_BUFFERED_BODY_LIMIT)),
+        metrics_listen: raw.metrics_listen,
+        metrics_token,
         timeouts,
-        retry_after_cap: Duration::from_millis(raw.retry_after_cap_ms.unwrap_or(1_000)),
+        retry_after_cap: Duration::from_millis(retry_after_cap.min(MAX_MS)),
         max_attempts,
+    }
+}
+
+/// Saturates on targets whose `usize` is narrower than 64 bits.
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// A `*_ms` setting anywhere in the config: at most [`MAX_MS`], else an error naming `path`.
+pub(crate) fn bounded_ms(v: u64, path: &str, errors: &mut Vec<String>) -> Duration {
+    if v > MAX_MS {
+        errors.push(format!("{path}: must be at most {MAX_MS} (365 days)"));
+    }
+    Duration::from_millis(v.min(MAX_MS))
+}
+
+fn check_count(section: &str, n: usize, errors: &mut Vec<String>) {
+    if n > MAX_ITEMS {
+        errors.push(format!("{section}: too many (at most {MAX_ITEMS})"));
     }
 }
 
@@ -434,8 +513,8 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     let o = raw.outlier.unwrap_or_default();
     let outlier = OutlierSettings {
         consecutive_failures: o.consecutive_failures.unwrap_or(3),
-        base_ejection: Duration::from_millis(o.base_ejection_ms.unwrap_or(1_000)),
-        max_ejection: Duration::from_millis(o.max_ejection_ms.unwrap_or(10_000)),
+        base_ejection: bounded_ms(o.base_ejection_ms.unwrap_or(1_000), "routing.outlier.base_ejection_ms", errors),
+        max_ejection: bounded_ms(o.max_ejection_ms.unwrap_or(10_000), "routing.outlier.max_ejection_ms", errors),
         max_ejected_share: o.max_ejected_share.unwrap_or(0.5),
     };
     if outlier.consecutive_failures == 0 {
@@ -451,13 +530,13 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     let retry_budget = RetryBudgetSettings {
         ratio: b.ratio.unwrap_or(0.2),
         min_per_second: b.min_per_second.unwrap_or(5.0),
-        window: Duration::from_millis(b.window_ms.unwrap_or(10_000)),
+        window: bounded_ms(b.window_ms.unwrap_or(10_000), "routing.retry_budget.window_ms", errors),
     };
     if !(0.0..=10.0).contains(&retry_budget.ratio) {
         errors.push("routing.retry_budget.ratio: must be between 0 and 10".to_owned());
     }
-    if retry_budget.min_per_second.is_nan() || retry_budget.min_per_second < 0.0 {
-        errors.push("routing.retry_budget.min_per_second: must be >= 0".to_owned());
+    if !(0.0..=1e6).contains(&retry_budget.min_per_second) {
+        errors.push("routing.retry_budget.min_per_second: must be between 0 and 1000000".to_owned());
     }
     if retry_budget.window < Duration::from_millis(100) {
         errors.push("routing.retry_budget.window_ms: must be >= 100".to_owned());

@@ -32,6 +32,7 @@ aliases:
 tenants:
   - { name: us-eu, keys: ["sha256:0000000000000000000000000000000000000000000000000000000000000001"], jurisdictions: [us, eu], aliases: ["*"] }
   - { name: eu-only, keys: ["sha256:0000000000000000000000000000000000000000000000000000000000000002"], jurisdictions: [eu], aliases: [chat] }
+  - { name: us-chat-only, keys: ["sha256:0000000000000000000000000000000000000000000000000000000000000003"], jurisdictions: [us], aliases: [chat] }
 "#;
 
 fn config() -> Config {
@@ -206,6 +207,35 @@ fn larger_context_fallback_never_picks_the_same_model() {
     // An alias without fallbacks has nowhere larger to go.
     let req = request(&config, "chat-priority", 0);
     assert!(plan_larger_context(&config, &state, &req, failed, Time::ZERO, &mut SplitMix64::new(1)).is_none());
+}
+
+#[test]
+fn larger_context_fallbacks_obey_the_tenants_alias_list() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let failed = config.deployment_by_name("aws-use1").unwrap();
+    // Tenant 2 may use `chat` but not its fallback `long`.
+    let req = request(&config, "chat", 2);
+    assert!(plan_larger_context(&config, &state, &req, failed, Time::ZERO, &mut SplitMix64::new(1)).is_none());
+    let mut big = request(&config, "chat", 2);
+    big.input_tokens = 500_000;
+    assert!(plan_with_fallbacks(&config, &state, &big, Time::ZERO, &mut SplitMix64::new(1)).unwrap_err().is_context());
+}
+
+#[test]
+fn a_prompt_too_large_for_the_alias_is_planned_on_its_fallback() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut req = request(&config, "chat", 0);
+    req.input_tokens = 500_000;
+    let (planned_request, planned) =
+        plan_with_fallbacks(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(planned_request.alias, config.alias("long").unwrap().id);
+    assert_eq!(names(&config, &planned), ["big"]);
+    // A request that fits stays on its alias.
+    let req = request(&config, "chat", 0);
+    let (planned_request, _) = plan_with_fallbacks(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).unwrap();
+    assert_eq!(planned_request.alias, req.alias);
 }
 
 #[test]

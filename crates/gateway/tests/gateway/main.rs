@@ -3,4 +3,7 @@
 
 mod api;
 mod faults;
+mod leaks;
+mod streams;
 mod support;
+mod surface;

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 
 pub(crate) const KEY: &str = "sk-test-global";
 pub(crate) const EU_KEY: &str = "sk-test-eu";
+/// A tenant in the US that may use `chat` but not its fallback `long`.
+pub(crate) const CHAT_ONLY_KEY: &str = "sk-test-chat-only";
 
 /// Timeouts are generous so that a loaded CI machine cannot trip them; tests of a timeout
 /// shorten the one they test.
@@ -75,14 +77,17 @@ aliases:
 tenants:
   - { name: global, keys: ["KEYHASH"], jurisdictions: [us, eu], aliases: ["*"] }
   - { name: eu-only, keys: ["EUHASH"], jurisdictions: [eu], aliases: [chat, embed] }
+  - { name: chat-only, keys: ["CHATHASH"], jurisdictions: [us], aliases: [chat] }
 "#;
 
 pub(crate) struct Harness {
     pub(crate) emulator: Emulator,
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) base: String,
+    pub(crate) addr: std::net::SocketAddr,
     pub(crate) client: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Fired (or dropped) to shut the gateway down.
+    pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub(crate) struct Reply {
@@ -108,6 +113,7 @@ pub(crate) fn config_text(prefill2: bool, reject2: bool) -> String {
         .replace("REJECT2", &reject2.to_string())
         .replace("KEYHASH", &switchyard_core::config::key_hash_text(KEY))
         .replace("EUHASH", &switchyard_core::config::key_hash_text(EU_KEY))
+        .replace("CHATHASH", &switchyard_core::config::key_hash_text(CHAT_ONLY_KEY))
 }
 
 impl Harness {
@@ -124,13 +130,14 @@ impl Harness {
         }
         let gateway = Gateway::new(config, 1).expect("gateway");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(switchyard_gateway::serve(gateway.clone(), listener, async move {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().build().expect("client");
-        Harness { emulator, gateway, base, client, _stop: stop }
+        Harness { emulator, gateway, base, addr, client, stop: Some(stop) }
     }
 
     /// Installs a fault plan (JSON, as the admin API takes it) on a deployment.

@@ -65,7 +65,10 @@ fn reads_chunks_and_completions() {
     assert_eq!(c.content, "Hi");
     assert!(c.has_output());
     let u = ChunkView::parse(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":1}}}"#).unwrap();
-    assert_eq!(u.usage, Some(WireUsage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 1 }));
+    assert_eq!(
+        u.usage,
+        Some(WireUsage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 1, implausible: false })
+    );
     assert!(ChunkView::parse("{not json").is_none());
     let done = CompletionView::parse(
         br#"{"choices":[{"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#,
@@ -93,4 +96,85 @@ fn embeddings_requests_parse() {
     assert!(
         parse_embeddings_usage(br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":2}}"#).unwrap().is_some()
     );
+}
+
+fn usage_of(text: &str) -> WireUsage {
+    let chunk = format!(r#"{{"choices":[],"usage":{text}}}"#);
+    let usage = ChunkView::parse(&chunk).unwrap_or_else(|| panic!("{text} was refused")).usage;
+    let whole = format!(r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{text}}}"#);
+    assert_eq!(CompletionView::parse(whole.as_bytes()).unwrap().usage, usage, "the same in a whole answer");
+    usage.unwrap_or_else(|| panic!("{text} was dropped"))
+}
+
+#[test]
+fn plausible_usage_is_taken_as_it_is() {
+    let u = usage_of(
+        r#"{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"prompt_tokens_details":{"cached_tokens":12}}"#,
+    );
+    assert_eq!(u, WireUsage { prompt_tokens: 12, completion_tokens: 30, cached_tokens: 12, implausible: false });
+    let u = usage_of(r#"{"prompt_tokens":12.0,"completion_tokens":null}"#);
+    assert_eq!(u, WireUsage { prompt_tokens: 12, completion_tokens: 0, cached_tokens: 0, implausible: false });
+    let max = MAX_PLAUSIBLE_TOKENS;
+    let u = usage_of(&format!(r#"{{"prompt_tokens":{max},"completion_tokens":{max}}}"#));
+    assert_eq!(u, WireUsage { prompt_tokens: max, completion_tokens: max, cached_tokens: 0, implausible: false });
+}
+
+/// Upstream numbers are untrusted: they are clamped and flagged, never wrapped, and reading
+/// them never panics. (Negative and enormous numbers used to make the whole chunk unreadable
+/// or pass through unclamped, and sums of them wrapped.)
+#[test]
+fn implausible_usage_is_clamped_and_flagged() {
+    let max = MAX_PLAUSIBLE_TOKENS;
+    let cases: &[(&str, (u64, u64, u64))] = &[
+        (r#"{"prompt_tokens":18446744073709551615,"completion_tokens":5}"#, (max, 5, 0)),
+        (r#"{"prompt_tokens":18446744073709551616,"completion_tokens":5}"#, (max, 5, 0)),
+        (r#"{"prompt_tokens":1e300,"completion_tokens":1e19}"#, (max, max, 0)),
+        (r#"{"prompt_tokens":100000001,"completion_tokens":0}"#, (max, 0, 0)),
+        (r#"{"prompt_tokens":-5,"completion_tokens":7}"#, (0, 7, 0)),
+        (r#"{"prompt_tokens":-9223372036854775808,"completion_tokens":-1e300}"#, (0, 0, 0)),
+        (r#"{"prompt_tokens":3.5,"completion_tokens":-0.5}"#, (3, 0, 0)),
+        (r#"{"prompt_tokens":4,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":9}}"#, (4, 1, 4)),
+        (r#"{"prompt_tokens":4,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":-1}}"#, (4, 1, 0)),
+        (r#"{"prompt_tokens":10,"completion_tokens":20,"total_tokens":4}"#, (10, 20, 0)),
+        (r#"{"prompt_tokens":10,"completion_tokens":20,"total_tokens":-30}"#, (10, 20, 0)),
+    ];
+    for (text, (prompt, completion, cached)) in cases {
+        let u = usage_of(text);
+        assert_eq!(
+            u,
+            WireUsage {
+                prompt_tokens: *prompt,
+                completion_tokens: *completion,
+                cached_tokens: *cached,
+                implausible: true
+            },
+            "{text}"
+        );
+        // Sums of a few clamped numbers cannot overflow.
+        assert!(u.prompt_tokens.checked_add(u.completion_tokens).and_then(|t| t.checked_mul(1_000)).is_some());
+    }
+    // Other types are not token counts: the chunk is not one, as before.
+    assert!(ChunkView::parse(r#"{"choices":[],"usage":{"prompt_tokens":"12"}}"#).is_none());
+    let embeddings = br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":1e300,"total_tokens":1e300}}"#;
+    let u = parse_embeddings_usage(embeddings).unwrap().unwrap();
+    assert_eq!((u.prompt_tokens, u.implausible), (MAX_PLAUSIBLE_TOKENS, true));
+}
+
+#[test]
+fn usage_from_counts_is_checked_too() {
+    assert_eq!(
+        WireUsage::new(3, 4, 1),
+        WireUsage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1, implausible: false }
+    );
+    assert_eq!(
+        WireUsage::new(u64::MAX, 4, u64::MAX),
+        WireUsage {
+            prompt_tokens: MAX_PLAUSIBLE_TOKENS,
+            completion_tokens: 4,
+            cached_tokens: MAX_PLAUSIBLE_TOKENS,
+            implausible: true
+        }
+    );
+    assert!(WireUsage::new(1, 0, 2).implausible);
+    assert_eq!(WireUsage::default(), WireUsage::new(0, 0, 0));
 }

@@ -1,0 +1,71 @@
+//! What a stream reads like to a client that checks every chunk: one identity and one role
+//! from start to end, the model that served it in the usage chunk, the route at the end, and
+//! the true reason when a stream ends early.
+
+use serde_json::{Value, json};
+use switchyard_wire::sse::SseParser;
+
+use crate::support::*;
+
+/// Every event of a stream, as JSON (`[DONE]` as a string), and the comment lines.
+async fn events(h: &Harness, body: Value) -> (Vec<Value>, String) {
+    let text = h.open_stream(KEY, body).await.text().await.unwrap();
+    let mut parser = SseParser::default();
+    let mut out = Vec::new();
+    parser.push(text.as_bytes(), &mut out).unwrap();
+    parser.finish(&mut out);
+    let comments = text.lines().filter(|l| l.starts_with(':')).collect::<Vec<_>>().join("\n");
+    let values = out.into_iter().map(|e| serde_json::from_str(&e.data).unwrap_or(Value::String(e.data))).collect();
+    (values, comments)
+}
+
+fn with_usage(mut body: Value) -> Value {
+    body["stream_options"] = json!({"include_usage": true});
+    body
+}
+
+#[tokio::test]
+async fn a_continued_stream_keeps_one_identity_and_one_role() {
+    let h = Harness::start().await;
+    h.faults("d1", r#"[{"kind":"cut","after_tokens":4}]"#);
+    let (events, comments) = events(&h, with_usage(ask("chat", "one identity"))).await;
+    let chunks: Vec<&Value> = events.iter().filter(|e| e.is_object()).collect();
+    let first = chunks[0];
+    for chunk in &chunks {
+        assert_eq!(chunk["id"], first["id"], "{chunk}");
+        assert_eq!(chunk["created"], first["created"], "{chunk}");
+        assert_eq!(chunk["model"], "model-one", "{chunk}");
+    }
+    let roles = chunks.iter().filter(|c| c.pointer("/choices/0/delta/role").is_some()).count();
+    assert_eq!(roles, 1, "exactly one role delta");
+    let text: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/content")?.as_str()).collect();
+    assert_eq!(text, expected_answer("one identity"));
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["usage"]["completion_tokens"], 12);
+    assert!(comments.contains("x-switchyard-route: d1,d2"), "{comments}");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+}
+
+#[tokio::test]
+async fn the_usage_chunk_names_the_model_that_served_after_failover() {
+    let h = Harness::start().await;
+    h.faults("d1", r#"[{"kind":"outage"}]"#);
+    let (events, comments) = events(&h, with_usage(ask("chat", "failover"))).await;
+    let chunks: Vec<&Value> = events.iter().filter(|e| e.is_object()).collect();
+    let last = chunks.last().unwrap();
+    assert!(last["usage"].is_object(), "{last}");
+    assert_eq!(last["model"], "model-two");
+    assert_eq!(last["id"], chunks[0]["id"]);
+    assert_ne!(last["created"], 0);
+    assert!(comments.contains("x-switchyard-route: d2"), "{comments}");
+}
+
+#[tokio::test]
+async fn a_stream_ended_by_the_deadline_says_deadline() {
+    let h = Harness::with_config(&config_text(true, false).replace("request_ms: 8000", "request_ms: 800")).await;
+    h.faults("d1", r#"[{"kind":"stall","after_tokens":3}]"#);
+    let r = h.stream(KEY, ask("solo", "too slow")).await;
+    let error = r.error.expect("an error event");
+    assert_eq!(error["code"], "deadline_exceeded", "{error}");
+    assert!(!r.done);
+}
