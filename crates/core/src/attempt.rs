@@ -41,6 +41,10 @@ pub enum AttemptError {
     StreamCut,
     #[error("stream stalled after content was sent")]
     StreamStalled,
+    /// The gateway itself ran short (file descriptors, ephemeral ports, memory) before the
+    /// request left: says nothing about the deployment.
+    #[error("the gateway is out of local resources: {detail}")]
+    LocalResource { detail: String },
 }
 
 /// What the attempt loop does next after a failure.
@@ -74,7 +78,7 @@ pub enum HealthSignal {
 
 impl AttemptError {
     /// Every value [`AttemptError::kind`] can take, in [`AttemptError::kind_index`] order.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 16] = [
         "connect_failed",
         "connect_timeout",
         "reset",
@@ -90,6 +94,7 @@ impl AttemptError {
         "upstream_refused",
         "stream_cut",
         "stream_stalled",
+        "local_resource",
     ];
 
     /// A bounded label for metrics.
@@ -115,6 +120,7 @@ impl AttemptError {
             AttemptError::UpstreamRefused { .. } => 12,
             AttemptError::StreamCut => 13,
             AttemptError::StreamStalled => 14,
+            AttemptError::LocalResource { .. } => 15,
         }
     }
 
@@ -134,7 +140,8 @@ impl AttemptError {
             AttemptError::RateLimited { retry_after } => HealthSignal::Capacity { retry_after: *retry_after },
             AttemptError::ContextLengthExceeded { .. }
             | AttemptError::ContentFiltered { .. }
-            | AttemptError::ClientError { .. } => HealthSignal::Neutral,
+            | AttemptError::ClientError { .. }
+            | AttemptError::LocalResource { .. } => HealthSignal::Neutral,
         }
     }
 }
@@ -152,7 +159,9 @@ pub fn decide(error: &AttemptError, same_retries: u32, retry_after_cap: Duration
         | AttemptError::FirstTokenTimeout
         | AttemptError::InvalidResponse { .. }
         | AttemptError::CutBeforeContent
-        | AttemptError::UpstreamRefused { .. } => Decision::NextDeployment,
+        | AttemptError::UpstreamRefused { .. }
+        // Another deployment may still have a pooled connection.
+        | AttemptError::LocalResource { .. } => Decision::NextDeployment,
         AttemptError::RateLimited { retry_after } => match retry_after {
             Some(wait) if *wait <= retry_after_cap && same_retries == 0 => Decision::RetrySame { after: *wait },
             Some(_) | None => Decision::NextDeployment,
@@ -309,6 +318,8 @@ mod tests {
         check(E::ClientError { status: 422, message: String::new(), code: None }, 0, D::ReturnToCaller);
         check(E::StreamCut, 0, D::ContinueStream);
         check(E::StreamStalled, 0, D::ContinueStream);
+        check(E::LocalResource { detail: "EMFILE".into() }, 0, D::NextDeployment);
+        assert_eq!(E::LocalResource { detail: String::new() }.health_signal(), HealthSignal::Neutral);
     }
 
     #[test]

@@ -56,12 +56,17 @@ pub enum ApiError {
 fn all_failed_message(reason: &Exhausted, attempts: &[FailedAttempt]) -> String {
     let why = match reason {
         Exhausted::Plan if all_rate_limited(attempts) => "every eligible deployment is rate limited",
+        Exhausted::Plan if all_local(attempts) => "the gateway is out of local resources",
         Exhausted::Plan => "every eligible deployment failed",
         Exhausted::MaxAttempts => "the attempt limit was reached",
         Exhausted::RetryBudget => "the retry budget is spent (too many failures right now)",
     };
     let list: Vec<String> = attempts.iter().map(|(d, e)| format!("{d}: {e}")).collect();
     format!("{why}; attempts: [{}]", list.join("; "))
+}
+
+fn all_local(attempts: &[FailedAttempt]) -> bool {
+    !attempts.is_empty() && attempts.iter().all(|(_, e)| matches!(e, AttemptError::LocalResource { .. }))
 }
 
 fn all_rate_limited(attempts: &[FailedAttempt]) -> bool {
@@ -209,6 +214,9 @@ impl ApiError {
                 Exhausted::RetryBudget => {
                     Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("retry_budget_exhausted"), None)
                         .retry_after(second)
+                }
+                Exhausted::Plan if all_local(attempts) => {
+                    Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("overloaded"), None).retry_after(second)
                 }
                 Exhausted::Plan if all_rate_limited(attempts) => {
                     Parts::new(S::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded"), None)

@@ -333,6 +333,11 @@ pub fn serve_workers(
         Some(addr) => {
             let parsed: std::net::SocketAddr =
                 addr.parse().map_err(|_| StartError::Bind(addr.clone(), std::io::ErrorKind::InvalidInput.into()))?;
+            if parsed == bound {
+                // SO_REUSEPORT would let both bind and split traffic between them.
+                let same = std::io::Error::new(std::io::ErrorKind::AddrInUse, "the metrics listener is the API's");
+                return Err(StartError::Bind(addr.clone(), same));
+            }
             Some(reuseport_listener(parsed).map_err(|e| StartError::Bind(addr.clone(), e))?)
         }
         None => None,

@@ -175,6 +175,9 @@ async fn read_capped(body: Incoming, limit: Duration) -> Bytes {
 
 /// Transport failures before a response: connect problems and resets.
 pub fn classify_transport(error: &hyper_util::client::legacy::Error) -> AttemptError {
+    if let Some(local) = first_io(error).and_then(local_resource) {
+        return local;
+    }
     if error.is_connect() {
         if io_kind(error) == Some(std::io::ErrorKind::TimedOut) {
             return AttemptError::ConnectTimeout;
@@ -184,16 +187,35 @@ pub fn classify_transport(error: &hyper_util::client::legacy::Error) -> AttemptE
     AttemptError::ResetBeforeHeaders
 }
 
-/// The kind of the first I/O error in a source chain.
-fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+/// Errors that mean this machine ran short, not that the deployment failed: out of file
+/// descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), or local ports
+/// (EADDRNOTAVAIL). Linux numbers.
+pub fn local_resource(error: &std::io::Error) -> Option<AttemptError> {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const EADDRNOTAVAIL: i32 = 99;
+    const ENOBUFS: i32 = 105;
+    let code = error.raw_os_error()?;
+    matches!(code, ENOMEM | ENFILE | EMFILE | EADDRNOTAVAIL | ENOBUFS)
+        .then(|| AttemptError::LocalResource { detail: error.to_string() })
+}
+
+/// The first I/O error in a source chain.
+fn first_io<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e std::io::Error> {
     let mut e: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = e {
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+            return Some(io);
         }
         e = current.source();
     }
     None
+}
+
+/// The kind of the first I/O error in a source chain.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    first_io(error).map(std::io::Error::kind)
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -302,6 +324,30 @@ fn http_date(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_locally_is_not_the_deployments_fault() {
+        for code in [12, 23, 24, 99, 105] {
+            let error = std::io::Error::from_raw_os_error(code);
+            assert!(matches!(local_resource(&error), Some(AttemptError::LocalResource { .. })), "{code}");
+        }
+        assert_eq!(local_resource(&std::io::Error::from_raw_os_error(111)), None, "ECONNREFUSED is the deployment's");
+        assert_eq!(local_resource(&std::io::Error::other("x")), None);
+    }
+
+    #[test]
+    fn provider_error_codes_pass_through() {
+        let body = br#"{"error":{"message":"no","code":"content_policy_violation"}}"#;
+        let code = match classify_status(400, None, body) {
+            AttemptError::ContentFiltered { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code.as_deref(), Some("content_policy_violation"));
+        let body = br#"{"error":{"message":"bad","code":"invalid_value"}}"#;
+        assert!(
+            matches!(classify_status(422, None, body), AttemptError::ClientError { code: Some(c), .. } if c == "invalid_value")
+        );
+    }
 
     #[test]
     fn statuses_classify_into_attempt_errors() {

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_core::config::emulation::faults_from_raw;
 use switchyard_core::config::raw::RawFault;
-use switchyard_core::config::{Config, NoSecrets};
+use switchyard_core::config::{Config, NoSecrets, SecretSource};
 use switchyard_emulator::{Bind, Emulator, Seen, answer_tokens, conversation_key};
 use switchyard_gateway::Gateway;
 use switchyard_wire::sse::{SseEvent, SseParser};
@@ -122,9 +122,13 @@ impl Harness {
     }
 
     pub(crate) async fn with_config(text: &str) -> Harness {
-        let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
+        Harness::with_secrets(text, &NoSecrets).await
+    }
+
+    pub(crate) async fn with_secrets(text: &str, secrets: &dyn SecretSource) -> Harness {
+        let emulated = Config::from_yaml(text, secrets).expect("test config");
         let emulator = Emulator::start(&emulated, Bind::Ephemeral, None, 1).await.expect("emulator");
-        let mut config = Config::from_yaml(text, &NoSecrets).expect("test config");
+        let mut config = Config::from_yaml(text, secrets).expect("test config");
         for d in &mut config.deployments {
             d.endpoint = emulator.deployment(&d.name).expect("emulated").endpoint();
         }

@@ -202,3 +202,53 @@ async fn readyz_fails_when_every_deployment_refuses_and_when_draining() {
     let text = stream.await.unwrap();
     assert!(text.contains("[DONE]"), "{text}");
 }
+
+struct MetricsToken;
+
+impl switchyard_core::config::SecretSource for MetricsToken {
+    fn env(&self, name: &str) -> Option<String> {
+        (name == "METRICS_TOKEN").then(|| "s3cret".to_owned())
+    }
+    fn file(&self, path: &str) -> Result<String, String> {
+        Err(format!("no file {path}"))
+    }
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_when_one_is_set() {
+    let text = config_text(true, false)
+        .replace("body_limit_bytes: 65536", "body_limit_bytes: 65536\n  metrics_token: env:METRICS_TOKEN");
+    let h = Harness::with_secrets(&text, &MetricsToken).await;
+    let url = format!("{}/metrics", h.base);
+    assert_eq!(h.client.get(&url).send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(h.client.get(&url).bearer_auth("wrong").send().await.unwrap().status().as_u16(), 401);
+    let r = h.client.get(&url).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("switchyard_requests_total"));
+}
+
+#[tokio::test]
+async fn metrics_on_their_own_listener_are_not_on_the_api_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_text(true, false)
+        .replace("body_limit_bytes: 65536", &format!("body_limit_bytes: 65536\n  metrics_listen: 127.0.0.1:{port}"));
+    let h = Harness::with_config(&text).await;
+    let r = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404, "not on the API listener");
+    let gw = h.gateway.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let workers = tokio::task::spawn_blocking(move || switchyard_gateway::serve_workers(gw, addr, 1, stopped));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = h.client.get(&url).send().await {
+            body = r.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(body.contains("switchyard_requests_total"), "{body}");
+    stop.send(true).unwrap();
+    workers.await.unwrap().unwrap();
+}
