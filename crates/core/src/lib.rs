@@ -10,6 +10,7 @@ pub mod config;
 pub mod estimator;
 pub mod fixture;
 pub mod health;
+pub mod lifecycle;
 pub mod plan;
 pub mod ratelimit;
 pub mod rng;

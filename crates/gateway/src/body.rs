@@ -79,21 +79,31 @@ pub(crate) async fn read_body(gw: &Gateway, headers: &HeaderMap, body: Body) -> 
         return Err(refuse(gw, headers, body, deadline, e).await);
     }
     let mut body = body;
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    // A body that arrives in one frame (the usual case) is kept as it is, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    // One timer for the whole body, not one per frame.
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
     loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(ApiError::BodyTimeout(server.timeouts.body_read)),
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = &mut timer => return Err(ApiError::BodyTimeout(server.timeouts.body_read)),
+        };
+        let frame = match frame {
+            None => break,
+            Some(Err(_)) => {
                 return Err(ApiError::BadRequest {
                     message: "the request body was cut off before its end".to_owned(),
                     param: None,
                 });
             }
-            Ok(Some(Ok(frame))) => frame,
+            Some(Ok(frame)) => frame,
         };
         let Ok(data) = frame.into_data() else { continue };
-        let len = buf.len().saturating_add(data.len());
+        let held = first.as_ref().map_or(buf.len(), Bytes::len);
+        let len = held.saturating_add(data.len());
         if len > limit {
             drop(hold);
             return Err(refuse(gw, headers, body, deadline, ApiError::PayloadTooLarge(limit)).await);
@@ -102,9 +112,17 @@ pub(crate) async fn read_body(gw: &Gateway, headers: &HeaderMap, body: Body) -> 
             drop(hold);
             return Err(refuse(gw, headers, body, deadline, e).await);
         }
-        buf.extend_from_slice(&data);
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(earlier) => {
+                buf.reserve(declared.unwrap_or(len).max(len));
+                buf.extend_from_slice(&earlier);
+                buf.extend_from_slice(&data);
+            }
+        }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Reads and discards what is left of a refused body (bounded in bytes and by the body

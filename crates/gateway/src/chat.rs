@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use switchyard_core::AttemptError;
@@ -20,7 +20,6 @@ use tokio::time::Instant;
 use crate::attempts::{Attempts, Won, account, within};
 use crate::authenticated_body;
 use crate::error::ApiError;
-use tracing::Instrument;
 
 use crate::metrics::Api;
 use crate::{Gateway, caller_text};
@@ -31,9 +30,8 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let mut watch = Watch { gw: &gw, api: Api::Chat, answered: false };
-    // One span per request (DEBUG: free unless asked for); attempts get their own inside it.
-    let span = tracing::debug_span!("request", api = "chat");
-    let result = chat(gw.clone(), request, started, &mut watch.api).instrument(span).await;
+    // The request's span (with its id) is the edge's; attempts get their own inside it.
+    let result = chat(gw.clone(), request, started, &mut watch.api).await;
     watch.answered = true;
     finish_metrics(&gw, watch.api, started, result)
 }
@@ -41,8 +39,7 @@ pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Re
 pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let mut watch = Watch { gw: &gw, api: Api::Embeddings, answered: false };
-    let span = tracing::debug_span!("request", api = "embeddings");
-    let result = embed(&gw, request, started).instrument(span).await;
+    let result = embed(&gw, request, started).await;
     watch.answered = true;
     finish_metrics(&gw, Api::Embeddings, started, result)
 }
@@ -139,15 +136,19 @@ async fn read_all(response: switchyard_providers::Response) -> Result<Bytes, Att
     }
 }
 
+pub(crate) const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-switchyard-deployment");
+pub(crate) const CLOUD_HEADER: HeaderName = HeaderName::from_static("x-switchyard-cloud");
+pub(crate) const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+
 pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deployment: &Deployment, n_attempts: u32) {
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&won_deployment.name) {
-        headers.insert("x-switchyard-deployment", v);
+        headers.insert(DEPLOYMENT_HEADER, v);
     }
     if let Ok(v) = HeaderValue::from_str(&gw.config.cloud_of(won_deployment.id).name) {
-        headers.insert("x-switchyard-cloud", v);
+        headers.insert(CLOUD_HEADER, v);
     }
-    headers.insert("x-switchyard-attempts", HeaderValue::from(n_attempts));
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(n_attempts));
 }
 
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {

@@ -249,9 +249,9 @@ impl IntoResponse for ApiError {
             headers.insert("retry-after-ms", HeaderValue::from(ms));
         }
         if let Some(attempts) = self.attempts() {
-            headers.insert("x-switchyard-attempts", HeaderValue::from(attempts.len()));
+            headers.insert(crate::chat::ATTEMPTS_HEADER, HeaderValue::from(attempts.len()));
             if let Some(v) = attempts.last().and_then(|(d, _)| HeaderValue::from_str(d).ok()) {
-                headers.insert("x-switchyard-deployment", v);
+                headers.insert(crate::chat::DEPLOYMENT_HEADER, v);
             }
         }
         if let ApiError::MethodNotAllowed { allow, .. } = &self

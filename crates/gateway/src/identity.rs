@@ -3,24 +3,42 @@
 //! without repeating the assistant's role delta. What really served each part is told apart
 //! in the route comment at the end of the stream and in the logs.
 
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
+/// The three fields, each kept as its JSON text.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Identity {
-    pub(crate) id: Value,
-    pub(crate) created: Value,
-    pub(crate) model: Value,
+    pub(crate) id: String,
+    pub(crate) created: String,
+    pub(crate) model: String,
+}
+
+/// Just the identity fields of a chunk, borrowed; everything else is skipped unread.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    created: Option<&'a RawValue>,
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
 }
 
 impl Identity {
     /// The identity a stream takes from its first chunk; `model` when the chunk names none.
     pub(crate) fn of(chunk: &[u8], model: &str) -> Identity {
-        let value: Value = serde_json::from_slice(chunk).unwrap_or(Value::Null);
-        let field = |name: &str| value.get(name).filter(|v| !v.is_null()).cloned();
+        let head = serde_json::from_slice::<Head<'_>>(chunk).ok();
+        let text = |raw: Option<&RawValue>| raw.map(RawValue::get).filter(|v| *v != "null").map(str::to_owned);
+        let (id, created, model_text) = match &head {
+            Some(h) => (text(h.id), text(h.created), text(h.model)),
+            None => (None, None, None),
+        };
         Identity {
-            id: field("id").unwrap_or_else(|| Value::from("chatcmpl-switchyard")),
-            created: field("created").unwrap_or_else(|| Value::from(0)),
-            model: field("model").unwrap_or_else(|| Value::from(model)),
+            id: id.unwrap_or_else(|| "\"chatcmpl-switchyard\"".to_owned()),
+            created: created.unwrap_or_else(|| "0".to_owned()),
+            model: model_text.unwrap_or_else(|| Value::from(model).to_string()),
         }
     }
 
@@ -30,9 +48,11 @@ impl Identity {
         let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(chunk) else {
             return chunk.to_vec();
         };
-        object.insert("id".to_owned(), self.id.clone());
-        object.insert("created".to_owned(), self.created.clone());
-        object.insert("model".to_owned(), self.model.clone());
+        for (name, text) in [("id", &self.id), ("created", &self.created), ("model", &self.model)] {
+            if let Ok(value) = serde_json::from_str::<Value>(text) {
+                object.insert(name.to_owned(), value);
+            }
+        }
         if let Some(Value::Array(choices)) = object.get_mut("choices") {
             for choice in choices {
                 if let Some(Value::Object(delta)) = choice.get_mut("delta") {
@@ -41,6 +61,17 @@ impl Identity {
             }
         }
         serde_json::to_vec(&object).unwrap_or_else(|_| chunk.to_vec())
+    }
+
+    /// The usage chunk that ends a stream, under this identity.
+    pub(crate) fn usage_chunk(&self, prompt: u64, completion: u64) -> String {
+        format!(
+            r#"{{"id":{},"object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+            self.id,
+            self.created,
+            self.model,
+            prompt.saturating_add(completion),
+        )
     }
 }
 
@@ -65,8 +96,17 @@ mod tests {
     #[test]
     fn a_chunk_without_identity_fields_gets_defaults() {
         let identity = Identity::of(b"{}", "chat");
-        assert_eq!(identity.model, "chat");
-        assert_eq!(identity.created, 0);
+        assert_eq!(identity.model, "\"chat\"");
+        assert_eq!(identity.created, "0");
         assert_eq!(identity.rewrite(b"not json"), b"not json");
+    }
+
+    #[test]
+    fn the_usage_chunk_is_json_under_the_identity() {
+        let identity = Identity::of(br#"{"id":"x\"y","created":5,"model":"m"}"#, "chat");
+        let chunk: Value = serde_json::from_str(&identity.usage_chunk(3, 4)).unwrap();
+        assert_eq!(chunk["id"], "x\"y");
+        assert_eq!(chunk["usage"]["total_tokens"], 7);
+        assert_eq!(chunk["choices"], serde_json::json!([]));
     }
 }

@@ -7,6 +7,7 @@
 mod attempts;
 mod body;
 mod chat;
+mod edge;
 mod error;
 mod identity;
 pub mod metrics;
@@ -41,6 +42,7 @@ pub struct Gateway {
     body_bytes: body::BodyBytes,
     /// Set when shutdown begins: `/readyz` fails and the listeners close.
     draining: AtomicBool,
+    request_ids: edge::RequestIds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,7 @@ impl Gateway {
             metrics,
             body_bytes: body::BodyBytes::default(),
             draining: AtomicBool::new(false),
+            request_ids: edge::RequestIds::new(seed),
         }))
     }
 
@@ -107,7 +110,11 @@ impl Gateway {
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"));
         };
-        self.config.tenant_for_key(key).ok_or(ApiError::Unauthorized("invalid API key"))
+        let (tenant, key_id) = self.config.key_for(key).ok_or(ApiError::Unauthorized("invalid API key"))?;
+        let span = tracing::Span::current();
+        span.record("tenant", tracing::field::display(&tenant.name));
+        span.record("key", tracing::field::display(key_id));
+        Ok(tenant)
     }
 
     /// The alias a tenant asked for, if it exists, is of the right kind and is allowed.
@@ -140,7 +147,8 @@ pub(crate) async fn authenticated_body(gw: &Gateway, request: Request) -> Result
     }
 }
 
-/// The gateway's routes, as a service that tests can call without sockets. `/metrics` is here
+/// The gateway's routes, as a service that tests can call without sockets (`serve` puts the
+/// request id and the `Host` check of `edge` in front of them). `/metrics` is here
 /// unless `server.metrics_listen` puts it on a listener of its own ([`metrics_app`]).
 pub fn app(gw: Arc<Gateway>) -> Router {
     let mut router = Router::new()
@@ -152,7 +160,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
     if gw.config.server.metrics_listen.is_none() {
         router = router.route("/metrics", get(metrics_text).fallback(not_allowed("GET, HEAD")));
     }
-    router.fallback(not_found).layer(axum::middleware::from_fn(require_host)).with_state(gw)
+    router.fallback(not_found).with_state(gw)
 }
 
 /// `/metrics` alone, for the separate listener of `server.metrics_listen`.
@@ -174,15 +182,6 @@ fn not_allowed(
         let error = ApiError::MethodNotAllowed { method: caller_text(method.as_str()), allow: allow.to_owned() };
         std::future::ready(error.into_response())
     }
-}
-
-/// HTTP/1.1 requires `Host`; a request without one is refused (400) before any routing.
-async fn require_host(request: Request, next: axum::middleware::Next) -> Response {
-    if request.version() == axum::http::Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
-        let message = "HTTP/1.1 requests must carry a Host header".to_owned();
-        return ApiError::BadRequest { message, param: None }.into_response();
-    }
-    next.run(request).await
 }
 
 /// Caller-supplied text as it may appear in a log line or an error message: control
@@ -211,7 +210,10 @@ async fn serve_router(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    let service = {
+        let gw = gw.clone();
+        hyper::service::service_fn(move |request| edge::handle(gw.clone(), router.clone(), request))
+    };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(8 * 1024).writev(true).timer(hyper_util::rt::TokioTimer::new());

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::json;
 use switchyard_core::AttemptError;
 use switchyard_core::config::{AliasId, Deployment, DeploymentId};
 use switchyard_core::plan::{PlanRequest, plan};
@@ -29,6 +28,7 @@ use switchyard_wire::error::error_event;
 use switchyard_wire::sse::{DONE_EVENT, SseEvent, SseParser, data_event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::attempts::{AttemptGuard, Attempts, Won, account, within};
@@ -215,12 +215,15 @@ pub(crate) async fn run(
         n_attempts,
         attempt: Some(attempt),
         prefill_tokens: 0,
+        first_chunk: None,
         identity: None,
         route: vec![served_by.id],
     };
     // The relay runs inside the response body, in the caller's connection task: no task of its
     // own, and dropped with the connection if the caller goes away.
-    let body = Body::from_stream(RelayBody { relay: Some(Box::pin(relay.run(upstream))), rx });
+    // The request's span goes with it, so its log lines keep the request id.
+    let relay = relay.run(upstream).instrument(tracing::Span::current());
+    let body = Body::from_stream(RelayBody { relay: Some(Box::pin(relay)), rx });
     let mut response =
         ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response();
     where_headers(&mut response, &gw, served_by, n_attempts);
@@ -249,7 +252,9 @@ struct Relay {
     attempt: Option<AttemptGuard>,
     /// Tokens of delivered text the current attempt was given as a prefill.
     prefill_tokens: u32,
-    /// The stream's `id`, `created` and `model`, from its first chunk; continued chunks say the same.
+    /// The first chunk the caller got, whose `id`, `created` and `model` are the stream's.
+    first_chunk: Option<Bytes>,
+    /// Those three, once read; continued chunks and the usage chunk say the same.
     identity: Option<Identity>,
     /// Every deployment that produced part of the answer, in order.
     route: Vec<DeploymentId>,
@@ -402,20 +407,26 @@ impl Relay {
     /// delta from a continuation.
     async fn relay_chunk(&mut self, data: &[u8]) {
         if self.route.len() == 1 {
-            if self.identity.is_none() {
-                self.identity = Some(Identity::of(data, &self.chat.model));
-            }
             self.send(data).await;
         } else {
-            let identity = self.identity.get_or_insert_with(|| Identity::of(data, &self.chat.model));
-            let rewritten = identity.rewrite(data);
+            let rewritten = self.identity().rewrite(data);
             self.send(&rewritten).await;
         }
+    }
+
+    /// The stream's identity, read from its first chunk when first needed (a continuation or
+    /// the usage chunk): a stream that needs neither never parses it.
+    fn identity(&mut self) -> &Identity {
+        let (first, model) = (&self.first_chunk, &self.chat.model);
+        self.identity.get_or_insert_with(|| Identity::of(first.as_deref().unwrap_or(b""), model))
     }
 
     /// Relays events until the stream ends or breaks.
     async fn pump(&mut self, up: &mut Upstream) -> Ended {
         let held = std::mem::take(&mut up.held);
+        if self.first_chunk.is_none() {
+            self.first_chunk = held.first().map(|(data, _)| data.clone());
+        }
         for (data, view) in held {
             self.delivered.push_str(&view.content);
             self.relay_chunk(&data).await;
@@ -513,26 +524,24 @@ impl Relay {
     /// Ends the caller's stream: a usage chunk if asked for, a comment naming the route, then
     /// `[DONE]`.
     async fn finish(&mut self) {
-        let identity = self.identity.take().unwrap_or_else(|| Identity::of(b"", &self.chat.model));
         if self.chat.include_usage {
-            let chunk = json!({
-                "id": identity.id, "object": "chat.completion.chunk", "created": identity.created,
-                "model": identity.model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": self.usage.prompt_tokens,
-                    "completion_tokens": self.usage.completion_tokens,
-                    "total_tokens": self.usage.total(),
-                },
-            });
-            self.send(chunk.to_string().as_bytes()).await;
+            let (prompt, completion) = (self.usage.prompt_tokens, self.usage.completion_tokens);
+            let chunk = self.identity().usage_chunk(prompt, completion);
+            self.send(chunk.as_bytes()).await;
         }
-        let names: Vec<&str> = self.route.iter().map(|d| self.gw.config.deployment(*d).name.as_str()).collect();
-        let route = names.join(",");
+        let mut comment = String::with_capacity(64);
+        comment.push_str(": x-switchyard-route: ");
+        for (i, d) in self.route.iter().enumerate() {
+            if i > 0 {
+                comment.push(',');
+            }
+            comment.push_str(&self.gw.config.deployment(*d).name);
+        }
         if self.route.len() > 1 {
-            tracing::info!(message = "Stream answered by more than one deployment.", %route);
+            tracing::info!(message = "Stream answered by more than one deployment.", route = &comment[22..]);
         }
-        let _ = self.tx.send(Bytes::from(format!(": x-switchyard-route: {route}\n\n"))).await;
+        comment.push_str("\n\n");
+        let _ = self.tx.send(Bytes::from(comment)).await;
         let _ = self.tx.send(Bytes::from_static(DONE_EVENT)).await;
         self.gw.metrics.duration(Api::ChatStream, self.started.elapsed());
     }

@@ -180,8 +180,8 @@ impl Scenario {
             }
         })?;
         let mut errors = Vec::new();
-        if raw.duration_s.is_nan() || raw.duration_s <= 0.0 {
-            errors.push("duration_s: must be > 0".to_owned());
+        if raw.duration_s.is_nan() || raw.duration_s <= 0.0 || raw.duration_s > 400.0 * 86_400.0 {
+            errors.push("duration_s: must be > 0 and at most 400 days".to_owned());
         }
         let step = raw.step_s.unwrap_or((raw.duration_s / 120.0).max(1.0));
         if step.is_nan() || step <= 0.0 {
@@ -200,7 +200,8 @@ impl Scenario {
         {
             errors.push("arrivals.diurnal.amplitude: must be in [0, 1)".to_owned());
         }
-        let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        // Saturating: a huge (or NaN) time in a scenario file must not panic the simulator.
+        let secs = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX);
         let bursts = raw
             .arrivals
             .bursts

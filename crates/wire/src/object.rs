@@ -28,6 +28,7 @@ pub enum Edit<'a> {
 }
 
 /// A key's text between its quotes as serde_json writes it: escaped only where JSON requires.
+#[inline]
 fn written_key(key: &str) -> Cow<'_, str> {
     if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         return Cow::Borrowed(key);
@@ -178,22 +179,18 @@ impl RawObject {
         RawObject { raw: Bytes::from(out), fields: spans }
     }
 
-    fn text(&self) -> &str {
-        // Checked in `parse`.
-        std::str::from_utf8(&self.raw).unwrap_or("")
-    }
-
-    /// The raw JSON text of a top-level field.
+    /// The raw JSON text of a top-level field. Only the value's bytes are checked as text
+    /// (the whole was checked in `parse`), so a lookup costs the value's length, not the body's.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.span(key).map(|s| &self.text()[s])
+        self.span(key).and_then(|s| std::str::from_utf8(&self.raw[s]).ok())
     }
 
     /// Where a top-level field's value sits in the original bytes.
     pub fn span(&self, key: &str) -> Option<Range<usize>> {
-        let text = self.text();
         // Keys are kept as written, and written with escapes only where JSON requires them.
         let written = written_key(key);
-        self.fields.iter().find(|(k, _)| text[k.clone()] == *written).map(|(_, v)| v.clone())
+        let found = self.fields.iter().find(|(k, _)| self.raw[k.clone()] == *written.as_bytes());
+        found.map(|(_, v)| v.clone())
     }
 
     pub fn bytes(&self) -> &Bytes {
@@ -202,8 +199,8 @@ impl RawObject {
 
     /// The object with `edits` applied; untouched bytes are copied as they are.
     pub fn write(&self, edits: &[Edit<'_>]) -> Vec<u8> {
-        let text = self.text();
-        let open = text.find('{').map_or(0, |i| i + 1);
+        let text: &[u8] = &self.raw;
+        let open = text.iter().position(|b| *b == b'{').map_or(0, |i| i + 1);
         // (position, replaced length, text), applied in order of position.
         let mut splices: Vec<(usize, usize, &str)> = Vec::with_capacity(edits.len());
         let mut added = String::new();
@@ -233,11 +230,11 @@ impl RawObject {
         let mut out = Vec::with_capacity(text.len() + extra);
         let mut at = 0;
         for (pos, len, value) in splices {
-            out.extend_from_slice(&text.as_bytes()[at..pos]);
+            out.extend_from_slice(&text[at..pos]);
             out.extend_from_slice(value.as_bytes());
             at = pos + len;
         }
-        out.extend_from_slice(&text.as_bytes()[at..]);
+        out.extend_from_slice(&text[at..]);
         out
     }
 }

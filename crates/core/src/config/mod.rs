@@ -249,6 +249,25 @@ pub struct Tenant {
     pub workload: Workload,
 }
 
+/// A key's stable id, safe to log and to keep spend and limits by: `key_` and the first 12 hex
+/// digits of its SHA-256, which is how the key's hash in the config begins. Never the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyId([u8; 6]);
+
+/// The id of the key whose SHA-256 is `hash`.
+pub fn key_id(hash: &[u8; 32]) -> KeyId {
+    let mut prefix = [0u8; 6];
+    prefix.copy_from_slice(&hash[..6]);
+    KeyId(prefix)
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("key_")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// Config loading failed: a YAML syntax error, or every shape or validation error found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -307,6 +326,12 @@ impl Config {
     /// The tenant an API key belongs to, looked up by the key's SHA-256.
     pub fn tenant_for_key(&self, key: &str) -> Option<&Tenant> {
         self.key_index.get(&hash_key(key)).map(|id| self.tenant(*id))
+    }
+
+    /// The tenant an API key belongs to and the key's stable id (see [`key_id`]).
+    pub fn key_for(&self, key: &str) -> Option<(&Tenant, KeyId)> {
+        let hash = hash_key(key);
+        self.key_index.get(&hash).map(|id| (self.tenant(*id), key_id(&hash)))
     }
 
     /// Whether `tenant` may call `alias`.

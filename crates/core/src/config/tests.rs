@@ -472,3 +472,11 @@ fn huge_durations_are_errors_naming_their_path() {
     check_error(&every_number("min_per_second", "1e308"), "routing.retry_budget.min_per_second: must be between");
     check_error(&every_number("answer_max", "4294967295"), "deployments[0].emulation.answer_tokens: must be at most");
 }
+
+#[test]
+fn a_key_id_is_the_start_of_its_configured_hash() {
+    let hash = super::key_hash_text("sk-some-key");
+    let id = super::key_id(&super::hash_key("sk-some-key")).to_string();
+    assert_eq!(id.len(), "key_".len() + 12);
+    assert!(hash.starts_with(&format!("sha256:{}", &id["key_".len()..])), "{hash} {id}");
+}

@@ -151,3 +151,74 @@ async fn a_full_deployment_answers_429_no_capacity() {
     check_error(&refused, 429, Some("no_capacity"), "1 at their concurrency or rate limit");
     assert_eq!(h.requests("d1"), 1, "the full deployment was not sent the second request");
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_every_log_line_too() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = Harness::start().await;
+    // A caller's own id is kept and returned; without one the gateway makes one.
+    let given = h
+        .client
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(KEY)
+        .header("x-request-id", "trace-4711")
+        .body(ask("chat", "ids").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(given.headers(), "x-request-id"), "trace-4711");
+    let made = h.chat(ask("chat", "ids")).await;
+    assert!(header(&made.headers, "x-request-id").starts_with("req_"));
+    for (path, key) in
+        [("/v1/nope", Some(KEY)), ("/v1/chat/completions", Some("sk-wrong")), ("/v1/chat/completions", None)]
+    {
+        let r = h.post(path, key, "{}".into()).await;
+        assert!(!header(&r.headers, "x-request-id").is_empty(), "{path} {}", r.status);
+    }
+    // A failover logs a warning: it names the request and the key (by id, never the key).
+    h.faults("d1", r#"[{"kind":"outage"}]"#);
+    let r = h
+        .client
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(KEY)
+        .header("x-request-id", "trace-failover")
+        .body(ask("chat", "logged").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = logs.text();
+    let line = text.lines().find(|l| l.contains("Upstream attempt failed")).expect("a warning");
+    assert!(line.contains("trace-failover"), "{line}");
+    assert!(line.contains("key=key_") && line.contains("tenant=global"), "{line}");
+    assert!(!text.contains(KEY), "the key itself is never logged");
+}
+
+/// Log output collected in memory, for tests of what is logged.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
