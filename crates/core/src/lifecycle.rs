@@ -266,6 +266,11 @@ impl RequestMachine {
         self.session.n_attempts()
     }
 
+    /// The attempt whose content reaches the caller, while it runs.
+    pub fn winner(&self) -> Option<AttemptId> {
+        self.winner
+    }
+
     /// Hedges started, and whether one of them won.
     pub fn hedges(&self) -> (u32, bool) {
         (self.n_hedges, self.hedge_won)
@@ -318,6 +323,12 @@ impl RequestMachine {
                 self.actions.push_back(Action::Stop { attempt: loser });
             }
         }
+        self.on_progress(id, tokens, tool_calls, now);
+    }
+
+    /// More content from the attempt already answering (the caller's stream): needs no router
+    /// state, so a driver can report it without a lock. Ignored for any other attempt.
+    pub fn on_progress(&mut self, id: AttemptId, tokens: u32, tool_calls: bool, now: Time) {
         if self.winner != Some(id) {
             return;
         }
@@ -518,6 +529,12 @@ impl RequestMachine {
             return;
         }
         match decision {
+            // A deployment that refuses to continue a stream (a rejected prefill, say) is no
+            // verdict on the request: the next one in the continuation's plan is tried, and the
+            // caller hears of the original interruption if none can.
+            Decision::ReturnToCaller | Decision::LargerContext if self.interrupted.is_some() => {
+                self.advance(ctx, now);
+            }
             Decision::ReturnToCaller => {
                 self.give_up(ctx, Abandon::LostHedge, now);
                 self.finish(Finished::Failed(Failure::Rejected(error)));

@@ -1,5 +1,6 @@
-//! `POST /v1/chat/completions` and `POST /v1/embeddings`: authenticate, parse, plan, and run
-//! the attempt loop; non-streaming answers are passed through whole, streams go to `stream`.
+//! `POST /v1/chat/completions` and `POST /v1/embeddings`: authenticate, parse, and hand the
+//! request to the core's state machine through the driver; non-streaming answers are passed
+//! through whole, streams go to `stream`.
 
 use std::sync::Arc;
 
@@ -7,25 +8,21 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use switchyard_core::AttemptError;
 use switchyard_core::config::{Deployment, DeploymentKind};
-use switchyard_core::plan::{Needs, PlanRequest};
-use switchyard_core::state::Outcome;
+use switchyard_core::lifecycle::Spec;
+use switchyard_core::plan::Needs;
 use switchyard_core::usage::Usage;
-use switchyard_providers::Operation;
 use switchyard_wire::chat::{ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage};
 use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
 
-use crate::attempts::{Attempts, Won, account, within};
+pub(crate) use crate::answer::api_error;
+use crate::answer::{timing, whole};
 use crate::authenticated_body;
+use crate::drive::Driver;
 use crate::error::ApiError;
-
 use crate::metrics::Api;
 use crate::{Gateway, caller_text};
-
-/// Most bytes read from an upstream answer.
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
@@ -111,31 +108,6 @@ pub(crate) fn usage_from(
     }
 }
 
-/// One attempt whose answer comes whole: send, then read the body within the deadline.
-async fn send_whole(
-    gw: &Gateway,
-    deployment: &Deployment,
-    operation: Operation,
-    body: Vec<u8>,
-    deadline: Instant,
-) -> Result<Bytes, AttemptError> {
-    let first_byte = within(deadline, gw.config.server.timeouts.first_byte);
-    let response = gw.upstream.send(usize::from(deployment.id.0), operation, body, first_byte).await?;
-    read_all(response).await
-}
-
-/// Reads a whole upstream body, bounded in size; a cut body is an invalid response.
-async fn read_all(response: switchyard_providers::Response) -> Result<Bytes, AttemptError> {
-    use http_body_util::BodyExt;
-    match http_body_util::Limited::new(response.into_body(), MAX_UPSTREAM_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(AttemptError::InvalidResponse { detail: "response body too large".into() })
-        }
-        Err(_) => Err(AttemptError::InvalidResponse { detail: "response body cut off".into() }),
-    }
-}
-
 pub(crate) const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-switchyard-deployment");
 pub(crate) const CLOUD_HEADER: HeaderName = HeaderName::from_static("x-switchyard-cloud");
 pub(crate) const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempts");
@@ -155,46 +127,32 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
     let (tenant, body) = authenticated_body(&gw, request).await?;
     let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
-    let deadline = started + gw.config.server.timeouts.request;
-    let plan_request = PlanRequest {
+    let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
+    let spec = Spec {
         alias: alias.id,
-        tenant,
+        tenant: tenant.id,
         input_tokens: chat.input_tokens,
         max_output_tokens: chat.max_tokens,
         needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false },
-        min_context_above: 0,
-        avoid: None,
+        reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
     };
-    let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
-    let estimated = chat.input_tokens.saturating_add(output_estimate);
+    let timing = timing(&gw, alias, started);
+    let chat = Arc::new(chat);
     if chat.stream {
         *api = Api::ChatStream;
-        let gw2 = gw.clone();
-        return crate::stream::run(gw2, Arc::new(chat), plan_request, deadline, estimated, started).await;
+        return crate::stream::run(gw.clone(), chat, spec, timing, started).await;
     }
-    let mut attempts = Attempts::start(&gw, plan_request, deadline, estimated)?;
-    let won = attempts
-        .run(|deployment, deadline| {
-            let (gw, chat) = (&gw, &chat);
-            async move {
-                let sent = Instant::now();
-                let body = chat.upstream_body(&deployment.model);
-                let bytes = send_whole(gw, deployment, Operation::ChatCompletions, body, deadline).await?;
-                let view = CompletionView::parse(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
-                Ok((bytes, view, sent.elapsed()))
-            }
-        })
-        .await?;
-    let Won { value: (bytes, view, duration), attempt, .. } = won;
-    let deployment = gw.config.deployment(attempt.deployment());
-    let usage = usage_from(&gw, deployment, view.usage, chat.input_tokens, u64::from(estimate_tokens(&view.content)));
-    let output_tokens = u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX);
-    attempt.close(Outcome::Success { ttft: None, duration, output_tokens, total_tokens: usage.total() }, usage.total());
-    account(&gw, deployment, &usage);
+    let mut driver = Driver::start(&gw, chat.clone(), spec, timing);
+    let answer = whole(&mut driver, |bytes| {
+        let view = CompletionView::parse(bytes)?;
+        Ok((view.usage, u64::from(estimate_tokens(&view.content))))
+    })
+    .await?;
+    let deployment = gw.config.deployment(answer.deployment);
     // Usage is always reported: counted and added when the upstream gave none.
-    let bytes = if view.usage.is_none() { with_usage(&bytes, &usage) } else { bytes };
+    let bytes = if answer.reported_usage { answer.bytes } else { with_usage(&answer.bytes, &driver.usage) };
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    where_headers(&mut response, &gw, deployment, attempts.session.n_attempts());
+    where_headers(&mut response, &gw, deployment, driver.machine.n_attempts());
     Ok(response)
 }
 
@@ -216,38 +174,19 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
     let embed =
         EmbeddingsRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &embed.model, DeploymentKind::Embeddings)?;
-    let plan_request = PlanRequest {
+    let spec = Spec {
         alias: alias.id,
-        tenant,
+        tenant: tenant.id,
         input_tokens: embed.input_tokens,
         max_output_tokens: Some(0),
         needs: Needs::default(),
-        min_context_above: 0,
-        avoid: None,
+        reserved_tokens: embed.input_tokens,
     };
-    let deadline = started + gw.config.server.timeouts.request;
-    let mut attempts = Attempts::start(gw, plan_request, deadline, embed.input_tokens)?;
-    let won = attempts
-        .run(|deployment, deadline| {
-            let embed = &embed;
-            async move {
-                let sent = Instant::now();
-                let body = embed.upstream_body(&deployment.model);
-                let bytes = send_whole(gw, deployment, Operation::Embeddings, body, deadline).await?;
-                let usage =
-                    parse_embeddings_usage(&bytes).map_err(|detail| AttemptError::InvalidResponse { detail })?;
-                Ok((bytes, usage, sent.elapsed()))
-            }
-        })
-        .await?;
-    let Won { value: (bytes, usage, duration), attempt, .. } = won;
-    let deployment = gw.config.deployment(attempt.deployment());
-    let usage = usage_from(gw, deployment, usage, embed.input_tokens, 0);
-    attempt
-        .close(Outcome::Success { ttft: None, duration, output_tokens: 0, total_tokens: usage.total() }, usage.total());
-    account(gw, deployment, &usage);
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    where_headers(&mut response, gw, deployment, attempts.session.n_attempts());
+    let mut driver = Driver::start(gw, Arc::new(embed), spec, timing(gw, alias, started));
+    let answer = whole(&mut driver, |bytes| Ok((parse_embeddings_usage(bytes)?, 0))).await?;
+    let deployment = gw.config.deployment(answer.deployment);
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.bytes).into_response();
+    where_headers(&mut response, gw, deployment, driver.machine.n_attempts());
     Ok(response)
 }
 

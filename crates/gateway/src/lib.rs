@@ -4,12 +4,14 @@
 //!
 //! The decisions are the core's; this crate reads the clock, does the IO and keeps score.
 
-mod attempts;
+mod answer;
 mod body;
 mod chat;
+mod drive;
 mod edge;
 mod error;
 mod identity;
+mod io;
 pub mod metrics;
 mod stream;
 
@@ -84,6 +86,11 @@ impl Gateway {
     /// A copy of what the router knows right now (for tests and diagnostics).
     pub fn router_snapshot(&self) -> RouterState {
         self.router().clone()
+    }
+
+    /// The tokio instant of a core time.
+    pub(crate) fn instant(&self, at: Time) -> Instant {
+        self.epoch + std::time::Duration::from_micros(at.as_micros())
     }
 
     /// The core's time: microseconds since the gateway started, from tokio's clock.

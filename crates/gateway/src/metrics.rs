@@ -18,6 +18,7 @@ pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
 pub const ATTEMPTS_TOTAL: &str = "switchyard_upstream_attempts_total";
 pub const FAILOVERS_TOTAL: &str = "switchyard_failovers_total";
+pub const HEDGES_TOTAL: &str = "switchyard_hedges_total";
 pub const CONTINUATIONS_TOTAL: &str = "switchyard_stream_continuations_total";
 pub const MALFORMED_EVENTS_TOTAL: &str = "switchyard_upstream_malformed_events_total";
 pub const TOKENS_TOTAL: &str = "switchyard_tokens_total";
@@ -79,6 +80,7 @@ pub struct Metrics {
     requests: [[AtomicU64; N_OUTCOMES]; APIS.len()],
     durations: [Histogram; APIS.len()],
     failovers: AtomicU64,
+    hedges: [AtomicU64; 2],
     continuations: [AtomicU64; 2],
     deployments: Vec<PerDeployment>,
 }
@@ -103,6 +105,7 @@ impl Metrics {
             requests: Default::default(),
             durations: Default::default(),
             failovers: AtomicU64::new(0),
+            hedges: Default::default(),
             continuations: Default::default(),
             deployments,
         }
@@ -154,6 +157,11 @@ impl Metrics {
         add_saturating(&d.tokens_out, usage.completion_tokens);
         // `as` saturates: a NaN or negative figure counts nothing, a huge one the maximum.
         add_saturating(&d.spend_nanodollars, (dollars * 1e9).round() as u64);
+    }
+
+    /// A hedge started (`won: false`), or a request answered by its hedge (`won: true`).
+    pub fn hedge(&self, won: bool) {
+        self.hedges[usize::from(won)].fetch_add(1, Relaxed);
     }
 
     pub fn failover(&self) {
@@ -231,6 +239,9 @@ impl Metrics {
         }
         head(&mut out, FAILOVERS_TOTAL, "counter", "Requests answered after at least one failed attempt.");
         let _ = writeln!(out, "{FAILOVERS_TOTAL} {}", self.failovers.load(Relaxed));
+        head(&mut out, HEDGES_TOTAL, "counter", "Hedged attempts started, and requests a hedge answered.");
+        let (started, won) = (self.hedges[0].load(Relaxed), self.hedges[1].load(Relaxed));
+        let _ = writeln!(out, "{HEDGES_TOTAL}{{result=\"started\"}} {started}\n{HEDGES_TOTAL}{{result=\"won\"}} {won}");
         head(&mut out, CONTINUATIONS_TOTAL, "counter", "Interrupted streams continued elsewhere, by result.");
         let (ok, failed) = self.continuations();
         let _ = writeln!(

@@ -227,6 +227,9 @@ pub struct Alias {
     pub deployments: Vec<DeploymentId>,
     /// Aliases to use, in order, when a request does not fit this alias's context windows.
     pub fallbacks: Vec<AliasId>,
+    /// Hedging: when an attempt has no content this long after it started, a second one starts
+    /// in another failure domain (`hedge_after_ms`; off when absent).
+    pub hedge_after: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

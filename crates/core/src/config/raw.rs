@@ -157,6 +157,7 @@ pub struct RawAlias {
     pub deployments: Vec<String>,
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    pub hedge_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

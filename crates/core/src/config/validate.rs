@@ -139,6 +139,13 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
                 None => errors.push(format!("{path}.fallbacks[{j}]: unknown alias {name:?}")),
             }
         }
+        let hedge_after = a.hedge_after_ms.map(|ms| bounded_ms(ms, &format!("{path}.hedge_after_ms"), &mut errors));
+        if hedge_after.is_some_and(|h| h.is_zero()) {
+            errors.push(format!("{path}.hedge_after_ms: must be > 0"));
+        }
+        if hedge_after.is_some() && kind == DeploymentKind::Embeddings {
+            errors.push(format!("{path}.hedge_after_ms: only chat aliases hedge"));
+        }
         aliases.push(Alias {
             id: AliasId(i as u16),
             name: a.name.clone(),
@@ -146,6 +153,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             kind,
             deployments: members,
             fallbacks,
+            hedge_after,
         });
     }
 

@@ -363,3 +363,25 @@ fn abandoning_books_every_open_attempt_once() {
     assert_eq!(w.in_flight(), 0);
     assert!(m.is_done());
 }
+
+#[test]
+fn a_continuation_refused_by_its_deployment_ends_with_the_original_interruption() {
+    let mut w = World::new();
+    let s = spec(&w, true);
+    let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    let (first, ..) = started(&drain(&mut m))[0];
+    m.on_content(&mut w.ctx(), first, 3, false, at(100));
+    m.on_failed(&mut w.ctx(), first, AttemptError::StreamCut, at(150));
+    let (second, _, continuation, _) = started(&drain(&mut m))[0];
+    assert!(continuation);
+    let refused = AttemptError::ClientError { status: 400, message: "prefill not supported".into(), code: None };
+    m.on_failed(&mut w.ctx(), second, refused, at(160));
+    let actions = drain(&mut m);
+    // The broken deployment is last in the continuation's plan; when it cannot take it either,
+    // the caller hears of the cut, not of the refusal.
+    let third = started(&actions);
+    assert_eq!(third.len(), 1);
+    m.on_failed(&mut w.ctx(), third[0].0, AttemptError::ConnectFailed { detail: "down".into() }, at(170));
+    assert_eq!(finished(&drain(&mut m)), Some(&Finished::Failed(Failure::Interrupted(AttemptError::StreamCut))));
+    assert_eq!(w.in_flight(), 0);
+}

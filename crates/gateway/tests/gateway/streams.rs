@@ -69,3 +69,29 @@ async fn a_stream_ended_by_the_deadline_says_deadline() {
     assert_eq!(error["code"], "deadline_exceeded", "{error}");
     assert!(!r.done);
 }
+
+#[tokio::test]
+async fn a_slow_first_attempt_is_hedged_and_the_hedge_answers() {
+    let text = config_text(true, false).replace(
+        "  - { name: solo, policy: priority, deployments: [d1] }",
+        "  - { name: solo, policy: priority, deployments: [d1] }\n  - { name: hedged, policy: priority, deployments: [d1, d2], hedge_after_ms: 150 }",
+    );
+    let h = Harness::with_config(&text).await;
+    h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":3000}]"#);
+    let r = h.stream(KEY, ask("hedged", "hedge me")).await;
+    assert!(r.done, "{:?}", r.error);
+    assert_eq!(r.content, expected_answer("hedge me"));
+    assert!(r.elapsed < std::time::Duration::from_millis(2500), "{:?}: the hedge answered", r.elapsed);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
+    // Whole answers hedge too.
+    let r = h.chat(ask("hedged", "hedge me whole")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
+    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchyard_hedges_total{result=\"started\"} 2"), "{metrics}");
+    assert!(metrics.contains("switchyard_hedges_total{result=\"won\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("switchyard_upstream_attempts_total{deployment=\"d1\",result=\"abandoned\"} 2"),
+        "{metrics}"
+    );
+}
