@@ -114,11 +114,14 @@ pub(crate) const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switch
 
 pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deployment: &Deployment, n_attempts: u32) {
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&won_deployment.name) {
-        headers.insert(DEPLOYMENT_HEADER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&gw.config.cloud_of(won_deployment.id).name) {
-        headers.insert(CLOUD_HEADER, v);
+    // Prepared once per deployment: a clone is a reference count, not a copy and a check.
+    if let Some((deployment, cloud)) = gw.where_values.get(usize::from(won_deployment.id.0)) {
+        if let Some(v) = deployment {
+            headers.insert(DEPLOYMENT_HEADER, v.clone());
+        }
+        if let Some(v) = cloud {
+            headers.insert(CLOUD_HEADER, v.clone());
+        }
     }
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(n_attempts));
 }

@@ -117,8 +117,11 @@ impl Driver {
 
     /// Waits for the next thing to happen: an attempt's IO event, or the machine's timer.
     pub(crate) async fn next(&mut self) -> Option<(AttemptId, IoEvent)> {
+        // The timer is moved only to an earlier instant: a stream's idle deadline moves with
+        // every chunk, and a wake-up that comes early finds nothing due and re-arms. So a
+        // steady stream resets it once per idle period, not per chunk.
         let at = self.machine.poll_timeout();
-        if at != self.armed {
+        if at.is_some_and(|at| self.armed.is_none_or(|armed| at < armed)) {
             self.armed = at;
             if let Some(at) = at {
                 self.timer.as_mut().reset(self.gw.instant(at));

@@ -45,6 +45,8 @@ pub struct Gateway {
     /// Set when shutdown begins: `/readyz` fails and the listeners close.
     draining: AtomicBool,
     request_ids: edge::RequestIds,
+    /// Each deployment's `x-switchyard-deployment` and `x-switchyard-cloud` values.
+    where_values: Vec<(Option<axum::http::HeaderValue>, Option<axum::http::HeaderValue>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,9 @@ impl Gateway {
         let upstream = Upstream::new(config.server.timeouts.connect, &endpoints)?;
         let router = RouterState::new(&config, Time::ZERO);
         let metrics = metrics::Metrics::new(&config);
+        let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();
+        let where_values =
+            config.deployments.iter().map(|d| (value(&d.name), value(&config.cloud_of(d.id).name))).collect();
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             router: Mutex::new(router),
@@ -80,6 +85,7 @@ impl Gateway {
             body_bytes: body::BodyBytes::default(),
             draining: AtomicBool::new(false),
             request_ids: edge::RequestIds::new(seed),
+            where_values,
         }))
     }
 
