@@ -79,12 +79,11 @@ impl Driver {
     /// Starts a request: the machine plans it and opens its first attempt.
     pub(crate) fn start(gw: &Arc<Gateway>, payload: Arc<dyn Payload>, spec: Spec, timing: Timing) -> Driver {
         let now = gw.now();
-        let machine = {
+        let machine = gw.with_rng(|rng| {
             let mut router = gw.router();
-            let mut rng = gw.rng();
-            let mut ctx = Ctx { config: &gw.config, state: &mut router, rng: &mut *rng };
+            let mut ctx = Ctx { config: &gw.config, state: &mut router, rng };
             RequestMachine::new(&mut ctx, spec, timing, now)
-        };
+        });
         let mut driver = Driver {
             gw: gw.clone(),
             machine,
@@ -105,10 +104,11 @@ impl Driver {
     /// Runs the machine with the router's state and the RNG at hand.
     pub(crate) fn with_ctx<R>(&mut self, f: impl FnOnce(&mut RequestMachine, &mut Ctx<'_>) -> R) -> R {
         let gw = self.gw.clone();
-        let mut router = gw.router();
-        let mut rng = gw.rng();
-        let mut ctx = Ctx { config: &gw.config, state: &mut router, rng: &mut *rng };
-        f(&mut self.machine, &mut ctx)
+        gw.with_rng(|rng| {
+            let mut router = gw.router();
+            let mut ctx = Ctx { config: &gw.config, state: &mut router, rng };
+            f(&mut self.machine, &mut ctx)
+        })
     }
 
     pub(crate) fn open_mut(&mut self, id: AttemptId) -> Option<&mut Open> {

@@ -37,7 +37,8 @@ pub use error::ApiError;
 pub struct Gateway {
     pub config: Arc<Config>,
     router: Mutex<RouterState>,
-    rng: Mutex<SplitMix64>,
+    /// Seeds each worker thread's own RNG (see [`Gateway::with_rng`]).
+    seed: u64,
     upstream: Upstream,
     epoch: Instant,
     pub metrics: metrics::Metrics,
@@ -78,7 +79,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
             router: Mutex::new(router),
-            rng: Mutex::new(SplitMix64::new(seed)),
+            seed,
             upstream,
             epoch: Instant::now(),
             metrics,
@@ -108,8 +109,26 @@ impl Gateway {
         self.router.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn rng(&self) -> MutexGuard<'_, SplitMix64> {
-        self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs `f` with this thread's RNG: each worker has its own, so planning takes no lock for
+    /// randomness. Seeded from the gateway's seed and the thread's order of first use, so a
+    /// single-threaded run (the tests) is reproducible.
+    pub(crate) fn with_rng<R>(&self, f: impl FnOnce(&mut SplitMix64) -> R) -> R {
+        thread_local! {
+            static RNG: std::cell::RefCell<Option<(u64, SplitMix64)>> = const { std::cell::RefCell::new(None) };
+        }
+        static THREADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        RNG.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let stale = cell.as_ref().is_none_or(|(seed, _)| *seed != self.seed);
+            if stale {
+                let n = THREADS.fetch_add(1, Ordering::Relaxed);
+                *cell = Some((self.seed, SplitMix64::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))));
+            }
+            match cell.as_mut() {
+                Some((_, rng)) => f(rng),
+                None => f(&mut SplitMix64::new(self.seed)),
+            }
+        })
     }
 
     /// Authenticates the caller: `Authorization: Bearer <key>` or Azure's `api-key` header.
