@@ -88,6 +88,12 @@ pub enum Action {
     Start { attempt: AttemptId, deployment: DeploymentId, continuation: bool, hedge: bool },
     /// Drop this attempt's IO: it timed out or lost. Its booking follows as `Closed`.
     Stop { attempt: AttemptId },
+    /// The answer held back so far may go to the caller now (see `hold_back_tokens`); what
+    /// follows goes as it comes.
+    Release,
+    /// The attempt whose answer was being held back broke before release: drop what was held;
+    /// the request starts over (the caller has seen nothing).
+    Restart,
     /// An attempt was booked in the router as ended: for metrics, logs and accounts.
     Closed { attempt: AttemptId, deployment: DeploymentId, end: AttemptEnd },
     /// The request is over. Nothing follows.
@@ -175,6 +181,9 @@ pub struct RequestMachine {
     route: Vec<DeploymentId>,
     n_hedges: u32,
     hedge_won: bool,
+    /// Output tokens to hold back before the caller sees any, when a stream could not be
+    /// continued elsewhere; `None` when nothing is held (or once released).
+    hold_back: Option<u32>,
     actions: VecDeque<Action>,
     done: bool,
 }
@@ -210,6 +219,7 @@ impl RequestMachine {
             route: Vec::new(),
             n_hedges: 0,
             hedge_won: false,
+            hold_back: None,
             actions: VecDeque::new(),
             done: false,
         };
@@ -218,12 +228,27 @@ impl RequestMachine {
         match plan_with_fallbacks(config, ctx.state, &request, now, ctx.rng) {
             Ok((planned_request, planned)) => {
                 machine.planned.alias = planned_request.alias;
+                machine.hold_back = machine.hold_back_needed(config);
                 machine.session.replace_plan(planned.deployments);
                 machine.advance(ctx, now);
             }
             Err(why) => machine.finish(Finished::Failed(Failure::NoRoute(why))),
         }
         machine
+    }
+
+    /// Holding back is needed only for a stream that could not be continued: the alias asks for
+    /// it, and none of its deployments accepts a prefill, or the request has tools.
+    fn hold_back_needed(&self, config: &Config) -> Option<u32> {
+        let alias = &config.aliases[usize::from(self.planned.alias.0)];
+        let tokens = alias.hold_back_tokens.filter(|_| self.streaming)?;
+        let can_continue = alias.deployments.iter().any(|d| config.deployment(*d).capabilities.prefill);
+        (self.spec.needs.tools || !can_continue).then_some(tokens)
+    }
+
+    /// Whether the answer is being held back from the caller right now.
+    pub fn holding_back(&self) -> bool {
+        self.hold_back.is_some()
     }
 
     fn plan_request<'c>(&self, config: &'c Config) -> PlanRequest<'c> {
@@ -344,6 +369,10 @@ impl RequestMachine {
         }
         self.delivered_tokens = self.delivered_tokens.saturating_add(tokens);
         self.tool_calls |= tool_calls;
+        if self.hold_back.is_some_and(|hold| self.delivered_tokens >= hold) {
+            self.hold_back = None;
+            self.actions.push_back(Action::Release);
+        }
     }
 
     /// The finish reason arrived: the usage chunk or the end may still follow, for a while.
@@ -396,7 +425,7 @@ impl RequestMachine {
         }
         if now >= self.timing.deadline {
             self.give_up(ctx, Abandon::Deadline, now);
-            let after_content = self.delivered_tokens > 0 || !self.route.is_empty();
+            let after_content = self.hold_back.is_none() && (self.delivered_tokens > 0 || !self.route.is_empty());
             self.finish(Finished::Failed(Failure::Deadline { after_content }));
             return;
         }
@@ -510,6 +539,9 @@ impl RequestMachine {
         };
         ctx.state.end_attempt(o.deployment, self.spec.reserved_tokens, outcome, now);
         self.actions.push_back(Action::Closed { attempt: id, deployment: o.deployment, end: AttemptEnd::Success });
+        if self.hold_back.take().is_some() {
+            self.actions.push_back(Action::Release);
+        }
         let others: Vec<AttemptId> = self.open.iter().map(|o| o.id).collect();
         for other in others {
             self.close(ctx, other, Closing::Abandoned(Abandon::LostHedge), now);
@@ -522,6 +554,16 @@ impl RequestMachine {
         let was_winner = self.winner == Some(id);
         let Some(o) = self.close(ctx, id, Closing::Failed(error.clone()), now) else { return };
         let decision = self.session.on_failure(o.deployment, error.clone(), self.retry_after_cap);
+        if was_winner && self.hold_back.is_some() {
+            // Nothing reached the caller: start over, anywhere, as if no content had come.
+            self.winner = None;
+            self.route.clear();
+            self.delivered_tokens = 0;
+            self.tool_calls = false;
+            self.actions.push_back(Action::Restart);
+            self.advance(ctx, now);
+            return;
+        }
         if was_winner {
             // Content reached the caller: the rest comes from elsewhere, or the stream ends.
             self.winner = None;

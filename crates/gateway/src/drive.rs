@@ -73,6 +73,10 @@ pub(crate) struct Driver {
     prompt_reported: bool,
     /// Prompt tokens when no upstream reports them.
     prompt_estimate: u32,
+    /// Set by the machine's `Release`: what was held back may go to the caller.
+    pub(crate) release: bool,
+    /// Set by the machine's `Restart`: what was held back is void.
+    pub(crate) restart: bool,
 }
 
 impl Driver {
@@ -96,6 +100,8 @@ impl Driver {
             usage: Usage::default(),
             prompt_reported: false,
             prompt_estimate: spec.input_tokens,
+            release: false,
+            restart: false,
         };
         driver.act();
         driver
@@ -160,6 +166,15 @@ impl Driver {
                     self.open.retain(|o| o.id != attempt);
                 }
                 Action::Closed { deployment, end, .. } => self.closed(deployment, &end),
+                Action::Release => self.release = true,
+                Action::Restart => {
+                    // The caller has seen nothing: its answer and usage start over.
+                    self.restart = true;
+                    self.delivered.clear();
+                    self.usage = Usage::default();
+                    self.prompt_reported = false;
+                    tracing::info!(message = "A held-back stream broke before release: starting over.");
+                }
                 Action::Finish(finished) => {
                     if let Finished::Answered { .. } = finished
                         && !self.machine.failures().is_empty()

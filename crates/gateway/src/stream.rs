@@ -38,6 +38,8 @@ struct Relay {
     started: Instant,
     /// Frames ready for the caller.
     out: Vec<Bytes>,
+    /// Frames held back until the machine releases them (`hold_back_tokens`).
+    withheld: Vec<Bytes>,
     /// The first chunk the caller got, whose `id`, `created` and `model` are the stream's.
     first_chunk: Option<Bytes>,
     identity: Option<Identity>,
@@ -52,10 +54,19 @@ pub(crate) async fn run(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let driver = Driver::start(&gw, chat.clone(), spec, timing);
-    let mut relay = Relay { driver, chat, started, out: Vec::new(), first_chunk: None, identity: None, n_continued: 0 };
-    // Until the first content: nothing reaches the caller, every failure is the machine's to
-    // answer with another attempt.
-    while relay.driver.machine.winner().is_none() {
+    let mut relay = Relay {
+        driver,
+        chat,
+        started,
+        out: Vec::new(),
+        withheld: Vec::new(),
+        first_chunk: None,
+        identity: None,
+        n_continued: 0,
+    };
+    // Until the first content (or, when held back, its release): nothing reaches the caller,
+    // every failure is the machine's to answer with another attempt.
+    while relay.driver.machine.winner().is_none() || relay.driver.machine.holding_back() {
         if let Some(finished) = relay.driver.finished.clone() {
             return match finished {
                 Finished::Answered { .. } => break,
@@ -65,7 +76,9 @@ pub(crate) async fn run(
         if let Some((id, event)) = relay.driver.next().await {
             relay.on_event(id, event);
         }
+        relay.held_back();
     }
+    relay.held_back();
     let served_by = gw.config.deployment(relay.driver.machine.route()[0]);
     let n_attempts = relay.driver.machine.n_attempts();
     let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -143,6 +156,20 @@ impl Relay {
             if let Some((id, event)) = self.driver.next().await {
                 self.on_event(id, event);
             }
+            self.held_back();
+        }
+    }
+
+    /// Carries out the machine's word on a held-back answer: release it, or drop it.
+    fn held_back(&mut self) {
+        self.driver.act();
+        if std::mem::take(&mut self.driver.restart) {
+            self.withheld.clear();
+            self.first_chunk = None;
+            self.identity = None;
+        }
+        if std::mem::take(&mut self.driver.release) {
+            self.out.append(&mut self.withheld);
         }
     }
 
@@ -256,11 +283,16 @@ impl Relay {
         if self.first_chunk.is_none() {
             self.first_chunk = Some(data.clone());
         }
-        if self.driver.machine.route().len() == 1 {
-            self.out.push(Bytes::from(data_event(&data)));
+        let frame = if self.driver.machine.route().len() <= 1 {
+            Bytes::from(data_event(&data))
         } else {
-            let rewritten = self.identity().rewrite(&data);
-            self.out.push(Bytes::from(data_event(&rewritten)));
+            Bytes::from(data_event(&self.identity().rewrite(&data)))
+        };
+        // Behind what is held, in order, until the release moves it all out.
+        if self.driver.machine.holding_back() || !self.withheld.is_empty() {
+            self.withheld.push(frame);
+        } else {
+            self.out.push(frame);
         }
     }
 

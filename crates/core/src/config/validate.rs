@@ -146,6 +146,12 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         if hedge_after.is_some() && kind == DeploymentKind::Embeddings {
             errors.push(format!("{path}.hedge_after_ms: only chat aliases hedge"));
         }
+        if a.hold_back_tokens == Some(0) {
+            errors.push(format!("{path}.hold_back_tokens: must be > 0"));
+        }
+        if a.hold_back_tokens.is_some() && kind == DeploymentKind::Embeddings {
+            errors.push(format!("{path}.hold_back_tokens: only chat aliases stream"));
+        }
         aliases.push(Alias {
             id: AliasId(i as u16),
             name: a.name.clone(),
@@ -154,6 +160,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             deployments: members,
             fallbacks,
             hedge_after,
+            hold_back_tokens: a.hold_back_tokens.filter(|n| *n > 0),
         });
     }
 

@@ -385,3 +385,48 @@ fn a_continuation_refused_by_its_deployment_ends_with_the_original_interruption(
     assert_eq!(finished(&drain(&mut m)), Some(&Finished::Failed(Failure::Interrupted(AttemptError::StreamCut))));
     assert_eq!(w.in_flight(), 0);
 }
+
+#[test]
+fn a_held_back_stream_cut_before_release_starts_over_anywhere() {
+    let text = CONFIG
+        .replace("capabilities: { context_window: 8000, prefill: true }", "capabilities: { context_window: 8000 }")
+        .replace(
+            "deployments: [a1, z1], fallbacks: [long] }",
+            "deployments: [a1, z1], fallbacks: [long], hold_back_tokens: 5 }",
+        );
+    let config = Config::from_yaml(&text, &NoSecrets).expect("valid");
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut w = World { config, state, rng: SplitMix64::new(3) };
+    let (a1, z1, s) = (w.id("a1"), w.id("z1"), spec(&w, true));
+    let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    assert!(m.holding_back(), "no deployment of the alias can continue a stream");
+    let (first, ..) = started(&drain(&mut m))[0];
+    m.on_content(&mut w.ctx(), first, 3, false, at(100));
+    m.on_failed(&mut w.ctx(), first, AttemptError::StreamCut, at(150));
+    let actions = drain(&mut m);
+    assert!(actions.contains(&Action::Restart));
+    let (second, deployment, continuation, _) = started(&actions)[0];
+    assert_eq!((deployment, continuation), (z1, false), "a fresh attempt, not a continuation");
+    m.on_content(&mut w.ctx(), second, 3, false, at(200));
+    assert!(!drain(&mut m).contains(&Action::Release));
+    m.on_content(&mut w.ctx(), second, 2, false, at(220));
+    assert!(drain(&mut m).contains(&Action::Release), "5 tokens held: released");
+    m.on_done(&mut w.ctx(), second, None, at(300));
+    assert_eq!(finished(&drain(&mut m)), Some(&Finished::Answered { attempt: second, deployment: z1 }));
+    assert_eq!(m.route(), [z1]);
+    let _ = a1;
+}
+
+#[test]
+fn nothing_is_held_back_where_a_stream_can_be_continued() {
+    let text = CONFIG.replace(
+        "deployments: [a1, z1], fallbacks: [long] }",
+        "deployments: [a1, z1], fallbacks: [long], hold_back_tokens: 5 }",
+    );
+    let config = Config::from_yaml(&text, &NoSecrets).expect("valid");
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut w = World { config, state, rng: SplitMix64::new(3) };
+    let s = spec(&w, true);
+    let m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    assert!(!m.holding_back());
+}

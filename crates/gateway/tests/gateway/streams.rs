@@ -95,3 +95,23 @@ async fn a_slow_first_attempt_is_hedged_and_the_hedge_answers() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_held_back_stream_cut_before_release_restarts_cleanly() {
+    // Neither deployment accepts a prefill: a cut stream could not be continued.
+    let text = config_text(false, false).replace("prefill: true, tools: true", "prefill: false, tools: true").replace(
+        "  - { name: solo, policy: priority, deployments: [d1] }",
+        "  - { name: solo, policy: priority, deployments: [d1] }\n  - { name: held, policy: priority, deployments: [d1, d2], hold_back_tokens: 100 }",
+    );
+    let h = Harness::with_config(&text).await;
+    h.faults("d1", r#"[{"kind":"cut","after_tokens":5}]"#);
+    let (events, comments) = events(&h, with_usage(ask("held", "hold it"))).await;
+    let chunks: Vec<&Value> = events.iter().filter(|e| e.is_object()).collect();
+    assert!(chunks.iter().all(|c| c.get("error").is_none()), "{chunks:?}");
+    let text: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/content")?.as_str()).collect();
+    assert_eq!(text, expected_answer("hold it"), "one whole answer, the cut part never shown");
+    assert!(chunks.iter().all(|c| c["model"] == "model-two"), "only the restart's chunks");
+    assert!(comments.contains("x-switchyard-route: d2"), "{comments}");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 12);
+}
