@@ -1,9 +1,14 @@
 //! The `switchyard` binary: argument parsing and wiring only.
 
+mod catalog;
 mod demo;
+mod demo_jobs;
+mod jobs;
 mod load;
+mod placer_args;
 mod report;
 mod sim;
+mod sim_jobs;
 
 use std::fmt;
 use std::io::Write;
@@ -59,6 +64,42 @@ enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// The GPU job demo instead: jobs placed on the local engine, a cloud filling up, the
+        /// next job on another cloud, a lost node resumed elsewhere.
+        #[arg(long)]
+        jobs: bool,
+    },
+    /// List the GPU catalog as a table, with the config's negotiated prices when given.
+    Catalog {
+        #[arg(long)]
+        accelerator: Option<String>,
+        #[arg(long)]
+        cloud: Option<String>,
+        /// A catalog file to read instead of the shipped one.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// A placer config: its catalog, with its prices and reservations applied.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Place a GPU job: plan, provision the best pool, fail over, supervise until it ends.
+    Place {
+        job: PathBuf,
+        /// Print the plan and why each other offering was rejected; provision nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Return once the job runs instead of supervising it (`switchyard jobs` picks it up).
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        placer: placer_args::PlacerArgs,
+    },
+    /// GPU jobs: a status table (after checking every running job), or logs or cancel one.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<jobs::JobsAction>,
+        #[command(flatten)]
+        placer: placer_args::PlacerArgs,
     },
     /// Simulate a scenario against routing policies: a table, a JSON report and an HTML report.
     Sim {
@@ -231,7 +272,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shutdown_signal().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { report, seconds, seed } => demo::run(&report, seconds, seed).await,
+        Command::Demo { jobs: true, .. } => demo_jobs::run().await,
+        Command::Demo { report, seconds, seed, jobs: false } => demo::run(&report, seconds, seed).await,
+        Command::Catalog { accelerator, cloud, catalog, config } => {
+            catalog::run(accelerator.as_deref(), cloud.as_deref(), catalog.as_deref(), config.as_deref())
+        }
+        Command::Place { job, dry_run, detach, placer } => jobs::place(&placer, &job, dry_run, detach).await,
+        Command::Jobs { action, placer } => jobs::jobs(&placer, action.as_ref()).await,
         Command::Sim { scenario, policies, seed, out } => sim::run(&scenario, &policies, seed, &out),
         Command::CheckConfig { file } => match load_config(&file) {
             Ok(config) => {

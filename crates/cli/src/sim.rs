@@ -13,6 +13,9 @@ use crate::{errln, outln};
 
 pub(crate) fn run(path: &Path, policies: &[String], seed: u64, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if switchyard_sim::jobs::is_job_scenario(&text) {
+        return crate::sim_jobs::run(path, &text, policies, seed, out);
+    }
     let scenario = Scenario::from_yaml(&text)
         .map_err(|e| anyhow::anyhow!("{}:\n  {}", path.display(), e.to_string().replace('\n', "\n  ")))?;
     let mut names: Vec<String> = policies.to_vec();

@@ -440,6 +440,9 @@ impl RequestMachine {
                     self.succeed(ctx, id, None, now);
                     continue;
                 }
+                Stage::Headers if self.streaming && self.timing.first_token < self.timing.first_byte => {
+                    AttemptError::FirstTokenTimeout
+                }
                 Stage::Headers => AttemptError::FirstByteTimeout,
                 Stage::FirstToken => AttemptError::FirstTokenTimeout,
                 Stage::Streaming | Stage::WholeBody => AttemptError::StreamStalled,
@@ -531,10 +534,18 @@ impl RequestMachine {
         let Some(index) = self.index(id) else { return };
         let o = self.open.remove(index);
         let counted = u64::from(self.spec.input_tokens) + u64::from(o.output_tokens);
+        // A whole answer's output is known only from its total: without it the latency
+        // estimate would take the whole generation for time to first token.
+        let output_tokens = match (o.output_tokens, used_tokens) {
+            (0, Some(used)) => {
+                u32::try_from(used.saturating_sub(u64::from(self.spec.input_tokens))).unwrap_or(u32::MAX)
+            }
+            (counted, _) => counted,
+        };
         let outcome = Outcome::Success {
             ttft: if self.streaming { o.first_content.map(|t| t.saturating_since(o.started)) } else { None },
             duration: now.saturating_since(o.started),
-            output_tokens: o.output_tokens,
+            output_tokens,
             total_tokens: used_tokens.unwrap_or(counted),
         };
         ctx.state.end_attempt(o.deployment, self.spec.reserved_tokens, outcome, now);
@@ -664,12 +675,18 @@ impl RequestMachine {
             deployment,
             started: now,
             stage: Stage::Headers,
-            timer: Some(now + self.timing.first_byte),
+            timer: Some(now + self.headers_limit()),
             first_content: None,
             output_tokens: 0,
             hedge,
         });
         self.actions.push_back(Action::Start { attempt: id, deployment, continuation, hedge });
+    }
+
+    /// How long an attempt may wait for its headers: `first_byte`, and for a stream no longer
+    /// than `first_token` either (many providers send a stream's headers with its first token).
+    fn headers_limit(&self) -> Duration {
+        if self.streaming { self.timing.first_byte.min(self.timing.first_token) } else { self.timing.first_byte }
     }
 
     /// The first attempt has no content yet: a second one in the next failure domain of the

@@ -1,16 +1,19 @@
 //! The simulator: replays traffic and cloud behaviour (outages, brownouts, 429 storms, price
-//! changes, capacity ramps) against routing policies, running the very planner, attempt
-//! session, health tracker and budgets the gateway runs, under a virtual clock.
+//! changes, capacity ramps) against routing policies, running the very request state machine,
+//! planner, health tracker and budgets the gateway runs, under a virtual clock.
 
 pub mod engine;
 pub mod histogram;
 pub mod html;
+pub mod jobs;
 pub mod oracle;
 pub mod policy;
 pub mod report;
 pub mod results;
 pub mod scenario;
+mod tally;
 pub mod traffic;
+mod world;
 
 use engine::{Engine, PolicyChoice};
 use results::{Report, round};

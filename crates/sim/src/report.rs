@@ -14,7 +14,7 @@ pub fn table(report: &Report) -> String {
     let clouds: Vec<String> = report.clouds.iter().map(|c| format!("{c:>6}")).collect();
     let _ = writeln!(
         out,
-        "{:<14} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8} {:>12} {:>9} {} {:>7}",
+        "{:<14} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8} {:>12} {:>9} {:>8} {} {:>7}",
         "policy",
         "requests",
         "success",
@@ -22,10 +22,12 @@ pub fn table(report: &Report) -> String {
         "p95 ms",
         "p99 ms",
         "ttft50",
+        "ttft99",
         "spend $",
         "÷oracle",
         "effective $",
         "failover",
+        "hedges",
         clouds.join(" "),
         "burn"
     );
@@ -40,7 +42,7 @@ pub fn table(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<14} {:>10} {:>8.3}% {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>12.2} {:>8.3} {:>12.2} {:>9} {} {:>7}",
+            "{:<14} {:>10} {:>8.3}% {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>12.2} {:>8.3} {:>12.2} {:>9} {:>8} {} {:>7}",
             r.policy,
             r.requests,
             r.success_rate * 100.0,
@@ -48,10 +50,12 @@ pub fn table(report: &Report) -> String {
             r.latency_ms.p95,
             r.latency_ms.p99,
             r.ttft_ms.p50,
+            r.ttft_ms.p99,
             r.spend_usd,
             r.spend_vs_oracle,
             r.effective_cost_usd,
             r.failovers,
+            r.hedges,
             shares.join(" "),
             burn
         );

@@ -26,6 +26,10 @@ pub struct RunResult {
     pub success_rate: f64,
     pub failovers: u64,
     pub continuations: u64,
+    /// Upstream attempts made, every retry, failover, hedge and continuation included.
+    pub attempts: u64,
+    /// Hedged attempts among them.
+    pub hedges: u64,
     pub latency_ms: Percentiles,
     pub ttft_ms: Percentiles,
     /// On-demand list-price spend (reserved capacity is prepaid: zero at the margin).

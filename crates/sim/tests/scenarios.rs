@@ -27,7 +27,12 @@ fn every_scenario_in_the_library_is_valid() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        Scenario::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if switchyard_sim::jobs::is_job_scenario(&text) {
+            let scenario = switchyard_sim::jobs::scenario::JobScenario::from_yaml(&text);
+            scenario.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        } else {
+            Scenario::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
         n += 1;
     }
     assert!(n >= 5);

@@ -430,3 +430,18 @@ fn nothing_is_held_back_where_a_stream_can_be_continued() {
     let m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
     assert!(!m.holding_back());
 }
+
+#[test]
+fn a_whole_answer_books_its_output_from_its_total() {
+    let mut w = World::new();
+    let (a1, s) = (w.id("a1"), spec(&w, false));
+    let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    let (id, ..) = started(&drain(&mut m))[0];
+    m.on_headers(id);
+    // 100 prompt tokens (the spec's) and 100 output tokens in 2 s.
+    m.on_done(&mut w.ctx(), id, Some(200), at(2000));
+    let expected = w.state.deployment(a1).latency.expected_ms(100);
+    assert!(expected < 2500.0, "2 s for 100 tokens, not 2 s to the first one: {expected} ms for 100 tokens");
+    let first = w.state.deployment(a1).latency.expected_ms(1);
+    assert!(first < 1000.0, "time to first token is not the whole answer's: {first} ms");
+}
