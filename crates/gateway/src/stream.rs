@@ -162,6 +162,10 @@ impl Relay {
 
     /// Carries out the machine's word on a held-back answer: release it, or drop it.
     fn held_back(&mut self) {
+        let quiet = !self.driver.machine.holding_back() && self.withheld.is_empty();
+        if quiet && !self.driver.restart && !self.driver.release {
+            return;
+        }
         self.driver.act();
         if std::mem::take(&mut self.driver.restart) {
             self.withheld.clear();

@@ -186,9 +186,6 @@ struct RawEngine {
     token: Option<String>,
 }
 
-/// The longest commitment term: 100 years, as in the gateway's config.
-const MAX_TERM_DAYS: f64 = 36_500.0;
-
 impl PlacerConfig {
     /// Parses and validates the config. `read(path)` reads the catalog file the config names
     /// (relative paths as the caller resolves them); without one, the shipped catalog is used.
@@ -418,20 +415,9 @@ fn commitments_from(
             errors.push(format!("{path}.cloud: unknown cloud {:?} (not in the catalog)", c.cloud));
             continue;
         };
-        if !(c.amount_usd > 0.0 && c.amount_usd.is_finite()) {
-            errors.push(format!("{path}.amount_usd: must be > 0"));
-        }
-        if !(c.term_days > 0.0 && c.term_days <= MAX_TERM_DAYS) {
-            errors.push(format!("{path}.term_days: must be > 0 and at most {MAX_TERM_DAYS} (100 years)"));
-        }
+        switchyard_core::config::check_commitment_numbers(&c, &path, errors);
         let elapsed = c.elapsed_days.unwrap_or(0.0);
-        if !(0.0..=c.term_days.clamp(0.0, MAX_TERM_DAYS)).contains(&elapsed) {
-            errors.push(format!("{path}.elapsed_days: must be between 0 and term_days"));
-        }
         let spent = c.spent_usd.unwrap_or(0.0);
-        if !(spent >= 0.0 && spent.is_finite()) {
-            errors.push(format!("{path}.spent_usd: must be >= 0"));
-        }
         if c.deployments.is_some() {
             errors.push(format!(
                 "{path}.deployments: not used by the placer; a commitment counts every GPU offering of its cloud"

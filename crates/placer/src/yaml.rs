@@ -11,22 +11,9 @@ pub(crate) fn parse(text: &str) -> Result<Value, LoadError> {
     serde_saphyr::from_str::<Value>(text).map_err(|e| LoadError::Parse(e.to_string()))
 }
 
-/// Deserializes `value`, pushing any error as `path.inner.path: message`.
-pub(crate) fn at<T: DeserializeOwned>(value: Value, path: &str, errors: &mut Vec<String>) -> Option<T> {
-    match serde_path_to_error::deserialize(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner_path = e.path().to_string();
-            let inner = e.into_inner();
-            errors.push(match inner_path.as_str() {
-                "." => format!("{path}: {inner}"),
-                p if p.starts_with('[') => format!("{path}{p}: {inner}"),
-                p => format!("{path}.{p}: {inner}"),
-            });
-            None
-        }
-    }
-}
+/// Deserializes `value`, pushing any error as `path.inner.path: message` (the gateway config's
+/// reader, shared).
+pub(crate) use switchyard_core::config::raw::deserialize_at as at;
 
 /// The fields of one mapping, taken one by one; [`Fields::finish`] reports the ones left over.
 pub(crate) struct Fields {

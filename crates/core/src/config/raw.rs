@@ -281,8 +281,9 @@ fn list<T: DeserializeOwned>(
     }
 }
 
-/// Deserializes `value`, pushing any error as `path.inner.path: message`.
-fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str, errors: &mut Vec<String>) -> Option<T> {
+/// Deserializes `value`, pushing any error as `path.inner.path: message`. Shared with the
+/// placer's files, which are read the same way.
+pub fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str, errors: &mut Vec<String>) -> Option<T> {
     match serde_path_to_error::deserialize(value) {
         Ok(v) => Some(v),
         Err(e) => {

@@ -240,21 +240,10 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             errors.push(format!("{path}.cloud: unknown cloud {:?}", c.cloud));
             continue;
         };
-        if !(c.amount_usd > 0.0 && c.amount_usd.is_finite()) {
-            errors.push(format!("{path}.amount_usd: must be > 0"));
-        }
         // Also keeps the conversion to a `Duration` below from overflowing.
-        if !(c.term_days > 0.0 && c.term_days <= MAX_TERM_DAYS) {
-            errors.push(format!("{path}.term_days: must be > 0 and at most {MAX_TERM_DAYS} (100 years)"));
-        }
+        check_commitment_numbers(c, &path, &mut errors);
         let elapsed = c.elapsed_days.unwrap_or(0.0);
-        if !(0.0..=c.term_days.clamp(0.0, MAX_TERM_DAYS)).contains(&elapsed) {
-            errors.push(format!("{path}.elapsed_days: must be between 0 and term_days"));
-        }
         let spent = c.spent_usd.unwrap_or(0.0);
-        if !(spent >= 0.0 && spent.is_finite()) {
-            errors.push(format!("{path}.spent_usd: must be >= 0"));
-        }
         let members: Vec<DeploymentId> = match &c.deployments {
             None => deployments.iter().filter(|d| d.cloud == cloud).map(|d| d.id).collect(),
             Some(names) => names
@@ -511,6 +500,25 @@ fn to_usize(v: u64) -> usize {
 }
 
 /// A `*_ms` setting anywhere in the config: at most [`MAX_MS`], else an error naming `path`.
+/// A commitment's amount, term, elapsed time and spend: each must be a sane number. Shared with
+/// the placer, which reads commitments in the same shape.
+pub fn check_commitment_numbers(c: &super::raw::RawCommitment, path: &str, errors: &mut Vec<String>) {
+    if !(c.amount_usd > 0.0 && c.amount_usd.is_finite()) {
+        errors.push(format!("{path}.amount_usd: must be > 0"));
+    }
+    if !(c.term_days > 0.0 && c.term_days <= MAX_TERM_DAYS) {
+        errors.push(format!("{path}.term_days: must be > 0 and at most {MAX_TERM_DAYS} (100 years)"));
+    }
+    let elapsed = c.elapsed_days.unwrap_or(0.0);
+    if !(0.0..=c.term_days.clamp(0.0, MAX_TERM_DAYS)).contains(&elapsed) {
+        errors.push(format!("{path}.elapsed_days: must be between 0 and term_days"));
+    }
+    let spent = c.spent_usd.unwrap_or(0.0);
+    if !(spent >= 0.0 && spent.is_finite()) {
+        errors.push(format!("{path}.spent_usd: must be >= 0"));
+    }
+}
+
 pub(crate) fn bounded_ms(v: u64, path: &str, errors: &mut Vec<String>) -> Duration {
     if v > MAX_MS {
         errors.push(format!("{path}: must be at most {MAX_MS} (365 days)"));
