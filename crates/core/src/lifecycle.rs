@@ -21,6 +21,9 @@ use crate::rng::Rng;
 use crate::state::{Outcome, RouterState};
 use crate::time::Time;
 
+/// The shortest hedge delay a multiple of a time-to-first-token estimate can give.
+const MIN_HEDGE_DELAY: Duration = Duration::from_millis(20);
+
 /// What is being asked, independent of where it runs.
 #[derive(Clone, Copy, Debug)]
 pub struct Spec {
@@ -655,7 +658,15 @@ impl RequestMachine {
         let continuation = continuation || self.interrupted.is_some();
         self.start_attempt(ctx, deployment, continuation, false, now);
         if !continuation && self.winner.is_none() && self.open.len() == 1 {
-            self.hedge_at = self.timing.hedge_after.map(|after| now + after);
+            // A fixed delay, or a multiple of this deployment's time-to-first-token estimate
+            // (a peak-sensitive average, so it sits high in the distribution).
+            let alias = &ctx.config.aliases[usize::from(self.planned.alias.0)];
+            let estimate = ctx.state.deployment(deployment).latency.ttft_ms.get();
+            let from_estimate = alias
+                .hedge_after_ttft
+                .and_then(|k| Duration::try_from_secs_f64(k * estimate / 1000.0).ok())
+                .map(|d| d.max(MIN_HEDGE_DELAY));
+            self.hedge_at = self.timing.hedge_after.or(from_estimate).map(|after| now + after);
         }
     }
 

@@ -230,6 +230,9 @@ pub struct Alias {
     /// Hedging: when an attempt has no content this long after it started, a second one starts
     /// in another failure domain (`hedge_after_ms`; off when absent).
     pub hedge_after: Option<Duration>,
+    /// Hedging, relative: after this multiple of the attempt's deployment's time-to-first-token
+    /// estimate (`hedge_after_ttft`, e.g. 3.0). Exclusive with `hedge_after_ms`.
+    pub hedge_after_ttft: Option<f64>,
     /// When a broken stream could not be continued (no deployment of the alias accepts a
     /// prefill, or the request has tools), hold back this many output tokens before the caller
     /// sees any, so that a cut before then restarts cleanly anywhere (`hold_back_tokens`).

@@ -158,6 +158,7 @@ pub struct RawAlias {
     #[serde(default)]
     pub fallbacks: Vec<String>,
     pub hedge_after_ms: Option<u64>,
+    pub hedge_after_ttft: Option<f64>,
     pub hold_back_tokens: Option<u32>,
 }
 

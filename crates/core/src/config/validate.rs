@@ -146,6 +146,17 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         if hedge_after.is_some() && kind == DeploymentKind::Embeddings {
             errors.push(format!("{path}.hedge_after_ms: only chat aliases hedge"));
         }
+        if let Some(k) = a.hedge_after_ttft {
+            if !(k.is_finite() && (1.0..=100.0).contains(&k)) {
+                errors.push(format!("{path}.hedge_after_ttft: must be between 1 and 100"));
+            }
+            if hedge_after.is_some() {
+                errors.push(format!("{path}.hedge_after_ttft: give either hedge_after_ms or hedge_after_ttft"));
+            }
+            if kind == DeploymentKind::Embeddings {
+                errors.push(format!("{path}.hedge_after_ttft: only chat aliases hedge"));
+            }
+        }
         if a.hold_back_tokens == Some(0) {
             errors.push(format!("{path}.hold_back_tokens: must be > 0"));
         }
@@ -160,6 +171,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             deployments: members,
             fallbacks,
             hedge_after,
+            hedge_after_ttft: a.hedge_after_ttft.filter(|k| k.is_finite() && (1.0..=100.0).contains(k)),
             hold_back_tokens: a.hold_back_tokens.filter(|n| *n > 0),
         });
     }

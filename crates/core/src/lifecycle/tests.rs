@@ -445,3 +445,23 @@ fn a_whole_answer_books_its_output_from_its_total() {
     let first = w.state.deployment(a1).latency.expected_ms(1);
     assert!(first < 1000.0, "time to first token is not the whole answer's: {first} ms");
 }
+
+#[test]
+fn a_hedge_can_wait_a_multiple_of_the_time_to_first_token_estimate() {
+    let text = CONFIG.replace(
+        "deployments: [a1, z1], fallbacks: [long] }",
+        "deployments: [a1, z1], fallbacks: [long], hedge_after_ttft: 3 }",
+    );
+    let config = Config::from_yaml(&text, &NoSecrets).expect("valid");
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut w = World { config, state, rng: SplitMix64::new(3) };
+    let (a1, s) = (w.id("a1"), spec(&w, true));
+    let estimate = w.state.deployment(a1).latency.ttft_ms.get();
+    let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    let (first, ..) = started(&drain(&mut m))[0];
+    m.on_headers(first);
+    let expected = Duration::from_secs_f64(3.0 * estimate / 1000.0);
+    assert_eq!(m.poll_timeout(), Some(Time::ZERO + expected), "3 x {estimate} ms");
+    m.handle_timeout(&mut w.ctx(), Time::ZERO + expected);
+    assert!(started(&drain(&mut m)).iter().any(|s| s.3), "the hedge started");
+}
