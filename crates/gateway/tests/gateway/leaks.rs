@@ -135,3 +135,24 @@ async fn an_abandoned_probe_does_not_keep_a_deployment_ejected() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d1");
 }
+
+#[tokio::test]
+async fn a_caller_who_leaves_during_a_hedge_releases_both_attempts() {
+    let text = config_text(true, false).replace(
+        "  - { name: solo, policy: priority, deployments: [d1] }",
+        "  - { name: solo, policy: priority, deployments: [d1] }\n  - { name: hedged, policy: priority, deployments: [d1, d2], hedge_after_ms: 50 }",
+    );
+    let h = Harness::with_config(&text).await;
+    for d in ["d1", "d2"] {
+        h.faults(d, r#"[{"kind":"slow_first_token","delay_ms":3000}]"#);
+    }
+    let left = tokio::time::timeout(Duration::from_millis(300), h.open_stream(KEY, ask("hedged", "leave both"))).await;
+    assert!(left.is_err(), "the caller left before any content");
+    assert!(settled(&h).await, "both the first attempt and its hedge are closed");
+    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchyard_hedges_total{result=\"started\"} 1"), "{metrics}");
+    for d in ["d1", "d2"] {
+        let line = format!("switchyard_upstream_attempts_total{{deployment=\"{d}\",result=\"abandoned\"}} 1");
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+}
