@@ -204,7 +204,6 @@ pub struct AttemptSession {
     n_attempts: u32,
     same_retries: u32,
     retry_same: Option<NextAttempt>,
-    last: Option<DeploymentId>,
     /// Every failed attempt, in order.
     pub failures: Vec<(DeploymentId, AttemptError)>,
 }
@@ -220,7 +219,6 @@ impl AttemptSession {
             n_attempts: 0,
             same_retries: 0,
             retry_same: None,
-            last: None,
             failures: Vec::new(),
         }
     }
@@ -256,13 +254,7 @@ impl AttemptSession {
             return Err(Exhausted::RetryBudget);
         }
         self.n_attempts += 1;
-        self.last = Some(next.deployment);
         Ok(next)
-    }
-
-    /// The deployment of the latest attempt handed out.
-    pub fn last_attempted(&self) -> Option<DeploymentId> {
-        self.last
     }
 
     /// Records a failure and decides what follows.

@@ -111,6 +111,13 @@ impl RouterState {
         &mut self.deployments[usize::from(id.0)]
     }
 
+    /// Deployments not ejected, and among them those whose latest attempt did not fail: what
+    /// the gateway's readiness reports (ready while any is usable).
+    pub fn n_available_and_usable(&self, now: Time) -> (usize, usize) {
+        let available = self.deployments.iter().filter(|d| !d.health.is_ejected(now));
+        available.fold((0, 0), |(a, u), d| (a + 1, u + usize::from(d.health.consecutive_failures() == 0)))
+    }
+
     pub fn n_ejected(&self, now: Time) -> usize {
         self.deployments.iter().filter(|d| d.health.is_ejected(now)).count()
     }

@@ -295,12 +295,7 @@ async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Re
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     let now = gw.now();
     let draining = gw.draining.load(Ordering::Relaxed);
-    let (n_available, n_usable) = {
-        let router = gw.router();
-        let states = gw.config.deployments.iter().map(|d| &router.deployment(d.id).health);
-        let available: Vec<_> = states.filter(|h| !h.is_ejected(now)).collect();
-        (available.len(), available.iter().filter(|h| h.consecutive_failures() == 0).count())
-    };
+    let (n_available, n_usable) = gw.router().n_available_and_usable(now);
     let ready = !draining && n_usable > 0;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({

@@ -3,6 +3,8 @@
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use switchyard_core::config::raw::kind_of;
+pub(crate) use switchyard_core::config::{check_jurisdiction, check_name};
 
 use crate::LoadError;
 
@@ -87,36 +89,7 @@ fn prefix(path: &str) -> String {
     if path.is_empty() { "the file ".to_owned() } else { format!("{path}: ") }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
 /// `Ok(v)` when no error was recorded, else every error.
 pub(crate) fn done<T>(value: T, errors: Vec<String>) -> Result<T, LoadError> {
     if errors.is_empty() { Ok(value) } else { Err(LoadError::Invalid(errors)) }
-}
-
-/// A name of letters, digits and `- _ . / :`, 1 to 128 characters.
-pub(crate) fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
-    if !ok {
-        errors.push(format!("{path}: must be 1-128 characters of letters, digits, - _ . / :"));
-    }
-}
-
-/// A jurisdiction code as the gateway's config writes them: lower case, such as us, eu, jp.
-pub(crate) fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
-    let ok = !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
-    if !ok {
-        errors.push(format!("{path}: must be a lower-case code such as us, eu, jp"));
-    }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
 pub use secret::{NoSecrets, Secret, SecretSource};
-pub use validate::{check_commitment_numbers, hash_key, key_hash_text};
+pub use validate::{check_commitment_numbers, check_jurisdiction, check_name, hash_key, key_hash_text};
 
 /// Index of a cloud in [`Config::clouds`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

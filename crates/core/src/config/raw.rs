@@ -300,7 +300,8 @@ pub fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str, errors: &mu
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+/// How a JSON value's kind reads in an error message ("a list", "a mapping", ...).
+pub fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -583,7 +583,8 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     RoutingSettings { outlier, retry_budget, near_tie, default_output_tokens: raw.default_output_tokens.unwrap_or(256) }
 }
 
-fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
+/// A name as configs take it (aliases, deployments, tenants; the placer's pools and jobs too).
+pub fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
@@ -592,7 +593,8 @@ fn check_name(name: &str, path: &str, errors: &mut Vec<String>) {
     }
 }
 
-fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
+/// A jurisdiction code: lower case, short (`us`, `eu`, `jp`).
+pub fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
     let ok = !j.is_empty() && j.len() <= 16 && j.chars().all(|c| c.is_ascii_lowercase() || c == '-');
     if !ok {
         errors.push(format!("{path}: must be a lower-case code such as us, eu, jp"));
