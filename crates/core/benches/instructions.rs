@@ -46,8 +46,8 @@ fn plan_request(input: (Config, RouterState)) -> Plan {
 #[library_benchmark]
 #[bench::one(args = (8), setup = setup, config = limit(850))]
 fn attempt_updates(input: (Config, RouterState)) -> RouterState {
-    let (config, mut state) = input;
-    attempt_cycle(&mut state, black_box(config.deployments[3].id), Time::from_millis(1_000));
+    let (config, state) = input;
+    attempt_cycle(&state, black_box(config.deployments[3].id), Time::from_millis(1_000));
     std::mem::forget(config);
     black_box(state)
 }

@@ -25,13 +25,13 @@ fn bench_plan(c: &mut Criterion) {
 
 fn bench_updates(c: &mut Criterion) {
     let config = synthetic_config(8, "balanced");
-    let mut state = RouterState::new(&config, Time::ZERO);
+    let state = RouterState::new(&config, Time::ZERO);
     let id = config.deployments[3].id;
     let mut t = 0u64;
     c.bench_function("attempt/begin+end success", |b| {
         b.iter(|| {
             t += 1_000;
-            attempt_cycle(&mut state, black_box(id), Time::from_micros(t));
+            attempt_cycle(&state, black_box(id), Time::from_micros(t));
         })
     });
 }

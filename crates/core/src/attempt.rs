@@ -229,7 +229,7 @@ impl AttemptSession {
 
     /// The next attempt, skipping plan entries ejected since planning (unless none is left).
     /// Every attempt after the first takes from the retry budget.
-    pub fn next(&mut self, state: &mut RouterState, now: Time) -> Result<NextAttempt, Exhausted> {
+    pub fn next(&mut self, state: &RouterState, now: Time) -> Result<NextAttempt, Exhausted> {
         if self.n_attempts >= self.max_attempts {
             return Err(Exhausted::MaxAttempts);
         }
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_failed_half_open_probe_is_not_retried_at_once() {
         let config = crate::fixture::synthetic_config(4, "balanced");
-        let mut state = RouterState::new(&config, Time::ZERO);
+        let state = RouterState::new(&config, Time::ZERO);
         let (a, b) = (config.deployments[0].id, config.deployments[1].id);
         let error = AttemptError::ServerError { status: 503 };
         let mut t = Time::ZERO;
@@ -328,10 +328,10 @@ mod tests {
         // Past the ejection: `a` is half-open and this request's first attempt is its probe.
         t = t + config.routing.outlier.max_ejection + Duration::from_millis(1);
         let mut session = AttemptSession::new(vec![a, b], 5);
-        assert_eq!(session.next(&mut state, t).map(|n| n.deployment), Ok(a));
+        assert_eq!(session.next(&state, t).map(|n| n.deployment), Ok(a));
         state.begin_attempt(a, 10, t);
         state.end_attempt(a, 10, Outcome::Failure(&error), t);
         assert!(matches!(session.on_failure(a, error, Duration::from_secs(1)), Decision::RetrySame { .. }));
-        assert_eq!(session.next(&mut state, t).map(|n| n.deployment), Ok(b), "the re-ejected probe is not retried");
+        assert_eq!(session.next(&state, t).map(|n| n.deployment), Ok(b), "the re-ejected probe is not retried");
     }
 }

@@ -54,7 +54,7 @@ pub fn bench_request(config: &Config) -> crate::plan::PlanRequest<'_> {
 
 /// One attempt's life in the router, as the benchmarks measure it: a request arrives, an
 /// attempt starts and succeeds.
-pub fn attempt_cycle(state: &mut crate::RouterState, id: crate::DeploymentId, now: crate::Time) {
+pub fn attempt_cycle(state: &crate::RouterState, id: crate::DeploymentId, now: crate::Time) {
     state.on_request(now);
     state.begin_attempt(id, 700, now);
     let outcome = crate::state::Outcome::Success {

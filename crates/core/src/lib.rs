@@ -5,14 +5,14 @@
 //! same code and get the same answers from the same inputs.
 
 pub mod attempt;
-pub mod budget;
 pub mod config;
+pub mod counters;
 pub mod estimator;
 pub mod fixture;
 pub mod health;
 pub mod lifecycle;
 pub mod plan;
-pub mod ratelimit;
+pub mod retry_budget;
 pub mod rng;
 pub mod state;
 pub mod time;

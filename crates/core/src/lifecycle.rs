@@ -195,7 +195,7 @@ pub struct RequestMachine {
 /// randomness for planning.
 pub struct Ctx<'a> {
     pub config: &'a Config,
-    pub state: &'a mut RouterState,
+    pub state: &'a RouterState,
     pub rng: &'a mut dyn Rng,
 }
 

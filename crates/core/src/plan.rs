@@ -268,7 +268,7 @@ pub fn plan(
             removed.cooldown_ends = removed.cooldown_ends.min(s.cooldown_until).or(s.cooldown_until);
             continue;
         }
-        if !s.has_headroom(estimated_tokens, now) {
+        if !s.has_concurrency_room() || !state.has_rate_room(*id, estimated_tokens, now) {
             removed.no_headroom += 1;
             continue;
         }

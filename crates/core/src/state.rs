@@ -1,14 +1,21 @@
 //! What the router knows right now about every deployment: health, latency, load, rate
 //! allowance, cool-downs; and the retry budget. Events in, no clock reads.
+//!
+//! Shared by every worker without a lock common to all requests: each deployment's state has
+//! its own lock (on its own cache line), the retry budget and commitment spend are atomics,
+//! and per-minute allowances sit behind the [`Counters`] seam. Never hold two deployment locks
+//! at once; no method here does.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::attempt::{AttemptError, HealthSignal};
-use crate::budget::RetryBudget;
-use crate::config::{Config, DeploymentId, OutlierSettings};
+use crate::config::{Commitment, CommitmentId, Config, DeploymentId, OutlierSettings};
+use crate::counters::{Counters, LimitId, LocalCounters, Padded, limit_specs};
 use crate::estimator::LatencyEstimate;
 use crate::health::Health;
-use crate::ratelimit::Bucket;
+use crate::retry_budget::RetryBudget;
 use crate::time::Time;
 
 /// Cool-down after a 429 that carried no Retry-After.
@@ -24,8 +31,6 @@ pub struct DeploymentState {
     /// the provider said no, grown back by about one per limit's worth of successes.
     pub learned_limit: Option<f64>,
     pub cooldown_until: Option<Time>,
-    rpm: Option<Bucket>,
-    tpm: Option<Bucket>,
 }
 
 /// The end of an attempt, as the router needs to know it.
@@ -43,26 +48,31 @@ pub enum Outcome<'a> {
     Abandoned,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RouterState {
-    deployments: Vec<DeploymentState>,
-    /// Spend so far per commitment (including what was spent before this run).
-    commitment_spend: Vec<f64>,
-    commitments: Vec<crate::config::Commitment>,
+    deployments: Box<[Padded<DeploymentState>]>,
+    counters: Arc<dyn Counters>,
+    /// Each deployment's requests- and tokens-per-minute allowances in `counters`.
+    limits: Box<[(Option<LimitId>, Option<LimitId>)]>,
+    /// Spend so far per commitment (including what was spent before this run), as f64 bits.
+    commitment_spend: Box<[AtomicU64]>,
+    commitments: Vec<Commitment>,
     started: Time,
     budget: RetryBudget,
     outlier: OutlierSettings,
 }
 
+/// A deployment's state, locked while this lives: read what you need and let it go.
+pub type DeploymentGuard<'a> = std::sync::MutexGuard<'a, DeploymentState>;
+
 // === impl DeploymentState ===
 
 impl DeploymentState {
-    /// Whether a new attempt fits the deployment's concurrency and rate limits.
-    pub fn has_headroom(&self, estimated_tokens: u32, now: Time) -> bool {
+    /// Whether a new attempt fits the deployment's configured and learned concurrency limits
+    /// (its rate allowances are the router's: [`RouterState::has_headroom`]).
+    pub fn has_concurrency_room(&self) -> bool {
         self.concurrency_limit.is_none_or(|limit| self.in_flight < limit)
             && self.learned_limit.is_none_or(|limit| f64::from(self.in_flight) < limit.floor().max(1.0))
-            && self.rpm.is_none_or(|b| b.has_room(1.0, now))
-            && self.tpm.is_none_or(|b| b.has_room(f64::from(estimated_tokens), now))
     }
 
     pub fn cooling_down(&self, now: Time) -> bool {
@@ -78,24 +88,34 @@ impl DeploymentState {
 // === impl RouterState ===
 
 impl RouterState {
+    /// State for `config` with allowances kept in this process.
     pub fn new(config: &Config, now: Time) -> RouterState {
+        let (specs, _) = limit_specs(config);
+        RouterState::with_counters(config, now, Arc::new(LocalCounters::new(&specs, now)))
+    }
+
+    /// State whose allowances live in `counters`, which must hold [`limit_specs`]`(config)`.
+    pub fn with_counters(config: &Config, now: Time, counters: Arc<dyn Counters>) -> RouterState {
         let deployments = config
             .deployments
             .iter()
-            .map(|d| DeploymentState {
-                health: Health::default(),
-                latency: LatencyEstimate::new(now),
-                in_flight: 0,
-                concurrency_limit: d.limits.concurrency,
-                learned_limit: None,
-                cooldown_until: None,
-                rpm: d.limits.rpm.map(|r| Bucket::new(u64::from(r), now)),
-                tpm: d.limits.tpm.map(|t| Bucket::new(t, now)),
+            .map(|d| {
+                Padded::new(DeploymentState {
+                    health: Health::default(),
+                    latency: LatencyEstimate::new(now),
+                    in_flight: 0,
+                    concurrency_limit: d.limits.concurrency,
+                    learned_limit: None,
+                    cooldown_until: None,
+                })
             })
             .collect();
+        let (_, limits) = limit_specs(config);
         RouterState {
             deployments,
-            commitment_spend: config.commitments.iter().map(|c| c.spent_at_start).collect(),
+            counters,
+            limits: limits.into(),
+            commitment_spend: config.commitments.iter().map(|c| AtomicU64::new(c.spent_at_start.to_bits())).collect(),
             commitments: config.commitments.clone(),
             started: now,
             budget: RetryBudget::new(config.routing.retry_budget.clone()),
@@ -103,61 +123,80 @@ impl RouterState {
         }
     }
 
-    pub fn deployment(&self, id: DeploymentId) -> &DeploymentState {
-        &self.deployments[usize::from(id.0)]
+    /// A deployment's state, locked: drop the guard before asking for another.
+    pub fn deployment(&self, id: DeploymentId) -> DeploymentGuard<'_> {
+        self.deployments[usize::from(id.0)].lock()
     }
 
-    fn deployment_mut(&mut self, id: DeploymentId) -> &mut DeploymentState {
-        &mut self.deployments[usize::from(id.0)]
+    /// Whether the deployment's rate allowances have room for one more request of
+    /// `estimated_tokens` (takes no deployment lock).
+    pub fn has_rate_room(&self, id: DeploymentId, estimated_tokens: u32, now: Time) -> bool {
+        let (rpm, tpm) = self.limits[usize::from(id.0)];
+        rpm.is_none_or(|l| self.counters.has_room(l, 1.0, now))
+            && tpm.is_none_or(|l| self.counters.has_room(l, f64::from(estimated_tokens), now))
+    }
+
+    /// Whether a new attempt fits the deployment's concurrency and rate limits.
+    pub fn has_headroom(&self, id: DeploymentId, estimated_tokens: u32, now: Time) -> bool {
+        let concurrency = self.deployment(id).has_concurrency_room();
+        concurrency && self.has_rate_room(id, estimated_tokens, now)
     }
 
     /// Deployments not ejected, and among them those whose latest attempt did not fail: what
     /// the gateway's readiness reports (ready while any is usable).
     pub fn n_available_and_usable(&self, now: Time) -> (usize, usize) {
-        let available = self.deployments.iter().filter(|d| !d.health.is_ejected(now));
-        available.fold((0, 0), |(a, u), d| (a + 1, u + usize::from(d.health.consecutive_failures() == 0)))
+        self.deployments.iter().fold((0, 0), |(a, u), d| {
+            let d = d.lock();
+            match d.health.is_ejected(now) {
+                true => (a, u),
+                false => (a + 1, u + usize::from(d.health.consecutive_failures() == 0)),
+            }
+        })
     }
 
     pub fn n_ejected(&self, now: Time) -> usize {
-        self.deployments.iter().filter(|d| d.health.is_ejected(now)).count()
+        self.deployments.iter().filter(|d| d.lock().health.is_ejected(now)).count()
     }
 
     /// Changes a deployment's configured concurrency limit (capacity added or taken away).
-    pub fn set_concurrency_limit(&mut self, id: DeploymentId, limit: Option<u32>) {
-        let d = self.deployment_mut(id);
+    pub fn set_concurrency_limit(&self, id: DeploymentId, limit: Option<u32>) {
+        let mut d = self.deployment(id);
         d.concurrency_limit = limit;
         d.learned_limit = None;
     }
 
     /// Records list-price spend counted against a deployment's commitment (burn-down).
-    pub fn record_spend(&mut self, commitment: Option<crate::config::CommitmentId>, dollars: f64) {
+    pub fn record_spend(&self, commitment: Option<CommitmentId>, dollars: f64) {
         if let Some(c) = commitment
             && dollars.is_finite()
             && dollars > 0.0
         {
-            self.commitment_spend[usize::from(c.0)] += dollars;
+            let add = |bits: u64| Some((f64::from_bits(bits) + dollars).to_bits());
+            // The closure always answers Some, so the update cannot fail.
+            let _ = self.commitment_spend[usize::from(c.0)].fetch_update(Ordering::AcqRel, Ordering::Acquire, add);
         }
     }
 
     /// (spent, pace) of a commitment at `now`: pace is where a straight line says spend should be.
-    pub fn commitment_progress(&self, c: crate::config::CommitmentId, now: Time) -> (f64, f64) {
+    pub fn commitment_progress(&self, c: CommitmentId, now: Time) -> (f64, f64) {
         let i = usize::from(c.0);
-        (self.commitment_spend[i], self.commitments[i].pace(now.saturating_since(self.started)))
+        let spent = f64::from_bits(self.commitment_spend[i].load(Ordering::Acquire));
+        (spent, self.commitments[i].pace(now.saturating_since(self.started)))
     }
 
     /// How far a commitment is behind its pace, as a share of its amount (0 when on or ahead).
-    pub fn commitment_behind(&self, c: crate::config::CommitmentId, now: Time) -> f64 {
+    pub fn commitment_behind(&self, c: CommitmentId, now: Time) -> f64 {
         let (spent, pace) = self.commitment_progress(c, now);
         ((pace - spent) / self.commitments[usize::from(c.0)].amount_usd).max(0.0)
     }
 
     /// A request arrived: it earns the retry budget its share.
-    pub fn on_request(&mut self, now: Time) {
+    pub fn on_request(&self, now: Time) {
         self.budget.deposit(now);
     }
 
     /// Takes one retry from the budget.
-    pub fn try_retry(&mut self, now: Time) -> bool {
+    pub fn try_retry(&self, now: Time) -> bool {
         self.budget.try_withdraw(now)
     }
 
@@ -165,30 +204,50 @@ impl RouterState {
         self.budget.remaining(now)
     }
 
-    pub fn begin_attempt(&mut self, id: DeploymentId, estimated_tokens: u32, now: Time) {
-        let d = self.deployment_mut(id);
-        d.in_flight += 1;
-        d.health.on_attempt(now);
-        if let Some(b) = &mut d.rpm {
-            b.take(1.0, now);
+    /// Books an attempt's start. Planning checked its headroom a moment before without holding
+    /// the deployment, so concurrent requests may start past a concurrency limit by at most
+    /// one each (a provider's 429 then teaches the router the rest).
+    pub fn begin_attempt(&self, id: DeploymentId, estimated_tokens: u32, now: Time) {
+        {
+            let mut d = self.deployment(id);
+            d.in_flight += 1;
+            d.health.on_attempt(now);
         }
-        if let Some(b) = &mut d.tpm {
-            b.take(f64::from(estimated_tokens), now);
+        let (rpm, tpm) = self.limits[usize::from(id.0)];
+        if let Some(l) = rpm {
+            self.counters.adjust(l, -1.0, now);
+        }
+        if let Some(l) = tpm {
+            self.counters.adjust(l, -f64::from(estimated_tokens), now);
         }
     }
 
     /// An attempt ended. `estimated_tokens` is what `begin_attempt` reserved: a success settles
     /// the reservation to its real total; a failed or abandoned attempt gives it all back (what
     /// such an attempt did use is charged with [`RouterState::charge_tokens`]).
-    pub fn end_attempt(&mut self, id: DeploymentId, estimated_tokens: u32, outcome: Outcome<'_>, now: Time) {
-        let n_deployments = self.deployments.len();
-        let n_ejected = self.n_ejected(now);
-        let outlier = self.outlier.clone();
-        let d = self.deployment_mut(id);
+    pub fn end_attempt(&self, id: DeploymentId, estimated_tokens: u32, outcome: Outcome<'_>, now: Time) {
+        // Counted before the deployment is locked (never two locks at once); a failure racing
+        // this one may eject past the cap by one.
+        let failure = matches!(outcome, Outcome::Failure(e) if matches!(e.health_signal(), HealthSignal::Failure));
+        let n_ejected = if failure { self.n_ejected(now) } else { 0 };
+        let give_back = {
+            let mut d = self.deployment(id);
+            self.settle(&mut d, outcome, n_ejected, now);
+            match outcome {
+                Outcome::Success { total_tokens, .. } => f64::from(estimated_tokens) - total_tokens as f64,
+                Outcome::Failure(_) | Outcome::Abandoned => f64::from(estimated_tokens),
+            }
+        };
+        if let (_, Some(l)) = self.limits[usize::from(id.0)] {
+            self.counters.adjust(l, give_back, now);
+        }
+    }
+
+    fn settle(&self, d: &mut DeploymentState, outcome: Outcome<'_>, n_ejected: usize, now: Time) {
         let in_flight = d.in_flight;
         d.in_flight = d.in_flight.saturating_sub(1);
         match outcome {
-            Outcome::Success { ttft, duration, output_tokens, total_tokens } => {
+            Outcome::Success { ttft, duration, output_tokens, .. } => {
                 d.health.on_success();
                 d.cooldown_until = None;
                 if let Some(limit) = d.learned_limit {
@@ -200,17 +259,14 @@ impl RouterState {
                     Some(ttft) => d.latency.observe(ttft, output_tokens, duration, now),
                     None => d.latency.observe_whole(output_tokens, duration, now),
                 }
-                if let Some(b) = &mut d.tpm {
-                    b.adjust(f64::from(estimated_tokens) - total_tokens as f64, now);
-                }
-                return;
             }
             Outcome::Abandoned => d.health.on_neutral(),
             Outcome::Failure(error) => match error.health_signal() {
                 HealthSignal::Failure => {
                     // Ejecting one more must keep the ejected share within the cap.
-                    let may_eject = ((n_ejected + 1) as f64) <= outlier.max_ejected_share * n_deployments as f64;
-                    d.health.on_failure(now, &outlier, may_eject);
+                    let n_deployments = self.deployments.len();
+                    let may_eject = ((n_ejected + 1) as f64) <= self.outlier.max_ejected_share * n_deployments as f64;
+                    d.health.on_failure(now, &self.outlier, may_eject);
                 }
                 HealthSignal::Capacity { retry_after } => {
                     d.health.on_neutral();
@@ -221,16 +277,13 @@ impl RouterState {
                 HealthSignal::Neutral => d.health.on_neutral(),
             },
         }
-        if let Some(b) = &mut d.tpm {
-            b.adjust(f64::from(estimated_tokens), now);
-        }
     }
 
     /// Charges tokens that an attempt ended without success really used (a stream cut or left
     /// after some output) to the deployment's tokens-per-minute allowance.
-    pub fn charge_tokens(&mut self, id: DeploymentId, tokens: u64, now: Time) {
-        if let Some(b) = &mut self.deployment_mut(id).tpm {
-            b.take(tokens as f64, now);
+    pub fn charge_tokens(&self, id: DeploymentId, tokens: u64, now: Time) {
+        if let (_, Some(l)) = self.limits[usize::from(id.0)] {
+            self.counters.adjust(l, -(tokens as f64), now);
         }
     }
 }
@@ -243,7 +296,7 @@ mod tests {
     #[test]
     fn a_429_teaches_a_concurrency_limit_that_grows_back() {
         let config = synthetic_config(8, "balanced");
-        let mut state = RouterState::new(&config, Time::ZERO);
+        let state = RouterState::new(&config, Time::ZERO);
         let id = config.deployments[0].id;
         let t = Time::ZERO;
         for _ in 0..10 {
@@ -254,11 +307,11 @@ mod tests {
         // 10 were in flight when the provider said no: the learned limit is 9.
         assert_eq!(state.deployment(id).learned_limit, Some(9.0));
         let later = t + Duration::from_secs(2);
-        assert!(!state.deployment(id).has_headroom(10, later), "9 still in flight");
+        assert!(!state.has_headroom(id, 10, later), "9 still in flight");
         let ok =
             Outcome::Success { ttft: None, duration: Duration::from_millis(100), output_tokens: 1, total_tokens: 10 };
         state.end_attempt(id, 10, ok, later);
-        assert!(state.deployment(id).has_headroom(10, later), "8 in flight, limit grown past 9");
+        assert!(state.has_headroom(id, 10, later), "8 in flight, limit grown past 9");
         for _ in 0..3000 {
             state.begin_attempt(id, 10, later);
             state.end_attempt(id, 10, ok, later);
@@ -267,25 +320,88 @@ mod tests {
     }
 
     #[test]
+    fn workers_sharing_the_state_leave_it_balanced() {
+        // Four threads plan, begin and end attempts on the same deployments at once (some
+        // failing, some rate limited, some abandoned): every attempt is released and every
+        // token reservation settled exactly, with no lock held across another.
+        let mut config = synthetic_config(8, "balanced");
+        for d in &mut config.deployments {
+            d.limits.tpm = Some(1_000_000_000);
+        }
+        let (specs, ids) = crate::counters::limit_specs(&config);
+        let counters = Arc::new(LocalCounters::new(&specs, Time::ZERO));
+        let state = RouterState::with_counters(&config, Time::ZERO, counters.clone());
+        let request = crate::fixture::bench_request(&config);
+        let t = Time::from_millis(1);
+        let successes: Vec<Vec<u64>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4u64)
+                .map(|worker| {
+                    let (config, state, request) = (&config, &state, &request);
+                    s.spawn(move || {
+                        let mut rng = crate::SplitMix64::new(worker);
+                        let mut successes = vec![0u64; config.deployments.len()];
+                        for i in 0..2_000u64 {
+                            let Ok(plan) = crate::plan::plan(config, state, request, t, &mut rng) else { continue };
+                            let id = plan.deployments[0];
+                            state.on_request(t);
+                            state.begin_attempt(id, 100, t);
+                            let error = match i % 5 {
+                                0 => AttemptError::RateLimited { retry_after: Some(Duration::ZERO) },
+                                1 => AttemptError::ServerError { status: 502 },
+                                _ => AttemptError::StreamCut,
+                            };
+                            let outcome = match i % 3 {
+                                0 => Outcome::Failure(&error),
+                                1 => Outcome::Abandoned,
+                                _ => {
+                                    successes[usize::from(id.0)] += 1;
+                                    let ok_ttft = Some(Duration::from_millis(1));
+                                    Outcome::Success {
+                                        ttft: ok_ttft,
+                                        duration: Duration::ZERO,
+                                        output_tokens: 1,
+                                        total_tokens: 40,
+                                    }
+                                }
+                            };
+                            state.end_attempt(id, 100, outcome, t);
+                            let _ = state.try_retry(t);
+                        }
+                        successes
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("worker")).collect()
+        });
+        assert!(successes.iter().flatten().sum::<u64>() > 2_000, "the workers did route");
+        for (i, d) in config.deployments.iter().enumerate() {
+            assert_eq!(state.deployment(d.id).in_flight, 0, "{}", d.name);
+            let n: u64 = successes.iter().map(|s| s[i]).sum();
+            let level = counters.level(ids[i].1.expect("tpm"), t).expect("level");
+            assert_eq!(level, 1e9 - 40.0 * n as f64, "{}: only real use stays charged", d.name);
+        }
+    }
+
+    #[test]
     fn failed_and_abandoned_attempts_give_their_token_reservation_back() {
         let mut config = synthetic_config(2, "balanced");
         config.deployments[0].limits.tpm = Some(10_000);
-        let mut state = RouterState::new(&config, Time::ZERO);
+        let state = RouterState::new(&config, Time::ZERO);
         let id = config.deployments[0].id;
         let t = Time::ZERO;
         let error = AttemptError::ServerError { status: 500 };
         for outcome in [Outcome::Abandoned, Outcome::Failure(&error)] {
             state.begin_attempt(id, 100_000, t);
-            assert!(!state.deployment(id).has_headroom(100, t), "the reservation holds the allowance");
+            assert!(!state.has_headroom(id, 100, t), "the reservation holds the allowance");
             state.end_attempt(id, 100_000, outcome, t);
-            assert!(state.deployment(id).has_headroom(10_000, t), "all given back after {outcome:?}");
+            assert!(state.has_headroom(id, 10_000, t), "all given back after {outcome:?}");
             assert_eq!(state.deployment(id).in_flight, 0);
         }
         // What a broken attempt did use is charged.
         state.begin_attempt(id, 500, t);
         state.end_attempt(id, 500, Outcome::Failure(&AttemptError::StreamCut), t);
         state.charge_tokens(id, 9_000, t);
-        assert!(!state.deployment(id).has_headroom(2_000, t));
-        assert!(state.deployment(id).has_headroom(1_000, t));
+        assert!(!state.has_headroom(id, 2_000, t));
+        assert!(state.has_headroom(id, 1_000, t));
     }
 }

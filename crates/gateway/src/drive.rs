@@ -84,8 +84,7 @@ impl Driver {
     pub(crate) fn start(gw: &Arc<Gateway>, payload: Arc<dyn Payload>, spec: Spec, timing: Timing) -> Driver {
         let now = gw.now();
         let machine = gw.with_rng(|rng| {
-            let mut router = gw.router();
-            let mut ctx = Ctx { config: &gw.config, state: &mut router, rng };
+            let mut ctx = Ctx { config: &gw.config, state: gw.router(), rng };
             RequestMachine::new(&mut ctx, spec, timing, now)
         });
         let mut driver = Driver {
@@ -109,11 +108,10 @@ impl Driver {
 
     /// Runs the machine with the router's state and the RNG at hand.
     pub(crate) fn with_ctx<R>(&mut self, f: impl FnOnce(&mut RequestMachine, &mut Ctx<'_>) -> R) -> R {
-        let gw = self.gw.clone();
+        let Driver { gw, machine, .. } = self;
         gw.with_rng(|rng| {
-            let mut router = gw.router();
-            let mut ctx = Ctx { config: &gw.config, state: &mut router, rng };
-            f(&mut self.machine, &mut ctx)
+            let mut ctx = Ctx { config: &gw.config, state: gw.router(), rng };
+            f(machine, &mut ctx)
         })
     }
 

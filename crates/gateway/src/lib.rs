@@ -15,8 +15,8 @@ mod io;
 pub mod metrics;
 mod stream;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -36,7 +36,7 @@ pub use error::ApiError;
 /// Everything a request needs, shared by all of them.
 pub struct Gateway {
     pub config: Arc<Config>,
-    router: Mutex<RouterState>,
+    router: RouterState,
     /// Seeds each worker thread's own RNG (see [`Gateway::with_rng`]).
     seed: u64,
     upstream: Upstream,
@@ -78,7 +78,7 @@ impl Gateway {
             config.deployments.iter().map(|d| (value(&d.name), value(&config.cloud_of(d.id).name))).collect();
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
-            router: Mutex::new(router),
+            router,
             seed,
             upstream,
             epoch: Instant::now(),
@@ -88,11 +88,6 @@ impl Gateway {
             request_ids: edge::RequestIds::new(seed),
             where_values,
         }))
-    }
-
-    /// A copy of what the router knows right now (for tests and diagnostics).
-    pub fn router_snapshot(&self) -> RouterState {
-        self.router().clone()
     }
 
     /// The tokio instant of a core time.
@@ -105,8 +100,10 @@ impl Gateway {
         Time::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
-    pub(crate) fn router(&self) -> MutexGuard<'_, RouterState> {
-        self.router.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// What the router knows right now. Shared by every worker with no lock common to all
+    /// requests (see `switchyard_core::state`).
+    pub fn router(&self) -> &RouterState {
+        &self.router
     }
 
     /// Runs `f` with this thread's RNG: each worker has its own, so planning takes no lock for
@@ -322,17 +319,15 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         }
     }
     let now = gw.now();
-    let (in_flight, ejected): (Vec<u32>, Vec<bool>) = {
-        let router = gw.router();
-        gw.config
-            .deployments
-            .iter()
-            .map(|d| {
-                let s = router.deployment(d.id);
-                (s.in_flight, s.health.is_ejected(now))
-            })
-            .unzip()
-    };
+    let (in_flight, ejected): (Vec<u32>, Vec<bool>) = gw
+        .config
+        .deployments
+        .iter()
+        .map(|d| {
+            let s = gw.router().deployment(d.id);
+            (s.in_flight, s.health.is_ejected(now))
+        })
+        .unzip();
     let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

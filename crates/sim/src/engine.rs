@@ -210,7 +210,7 @@ impl<'a> Engine<'a> {
             reserved_tokens: input.saturating_add(output),
         };
         let timing = timing_for(&self.config, alias, now);
-        let mut ctx = Ctx { config: &self.config, state: &mut self.state, rng: &mut self.rng_route };
+        let mut ctx = Ctx { config: &self.config, state: &self.state, rng: &mut self.rng_route };
         let machine = RequestMachine::new(&mut ctx, spec, timing, now);
         self.open(machine, t, input, output, stream, now);
     }

@@ -40,7 +40,7 @@ impl World {
     }
 
     fn ctx(&mut self) -> Ctx<'_> {
-        Ctx { config: &self.config, state: &mut self.state, rng: &mut self.rng }
+        Ctx { config: &self.config, state: &self.state, rng: &mut self.rng }
     }
 
     fn id(&self, name: &str) -> DeploymentId {

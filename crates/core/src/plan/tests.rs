@@ -55,7 +55,7 @@ fn request<'a>(config: &'a Config, alias: &str, tenant: usize) -> PlanRequest<'a
     }
 }
 
-fn fail(config: &Config, state: &mut RouterState, name: &str, times: u32, now: Time) {
+fn fail(config: &Config, state: &RouterState, name: &str, times: u32, now: Time) {
     let id = config.deployment_by_name(name).expect("deployment").id;
     let error = AttemptError::ConnectFailed { detail: "refused".into() };
     for _ in 0..times {
@@ -90,7 +90,7 @@ fn priority_policy_keeps_the_listed_order() {
 #[test]
 fn latency_policy_avoids_a_slow_deployment() {
     let config = config();
-    let mut state = RouterState::new(&config, Time::ZERO);
+    let state = RouterState::new(&config, Time::ZERO);
     let slow = config.deployment_by_name("az-eastus").unwrap().id;
     state.begin_attempt(slow, 10, Time::ZERO);
     let success = Outcome::Success {
@@ -110,12 +110,12 @@ fn latency_policy_avoids_a_slow_deployment() {
 #[test]
 fn eu_tenant_never_leaves_the_eu_and_fails_closed() {
     let config = config();
-    let mut state = RouterState::new(&config, Time::ZERO);
+    let state = RouterState::new(&config, Time::ZERO);
     let plan = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     assert_eq!(names(&config, &plan).len(), 3);
     // Full the only EU deployment with headroom limits, eject the others: panic mode stays in EU.
     for name in ["aws-euc1", "az-swe", "oci-fra"] {
-        fail(&config, &mut state, name, 3, Time::ZERO);
+        fail(&config, &state, name, 3, Time::ZERO);
     }
     let plan = super::plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     assert!(plan.panic);
@@ -126,9 +126,9 @@ fn eu_tenant_never_leaves_the_eu_and_fails_closed() {
 fn a_busy_healthy_deployment_means_no_capacity_not_panic_routing() {
     // Found by the property test: EU tenant, two EU deployments ejected, the third full.
     let config = config();
-    let mut state = RouterState::new(&config, Time::ZERO);
-    fail(&config, &mut state, "aws-euc1", 3, Time::ZERO);
-    fail(&config, &mut state, "oci-fra", 3, Time::ZERO);
+    let state = RouterState::new(&config, Time::ZERO);
+    fail(&config, &state, "aws-euc1", 3, Time::ZERO);
+    fail(&config, &state, "oci-fra", 3, Time::ZERO);
     let swe = config.deployment_by_name("az-swe").unwrap().id;
     state.begin_attempt(swe, 10, Time::ZERO);
     state.begin_attempt(swe, 10, Time::ZERO);
@@ -162,7 +162,7 @@ fn no_route_says_why() {
 #[test]
 fn capacity_limits_and_cooldowns_remove_candidates() {
     let config = config();
-    let mut state = RouterState::new(&config, Time::ZERO);
+    let state = RouterState::new(&config, Time::ZERO);
     let swe = config.deployment_by_name("az-swe").unwrap().id;
     state.begin_attempt(swe, 10, Time::ZERO);
     state.begin_attempt(swe, 10, Time::ZERO);
@@ -269,7 +269,7 @@ fn commitment_policy_steers_to_a_lagging_commitment() {
         .replace("tier: reserved", "tier: on_demand")
         + "commitments:\n  - { name: aws-deal, cloud: aws, amount_usd: 1000000, term_days: 365, elapsed_days: 180, spent_usd: 100000 }\n";
     let config = Config::from_yaml(&yaml, &NoSecrets).unwrap();
-    let mut state = RouterState::new(&config, Time::ZERO);
+    let state = RouterState::new(&config, Time::ZERO);
     let aws = config.commitments[0].id;
     assert!(state.commitment_behind(aws, Time::ZERO) > 0.3, "half the term gone, a tenth spent");
     let first = |state: &RouterState| {
@@ -298,10 +298,10 @@ proptest! {
         at_ms in 0u64..30_000,
     ) {
         let config = config();
-        let mut state = RouterState::new(&config, Time::ZERO);
+        let state = RouterState::new(&config, Time::ZERO);
         let alias = config.alias("chat").unwrap();
         for (i, id) in alias.deployments.iter().enumerate() {
-            fail(&config, &mut state, &config.deployment(*id).name, failures[i], Time::ZERO);
+            fail(&config, &state, &config.deployment(*id).name, failures[i], Time::ZERO);
             for _ in 0..in_flight[i] {
                 state.begin_attempt(*id, 10, Time::ZERO);
             }
@@ -338,7 +338,7 @@ proptest! {
     #[test]
     fn retries_stay_within_budget(n_requests in 1usize..200, seed in any::<u64>()) {
         let config = config();
-        let mut state = RouterState::new(&config, Time::ZERO);
+        let state = RouterState::new(&config, Time::ZERO);
         let mut rng = SplitMix64::new(seed);
         let now = Time::from_millis(1_000);
         let mut n_retries = 0u64;
@@ -346,7 +346,7 @@ proptest! {
             state.on_request(now);
             let p = plan(&config, &state, &request(&config, "chat", 0), now, &mut rng).unwrap();
             let mut session = AttemptSession::new(p.deployments, 4);
-            while let Ok(next) = session.next(&mut state, now) {
+            while let Ok(next) = session.next(&state, now) {
                 if session.n_attempts() > 1 {
                     n_retries += 1;
                 }

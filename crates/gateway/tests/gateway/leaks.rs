@@ -12,7 +12,7 @@ use crate::support::*;
 /// Waits (bounded) until nothing is in flight at any deployment.
 async fn settled(h: &Harness) -> bool {
     for _ in 0..250 {
-        let state = h.gateway.router_snapshot();
+        let state = h.gateway.router();
         if h.gateway.config.deployments.iter().all(|d| state.deployment(d.id).in_flight == 0) {
             return true;
         }
@@ -77,7 +77,7 @@ async fn a_thousand_abandoned_requests_leave_nothing_taken() {
         futures_util::future::join_all(calls).await;
     }
     assert!(settled(&h).await, "attempts still open after every caller left");
-    let state = h.gateway.router_snapshot();
+    let state = h.gateway.router();
     let now = h.gateway.now();
     for d in &h.gateway.config.deployments {
         let s = state.deployment(d.id);
@@ -87,7 +87,7 @@ async fn a_thousand_abandoned_requests_leave_nothing_taken() {
     // Reservations are back: what is still charged is only what was really produced (a few
     // dozen tokens per stream left mid-way), far below one request's reservation each.
     let d1 = h.gateway.config.deployment_by_name("d1").unwrap().id;
-    assert!(state.deployment(d1).has_headroom(u32::try_from(tpm).unwrap() - 200_000, now));
+    assert!(state.has_headroom(d1, u32::try_from(tpm).unwrap() - 200_000, now));
     let r = h.chat(ask("chat", "after the storm")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
@@ -122,14 +122,14 @@ async fn an_abandoned_probe_does_not_keep_a_deployment_ejected() {
         assert_eq!(h.chat(ask("chat", &format!("eject {i}"))).await.status, 200);
     }
     let d1 = h.gateway.config.deployment_by_name("d1").unwrap().id;
-    assert!(h.gateway.router_snapshot().deployment(d1).health.is_ejected(h.gateway.now()));
+    assert!(h.gateway.router().deployment(d1).health.is_ejected(h.gateway.now()));
     // Past the 1 s ejection the next request to d1 is its half-open probe; its caller leaves.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":3000}]"#);
     let left = tokio::time::timeout(Duration::from_millis(300), h.chat(ask("solo", "probe"))).await;
     assert!(left.is_err());
     assert!(settled(&h).await);
-    assert!(!h.gateway.router_snapshot().deployment(d1).health.is_ejected(h.gateway.now()), "probe slot is free");
+    assert!(!h.gateway.router().deployment(d1).health.is_ejected(h.gateway.now()), "probe slot is free");
     h.faults("d1", "[]");
     let r = h.chat(ask("solo", "probe again")).await;
     assert_eq!(r.status, 200, "{}", r.body);

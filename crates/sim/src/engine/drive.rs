@@ -134,7 +134,7 @@ impl Engine<'_> {
         }
         req.armed = None;
         if req.machine.poll_timeout().is_some_and(|t| t <= now) {
-            let mut ctx = Ctx { config: &self.config, state: &mut self.state, rng: &mut self.rng_route };
+            let mut ctx = Ctx { config: &self.config, state: &self.state, rng: &mut self.rng_route };
             req.machine.handle_timeout(&mut ctx, now);
         }
         self.settle(slot);
@@ -218,7 +218,7 @@ impl Engine<'_> {
         }
         s.due = None;
         let deployment = s.deployment;
-        let mut ctx = Ctx { config: &self.config, state: &mut self.state, rng: &mut self.rng_route };
+        let mut ctx = Ctx { config: &self.config, state: &self.state, rng: &mut self.rng_route };
         let mut freed = false;
         match s.phase {
             Phase::Replying(reply) => {
@@ -317,7 +317,7 @@ impl Engine<'_> {
             };
             // The deployment is down: the freed slot serves no one.
             self.world.end(key, s);
-            let mut ctx = Ctx { config: &self.config, state: &mut self.state, rng: &mut self.rng_route };
+            let mut ctx = Ctx { config: &self.config, state: &self.state, rng: &mut self.rng_route };
             if fresh > 0 {
                 req.machine.on_content(&mut ctx, key.attempt, fresh, false, now);
                 req.content_seen(now);

@@ -1,0 +1,195 @@
+//! Per-minute allowances (requests and tokens per minute) behind one seam, [`Counters`], so
+//! that a replica can keep them itself ([`LocalCounters`]) or share them with other replicas.
+//!
+//! An allowance is a token bucket that holds up to one minute's worth and refills
+//! continuously. Reservations are made with an estimate when an attempt starts and corrected
+//! with the real figure when it ends, so the level may go below zero; it then blocks until
+//! refilled. Each allowance has its own lock: no lock is shared by every request.
+
+use std::sync::Mutex;
+
+use crate::config::Config;
+use crate::time::Time;
+
+/// One allowance, by its place in the list [`limit_specs`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LimitId(pub u32);
+
+/// What an allowance is: a name stable across replicas and restarts, and its size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitSpec {
+    /// E.g. `deployment/aws-use1-llama/tpm`: what a shared store keys it by.
+    pub name: String,
+    pub per_minute: f64,
+}
+
+/// Allowances the router reserves from and settles to. Implementations answer at once from
+/// what they hold (a shared one syncs with its peers off the request path), so calling them
+/// never waits on a network.
+pub trait Counters: Send + Sync + std::fmt::Debug {
+    /// Whether `amount` fits now (without taking it).
+    fn has_room(&self, limit: LimitId, amount: f64, now: Time) -> bool;
+    /// Takes `-delta` (a reservation, when negative) or gives `delta` back.
+    fn adjust(&self, limit: LimitId, delta: f64, now: Time);
+}
+
+/// The allowances a config defines, in a fixed order: each deployment's requests per minute
+/// then tokens per minute, where set. Returns the list and each deployment's (rpm, tpm) ids.
+#[expect(clippy::type_complexity, reason = "a list and its index, built together")]
+pub fn limit_specs(config: &Config) -> (Vec<LimitSpec>, Vec<(Option<LimitId>, Option<LimitId>)>) {
+    let mut specs = Vec::new();
+    let mut push = |name: String, per_minute: f64| {
+        specs.push(LimitSpec { name, per_minute });
+        LimitId(u32::try_from(specs.len() - 1).unwrap_or(u32::MAX))
+    };
+    let ids = config
+        .deployments
+        .iter()
+        .map(|d| {
+            let rpm = d.limits.rpm.map(|r| push(format!("deployment/{}/rpm", d.name), f64::from(r)));
+            let tpm = d.limits.tpm.map(|t| push(format!("deployment/{}/tpm", d.name), t as f64));
+            (rpm, tpm)
+        })
+        .collect();
+    (specs, ids)
+}
+
+/// The token bucket of one allowance.
+#[derive(Clone, Copy, Debug)]
+pub struct Bucket {
+    per_minute: f64,
+    level: f64,
+    stamp: Time,
+}
+
+impl Bucket {
+    pub fn new(per_minute: f64, now: Time) -> Bucket {
+        Bucket { per_minute, level: per_minute, stamp: now }
+    }
+
+    fn refill(&mut self, now: Time) {
+        if now > self.stamp {
+            let elapsed_min = now.saturating_since(self.stamp).as_secs_f64() / 60.0;
+            self.level = (self.level + elapsed_min * self.per_minute).min(self.per_minute);
+            self.stamp = now;
+        }
+    }
+
+    /// Whether `amount` fits now (without taking it).
+    pub fn has_room(&self, amount: f64, now: Time) -> bool {
+        let mut probe = *self;
+        probe.refill(now);
+        // A request larger than the whole allowance is let through once the bucket is full.
+        probe.level >= amount.min(self.per_minute)
+    }
+
+    /// Gives back (or, when negative, takes more of) the difference between estimate and actual.
+    /// The level never goes below minus one minute's allowance, whatever the figures say.
+    pub fn adjust(&mut self, delta: f64, now: Time) {
+        self.refill(now);
+        if delta.is_finite() {
+            self.level = (self.level + delta).clamp(-self.per_minute, self.per_minute);
+        }
+    }
+
+    /// What is left now (negative while overdrawn).
+    pub fn level(&self, now: Time) -> f64 {
+        let mut probe = *self;
+        probe.refill(now);
+        probe.level
+    }
+}
+
+/// A lock on its own cache line, so that neighbours do not contend through false sharing.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct Padded<T>(pub(crate) Mutex<T>);
+
+impl<T> Padded<T> {
+    pub(crate) fn new(value: T) -> Padded<T> {
+        Padded(Mutex::new(value))
+    }
+
+    /// The value, locked; a panic elsewhere while it was held does not poison routing.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Allowances kept by this replica alone.
+#[derive(Debug)]
+pub struct LocalCounters {
+    buckets: Box<[Padded<Bucket>]>,
+}
+
+impl LocalCounters {
+    pub fn new(specs: &[LimitSpec], now: Time) -> LocalCounters {
+        LocalCounters { buckets: specs.iter().map(|s| Padded::new(Bucket::new(s.per_minute, now))).collect() }
+    }
+
+    /// What is left of an allowance now.
+    pub fn level(&self, limit: LimitId, now: Time) -> Option<f64> {
+        self.buckets.get(limit.0 as usize).map(|b| b.lock().level(now))
+    }
+}
+
+impl Counters for LocalCounters {
+    fn has_room(&self, limit: LimitId, amount: f64, now: Time) -> bool {
+        self.buckets.get(limit.0 as usize).is_none_or(|b| b.lock().has_room(amount, now))
+    }
+
+    fn adjust(&self, limit: LimitId, delta: f64, now: Time) {
+        if let Some(b) = self.buckets.get(limit.0 as usize) {
+            b.lock().adjust(delta, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn bucket_blocks_when_spent_and_refills_per_minute() {
+        let t = Time::ZERO;
+        let mut b = Bucket::new(60.0, t);
+        for _ in 0..60 {
+            assert!(b.has_room(1.0, t));
+            b.adjust(-1.0, t);
+        }
+        assert!(!b.has_room(1.0, t));
+        assert!(b.has_room(1.0, t + Duration::from_secs(1)));
+        b.adjust(-10.0, t + Duration::from_secs(1));
+        assert!(!b.has_room(1.0, t + Duration::from_secs(5)));
+        assert!(b.has_room(1.0, t + Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn specs_name_each_deployment_limit_once_in_config_order() {
+        let mut config = crate::fixture::synthetic_config(3, "balanced");
+        for d in &mut config.deployments {
+            (d.limits.rpm, d.limits.tpm) = (None, None);
+        }
+        config.deployments[0].limits.tpm = Some(1_000);
+        config.deployments[2].limits.rpm = Some(60);
+        config.deployments[2].limits.tpm = Some(9_000);
+        let (specs, ids) = limit_specs(&config);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let d = |i: usize| config.deployments[i].name.clone();
+        assert_eq!(
+            names,
+            [
+                format!("deployment/{}/tpm", d(0)),
+                format!("deployment/{}/rpm", d(2)),
+                format!("deployment/{}/tpm", d(2))
+            ]
+        );
+        assert_eq!(ids, [(None, Some(LimitId(0))), (None, None), (Some(LimitId(1)), Some(LimitId(2)))]);
+        let counters = LocalCounters::new(&specs, Time::ZERO);
+        counters.adjust(LimitId(1), -60.0, Time::ZERO);
+        assert!(!counters.has_room(LimitId(1), 1.0, Time::ZERO));
+        assert!(counters.has_room(LimitId(2), 9_000.0, Time::ZERO));
+    }
+}
