@@ -23,8 +23,8 @@ fn limit(instructions: u64) -> LibraryBenchmarkConfig {
 }
 
 #[library_benchmark]
-#[bench::deployments_8(args = (8), setup = setup, config = limit(5_000))]
-#[bench::deployments_64(args = (64), setup = setup, config = limit(39_000))]
+#[bench::deployments_8(args = (8), setup = setup, config = limit(7_000))]
+#[bench::deployments_64(args = (64), setup = setup, config = limit(52_000))]
 fn plan_request(input: (Config, RouterState)) -> Plan {
     let (config, state) = input;
     let request = bench_request(&config);
@@ -44,7 +44,7 @@ fn plan_request(input: (Config, RouterState)) -> Plan {
 }
 
 #[library_benchmark]
-#[bench::one(args = (8), setup = setup, config = limit(850))]
+#[bench::one(args = (8), setup = setup, config = limit(1_150))]
 fn attempt_updates(input: (Config, RouterState)) -> RouterState {
     let (config, state) = input;
     attempt_cycle(&state, black_box(config.deployments[3].id), Time::from_millis(1_000));

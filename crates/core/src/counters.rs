@@ -33,25 +33,39 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     fn adjust(&self, limit: LimitId, delta: f64, now: Time);
 }
 
+/// Each deployment's (requests per minute, tokens per minute) allowance, where set.
+pub type DeploymentLimits = (Option<LimitId>, Option<LimitId>);
+
 /// The allowances a config defines, in a fixed order: each deployment's requests per minute
-/// then tokens per minute, where set. Returns the list and each deployment's (rpm, tpm) ids.
-#[expect(clippy::type_complexity, reason = "a list and its index, built together")]
-pub fn limit_specs(config: &Config) -> (Vec<LimitSpec>, Vec<(Option<LimitId>, Option<LimitId>)>) {
+/// then tokens per minute, where set. Returns the list and each deployment's ids in it.
+pub fn limit_specs(config: &Config) -> (Vec<LimitSpec>, Vec<DeploymentLimits>) {
     let mut specs = Vec::new();
-    let mut push = |name: String, per_minute: f64| {
-        specs.push(LimitSpec { name, per_minute });
-        LimitId(u32::try_from(specs.len() - 1).unwrap_or(u32::MAX))
-    };
-    let ids = config
-        .deployments
-        .iter()
-        .map(|d| {
-            let rpm = d.limits.rpm.map(|r| push(format!("deployment/{}/rpm", d.name), f64::from(r)));
-            let tpm = d.limits.tpm.map(|t| push(format!("deployment/{}/tpm", d.name), t as f64));
-            (rpm, tpm)
-        })
-        .collect();
+    let ids = walk(config, |name: &dyn Fn() -> String, per_minute| {
+        specs.push(LimitSpec { name: name(), per_minute });
+    });
     (specs, ids)
+}
+
+/// Calls `each` for every allowance in [`limit_specs`]' order (the name built only if asked
+/// for) and returns each deployment's ids.
+fn walk(config: &Config, mut each: impl FnMut(&dyn Fn() -> String, f64)) -> Vec<DeploymentLimits> {
+    let mut n = 0u32;
+    let mut next = |name: &dyn Fn() -> String, per_minute: f64| {
+        each(name, per_minute);
+        n += 1;
+        LimitId(n - 1)
+    };
+    let ids = config.deployments.iter().map(|d| {
+        let rpm = d.limits.rpm.map(|r| next(&|| format!("deployment/{}/rpm", d.name), f64::from(r)));
+        let tpm = d.limits.tpm.map(|t| next(&|| format!("deployment/{}/tpm", d.name), t as f64));
+        (rpm, tpm)
+    });
+    ids.collect()
+}
+
+/// Each deployment's allowance ids, as [`limit_specs`] numbers them, without building names.
+pub fn limit_ids(config: &Config) -> Vec<DeploymentLimits> {
+    walk(config, |_, _| {})
 }
 
 /// The token bucket of one allowance.
@@ -125,6 +139,13 @@ pub struct LocalCounters {
 impl LocalCounters {
     pub fn new(specs: &[LimitSpec], now: Time) -> LocalCounters {
         LocalCounters { buckets: specs.iter().map(|s| Padded::new(Bucket::new(s.per_minute, now))).collect() }
+    }
+
+    /// The allowances [`limit_specs`] lists for `config`, each full.
+    pub fn for_config(config: &Config, now: Time) -> LocalCounters {
+        let mut buckets = Vec::new();
+        walk(config, |_, per_minute| buckets.push(Padded::new(Bucket::new(per_minute, now))));
+        LocalCounters { buckets: buckets.into() }
     }
 
     /// What is left of an allowance now.

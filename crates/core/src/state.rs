@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::attempt::{AttemptError, HealthSignal};
 use crate::config::{Commitment, CommitmentId, Config, DeploymentId, OutlierSettings};
-use crate::counters::{Counters, LimitId, LocalCounters, Padded, limit_specs};
+use crate::counters::{Counters, DeploymentLimits, LocalCounters, Padded, limit_ids};
 use crate::estimator::LatencyEstimate;
 use crate::health::Health;
 use crate::retry_budget::RetryBudget;
@@ -53,7 +53,7 @@ pub struct RouterState {
     deployments: Box<[Padded<DeploymentState>]>,
     counters: Arc<dyn Counters>,
     /// Each deployment's requests- and tokens-per-minute allowances in `counters`.
-    limits: Box<[(Option<LimitId>, Option<LimitId>)]>,
+    limits: Box<[DeploymentLimits]>,
     /// Spend so far per commitment (including what was spent before this run), as f64 bits.
     commitment_spend: Box<[AtomicU64]>,
     commitments: Vec<Commitment>,
@@ -90,11 +90,11 @@ impl DeploymentState {
 impl RouterState {
     /// State for `config` with allowances kept in this process.
     pub fn new(config: &Config, now: Time) -> RouterState {
-        let (specs, _) = limit_specs(config);
-        RouterState::with_counters(config, now, Arc::new(LocalCounters::new(&specs, now)))
+        RouterState::with_counters(config, now, Arc::new(LocalCounters::for_config(config, now)))
     }
 
-    /// State whose allowances live in `counters`, which must hold [`limit_specs`]`(config)`.
+    /// State whose allowances live in `counters`, which must hold
+    /// [`limit_specs`](crate::counters::limit_specs)`(config)`.
     pub fn with_counters(config: &Config, now: Time, counters: Arc<dyn Counters>) -> RouterState {
         let deployments = config
             .deployments
@@ -110,11 +110,10 @@ impl RouterState {
                 })
             })
             .collect();
-        let (_, limits) = limit_specs(config);
         RouterState {
             deployments,
             counters,
-            limits: limits.into(),
+            limits: limit_ids(config).into(),
             commitment_spend: config.commitments.iter().map(|c| AtomicU64::new(c.spent_at_start.to_bits())).collect(),
             commitments: config.commitments.clone(),
             started: now,
