@@ -1,0 +1,479 @@
+//! [`Ledger`]: writes records off the request path, in batches, through a bounded queue, and
+//! hands each submitter a [`Receipt`] that resolves once its record is durable.
+//!
+//! One task owns the store's writes. It takes what is queued (up to `batch` records, waiting at
+//! most `linger` for more), writes it in one transaction, and resolves every receipt of the batch
+//! (group commit). When a write fails, [`Policy`] decides: spool to a local file and keep going,
+//! or hold the batch, report unhealthy and retry until the store answers.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::record::RequestRecord;
+use crate::spool::Spool;
+use crate::store::Store;
+
+/// How the writer is tuned, and what it does when a write fails.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Records that may wait in the queue; a full queue makes [`Ledger::submit`] wait.
+    pub queue: usize,
+    /// Records per transaction, at most.
+    pub batch: usize,
+    /// How long a batch that is not full waits for more records. Zero writes what is queued at
+    /// once; batches still form while a transaction is in flight.
+    pub linger: Duration,
+    pub on_failure: Policy,
+    /// The first wait before retrying a failed store (or replaying the spool); it doubles after
+    /// each failure, up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// What a failed write (full disk, lost database) leads to. Either way it is logged and counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Append the batch to this file (JSON lines, fsynced) and keep serving; replay the file into
+    /// the store once it answers again, then empty it. Only when the spool fails too does the
+    /// ledger turn unhealthy.
+    Spool(PathBuf),
+    /// Keep the batch and retry it; the ledger is unhealthy (the gateway refuses new requests)
+    /// until a write succeeds.
+    Refuse,
+}
+
+/// How a record was made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durable {
+    /// In the store: its transaction committed.
+    Committed,
+    /// In the spool file, fsynced; it reaches the store on replay.
+    Spooled,
+}
+
+/// The record was not made durable: the ledger shut down (or its task died) while neither the
+/// store nor the spool would take it. Logged, with its request id, and counted as lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the ledger could not make the record durable")]
+pub struct Unrecorded;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the ledger's queue is full")]
+    Full(Box<RequestRecord>),
+    #[error("the ledger is shut down")]
+    Closed(Box<RequestRecord>),
+}
+
+/// Resolves once its record is durable ([`Durable`]) or can no longer be ([`Unrecorded`]).
+/// Dropping it does not withdraw the record.
+#[must_use = "a receipt says when the record is durable"]
+pub struct Receipt {
+    rx: oneshot::Receiver<Result<Durable, Unrecorded>>,
+}
+
+/// The writer's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records committed to the store by a direct write.
+    pub written: u64,
+    /// Records appended to the spool.
+    pub spooled: u64,
+    /// Records moved from the spool into the store (spooled ones, and any left by an earlier run).
+    pub replayed: u64,
+    /// Failed writes (to the store, to the spool, or a replay); each is logged.
+    pub failed: u64,
+    /// Records given up on ([`Unrecorded`]); each is logged with its request id.
+    pub lost: u64,
+}
+
+/// The off-request-path writer. See the crate docs for what a [`Receipt`] promises.
+pub struct Ledger {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "records are the traffic, flushes rare: boxing would allocate per record"
+)]
+enum Msg {
+    Record(RequestRecord, oneshot::Sender<Result<Durable, Unrecorded>>),
+    Flush(oneshot::Sender<()>),
+}
+
+struct Shared {
+    written: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    failed: AtomicU64,
+    lost: AtomicU64,
+    spooling: AtomicBool,
+    healthy: watch::Sender<bool>,
+}
+
+// === impl Settings ===
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            queue: 8_192,
+            batch: 512,
+            linger: Duration::ZERO,
+            on_failure: Policy::Refuse,
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+// === impl Receipt ===
+
+impl Future for Receipt {
+    type Output = Result<Durable, Unrecorded>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(Unrecorded)))
+    }
+}
+
+// === impl SubmitError ===
+
+impl SubmitError {
+    /// The record that was not queued.
+    pub fn into_record(self) -> RequestRecord {
+        match self {
+            SubmitError::Full(r) | SubmitError::Closed(r) => *r,
+        }
+    }
+}
+
+// === impl Ledger ===
+
+impl Ledger {
+    /// Starts the writer task on the current tokio runtime. With [`Policy::Spool`], whatever the
+    /// spool holds from an earlier run is replayed into the store first.
+    pub fn start(store: Store, settings: Settings) -> Ledger {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            written: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            spooling: AtomicBool::new(false),
+            healthy: watch::Sender::new(true),
+        });
+        let writer = Writer {
+            store,
+            rx,
+            stop: stop_rx,
+            stopping: false,
+            shared: shared.clone(),
+            spool: None,
+            batch: settings.batch.max(1),
+            backoff: settings.retry_min,
+            replay_at: None,
+            settings,
+        };
+        let task = tokio::spawn(writer.run());
+        Ledger { tx, shared, stop, task: Mutex::new(Some(task)) }
+    }
+
+    /// Queues `record` and returns its receipt. When the queue is full this waits for room:
+    /// that is the back-pressure, and the caller's own deadline bounds it. It never waits for
+    /// the write itself; await the receipt for that.
+    pub async fn submit(&self, record: RequestRecord) -> Result<Receipt, SubmitError> {
+        match self.tx.reserve().await {
+            Ok(permit) => {
+                let (tx, rx) = oneshot::channel();
+                permit.send(Msg::Record(record, tx));
+                Ok(Receipt { rx })
+            }
+            Err(_) => Err(SubmitError::Closed(Box::new(record))),
+        }
+    }
+
+    /// Queues `record` if there is room now, else gives it back ([`SubmitError::Full`]).
+    pub fn try_submit(&self, record: RequestRecord) -> Result<Receipt, SubmitError> {
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                let (tx, rx) = oneshot::channel();
+                permit.send(Msg::Record(record, tx));
+                Ok(Receipt { rx })
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err(SubmitError::Full(Box::new(record))),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(SubmitError::Closed(Box::new(record))),
+        }
+    }
+
+    /// Waits until every record submitted before the call is durable and, when the spool holds
+    /// records, tries to replay it now. Returns the counters then.
+    pub async fn flush(&self) -> Counts {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            // An error means the writer is gone; the counters say what it did.
+            let _ = rx.await;
+        }
+        self.counts()
+    }
+
+    /// Stops taking records, writes everything queued (spooling or giving up per the policy),
+    /// tries a last replay of the spool, and returns the final counters. Later calls return at
+    /// once.
+    pub async fn shutdown(&self) -> Counts {
+        self.stop.send_replace(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "the ledger's writer task failed");
+        }
+        self.counts()
+    }
+
+    /// Records queued, not yet taken by the writer: the queue-depth gauge.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Records committed to the store by a direct write.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Failed writes so far.
+    pub fn failed(&self) -> u64 {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    /// Records appended to the spool so far.
+    pub fn spooled(&self) -> u64 {
+        self.shared.spooled.load(Ordering::Relaxed)
+    }
+
+    /// Whether the spool holds records not yet replayed.
+    pub fn spooling(&self) -> bool {
+        self.shared.spooling.load(Ordering::Relaxed)
+    }
+
+    /// False while records cannot be made durable (with [`Policy::Refuse`]: while the store
+    /// fails); the gateway then refuses new requests.
+    pub fn healthy(&self) -> bool {
+        *self.shared.healthy.borrow()
+    }
+
+    /// Watches [`Ledger::healthy`].
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.shared.healthy.subscribe()
+    }
+
+    pub fn counts(&self) -> Counts {
+        let s = &self.shared;
+        Counts {
+            written: s.written.load(Ordering::Relaxed),
+            spooled: s.spooled.load(Ordering::Relaxed),
+            replayed: s.replayed.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            lost: s.lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+// === impl Writer ===
+
+struct Writer {
+    store: Store,
+    rx: mpsc::Receiver<Msg>,
+    stop: watch::Receiver<bool>,
+    /// Shutting down: the queue is closed, what is in it is still written.
+    stopping: bool,
+    shared: Arc<Shared>,
+    spool: Option<Spool>,
+    batch: usize,
+    /// The next wait before retrying the store.
+    backoff: Duration,
+    /// When to replay the spool next.
+    replay_at: Option<Instant>,
+    settings: Settings,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        if let Policy::Spool(path) = &self.settings.on_failure {
+            self.spool = Some(Spool::open(path.clone()).await);
+            self.replay().await;
+        }
+        let mut msgs = Vec::with_capacity(self.batch);
+        loop {
+            let open = self.gather(&mut msgs).await;
+            let mut records = Vec::with_capacity(msgs.len());
+            let mut receipts = Vec::with_capacity(msgs.len());
+            let mut flushes = Vec::new();
+            for msg in msgs.drain(..) {
+                match msg {
+                    Msg::Record(record, receipt) => {
+                        records.push(record);
+                        receipts.push(receipt);
+                    }
+                    Msg::Flush(done) => flushes.push(done),
+                }
+            }
+            if !records.is_empty() {
+                let result = self.write(&records).await;
+                for receipt in receipts {
+                    // A dropped receipt is fine: the record is written all the same.
+                    let _ = receipt.send(result);
+                }
+            }
+            if !flushes.is_empty() {
+                self.replay().await;
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+            if !open {
+                break;
+            }
+        }
+        self.replay().await;
+    }
+
+    /// Waits for records (replaying the spool when its time comes) and takes up to a batch.
+    /// Returns false once the queue is closed and empty.
+    async fn gather(&mut self, msgs: &mut Vec<Msg>) -> bool {
+        loop {
+            let replay_at = self.replay_at;
+            tokio::select! {
+                n = self.rx.recv_many(msgs, self.batch) => {
+                    if n == 0 {
+                        return false;
+                    }
+                    break;
+                }
+                _ = self.stop.changed(), if !self.stopping => self.begin_stop(),
+                () = sleep_until(replay_at.unwrap_or_else(Instant::now)), if replay_at.is_some() => {
+                    self.replay().await;
+                }
+            }
+        }
+        if !self.settings.linger.is_zero() && !self.stopping {
+            let deadline = Instant::now() + self.settings.linger;
+            while msgs.len() < self.batch {
+                let room = self.batch - msgs.len();
+                tokio::select! {
+                    n = self.rx.recv_many(msgs, room) => if n == 0 { break },
+                    () = sleep_until(deadline) => break,
+                    _ = self.stop.changed(), if !self.stopping => {
+                        self.begin_stop();
+                        break;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        self.rx.close();
+    }
+
+    /// Makes `records` durable: in the store, else (with a spool) in the spool, else by
+    /// retrying both with backoff until one works, or until shutdown gives up on them.
+    async fn write(&mut self, records: &[RequestRecord]) -> Result<Durable, Unrecorded> {
+        let n = records.len() as u64;
+        let mut retrying = false;
+        loop {
+            // While the spool holds records the store is known to be failing: go straight to
+            // the spool, and let the replay timer find out when the store is back.
+            let spooling = self.spool.as_ref().is_some_and(Spool::is_dirty);
+            if !spooling || retrying {
+                match self.store.insert_batch(records).await {
+                    Ok(_) => {
+                        self.shared.written.fetch_add(n, Ordering::Relaxed);
+                        self.backoff = self.settings.retry_min;
+                        self.set_healthy(true);
+                        return Ok(Durable::Committed);
+                    }
+                    Err(error) => {
+                        self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, kind = error.kind(), records = n, "ledger write failed");
+                    }
+                }
+            }
+            if let Some(spool) = &mut self.spool {
+                match spool.append(records).await {
+                    Ok(()) => {
+                        self.shared.spooled.fetch_add(n, Ordering::Relaxed);
+                        self.shared.spooling.store(true, Ordering::Relaxed);
+                        if self.replay_at.is_none() {
+                            self.replay_at = Some(Instant::now() + self.backoff);
+                        }
+                        self.set_healthy(true);
+                        return Ok(Durable::Spooled);
+                    }
+                    Err(error) => {
+                        self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, records = n, "ledger spool write failed");
+                    }
+                }
+            }
+            self.set_healthy(false);
+            if self.stopping && retrying {
+                self.shared.lost.fetch_add(n, Ordering::Relaxed);
+                let ids: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+                tracing::error!(records = n, ids = ?ids, "ledger gave up on records at shutdown");
+                return Err(Unrecorded);
+            }
+            retrying = true;
+            if !self.stopping {
+                tokio::select! {
+                    () = sleep(self.backoff) => {}
+                    _ = self.stop.changed() => self.begin_stop(),
+                }
+                self.backoff = (self.backoff * 2).min(self.settings.retry_max);
+            }
+        }
+    }
+
+    /// Replays the spool into the store, if it holds anything; on failure, schedules the next
+    /// try after the backoff.
+    async fn replay(&mut self) {
+        let Some(spool) = &mut self.spool else { return };
+        if !spool.is_dirty() {
+            return;
+        }
+        match spool.replay(&self.store, self.batch).await {
+            Ok(n) => {
+                self.shared.replayed.fetch_add(n, Ordering::Relaxed);
+                self.shared.spooling.store(false, Ordering::Relaxed);
+                self.backoff = self.settings.retry_min;
+                self.replay_at = None;
+                tracing::info!(records = n, spool = %spool.path().display(), "ledger spool replayed into the store");
+            }
+            Err(error) => {
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                self.shared.spooling.store(true, Ordering::Relaxed);
+                tracing::warn!(%error, spool = %spool.path().display(), "ledger spool replay failed");
+                self.replay_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(self.settings.retry_max);
+            }
+        }
+    }
+
+    fn set_healthy(&self, healthy: bool) {
+        self.shared.healthy.send_if_modified(|h| std::mem::replace(h, healthy) != healthy);
+    }
+}

@@ -1,0 +1,87 @@
+//! What every test here shares: a backend to run against ([`each_backend`]) and records to write.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{AssertSqlSafe, Connection, Executor};
+use switchyard_ledger::{AttemptRecord, Backend, RequestRecord, Store};
+use switchyard_testkit::{Postgres, TempDir};
+
+/// One backend a test runs against, with a fresh, empty database and a scratch directory.
+pub(crate) struct Case {
+    pub(crate) backend: Backend,
+    pub(crate) url: String,
+    dir: TempDir,
+}
+
+impl Case {
+    /// Opens (again) the case's database.
+    pub(crate) async fn open(&self) -> Store {
+        Store::open(&self.url).await.unwrap_or_else(|e| panic!("opening {}: {e}", self.url))
+    }
+
+    /// A scratch directory of the test's own (for spool files).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn spool(&self) -> PathBuf {
+        self.dir().join("spool.jsonl")
+    }
+}
+
+/// Runs `test` against a fresh SQLite file, then against a fresh database on a real PostgreSQL
+/// server (shared by the tests of this binary), unless PostgreSQL is not installed (then it says
+/// `skipping: …`, or fails under `SWITCHYARD_REQUIRE_SERVICES=1`).
+pub(crate) async fn each_backend(test: impl AsyncFn(&Case)) {
+    let dir = TempDir::new("switchyard-ledger").expect("temporary directory");
+    let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    eprintln!("backend: sqlite ({url})");
+    test(&Case { backend: Backend::Sqlite, url, dir }).await;
+    if let Some(url) = postgres_database().await {
+        eprintln!("backend: postgres ({url})");
+        let dir = TempDir::new("switchyard-ledger").expect("temporary directory");
+        test(&Case { backend: Backend::Postgres, url, dir }).await;
+    }
+}
+
+/// A new database on the shared server.
+async fn postgres_database() -> Option<String> {
+    static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let server = SERVER.get_or_init(switchyard_testkit::postgres).as_ref()?;
+    let name = format!("t{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    let mut admin = sqlx::PgConnection::connect(&server.url_for("postgres")).await.expect("admin connection");
+    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("CREATE DATABASE");
+    Some(server.url_for(&name))
+}
+
+/// Record `i`: tenants, clouds and aliases cycle, so groups are predictable.
+pub(crate) fn record(i: usize) -> RequestRecord {
+    let clouds = ["aws", "azure", "oci"];
+    let cloud = clouds[i % 3];
+    let deployment = format!("{cloud}-d{}", i % 2);
+    RequestRecord {
+        alias: format!("alias-{}", i % 4),
+        deployment: Some(deployment.clone()),
+        cloud: Some(cloud.to_owned()),
+        region: Some(format!("{cloud}-east")),
+        jurisdiction: Some("eu".to_owned()),
+        stream: i.is_multiple_of(2),
+        input_tokens: 100 + i as u64,
+        output_tokens: 10 + i as u64,
+        cached_tokens: i as u64 % 7,
+        cost_usd: 0.25,
+        latency_ms: 50 + i as u64,
+        ttft_ms: Some(20),
+        attempts: vec![AttemptRecord {
+            deployment,
+            outcome: "ok".to_owned(),
+            started_ms: 0,
+            duration_ms: 50,
+            output_tokens: 10 + i as u64,
+        }],
+        ..RequestRecord::new(format!("req-{i}"), 1_000 + i as i64, format!("tenant-{}", i % 2), "key_0")
+    }
+}

@@ -1,0 +1,9 @@
+//! The ledger's tests, in one binary so they share one PostgreSQL server: every test that
+//! touches a database runs on SQLite and on PostgreSQL through [`common::each_backend`].
+
+mod common;
+mod crash;
+mod keys;
+mod open;
+mod store;
+mod writer;
