@@ -7,6 +7,7 @@
 pub mod emulation;
 pub mod raw;
 mod secret;
+pub mod stores;
 mod validate;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
 pub use secret::{NoSecrets, Secret, SecretSource};
+pub use stores::{LedgerPolicy, LedgerSettings, SharedSettings};
 pub use validate::{check_commitment_numbers, check_jurisdiction, check_name, hash_key, key_hash_text};
 
 /// Index of a cloud in [`Config::clouds`].
@@ -42,6 +44,8 @@ pub struct Config {
     pub aliases: Vec<Alias>,
     pub tenants: Vec<Tenant>,
     pub commitments: Vec<Commitment>,
+    pub ledger: LedgerSettings,
+    pub shared: SharedSettings,
     /// Distinct (cloud, region) pairs; `Deployment::region_id` indexes it.
     pub n_regions: usize,
     alias_index: HashMap<String, AliasId>,
@@ -88,6 +92,10 @@ pub struct RoutingSettings {
     pub near_tie: f64,
     /// Output tokens assumed when a request sets no `max_tokens`, for cost and latency estimates.
     pub default_output_tokens: u32,
+    /// Fair share: once a deployment is this full (a share of its concurrency limit), a tenant
+    /// already holding its share of it (the limit over the tenants using it) starts no more
+    /// attempts there, so one tenant cannot crowd out the others. 1 turns it off.
+    pub fair_share_above: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +265,55 @@ pub struct Tenant {
     /// `None` means every alias.
     pub aliases: Option<Vec<AliasId>>,
     pub workload: Workload,
+    /// Default: high for interactive work, normal for batch, low for training and research.
+    pub priority: Priority,
+    pub limits: TenantLimits,
+    pub budgets: TenantBudgets,
+}
+
+/// Which tenants keep a deployment's last slots: a request of priority `p` may fill a
+/// deployment's concurrency limit only up to [`Priority::share`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+impl Priority {
+    /// The share of a deployment's concurrency limit this priority may fill: the rest is kept
+    /// for higher priorities.
+    pub fn share(self) -> f64 {
+        match self {
+            Priority::Low => 0.8,
+            Priority::Normal => 0.9,
+            Priority::High => 1.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// A tenant's own limits, over all its keys and aliases.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TenantLimits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    /// Requests in progress at once.
+    pub concurrency: Option<u32>,
+}
+
+/// Dollars a tenant may spend per UTC day and per UTC calendar month, at list price.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TenantBudgets {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
 }
 
 /// A key's stable id, safe to log and to keep spend and limits by: `key_` and the first 12 hex

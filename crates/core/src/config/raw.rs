@@ -23,10 +23,13 @@ pub struct RawConfig {
     pub tenants: Vec<RawTenant>,
     /// Optional.
     pub commitments: Vec<RawCommitment>,
+    pub ledger: Option<super::stores::RawLedger>,
+    pub shared: Option<super::stores::RawShared>,
 }
 
 /// The top-level sections, in the order the file usually has them.
-const SECTIONS: [&str; 7] = ["server", "routing", "clouds", "deployments", "aliases", "tenants", "commitments"];
+const SECTIONS: [&str; 9] =
+    ["server", "routing", "clouds", "deployments", "aliases", "tenants", "commitments", "ledger", "shared"];
 
 /// A spend commitment with a cloud (e.g. a multi-year contract).
 #[derive(Debug, Deserialize)]
@@ -79,6 +82,7 @@ pub struct RawRouting {
     pub retry_budget: Option<RawRetryBudget>,
     pub near_tie: Option<f64>,
     pub default_output_tokens: Option<u32>,
+    pub fair_share_above: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +174,32 @@ pub struct RawTenant {
     pub jurisdictions: Vec<String>,
     pub aliases: Vec<String>,
     pub workload: Option<String>,
+    pub priority: Option<RawPriority>,
+    pub limits: Option<RawTenantLimits>,
+    pub budgets: Option<RawBudgets>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPriority {
+    Low,
+    Normal,
+    High,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantLimits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudgets {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +276,8 @@ impl RawConfig {
             aliases: list(&mut map, "aliases", true, &mut errors),
             tenants: list(&mut map, "tenants", false, &mut errors),
             commitments: list(&mut map, "commitments", false, &mut errors),
+            ledger: section(&mut map, "ledger", &mut errors),
+            shared: section(&mut map, "shared", &mut errors),
         };
         if errors.is_empty() { Ok(raw) } else { Err(errors) }
     }

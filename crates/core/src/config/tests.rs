@@ -480,3 +480,54 @@ fn a_key_id_is_the_start_of_its_configured_hash() {
     assert_eq!(id.len(), "key_".len() + 12);
     assert!(hash.starts_with(&format!("sha256:{}", &id["key_".len()..])), "{hash} {id}");
 }
+
+#[test]
+fn tenant_limits_budgets_and_priority_are_read_and_validated() {
+    let tenant = r#"aliases: ["*"] }"#;
+    let with = |extra: &str| BASE.replace(tenant, &format!(r#"aliases: ["*"], {extra} }}"#));
+    let config = Config::from_yaml(
+        &with("workload: batch, limits: { rpm: 60, tpm: 9000, concurrency: 4 }, budgets: { daily_usd: 5, monthly_usd: 100 }"),
+        &Env,
+    )
+    .unwrap();
+    let t = &config.tenants[0];
+    assert_eq!(t.priority, Priority::Normal, "batch work defaults to normal priority");
+    assert_eq!(t.limits, TenantLimits { rpm: Some(60), tpm: Some(9000), concurrency: Some(4) });
+    assert_eq!(t.budgets, TenantBudgets { daily_usd: Some(5.0), monthly_usd: Some(100.0) });
+    let config = Config::from_yaml(&with("workload: training, priority: high"), &Env).unwrap();
+    assert_eq!(config.tenants[0].priority, Priority::High, "an explicit priority wins");
+    assert_eq!(Config::from_yaml(BASE, &Env).unwrap().tenants[0].priority, Priority::High);
+
+    check_error(&with("budgets: { daily_usd: -1 }"), "tenants[0].budgets.daily_usd: must be a dollar amount above 0");
+    check_error(&with("limits: { concurrency: 0 }"), "tenants[0].limits.concurrency: must be > 0");
+    check_error(&with("limits: { rps: 5 }"), "tenants[0].limits.rps: unknown field `rps`");
+    check_error(&with("priority: urgent"), "tenants[0].priority: unknown variant `urgent`");
+    check_error(&format!("routing: {{ fair_share_above: 0 }}\n{BASE}"), "routing.fair_share_above: must be above 0");
+}
+
+#[test]
+fn ledger_and_shared_sections_have_defaults_and_are_validated() {
+    let config = Config::from_yaml(BASE, &Env).unwrap();
+    assert_eq!(config.ledger.url.expose(), "sqlite:switchyard-ledger.db");
+    assert_eq!(config.ledger.on_failure, LedgerPolicy::Spool("switchyard-ledger.spool".into()));
+    assert!(config.shared.redis.is_none() && config.shared.fail_open);
+
+    let text = format!(
+        "ledger: {{ url: \"postgres://sy@127.0.0.1:5432/ledger\", on_failure: refuse, batch: 64 }}\n\
+         shared: {{ redis: env:METRICS_TOKEN, on_failure: closed }}\n{BASE}"
+    );
+    check_error(&text, "shared.redis: must be a redis:// URL");
+    let text = text.replace("env:METRICS_TOKEN", "\"redis://127.0.0.1:6379/\"");
+    let config = Config::from_yaml(&text, &Env).unwrap();
+    assert_eq!(config.ledger.on_failure, LedgerPolicy::Refuse);
+    assert_eq!(config.ledger.batch, 64);
+    assert_eq!(config.shared.redis.as_ref().map(Secret::expose), Some("redis://127.0.0.1:6379/"));
+    assert!(!config.shared.fail_open);
+
+    check_error(
+        &format!("ledger: {{ url: \"mysql://x\" }}\n{BASE}"),
+        "ledger.url: must start with sqlite: or postgres://",
+    );
+    check_error(&format!("ledger: {{ queue: 0 }}\n{BASE}"), "ledger.queue: must be between 1 and 10000000");
+    check_error(&format!("ledger: {{ colour: red }}\n{BASE}"), "ledger.colour: unknown field `colour`");
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::emulation::emulation_from_raw;
-use super::raw::{RawConfig, RawDeployment, RawRouting, RawServer};
+use super::raw::{RawConfig, RawDeployment, RawPriority, RawRouting, RawServer, RawTenant};
 use super::secret::{SecretSource, resolve};
 use super::*;
 
@@ -36,6 +36,8 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
     let mut errors = Vec::new();
     let server = server(raw.server.unwrap_or_default(), secrets, &mut errors);
     let routing = routing(raw.routing.unwrap_or_default(), &mut errors);
+    let ledger = super::stores::ledger(raw.ledger.unwrap_or_default(), secrets, &mut errors);
+    let shared = super::stores::shared(raw.shared.unwrap_or_default(), secrets, &mut errors);
 
     let mut clouds = Vec::new();
     let mut cloud_index = HashMap::new();
@@ -230,6 +232,17 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
                 Workload::Interactive
             }
         };
+        let priority = match t.priority {
+            Some(RawPriority::Low) => Priority::Low,
+            Some(RawPriority::Normal) => Priority::Normal,
+            Some(RawPriority::High) => Priority::High,
+            None => match workload {
+                Workload::Interactive => Priority::High,
+                Workload::Batch => Priority::Normal,
+                Workload::Training | Workload::Research => Priority::Low,
+            },
+        };
+        let (limits, budgets) = tenant_limits(t, &path, &mut errors);
         tenants.push(Tenant {
             id: TenantId(i as u16),
             name: t.name.clone(),
@@ -237,6 +250,9 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             jurisdiction_mask: 0,
             aliases: tenant_aliases,
             workload,
+            priority,
+            limits,
+            budgets,
         });
     }
 
@@ -333,6 +349,8 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         aliases,
         tenants,
         commitments,
+        ledger,
+        shared,
         n_regions,
         alias_index,
         key_index,
@@ -544,6 +562,34 @@ fn check_count(section: &str, n: usize, errors: &mut Vec<String>) {
     }
 }
 
+/// A tenant's limits and budgets: counts above zero, dollar amounts finite and above zero.
+fn tenant_limits(t: &RawTenant, path: &str, errors: &mut Vec<String>) -> (TenantLimits, TenantBudgets) {
+    let l = t.limits.as_ref();
+    let limits = TenantLimits {
+        rpm: l.and_then(|l| l.rpm),
+        tpm: l.and_then(|l| l.tpm),
+        concurrency: l.and_then(|l| l.concurrency),
+    };
+    let zero = [
+        ("rpm", limits.rpm == Some(0)),
+        ("tpm", limits.tpm == Some(0)),
+        ("concurrency", limits.concurrency == Some(0)),
+    ];
+    for (name, _) in zero.iter().filter(|(_, z)| *z) {
+        errors.push(format!("{path}.limits.{name}: must be > 0 (leave it out for no limit)"));
+    }
+    let b = t.budgets.as_ref();
+    let budgets = TenantBudgets { daily_usd: b.and_then(|b| b.daily_usd), monthly_usd: b.and_then(|b| b.monthly_usd) };
+    for (name, value) in [("daily_usd", budgets.daily_usd), ("monthly_usd", budgets.monthly_usd)] {
+        if let Some(v) = value
+            && !(v.is_finite() && v > 0.0 && v <= 1e12)
+        {
+            errors.push(format!("{path}.budgets.{name}: must be a dollar amount above 0 (got {v})"));
+        }
+    }
+    (limits, budgets)
+}
+
 fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     let o = raw.outlier.unwrap_or_default();
     let outlier = OutlierSettings {
@@ -580,7 +626,12 @@ fn routing(raw: RawRouting, errors: &mut Vec<String>) -> RoutingSettings {
     if !(0.0..=1.0).contains(&near_tie) {
         errors.push("routing.near_tie: must be between 0 and 1".to_owned());
     }
-    RoutingSettings { outlier, retry_budget, near_tie, default_output_tokens: raw.default_output_tokens.unwrap_or(256) }
+    let fair_share_above = raw.fair_share_above.unwrap_or(0.75);
+    if !(fair_share_above > 0.0 && fair_share_above <= 1.0) {
+        errors.push("routing.fair_share_above: must be above 0 and at most 1".to_owned());
+    }
+    let default_output_tokens = raw.default_output_tokens.unwrap_or(256);
+    RoutingSettings { outlier, retry_budget, near_tie, default_output_tokens, fair_share_above }
 }
 
 /// A name as configs take it (aliases, deployments, tenants; the placer's pools and jobs too).
