@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::DeploymentId;
+use crate::config::{DeploymentId, TenantId};
 use crate::state::RouterState;
 use crate::time::Time;
 
@@ -229,7 +229,7 @@ impl AttemptSession {
 
     /// The next attempt, skipping plan entries ejected since planning (unless none is left).
     /// Every attempt after the first takes from the retry budget.
-    pub fn next(&mut self, state: &RouterState, now: Time) -> Result<NextAttempt, Exhausted> {
+    pub fn next(&mut self, state: &RouterState, tenant: TenantId, now: Time) -> Result<NextAttempt, Exhausted> {
         if self.n_attempts >= self.max_attempts {
             return Err(Exhausted::MaxAttempts);
         }
@@ -250,7 +250,7 @@ impl AttemptSession {
                 NextAttempt { deployment, delay: Duration::ZERO }
             }
         };
-        if self.n_attempts > 0 && !state.try_retry(now) {
+        if self.n_attempts > 0 && !state.try_retry(tenant, now) {
             return Err(Exhausted::RetryBudget);
         }
         self.n_attempts += 1;
@@ -322,16 +322,20 @@ mod tests {
         let error = AttemptError::ServerError { status: 503 };
         let mut t = Time::ZERO;
         while !state.deployment(a).health.is_ejected(t) {
-            state.begin_attempt(a, 10, t);
-            state.end_attempt(a, 10, Outcome::Failure(&error), t);
+            state.begin_attempt(a, crate::config::TenantId(0), 10, t);
+            state.end_attempt(a, crate::config::TenantId(0), 10, Outcome::Failure(&error), t);
         }
         // Past the ejection: `a` is half-open and this request's first attempt is its probe.
         t = t + config.routing.outlier.max_ejection + Duration::from_millis(1);
         let mut session = AttemptSession::new(vec![a, b], 5);
-        assert_eq!(session.next(&state, t).map(|n| n.deployment), Ok(a));
-        state.begin_attempt(a, 10, t);
-        state.end_attempt(a, 10, Outcome::Failure(&error), t);
+        assert_eq!(session.next(&state, crate::config::TenantId(0), t).map(|n| n.deployment), Ok(a));
+        state.begin_attempt(a, crate::config::TenantId(0), 10, t);
+        state.end_attempt(a, crate::config::TenantId(0), 10, Outcome::Failure(&error), t);
         assert!(matches!(session.on_failure(a, error, Duration::from_secs(1)), Decision::RetrySame { .. }));
-        assert_eq!(session.next(&state, t).map(|n| n.deployment), Ok(b), "the re-ejected probe is not retried");
+        assert_eq!(
+            session.next(&state, crate::config::TenantId(0), t).map(|n| n.deployment),
+            Ok(b),
+            "the re-ejected probe is not retried"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! refilled. Each allowance has its own lock: no lock is shared by every request.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::time::Time;
@@ -31,14 +32,26 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     fn has_room(&self, limit: LimitId, amount: f64, now: Time) -> bool;
     /// Takes `-delta` (a reservation, when negative) or gives `delta` back.
     fn adjust(&self, limit: LimitId, delta: f64, now: Time);
+
+    /// About how long until `amount` fits (for a Retry-After); one second unless known better.
+    fn wait_for(&self, _limit: LimitId, _amount: f64, _now: Time) -> Duration {
+        Duration::from_secs(1)
+    }
 }
 
-/// Each deployment's (requests per minute, tokens per minute) allowance, where set.
+/// A deployment's or a tenant's (requests per minute, tokens per minute) allowance, where set.
 pub type DeploymentLimits = (Option<LimitId>, Option<LimitId>);
 
+/// Allowance ids: each deployment's, then each tenant's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LimitIds {
+    pub deployments: Vec<DeploymentLimits>,
+    pub tenants: Vec<DeploymentLimits>,
+}
+
 /// The allowances a config defines, in a fixed order: each deployment's requests per minute
-/// then tokens per minute, where set. Returns the list and each deployment's ids in it.
-pub fn limit_specs(config: &Config) -> (Vec<LimitSpec>, Vec<DeploymentLimits>) {
+/// then tokens per minute, where set, then each tenant's. Returns the list and the ids in it.
+pub fn limit_specs(config: &Config) -> (Vec<LimitSpec>, LimitIds) {
     let mut specs = Vec::new();
     let ids = walk(config, |name: &dyn Fn() -> String, per_minute| {
         specs.push(LimitSpec { name: name(), per_minute });
@@ -47,24 +60,27 @@ pub fn limit_specs(config: &Config) -> (Vec<LimitSpec>, Vec<DeploymentLimits>) {
 }
 
 /// Calls `each` for every allowance in [`limit_specs`]' order (the name built only if asked
-/// for) and returns each deployment's ids.
-fn walk(config: &Config, mut each: impl FnMut(&dyn Fn() -> String, f64)) -> Vec<DeploymentLimits> {
+/// for) and returns the ids.
+fn walk(config: &Config, mut each: impl FnMut(&dyn Fn() -> String, f64)) -> LimitIds {
     let mut n = 0u32;
     let mut next = |name: &dyn Fn() -> String, per_minute: f64| {
         each(name, per_minute);
         n += 1;
         LimitId(n - 1)
     };
-    let ids = config.deployments.iter().map(|d| {
-        let rpm = d.limits.rpm.map(|r| next(&|| format!("deployment/{}/rpm", d.name), f64::from(r)));
-        let tpm = d.limits.tpm.map(|t| next(&|| format!("deployment/{}/tpm", d.name), t as f64));
+    let mut pair = |kind: &str, who: &str, rpm: Option<u32>, tpm: Option<u64>| {
+        let rpm = rpm.map(|r| next(&|| format!("{kind}/{who}/rpm"), f64::from(r)));
+        let tpm = tpm.map(|t| next(&|| format!("{kind}/{who}/tpm"), t as f64));
         (rpm, tpm)
-    });
-    ids.collect()
+    };
+    let deployments =
+        config.deployments.iter().map(|d| pair("deployment", &d.name, d.limits.rpm, d.limits.tpm)).collect();
+    let tenants = config.tenants.iter().map(|t| pair("tenant", &t.name, t.limits.rpm, t.limits.tpm)).collect();
+    LimitIds { deployments, tenants }
 }
 
-/// Each deployment's allowance ids, as [`limit_specs`] numbers them, without building names.
-pub fn limit_ids(config: &Config) -> Vec<DeploymentLimits> {
+/// The allowance ids [`limit_specs`] numbers, without building names.
+pub fn limit_ids(config: &Config) -> LimitIds {
     walk(config, |_, _| {})
 }
 
@@ -104,6 +120,15 @@ impl Bucket {
         if delta.is_finite() {
             self.level = (self.level + delta).clamp(-self.per_minute, self.per_minute);
         }
+    }
+
+    /// About how long until `amount` fits.
+    pub fn wait_for(&self, amount: f64, now: Time) -> Duration {
+        let missing = amount.min(self.per_minute) - self.level(now);
+        if missing <= 0.0 || self.per_minute <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(missing / self.per_minute * 60.0).unwrap_or(Duration::from_secs(60))
     }
 
     /// What is left now (negative while overdrawn).
@@ -164,6 +189,10 @@ impl Counters for LocalCounters {
             b.lock().adjust(delta, now);
         }
     }
+
+    fn wait_for(&self, limit: LimitId, amount: f64, now: Time) -> Duration {
+        self.buckets.get(limit.0 as usize).map_or(Duration::ZERO, |b| b.lock().wait_for(amount, now))
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +236,8 @@ mod tests {
                 format!("deployment/{}/tpm", d(2))
             ]
         );
-        assert_eq!(ids, [(None, Some(LimitId(0))), (None, None), (Some(LimitId(1)), Some(LimitId(2)))]);
+        assert_eq!(ids.deployments, [(None, Some(LimitId(0))), (None, None), (Some(LimitId(1)), Some(LimitId(2)))]);
+        assert_eq!(ids.tenants, [(None, None)]);
         let counters = LocalCounters::new(&specs, Time::ZERO);
         counters.adjust(LimitId(1), -60.0, Time::ZERO);
         assert!(!counters.has_room(LimitId(1), 1.0, Time::ZERO));

@@ -55,13 +55,13 @@ pub fn bench_request(config: &Config) -> crate::plan::PlanRequest<'_> {
 /// One attempt's life in the router, as the benchmarks measure it: a request arrives, an
 /// attempt starts and succeeds.
 pub fn attempt_cycle(state: &crate::RouterState, id: crate::DeploymentId, now: crate::Time) {
-    state.on_request(now);
-    state.begin_attempt(id, 700, now);
+    state.on_request(crate::config::TenantId(0), now);
+    state.begin_attempt(id, crate::config::TenantId(0), 700, now);
     let outcome = crate::state::Outcome::Success {
         ttft: Some(std::time::Duration::from_millis(120)),
         duration: std::time::Duration::from_millis(900),
         output_tokens: 150,
         total_tokens: 650,
     };
-    state.end_attempt(id, 700, outcome, now);
+    state.end_attempt(id, crate::config::TenantId(0), 700, outcome, now);
 }

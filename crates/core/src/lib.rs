@@ -15,6 +15,7 @@ pub mod plan;
 pub mod retry_budget;
 pub mod rng;
 pub mod state;
+pub mod tenancy;
 pub mod time;
 pub mod usage;
 

@@ -226,7 +226,7 @@ impl RequestMachine {
             actions: VecDeque::new(),
             done: false,
         };
-        ctx.state.on_request(now);
+        ctx.state.on_request(spec.tenant, now);
         let request = machine.plan_request(config);
         match plan_with_fallbacks(config, ctx.state, &request, now, ctx.rng) {
             Ok((planned_request, planned)) => {
@@ -517,11 +517,11 @@ impl RequestMachine {
         let reserved = self.spec.reserved_tokens;
         let end = match closing {
             Closing::Failed(error) => {
-                ctx.state.end_attempt(o.deployment, reserved, Outcome::Failure(&error), now);
+                ctx.state.end_attempt(o.deployment, self.spec.tenant, reserved, Outcome::Failure(&error), now);
                 AttemptEnd::Failed(error)
             }
             Closing::Abandoned(why) => {
-                ctx.state.end_attempt(o.deployment, reserved, Outcome::Abandoned, now);
+                ctx.state.end_attempt(o.deployment, self.spec.tenant, reserved, Outcome::Abandoned, now);
                 AttemptEnd::Abandoned(why)
             }
         };
@@ -551,7 +551,7 @@ impl RequestMachine {
             output_tokens,
             total_tokens: used_tokens.unwrap_or(counted),
         };
-        ctx.state.end_attempt(o.deployment, self.spec.reserved_tokens, outcome, now);
+        ctx.state.end_attempt(o.deployment, self.spec.tenant, self.spec.reserved_tokens, outcome, now);
         self.actions.push_back(Action::Closed { attempt: id, deployment: o.deployment, end: AttemptEnd::Success });
         if self.hold_back.take().is_some() {
             self.actions.push_back(Action::Release);
@@ -638,7 +638,7 @@ impl RequestMachine {
         if self.done || !self.open.is_empty() || self.waiting.is_some() {
             return;
         }
-        match self.session.next(ctx.state, now) {
+        match self.session.next(ctx.state, self.spec.tenant, now) {
             Err(reason) => {
                 let failure = match self.interrupted.take() {
                     Some(error) => Failure::Interrupted(error),
@@ -680,7 +680,7 @@ impl RequestMachine {
     ) {
         let id = AttemptId(self.next_id);
         self.next_id += 1;
-        ctx.state.begin_attempt(deployment, self.spec.reserved_tokens, now);
+        ctx.state.begin_attempt(deployment, self.spec.tenant, self.spec.reserved_tokens, now);
         self.open.push(Open {
             id,
             deployment,
@@ -707,7 +707,7 @@ impl RequestMachine {
             return;
         }
         let first = self.open[0].deployment;
-        let Ok(next) = self.session.next(ctx.state, now) else { return };
+        let Ok(next) = self.session.next(ctx.state, self.spec.tenant, now) else { return };
         if next.deployment == first {
             return;
         }

@@ -268,7 +268,10 @@ pub fn plan(
             removed.cooldown_ends = removed.cooldown_ends.min(s.cooldown_until).or(s.cooldown_until);
             continue;
         }
-        if !s.has_concurrency_room() || !state.has_rate_room(*id, estimated_tokens, now) {
+        let tenant = request.tenant;
+        if !s.has_concurrency_room(tenant.id, tenant.priority, state.fair_share_above())
+            || !state.has_rate_room(*id, estimated_tokens, now)
+        {
             removed.no_headroom += 1;
             continue;
         }

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::attempt::{AttemptError, HealthSignal};
-use crate::config::{Commitment, CommitmentId, Config, DeploymentId, OutlierSettings};
+use crate::config::{Commitment, CommitmentId, Config, DeploymentId, OutlierSettings, Priority, Tenant, TenantId};
 use crate::counters::{Counters, DeploymentLimits, LocalCounters, Padded, limit_ids};
 use crate::estimator::LatencyEstimate;
 use crate::health::Health;
 use crate::retry_budget::RetryBudget;
+use crate::tenancy::{Admission, Calendar, Estimate, LocalWindows, Refusal, Tenancy, budget_specs};
 use crate::time::Time;
 
 /// Cool-down after a 429 that carried no Retry-After.
@@ -31,6 +32,9 @@ pub struct DeploymentState {
     /// the provider said no, grown back by about one per limit's worth of successes.
     pub learned_limit: Option<f64>,
     pub cooldown_until: Option<Time>,
+    /// Attempts in flight per tenant, and how many tenants have any (for the fair share).
+    by_tenant: Vec<u32>,
+    active_tenants: u32,
 }
 
 /// The end of an attempt, as the router needs to know it.
@@ -58,8 +62,12 @@ pub struct RouterState {
     commitment_spend: Box<[AtomicU64]>,
     commitments: Vec<Commitment>,
     started: Time,
-    budget: RetryBudget,
+    /// One retry budget per tenant (one in all when there are none), so that one tenant's
+    /// failures cannot spend another's retries.
+    budgets: Box<[RetryBudget]>,
     outlier: OutlierSettings,
+    fair_share_above: f64,
+    tenancy: Tenancy,
 }
 
 /// A deployment's state, locked while this lives: read what you need and let it go.
@@ -68,11 +76,33 @@ pub type DeploymentGuard<'a> = std::sync::MutexGuard<'a, DeploymentState>;
 // === impl DeploymentState ===
 
 impl DeploymentState {
-    /// Whether a new attempt fits the deployment's configured and learned concurrency limits
-    /// (its rate allowances are the router's: [`RouterState::has_headroom`]).
-    pub fn has_concurrency_room(&self) -> bool {
-        self.concurrency_limit.is_none_or(|limit| self.in_flight < limit)
-            && self.learned_limit.is_none_or(|limit| f64::from(self.in_flight) < limit.floor().max(1.0))
+    /// Whether a new attempt of `tenant` at `priority` fits the deployment's concurrency:
+    /// its configured and learned limits, of which a priority may fill only
+    /// [`Priority::share`], and, once the deployment is `fair_share_above` full, the tenant's
+    /// fair share (the limit over the tenants using it, this one included). Its rate
+    /// allowances are the router's: [`RouterState::has_headroom`].
+    pub fn has_concurrency_room(&self, tenant: TenantId, priority: Priority, fair_share_above: f64) -> bool {
+        let configured = self.concurrency_limit.map_or(f64::INFINITY, f64::from);
+        let learned = self.learned_limit.map_or(f64::INFINITY, |l| l.floor().max(1.0));
+        let limit = configured.min(learned);
+        if limit.is_infinite() {
+            return true;
+        }
+        let in_flight = f64::from(self.in_flight);
+        if in_flight >= limit || in_flight >= (limit * priority.share()).floor().max(1.0) {
+            return false;
+        }
+        if in_flight < limit * fair_share_above {
+            return true;
+        }
+        let mine = self.by_tenant.get(usize::from(tenant.0)).copied().unwrap_or(0);
+        let sharing = self.active_tenants + u32::from(mine == 0);
+        f64::from(mine) < (limit / f64::from(sharing.max(1))).max(1.0)
+    }
+
+    /// Attempts of a tenant in flight here.
+    pub fn tenant_in_flight(&self, tenant: TenantId) -> u32 {
+        self.by_tenant.get(usize::from(tenant.0)).copied().unwrap_or(0)
     }
 
     pub fn cooling_down(&self, now: Time) -> bool {
@@ -88,7 +118,8 @@ impl DeploymentState {
 // === impl RouterState ===
 
 impl RouterState {
-    /// State for `config` with allowances kept in this process.
+    /// State for `config` with allowances and budgets kept in this process, and `now` at the
+    /// Unix epoch as far as budget windows are concerned.
     pub fn new(config: &Config, now: Time) -> RouterState {
         RouterState::with_counters(config, now, Arc::new(LocalCounters::for_config(config, now)))
     }
@@ -96,6 +127,21 @@ impl RouterState {
     /// State whose allowances live in `counters`, which must hold
     /// [`limit_specs`](crate::counters::limit_specs)`(config)`.
     pub fn with_counters(config: &Config, now: Time, counters: Arc<dyn Counters>) -> RouterState {
+        let calendar = Calendar::default();
+        let budgets = Arc::new(LocalWindows::new(&budget_specs(config), calendar));
+        RouterState::with_stores(config, now, counters, budgets, calendar)
+    }
+
+    /// State with allowances in `counters` and tenants' budget windows in `budgets` (over
+    /// [`budget_specs`]`(config)`), on a calendar that maps [`Time`] to the wall clock.
+    pub fn with_stores(
+        config: &Config,
+        now: Time,
+        counters: Arc<dyn Counters>,
+        budgets: Arc<dyn Counters>,
+        calendar: Calendar,
+    ) -> RouterState {
+        let n_tenants = config.tenants.len();
         let deployments = config
             .deployments
             .iter()
@@ -107,19 +153,48 @@ impl RouterState {
                     concurrency_limit: d.limits.concurrency,
                     learned_limit: None,
                     cooldown_until: None,
+                    by_tenant: vec![0; n_tenants],
+                    active_tenants: 0,
                 })
             })
             .collect();
+        let ids = limit_ids(config);
+        let tenancy = Tenancy::new(config, &ids.tenants, budgets, calendar);
         RouterState {
             deployments,
             counters,
-            limits: limit_ids(config).into(),
+            limits: ids.deployments.into(),
             commitment_spend: config.commitments.iter().map(|c| AtomicU64::new(c.spent_at_start.to_bits())).collect(),
             commitments: config.commitments.clone(),
             started: now,
-            budget: RetryBudget::new(config.routing.retry_budget.clone()),
+            budgets: (0..n_tenants.max(1)).map(|_| RetryBudget::new(config.routing.retry_budget.clone())).collect(),
             outlier: config.routing.outlier.clone(),
+            fair_share_above: config.routing.fair_share_above,
+            tenancy,
         }
+    }
+
+    pub fn fair_share_above(&self) -> f64 {
+        self.fair_share_above
+    }
+
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.tenancy
+    }
+
+    /// Admits a request of `tenant` against its limits and budgets (see [`Tenancy::admit`]).
+    pub fn admit(&self, tenant: &Tenant, estimate: Estimate, now: Time) -> Result<Admission, Refusal> {
+        self.tenancy.admit(&*self.counters, tenant, estimate, now)
+    }
+
+    /// Settles an admitted request to the tokens and dollars the caller is billed.
+    pub fn settle(&self, admission: Admission, tokens: u64, usd: f64, now: Time) {
+        self.tenancy.settle(&*self.counters, admission, tokens, usd, now);
+    }
+
+    fn retry_budget(&self, tenant: TenantId) -> &RetryBudget {
+        let i = usize::from(tenant.0).min(self.budgets.len() - 1);
+        &self.budgets[i]
     }
 
     /// A deployment's state, locked: drop the guard before asking for another.
@@ -135,9 +210,10 @@ impl RouterState {
             && tpm.is_none_or(|l| self.counters.has_room(l, f64::from(estimated_tokens), now))
     }
 
-    /// Whether a new attempt fits the deployment's concurrency and rate limits.
+    /// Whether a new attempt of a high-priority tenant fits the deployment's concurrency and
+    /// rate limits.
     pub fn has_headroom(&self, id: DeploymentId, estimated_tokens: u32, now: Time) -> bool {
-        let concurrency = self.deployment(id).has_concurrency_room();
+        let concurrency = self.deployment(id).has_concurrency_room(TenantId(0), Priority::High, 1.0);
         concurrency && self.has_rate_room(id, estimated_tokens, now)
     }
 
@@ -189,28 +265,34 @@ impl RouterState {
         ((pace - spent) / self.commitments[usize::from(c.0)].amount_usd).max(0.0)
     }
 
-    /// A request arrived: it earns the retry budget its share.
-    pub fn on_request(&self, now: Time) {
-        self.budget.deposit(now);
+    /// A request arrived: it earns its tenant's retry budget its share.
+    pub fn on_request(&self, tenant: TenantId, now: Time) {
+        self.retry_budget(tenant).deposit(now);
     }
 
-    /// Takes one retry from the budget.
-    pub fn try_retry(&self, now: Time) -> bool {
-        self.budget.try_withdraw(now)
+    /// Takes one retry from the tenant's budget.
+    pub fn try_retry(&self, tenant: TenantId, now: Time) -> bool {
+        self.retry_budget(tenant).try_withdraw(now)
     }
 
-    pub fn retry_budget_remaining(&self, now: Time) -> f64 {
-        self.budget.remaining(now)
+    pub fn retry_budget_remaining(&self, tenant: TenantId, now: Time) -> f64 {
+        self.retry_budget(tenant).remaining(now)
     }
 
     /// Books an attempt's start. Planning checked its headroom a moment before without holding
     /// the deployment, so concurrent requests may start past a concurrency limit by at most
     /// one each (a provider's 429 then teaches the router the rest).
-    pub fn begin_attempt(&self, id: DeploymentId, estimated_tokens: u32, now: Time) {
+    pub fn begin_attempt(&self, id: DeploymentId, tenant: TenantId, estimated_tokens: u32, now: Time) {
         {
             let mut d = self.deployment(id);
             d.in_flight += 1;
             d.health.on_attempt(now);
+            if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0)) {
+                *n += 1;
+                if *n == 1 {
+                    d.active_tenants += 1;
+                }
+            }
         }
         let (rpm, tpm) = self.limits[usize::from(id.0)];
         if let Some(l) = rpm {
@@ -224,14 +306,29 @@ impl RouterState {
     /// An attempt ended. `estimated_tokens` is what `begin_attempt` reserved: a success settles
     /// the reservation to its real total; a failed or abandoned attempt gives it all back (what
     /// such an attempt did use is charged with [`RouterState::charge_tokens`]).
-    pub fn end_attempt(&self, id: DeploymentId, estimated_tokens: u32, outcome: Outcome<'_>, now: Time) {
+    pub fn end_attempt(
+        &self,
+        id: DeploymentId,
+        tenant: TenantId,
+        estimated_tokens: u32,
+        outcome: Outcome<'_>,
+        now: Time,
+    ) {
         // Counted before the deployment is locked (never two locks at once); a failure racing
         // this one may eject past the cap by one.
         let failure = matches!(outcome, Outcome::Failure(e) if matches!(e.health_signal(), HealthSignal::Failure));
         let n_ejected = if failure { self.n_ejected(now) } else { 0 };
         let give_back = {
             let mut d = self.deployment(id);
-            self.settle(&mut d, outcome, n_ejected, now);
+            if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0))
+                && *n > 0
+            {
+                *n -= 1;
+                if *n == 0 {
+                    d.active_tenants -= 1;
+                }
+            }
+            self.book_end(&mut d, outcome, n_ejected, now);
             match outcome {
                 Outcome::Success { total_tokens, .. } => f64::from(estimated_tokens) - total_tokens as f64,
                 Outcome::Failure(_) | Outcome::Abandoned => f64::from(estimated_tokens),
@@ -242,7 +339,7 @@ impl RouterState {
         }
     }
 
-    fn settle(&self, d: &mut DeploymentState, outcome: Outcome<'_>, n_ejected: usize, now: Time) {
+    fn book_end(&self, d: &mut DeploymentState, outcome: Outcome<'_>, n_ejected: usize, now: Time) {
         let in_flight = d.in_flight;
         d.in_flight = d.in_flight.saturating_sub(1);
         match outcome {
@@ -299,21 +396,21 @@ mod tests {
         let id = config.deployments[0].id;
         let t = Time::ZERO;
         for _ in 0..10 {
-            state.begin_attempt(id, 10, t);
+            state.begin_attempt(id, crate::config::TenantId(0), 10, t);
         }
         let limited = AttemptError::RateLimited { retry_after: None };
-        state.end_attempt(id, 10, Outcome::Failure(&limited), t);
+        state.end_attempt(id, crate::config::TenantId(0), 10, Outcome::Failure(&limited), t);
         // 10 were in flight when the provider said no: the learned limit is 9.
         assert_eq!(state.deployment(id).learned_limit, Some(9.0));
         let later = t + Duration::from_secs(2);
         assert!(!state.has_headroom(id, 10, later), "9 still in flight");
         let ok =
             Outcome::Success { ttft: None, duration: Duration::from_millis(100), output_tokens: 1, total_tokens: 10 };
-        state.end_attempt(id, 10, ok, later);
+        state.end_attempt(id, crate::config::TenantId(0), 10, ok, later);
         assert!(state.has_headroom(id, 10, later), "8 in flight, limit grown past 9");
         for _ in 0..3000 {
-            state.begin_attempt(id, 10, later);
-            state.end_attempt(id, 10, ok, later);
+            state.begin_attempt(id, crate::config::TenantId(0), 10, later);
+            state.end_attempt(id, crate::config::TenantId(0), 10, ok, later);
         }
         assert_eq!(state.deployment(id).learned_limit, None, "grown back to the configured limit");
     }
@@ -342,8 +439,8 @@ mod tests {
                         for i in 0..2_000u64 {
                             let Ok(plan) = crate::plan::plan(config, state, request, t, &mut rng) else { continue };
                             let id = plan.deployments[0];
-                            state.on_request(t);
-                            state.begin_attempt(id, 100, t);
+                            state.on_request(crate::config::TenantId(0), t);
+                            state.begin_attempt(id, crate::config::TenantId(0), 100, t);
                             let error = match i % 5 {
                                 0 => AttemptError::RateLimited { retry_after: Some(Duration::ZERO) },
                                 1 => AttemptError::ServerError { status: 502 },
@@ -363,8 +460,8 @@ mod tests {
                                     }
                                 }
                             };
-                            state.end_attempt(id, 100, outcome, t);
-                            let _ = state.try_retry(t);
+                            state.end_attempt(id, crate::config::TenantId(0), 100, outcome, t);
+                            let _ = state.try_retry(crate::config::TenantId(0), t);
                         }
                         successes
                     })
@@ -376,7 +473,7 @@ mod tests {
         for (i, d) in config.deployments.iter().enumerate() {
             assert_eq!(state.deployment(d.id).in_flight, 0, "{}", d.name);
             let n: u64 = successes.iter().map(|s| s[i]).sum();
-            let level = counters.level(ids[i].1.expect("tpm"), t).expect("level");
+            let level = counters.level(ids.deployments[i].1.expect("tpm"), t).expect("level");
             assert_eq!(level, 1e9 - 40.0 * n as f64, "{}: only real use stays charged", d.name);
         }
     }
@@ -390,15 +487,15 @@ mod tests {
         let t = Time::ZERO;
         let error = AttemptError::ServerError { status: 500 };
         for outcome in [Outcome::Abandoned, Outcome::Failure(&error)] {
-            state.begin_attempt(id, 100_000, t);
+            state.begin_attempt(id, crate::config::TenantId(0), 100_000, t);
             assert!(!state.has_headroom(id, 100, t), "the reservation holds the allowance");
-            state.end_attempt(id, 100_000, outcome, t);
+            state.end_attempt(id, crate::config::TenantId(0), 100_000, outcome, t);
             assert!(state.has_headroom(id, 10_000, t), "all given back after {outcome:?}");
             assert_eq!(state.deployment(id).in_flight, 0);
         }
         // What a broken attempt did use is charged.
-        state.begin_attempt(id, 500, t);
-        state.end_attempt(id, 500, Outcome::Failure(&AttemptError::StreamCut), t);
+        state.begin_attempt(id, crate::config::TenantId(0), 500, t);
+        state.end_attempt(id, crate::config::TenantId(0), 500, Outcome::Failure(&AttemptError::StreamCut), t);
         state.charge_tokens(id, 9_000, t);
         assert!(!state.has_headroom(id, 2_000, t));
         assert!(state.has_headroom(id, 1_000, t));

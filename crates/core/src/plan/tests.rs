@@ -59,8 +59,8 @@ fn fail(config: &Config, state: &RouterState, name: &str, times: u32, now: Time)
     let id = config.deployment_by_name(name).expect("deployment").id;
     let error = AttemptError::ConnectFailed { detail: "refused".into() };
     for _ in 0..times {
-        state.begin_attempt(id, 200, now);
-        state.end_attempt(id, 200, Outcome::Failure(&error), now);
+        state.begin_attempt(id, crate::config::TenantId(0), 200, now);
+        state.end_attempt(id, crate::config::TenantId(0), 200, Outcome::Failure(&error), now);
     }
 }
 
@@ -92,14 +92,14 @@ fn latency_policy_avoids_a_slow_deployment() {
     let config = config();
     let state = RouterState::new(&config, Time::ZERO);
     let slow = config.deployment_by_name("az-eastus").unwrap().id;
-    state.begin_attempt(slow, 10, Time::ZERO);
+    state.begin_attempt(slow, crate::config::TenantId(0), 10, Time::ZERO);
     let success = Outcome::Success {
         ttft: Some(Duration::from_secs(3)),
         duration: Duration::from_secs(5),
         output_tokens: 10,
         total_tokens: 20,
     };
-    state.end_attempt(slow, 10, success, Time::ZERO);
+    state.end_attempt(slow, crate::config::TenantId(0), 10, success, Time::ZERO);
     for seed in 0..20 {
         let plan = plan(&config, &state, &request(&config, "chat-latency", 0), Time::ZERO, &mut SplitMix64::new(seed))
             .unwrap();
@@ -130,8 +130,8 @@ fn a_busy_healthy_deployment_means_no_capacity_not_panic_routing() {
     fail(&config, &state, "aws-euc1", 3, Time::ZERO);
     fail(&config, &state, "oci-fra", 3, Time::ZERO);
     let swe = config.deployment_by_name("az-swe").unwrap().id;
-    state.begin_attempt(swe, 10, Time::ZERO);
-    state.begin_attempt(swe, 10, Time::ZERO);
+    state.begin_attempt(swe, crate::config::TenantId(0), 10, Time::ZERO);
+    state.begin_attempt(swe, crate::config::TenantId(0), 10, Time::ZERO);
     let err = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(0)).unwrap_err();
     assert!(
         err.to_string().contains("1 at their concurrency or rate limit; 2 ejected after repeated failures"),
@@ -164,17 +164,17 @@ fn capacity_limits_and_cooldowns_remove_candidates() {
     let config = config();
     let state = RouterState::new(&config, Time::ZERO);
     let swe = config.deployment_by_name("az-swe").unwrap().id;
-    state.begin_attempt(swe, 10, Time::ZERO);
-    state.begin_attempt(swe, 10, Time::ZERO);
+    state.begin_attempt(swe, crate::config::TenantId(0), 10, Time::ZERO);
+    state.begin_attempt(swe, crate::config::TenantId(0), 10, Time::ZERO);
     let fra = config.deployment_by_name("oci-fra").unwrap().id;
-    state.begin_attempt(fra, 10, Time::ZERO);
+    state.begin_attempt(fra, crate::config::TenantId(0), 10, Time::ZERO);
     let limited = AttemptError::RateLimited { retry_after: Some(Duration::from_secs(2)) };
-    state.end_attempt(fra, 10, Outcome::Failure(&limited), Time::ZERO);
+    state.end_attempt(fra, crate::config::TenantId(0), 10, Outcome::Failure(&limited), Time::ZERO);
     let plan = plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap();
     assert_eq!(names(&config, &plan), ["aws-euc1"]);
     let euc = config.deployment_by_name("aws-euc1").unwrap().id;
-    state.begin_attempt(euc, 10, Time::ZERO);
-    state.end_attempt(euc, 10, Outcome::Failure(&limited), Time::ZERO);
+    state.begin_attempt(euc, crate::config::TenantId(0), 10, Time::ZERO);
+    state.end_attempt(euc, crate::config::TenantId(0), 10, Outcome::Failure(&limited), Time::ZERO);
     let err =
         super::plan(&config, &state, &request(&config, "chat", 1), Time::ZERO, &mut SplitMix64::new(1)).unwrap_err();
     assert!(err.is_capacity(), "{err}");
@@ -303,7 +303,7 @@ proptest! {
         for (i, id) in alias.deployments.iter().enumerate() {
             fail(&config, &state, &config.deployment(*id).name, failures[i], Time::ZERO);
             for _ in 0..in_flight[i] {
-                state.begin_attempt(*id, 10, Time::ZERO);
+                state.begin_attempt(*id, crate::config::TenantId(0), 10, Time::ZERO);
             }
         }
         let now = Time::from_millis(at_ms);
@@ -343,10 +343,10 @@ proptest! {
         let now = Time::from_millis(1_000);
         let mut n_retries = 0u64;
         for _ in 0..n_requests {
-            state.on_request(now);
+            state.on_request(crate::config::TenantId(0), now);
             let p = plan(&config, &state, &request(&config, "chat", 0), now, &mut rng).unwrap();
             let mut session = AttemptSession::new(p.deployments, 4);
-            while let Ok(next) = session.next(&state, now) {
+            while let Ok(next) = session.next(&state, crate::config::TenantId(0), now) {
                 if session.n_attempts() > 1 {
                     n_retries += 1;
                 }

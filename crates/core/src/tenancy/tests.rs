@@ -1,0 +1,170 @@
+//! Admission and settlement against tenants' limits and budgets, on explicit times.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::RouterState;
+use crate::config::{Priority, TenantBudgets};
+use crate::fixture::synthetic_config;
+
+/// 2026-12-01T23:59:00Z.
+const LATE_ON_DEC_1: i64 = 1_796_169_540_000;
+
+fn state_with(
+    limits: crate::config::TenantLimits,
+    budgets: TenantBudgets,
+    calendar: Calendar,
+) -> (Config, RouterState) {
+    let mut config = synthetic_config(4, "balanced");
+    config.tenants[0].limits = limits;
+    config.tenants[0].budgets = budgets;
+    let counters = Arc::new(crate::counters::LocalCounters::for_config(&config, Time::ZERO));
+    let windows = Arc::new(LocalWindows::new(&budget_specs(&config), calendar));
+    let state = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
+    (config, state)
+}
+
+#[test]
+fn calendar_arithmetic_round_trips_and_finds_window_ends() {
+    for days in [-800_000, -1, 0, 59, 60, 365, 11_016, 20_423, 20_453, 2_932_896] {
+        let (y, m, d) = civil_from_days(days);
+        assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+    }
+    assert_eq!(civil_from_days(20_423), (2025, 12, 1));
+    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(format_utc(LATE_ON_DEC_1), "2026-12-01T23:59:00Z");
+    assert_eq!(format_utc(window_end(Period::Day, LATE_ON_DEC_1)), "2026-12-02T00:00:00Z");
+    assert_eq!(format_utc(window_end(Period::Month, LATE_ON_DEC_1)), "2027-01-01T00:00:00Z");
+    assert_eq!(
+        format_utc(window_end(Period::Month, days_from_civil(2028, 2, 10) * 86_400_000)),
+        "2028-03-01T00:00:00Z"
+    );
+    assert_eq!(
+        window_of(Period::Month, LATE_ON_DEC_1) + 1,
+        window_of(Period::Month, window_end(Period::Month, LATE_ON_DEC_1))
+    );
+}
+
+#[test]
+fn a_daily_budget_refuses_then_resets_at_midnight_utc() {
+    let calendar = Calendar { unix_ms_at_zero: LATE_ON_DEC_1 };
+    let budgets = TenantBudgets { daily_usd: Some(1.0), monthly_usd: Some(100.0) };
+    let (config, state) = state_with(Default::default(), budgets, calendar);
+    let tenant = &config.tenants[0];
+    let t = Time::from_millis(1_000);
+    let estimate = Estimate { tokens: 100, usd: 0.4 };
+    let a = state.admit(tenant, estimate, t).unwrap();
+    let b = state.admit(tenant, estimate, t).unwrap();
+    let refused = state.admit(tenant, estimate, t).unwrap_err();
+    assert_eq!(
+        refused,
+        Refusal::Budget { period: Period::Day, usd: 1.0, resets_at_unix_ms: window_end(Period::Day, LATE_ON_DEC_1) }
+    );
+    // Settled to less than estimated: room comes back.
+    state.settle(a, 50, 0.1, t);
+    let c = state.admit(tenant, estimate, t).unwrap();
+    // Failed requests cost the caller nothing.
+    state.settle(b, 0, 0.0, t);
+    state.settle(c, 0, 0.0, t);
+    let d = state.admit(tenant, Estimate { tokens: 100, usd: 0.9 }, t).unwrap();
+    assert!(state.admit(tenant, estimate, t).is_err(), "0.1 + 0.9 spent or held");
+    // A minute later it is a new UTC day, whose window starts empty. `d` is billed then, so
+    // its 0.9 counts for the new day (its reservation is given back to the old one).
+    let tomorrow = Time::from_millis(61_000);
+    state.settle(d, 100, 0.9, tomorrow);
+    let e = state.admit(tenant, Estimate { tokens: 1, usd: 0.1 }, tomorrow).unwrap();
+    assert!(state.admit(tenant, Estimate { tokens: 1, usd: 0.1 }, tomorrow).is_err());
+    state.settle(e, 0, 0.0, tomorrow);
+}
+
+#[test]
+fn rate_and_concurrency_limits_refuse_with_when_to_retry() {
+    let limits = crate::config::TenantLimits { rpm: Some(2), tpm: None, concurrency: Some(3) };
+    let (config, state) = state_with(limits, TenantBudgets::default(), Calendar::default());
+    let tenant = &config.tenants[0];
+    let t = Time::ZERO;
+    let small = Estimate { tokens: 100, usd: 0.0 };
+    let a = state.admit(tenant, small, t).unwrap();
+    let b = state.admit(tenant, small, t).unwrap();
+    assert_eq!(
+        state.admit(tenant, small, t).unwrap_err(),
+        Refusal::RequestsPerMinute { limit: 2, retry_after: Duration::from_secs(30) }
+    );
+    let later = t + Duration::from_secs(60);
+    let c = state.admit(tenant, small, later).unwrap();
+    assert_eq!(state.tenancy().in_flight(tenant.id), 3);
+    let later = later + Duration::from_secs(60);
+    assert_eq!(state.admit(tenant, small, later).unwrap_err(), Refusal::Concurrency { limit: 3 });
+    for admission in [a, b, c] {
+        state.settle(admission, 10, 0.0, later);
+    }
+    assert_eq!(state.tenancy().in_flight(tenant.id), 0);
+    assert!(state.admit(tenant, small, later).is_ok());
+
+    // Tokens per minute: reservations hold the allowance; settling to real use frees the rest.
+    let limits = crate::config::TenantLimits { rpm: None, tpm: Some(1_000), concurrency: None };
+    let (config, state) = state_with(limits, TenantBudgets::default(), Calendar::default());
+    let tenant = &config.tenants[0];
+    let a = state.admit(tenant, Estimate { tokens: 600, usd: 0.0 }, t).unwrap();
+    assert_eq!(
+        state.admit(tenant, Estimate { tokens: 500, usd: 0.0 }, t).unwrap_err(),
+        Refusal::TokensPerMinute { limit: 1_000, retry_after: Duration::from_secs(6) },
+        "100 tokens short at 1,000 a minute"
+    );
+    state.settle(a, 200, 0.0, t);
+    assert!(state.admit(tenant, Estimate { tokens: 800, usd: 0.0 }, t).is_ok());
+}
+
+#[test]
+fn spend_before_the_start_counts_against_budgets() {
+    let calendar = Calendar { unix_ms_at_zero: LATE_ON_DEC_1 };
+    let budgets = TenantBudgets { daily_usd: Some(10.0), monthly_usd: Some(20.0) };
+    let (config, state) = state_with(Default::default(), budgets, calendar);
+    let tenant = &config.tenants[0];
+    state.tenancy().preload(tenant.id, 9.5, 19.0, Time::ZERO);
+    assert!(state.admit(tenant, Estimate { tokens: 1, usd: 0.6 }, Time::ZERO).is_err());
+    let tomorrow = Time::from_millis(120_000);
+    match state.admit(tenant, Estimate { tokens: 1, usd: 1.5 }, tomorrow) {
+        Err(Refusal::Budget { period: Period::Month, .. }) => {}
+        other => panic!("the month still holds 19 of 20: {other:?}"),
+    }
+}
+
+#[test]
+fn fair_share_and_priority_keep_room_for_other_tenants() {
+    let mut config = synthetic_config(2, "balanced");
+    config.deployments[0].limits.concurrency = Some(8);
+    config.routing.fair_share_above = 0.5;
+    let mut other = config.tenants[0].clone();
+    other.id = crate::config::TenantId(1);
+    config.tenants.push(other);
+    let state = RouterState::new(&config, Time::ZERO);
+    let (a, b) = (crate::config::TenantId(0), crate::config::TenantId(1));
+    let d = config.deployments[0].id;
+    let room = |tenant, priority| state.deployment(d).has_concurrency_room(tenant, priority, 0.5);
+    // Alone, tenant a may fill the deployment (high priority).
+    for _ in 0..7 {
+        assert!(room(a, Priority::High));
+        state.begin_attempt(d, a, 1, Time::ZERO);
+    }
+    assert!(room(a, Priority::High), "the eighth slot");
+    assert!(!room(a, Priority::Normal), "normal work may fill 90%, rounded down: 7 of 8");
+    assert!(!room(b, Priority::Low), "low priority may fill 6 of 8");
+    // b arrives: past the fair-share line, a tenant with nothing here may start.
+    assert!(room(b, Priority::High));
+    state.begin_attempt(d, b, 1, Time::ZERO);
+    assert!(!room(a, Priority::High), "full");
+    let error = crate::AttemptError::StreamCut;
+    for _ in 0..4 {
+        state.end_attempt(d, a, 1, crate::state::Outcome::Failure(&error), Time::ZERO);
+    }
+    // 4 in flight (a 3, b 1) of 8: at the fair-share line, a is under its half and may start.
+    assert!(room(a, Priority::High));
+    state.begin_attempt(d, b, 1, Time::ZERO);
+    state.begin_attempt(d, b, 1, Time::ZERO);
+    state.begin_attempt(d, b, 1, Time::ZERO);
+    // b holds 4 of 7: at its share (8 / 2), so b waits while a (3) may go on.
+    assert!(!room(b, Priority::High));
+    assert!(room(a, Priority::High));
+}
