@@ -4,11 +4,14 @@ mod catalog;
 mod demo;
 mod demo_jobs;
 mod jobs;
+mod keys;
+mod ledger_args;
 mod load;
 mod placer_args;
 mod report;
 mod sim;
 mod sim_jobs;
+mod spend;
 
 use std::fmt;
 use std::io::Write;
@@ -119,6 +122,16 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the hash of an API key, the form a config's `tenants[].keys` holds.
     HashKey { key: String },
+    /// API keys in the ledger: create one (its secret is shown once), list them, revoke one.
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysAction,
+        #[command(flatten)]
+        ledger: ledger_args::LedgerArgs,
+    },
+    /// Spend recorded in the ledger per cloud, tenant, key, alias or deployment; with a config,
+    /// budget use and commitment burn-down too.
+    Spend(spend::SpendArgs),
 }
 
 /// The real environment and file system.
@@ -242,16 +255,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => config.server.listen.parse().context("server.listen")?,
             };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let gateway = switchyard_gateway::Gateway::new(config, rand_seed())?;
+            let (store, ledger) = switchyard_gateway::open_ledger(&config).await?;
+            let parts = switchyard_gateway::Parts { ledger: Some(ledger), ..Default::default() };
+            let gateway = switchyard_gateway::Gateway::assemble(config, rand_seed(), parts)?;
+            switchyard_gateway::restore(&gateway, &store).await?;
+            tracing::info!(message = "Ledger open.", url = %store.url());
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop.send(true);
             });
             tracing::info!(message = "Gateway listening.", %addr, workers);
-            tokio::task::spawn_blocking(move || switchyard_gateway::serve_workers(gateway, addr, workers, stopped))
-                .await
-                .context("the gateway's workers")??;
+            let served = {
+                let gateway = gateway.clone();
+                tokio::task::spawn_blocking(move || switchyard_gateway::serve_workers(gateway, addr, workers, stopped))
+            };
+            served.await.context("the gateway's workers")??;
+            if let Some(ledger) = &gateway.ledger {
+                let counts = switchyard_gateway::close_ledger(ledger, std::time::Duration::from_secs(30)).await;
+                tracing::info!(message = "Ledger flushed.", ?counts);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulate { config, admin, admin_allow_remote, seed } => {
@@ -294,6 +317,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             outln!("{}", key_hash_text(&key))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys { action, ledger } => keys::run(&ledger, &action).await,
+        Command::Spend(args) => spend::run(&args).await,
     }
 }
 

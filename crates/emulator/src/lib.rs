@@ -1,11 +1,13 @@
 //! Fake clouds on loopback: every configured deployment gets a listener that speaks its wire
 //! protocol (OpenAI Chat Completions for now), with timing drawn from the configured
-//! distributions, a concurrency capacity, and typed fault plans set in config or live.
+//! distributions, a concurrency capacity, and typed fault plans set in config or live. Or no
+//! listener at all: the deployments are reached through in-memory pipes ([`Dialer`]).
 //!
 //! Used by `switchyard emulate`, by the demo, and in-process by the gateway's tests.
 
 mod admin;
 mod body;
+mod memory;
 mod server;
 mod text;
 
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use memory::Dialer;
 pub use text::{answer_tokens, conversation_key, remainder_after};
 
 /// How a request ended, as the emulator saw it.
@@ -87,6 +90,10 @@ pub enum Bind {
     Ephemeral,
     /// On the host and port of each deployment's endpoint (`switchyard emulate`).
     Endpoints,
+    /// No listener: deployments are reached through [`Emulator::dialer`] only. Each gets a
+    /// placeholder address to be named by, `127.0.0.1` with port 1 + its index, where nothing
+    /// listens.
+    Memory,
 }
 
 /// Where the admin API listens. It changes fault plans without any authentication, so it
@@ -117,11 +124,11 @@ pub enum EmulatorError {
     RemoteAdmin(SocketAddr),
 }
 
-/// A running emulator. Dropping it stops every listener.
+/// A running emulator. Dropping it stops every listener (and its [`Dialer`]s).
 pub struct Emulator {
     deployments: BTreeMap<String, Arc<EmulatedDeployment>>,
     admin_addr: Option<SocketAddr>,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
 }
 
 // === impl EmulatedDeployment ===
@@ -231,10 +238,10 @@ impl Emulator {
         let started = Instant::now();
         let mut deployments = BTreeMap::new();
         let mut ports: BTreeMap<SocketAddr, String> = BTreeMap::new();
-        for d in &config.deployments {
+        for (i, d) in config.deployments.iter().enumerate() {
             let Protocol::OpenAi = config.cloud_of(d.id).protocol;
             let addr = match bind {
-                Bind::Ephemeral => SocketAddr::from(([127, 0, 0, 1], 0)),
+                Bind::Ephemeral | Bind::Memory => SocketAddr::from(([127, 0, 0, 1], 0)),
                 Bind::Endpoints => {
                     let addr = endpoint_addr(&d.endpoint).ok_or_else(|| EmulatorError::BadEndpoint(d.name.clone()))?;
                     if let Some(other) = ports.insert(addr, d.name.clone()) {
@@ -243,8 +250,18 @@ impl Emulator {
                     addr
                 }
             };
-            let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
-            let addr = listener.local_addr().map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+            let (listener, addr) = match bind {
+                Bind::Memory => {
+                    let port = u16::try_from(i + 1).map_err(|_| EmulatorError::BadEndpoint(d.name.clone()))?;
+                    (None, SocketAddr::from(([127, 0, 0, 1], port)))
+                }
+                Bind::Ephemeral | Bind::Endpoints => {
+                    let listener =
+                        TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+                    let addr = listener.local_addr().map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
+                    (Some(listener), addr)
+                }
+            };
             let spec = d.emulation.clone().unwrap_or_else(default_emulation);
             let faults = FaultPlan { faults: spec.faults.clone(), installed: started };
             let deployment = Arc::new(EmulatedDeployment {
@@ -266,10 +283,12 @@ impl Emulator {
                 records: Mutex::new(Vec::new()),
                 started,
             });
-            tokio::spawn(server::serve(listener, deployment.clone(), stop_rx.clone()));
+            if let Some(listener) = listener {
+                tokio::spawn(server::serve(listener, deployment.clone(), stop_rx.clone()));
+            }
             deployments.insert(d.name.clone(), deployment);
         }
-        let mut emulator = Emulator { deployments, admin_addr: None, _stop: stop_tx };
+        let mut emulator = Emulator { deployments, admin_addr: None, stop: stop_tx };
         if let Some(AdminBind { addr, allow_remote }) = admin {
             let listener = TcpListener::bind(addr).await.map_err(|e| EmulatorError::Bind(addr.to_string(), e))?;
             emulator.admin_addr = listener.local_addr().ok();
@@ -288,6 +307,11 @@ impl Emulator {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// Connects to the deployments without a socket: see [`Dialer`].
+    pub fn dialer(&self) -> Dialer {
+        Dialer::new(self.deployments.values().cloned(), self.stop.subscribe())
     }
 
     /// Replaces a deployment's fault plan; windows count from now.

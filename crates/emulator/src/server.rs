@@ -1,5 +1,7 @@
 //! One deployment's listener: accepts connections (resetting them during outages), answers
 //! chat completions and embeddings with the deployment's timing, and plays its fault plan.
+//! Every wait is a tokio timer (`sleep`, `sleep_until`, tokio's `Instant`), so the emulator
+//! follows a paused test clock.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +17,7 @@ use switchyard_core::config::FaultKind;
 use switchyard_wire::chat::{ChatRequest, EmbeddingsRequest};
 use switchyard_wire::error::error_body;
 use switchyard_wire::sse::{DONE_EVENT, data_event};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
@@ -42,15 +45,20 @@ pub(crate) async fn serve(listener: TcpListener, dep: Arc<EmulatedDeployment>, m
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let dep = dep.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(dep.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
+        tokio::spawn(serve_connection(dep.clone(), stream));
     }
 }
 
-fn is_down(dep: &EmulatedDeployment) -> bool {
+/// Serves one connection to `dep`, over TCP or any other stream (an in-memory pipe).
+pub(crate) async fn serve_connection<S>(dep: Arc<EmulatedDeployment>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(dep.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+}
+
+pub(crate) fn is_down(dep: &EmulatedDeployment) -> bool {
     dep.active_faults().iter().any(|f| matches!(f.kind, FaultKind::Outage | FaultKind::Flap { .. }))
 }
 

@@ -16,6 +16,7 @@ use switchyard_wire::chat::{ChatRequest, CompletionView, EmbeddingsRequest, Wire
 use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
 
+use crate::account::{Account, durable};
 pub(crate) use crate::answer::api_error;
 use crate::answer::{timing, whole};
 use crate::authenticated_body;
@@ -127,7 +128,7 @@ pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deploymen
 }
 
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
-    let (tenant, body) = authenticated_body(&gw, request).await?;
+    let (tenant, caller, body) = authenticated_body(&gw, request).await?;
     let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
     let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
@@ -140,23 +141,36 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
         reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
     };
     let timing = timing(&gw, alias, started);
+    let account = Account::open(&gw, &caller, tenant, alias, chat.stream, chat.input_tokens, output_estimate)?;
     let chat = Arc::new(chat);
     if chat.stream {
         *api = Api::ChatStream;
-        return crate::stream::run(gw.clone(), chat, spec, timing, started).await;
+        return crate::stream::run(gw.clone(), chat, spec, timing, started, account).await;
     }
-    let mut driver = Driver::start(&gw, chat.clone(), spec, timing);
+    let mut driver = Driver::start(&gw, chat.clone(), spec, timing, account);
     let answer = whole(&mut driver, |bytes| {
         let view = CompletionView::parse(bytes)?;
         Ok((view.usage, u64::from(estimate_tokens(&view.content))))
     })
-    .await?;
+    .await;
+    let answer = recorded(&gw, &mut driver, answer).await?;
     let deployment = gw.config.deployment(answer.deployment);
     // Usage is always reported: counted and added when the upstream gave none.
     let bytes = if answer.reported_usage { answer.bytes } else { with_usage(&answer.bytes, &driver.usage) };
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     where_headers(&mut response, &gw, deployment, driver.machine.n_attempts());
     Ok(response)
+}
+
+/// Concludes a whole answer's account and waits until its record is durable, so that a caller
+/// who received the whole response is in the ledger even if the process dies right after.
+async fn recorded<T>(gw: &Gateway, driver: &mut Driver, answer: Result<T, ApiError>) -> Result<T, ApiError> {
+    let receipt = match &answer {
+        Ok(_) => driver.conclude(200, "ok"),
+        Err(e) => driver.conclude(e.status(), e.kind()),
+    };
+    durable(gw, receipt).await;
+    answer
 }
 
 fn with_usage(bytes: &Bytes, usage: &Usage) -> Bytes {
@@ -173,7 +187,7 @@ fn with_usage(bytes: &Bytes, usage: &Usage) -> Bytes {
 }
 
 async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<Response, ApiError> {
-    let (tenant, body) = authenticated_body(gw, request).await?;
+    let (tenant, caller, body) = authenticated_body(gw, request).await?;
     let embed =
         EmbeddingsRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
     let alias = gw.alias_for(tenant, &embed.model, DeploymentKind::Embeddings)?;
@@ -185,8 +199,10 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
         needs: Needs::default(),
         reserved_tokens: embed.input_tokens,
     };
-    let mut driver = Driver::start(gw, Arc::new(embed), spec, timing(gw, alias, started));
-    let answer = whole(&mut driver, |bytes| Ok((parse_embeddings_usage(bytes)?, 0))).await?;
+    let account = Account::open(gw, &caller, tenant, alias, false, embed.input_tokens, 0)?;
+    let mut driver = Driver::start(gw, Arc::new(embed), spec, timing(gw, alias, started), account);
+    let answer = whole(&mut driver, |bytes| Ok((parse_embeddings_usage(bytes)?, 0))).await;
+    let answer = recorded(gw, &mut driver, answer).await?;
     let deployment = gw.config.deployment(answer.deployment);
     let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.bytes).into_response();
     where_headers(&mut response, gw, deployment, driver.machine.n_attempts());

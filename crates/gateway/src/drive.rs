@@ -21,6 +21,7 @@ use switchyard_providers::Operation;
 use tokio::time::{Instant, Sleep};
 
 use crate::Gateway;
+use crate::account::Account;
 use crate::io::{AttemptIo, IoEvent};
 use crate::metrics::AttemptResult;
 
@@ -77,11 +78,19 @@ pub(crate) struct Driver {
     pub(crate) release: bool,
     /// Set by the machine's `Restart`: what was held back is void.
     pub(crate) restart: bool,
+    /// The tenant's admission, the caller's bill and the ledger record.
+    pub(crate) account: Account,
 }
 
 impl Driver {
     /// Starts a request: the machine plans it and opens its first attempt.
-    pub(crate) fn start(gw: &Arc<Gateway>, payload: Arc<dyn Payload>, spec: Spec, timing: Timing) -> Driver {
+    pub(crate) fn start(
+        gw: &Arc<Gateway>,
+        payload: Arc<dyn Payload>,
+        spec: Spec,
+        timing: Timing,
+        account: Account,
+    ) -> Driver {
         let now = gw.now();
         let machine = gw.with_rng(|rng| {
             let mut ctx = Ctx { config: &gw.config, state: gw.router(), rng };
@@ -101,6 +110,7 @@ impl Driver {
             prompt_estimate: spec.input_tokens,
             release: false,
             restart: false,
+            account,
         };
         driver.act();
         driver
@@ -163,7 +173,10 @@ impl Driver {
                     self.settle(attempt);
                     self.open.retain(|o| o.id != attempt);
                 }
-                Action::Closed { deployment, end, .. } => self.closed(deployment, &end),
+                Action::Closed { attempt, deployment, end } => {
+                    self.account.attempt_ended(attempt, &end);
+                    self.closed(deployment, &end)
+                }
                 Action::Release => self.release = true,
                 Action::Restart => {
                     // The caller has seen nothing: its answer and usage start over.
@@ -171,6 +184,7 @@ impl Driver {
                     self.delivered.clear();
                     self.usage = Usage::default();
                     self.prompt_reported = false;
+                    self.account.restart();
                     tracing::info!(message = "A held-back stream broke before release: starting over.");
                 }
                 Action::Finish(finished) => {
@@ -207,6 +221,7 @@ impl Driver {
         let limit = Duration::from_secs(24 * 3600);
         let index = usize::from(deployment.0);
         let send = Box::pin(async move { gw.upstream.send(index, operation, body, limit).await });
+        self.account.attempt_started(attempt, deployment);
         self.open.push(Open {
             id: attempt,
             deployment,
@@ -266,9 +281,11 @@ impl Driver {
         }
         if let Some(usage) = usage {
             let gw = self.gw.clone();
-            self.book(gw.config.deployment(deployment), &usage);
+            let d = gw.config.deployment(deployment);
+            self.book(d, &usage);
+            self.account.attempt_output(id, usage.completion_tokens);
             if answering {
-                self.caller_usage(&usage, reported, prefill);
+                self.caller_usage(d, &usage, reported, prefill);
             }
         }
     }
@@ -284,14 +301,22 @@ impl Driver {
 
     /// The caller's usage: the prompt from the first attempt that reported it (less the prefill
     /// it was given), every attempt's output.
-    fn caller_usage(&mut self, usage: &Usage, reported: bool, prefill_tokens: u32) {
+    fn caller_usage(&mut self, d: &Deployment, usage: &Usage, reported: bool, prefill_tokens: u32) {
         let first = self.usage == Usage::default();
         if first || (reported && !self.prompt_reported) {
             self.usage.prompt_tokens = usage.prompt_tokens.saturating_sub(u64::from(prefill_tokens));
             self.usage.cached_prompt_tokens = usage.cached_prompt_tokens.min(self.usage.prompt_tokens);
             self.prompt_reported = reported;
+            self.account.bill_prompt(&d.price, &self.usage);
         }
         self.usage.completion_tokens = self.usage.completion_tokens.saturating_add(usage.completion_tokens);
+        self.account.bill_output(&d.price, usage.completion_tokens);
+    }
+
+    /// Ends the request's account (see [`Account::conclude`]) with the caller's usage.
+    pub(crate) fn conclude(&mut self, status: u16, outcome: &str) -> Option<switchyard_ledger::Receipt> {
+        let answered_by = self.machine.route().last().copied();
+        self.account.conclude(&self.usage, answered_by, status, outcome)
     }
 
     /// The attempt failed as this side saw it.
@@ -323,6 +348,8 @@ impl Drop for Driver {
     /// The caller went away before the end: every open attempt is abandoned and booked.
     fn drop(&mut self) {
         if self.machine.is_done() {
+            // Concluded by its handler, unless the caller left after the end and before then.
+            let _ = self.conclude(499, "client_closed");
             return;
         }
         let ids: Vec<AttemptId> = self.open.iter().map(|o| o.id).collect();
@@ -332,5 +359,7 @@ impl Drop for Driver {
         let now = self.gw.now();
         self.with_ctx(|m, ctx| m.abandon_all(ctx, now));
         self.act();
+        // Billed for what it was sent; recorded as the caller's leaving.
+        let _ = self.conclude(499, "client_closed");
     }
 }

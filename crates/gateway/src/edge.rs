@@ -18,6 +18,10 @@ use crate::error::ApiError;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request's id, in its extensions for the handlers (the ledger keys records by it).
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub(crate) std::sync::Arc<str>);
+
 /// Makes request ids: a per-process nonce and a counter, no lock.
 #[derive(Debug)]
 pub(crate) struct RequestIds {
@@ -31,7 +35,7 @@ impl RequestIds {
     }
 
     /// `req_` and 24 hex digits: 12 of the nonce, 12 of the counter.
-    fn make(&self) -> String {
+    pub(crate) fn make(&self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(28);
@@ -55,13 +59,14 @@ fn sane(id: &str) -> bool {
 pub(crate) async fn handle(
     gw: Arc<Gateway>,
     mut router: axum::Router,
-    request: hyper::Request<hyper::body::Incoming>,
+    mut request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Response, Infallible> {
     let id = match request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
         Some(given) if sane(given) => given.to_owned(),
         _ => gw.request_ids.make(),
     };
     let span = tracing::info_span!("request", id = %id, tenant = tracing::field::Empty, key = tracing::field::Empty);
+    request.extensions_mut().insert(RequestId(std::sync::Arc::from(id.as_str())));
     let mut response =
         if request.version() == axum::http::Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
             let message = "HTTP/1.1 requests must carry a Host header".to_owned();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use switchyard_core::attempt::Exhausted;
+use switchyard_core::tenancy::{Period, Refusal, format_utc};
 use switchyard_core::{AttemptError, NoRoute};
 use switchyard_wire::error_body;
 
@@ -51,6 +52,32 @@ pub enum ApiError {
     Deadline { attempts: Vec<FailedAttempt> },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A tenant's own limit or budget said no.
+    #[error("{}", refusal_message(.0))]
+    TenantLimit(Refusal),
+    /// Something the gateway needs (the ledger, under `on_failure: refuse`) is not working.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn refusal_message(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::RequestsPerMinute { limit, .. } => {
+            format!("this tenant's limit of {limit} requests per minute is reached")
+        }
+        Refusal::TokensPerMinute { limit, .. } => {
+            format!("this tenant's limit of {limit} tokens per minute is reached")
+        }
+        Refusal::Concurrency { limit } => format!("this tenant already has {limit} requests in progress (its limit)"),
+        Refusal::Budget { period, usd, resets_at_unix_ms } => format!(
+            "this tenant's {} budget of ${usd:.2} is spent; it resets at {}",
+            match period {
+                Period::Day => "daily",
+                Period::Month => "monthly",
+            },
+            format_utc(*resets_at_unix_ms)
+        ),
+    }
 }
 
 fn all_failed_message(reason: &Exhausted, attempts: &[FailedAttempt]) -> String {
@@ -107,7 +134,7 @@ impl Parts {
 
 impl ApiError {
     /// Every value [`ApiError::kind`] can take, in [`ApiError::kind_index`] order.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 17] = [
         "bad_request",
         "unauthorized",
         "forbidden",
@@ -123,7 +150,14 @@ impl ApiError {
         "upstream_rate_limited",
         "deadline",
         "internal",
+        "tenant_limited",
+        "unavailable",
     ];
+
+    /// The HTTP status the caller gets.
+    pub fn status(&self) -> u16 {
+        self.parts().status.as_u16()
+    }
 
     /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
@@ -147,6 +181,8 @@ impl ApiError {
             ApiError::AllAttemptsFailed { .. } => 11,
             ApiError::Deadline { .. } => 13,
             ApiError::Internal(_) => 14,
+            ApiError::TenantLimit(_) => 15,
+            ApiError::Unavailable(_) => 16,
         }
     }
 
@@ -228,6 +264,30 @@ impl ApiError {
             },
             ApiError::Deadline { .. } => Parts::new(S::GATEWAY_TIMEOUT, "api_error", Some("deadline_exceeded"), None),
             ApiError::Internal(_) => Parts::new(S::INTERNAL_SERVER_ERROR, "api_error", None, None),
+            ApiError::TenantLimit(refusal) => {
+                let (code, wait) = match refusal {
+                    Refusal::RequestsPerMinute { retry_after, .. } => ("requests_per_minute_exceeded", *retry_after),
+                    Refusal::TokensPerMinute { retry_after, .. } => ("tokens_per_minute_exceeded", *retry_after),
+                    Refusal::Concurrency { .. } => ("concurrency_limit_exceeded", second),
+                    Refusal::Budget { period: Period::Day, .. } => ("daily_budget_exceeded", second),
+                    Refusal::Budget { period: Period::Month, .. } => ("monthly_budget_exceeded", second),
+                };
+                let wait = match refusal {
+                    // Until the window resets, at most a day (a month's is a long way off).
+                    Refusal::Budget { resets_at_unix_ms, .. } => {
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                        let left = u64::try_from(resets_at_unix_ms.saturating_sub(now_ms)).unwrap_or(0);
+                        Duration::from_millis(left).clamp(second, Duration::from_secs(86_400))
+                    }
+                    _ => wait.max(second),
+                };
+                Parts::new(S::TOO_MANY_REQUESTS, "rate_limit_error", Some(code), None).retry_after(wait)
+            }
+            ApiError::Unavailable(_) => {
+                Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("unavailable"), None).retry_after(second)
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! The decisions are the core's; this crate reads the clock, does the IO and keeps score.
 
+mod account;
 mod answer;
 mod body;
 mod chat;
@@ -13,6 +14,7 @@ mod error;
 mod identity;
 mod io;
 pub mod metrics;
+mod stores;
 mod stream;
 
 use std::sync::Arc;
@@ -25,13 +27,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::json;
-use switchyard_core::config::{Alias, Config, DeploymentKind, Tenant};
+use switchyard_core::config::{Alias, Config, DeploymentKind, KeyId, Tenant};
 use switchyard_core::{RouterState, SplitMix64, Time};
-use switchyard_providers::{Endpoint, Upstream};
+use switchyard_providers::{Endpoint, Transport, Upstream};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 pub use error::ApiError;
+pub use stores::{close_ledger, open_ledger, restore};
 
 /// Everything a request needs, shared by all of them.
 pub struct Gateway {
@@ -48,6 +51,25 @@ pub struct Gateway {
     request_ids: edge::RequestIds,
     /// Each deployment's `x-switchyard-deployment` and `x-switchyard-cloud` values.
     where_values: Vec<(Option<axum::http::HeaderValue>, Option<axum::http::HeaderValue>)>,
+    /// Where every request's record goes, when there is a ledger.
+    pub ledger: Option<switchyard_ledger::Ledger>,
+    /// The Unix time (ms) at `epoch`: budget windows are UTC days and months.
+    unix_ms_at_epoch: i64,
+}
+
+/// What a gateway is built from besides its config: how it reaches deployments, where shared
+/// allowances live, and its ledger.
+pub struct Parts {
+    pub transport: Transport,
+    /// Allowances shared with other replicas (over `limit_specs(config)`); in-process if `None`.
+    pub counters: Option<Arc<dyn switchyard_core::counters::Counters>>,
+    pub ledger: Option<switchyard_ledger::Ledger>,
+}
+
+impl Default for Parts {
+    fn default() -> Parts {
+        Parts { transport: Transport::Tcp, counters: None, ledger: None }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +84,18 @@ pub enum StartError {
 
 impl Gateway {
     pub fn new(config: Config, seed: u64) -> Result<Arc<Gateway>, StartError> {
+        Gateway::with_transport(config, seed, Transport::Tcp)
+    }
+
+    /// [`Gateway::new`], with upstream connections made over `transport`: tests and embedders
+    /// put in-memory peers where the deployments would be ([`Transport::Memory`]).
+    pub fn with_transport(config: Config, seed: u64, transport: Transport) -> Result<Arc<Gateway>, StartError> {
+        Gateway::assemble(config, seed, Parts { transport, ..Parts::default() })
+    }
+
+    /// A gateway from its config and [`Parts`]. Budget windows follow the wall clock read now.
+    pub fn assemble(config: Config, seed: u64, parts: Parts) -> Result<Arc<Gateway>, StartError> {
+        let Parts { transport, counters, ledger } = parts;
         let endpoints: Vec<Endpoint> = config
             .deployments
             .iter()
@@ -70,8 +104,16 @@ impl Gateway {
                 api_key: config.cloud_of(d.id).api_key.as_ref().map(|k| k.expose().to_owned()),
             })
             .collect();
-        let upstream = Upstream::new(config.server.timeouts.connect, &endpoints)?;
-        let router = RouterState::new(&config, Time::ZERO);
+        let upstream = Upstream::with_transport(config.server.timeouts.connect, &endpoints, transport)?;
+        let unix_ms_at_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let calendar = switchyard_core::tenancy::Calendar { unix_ms_at_zero: unix_ms_at_epoch };
+        let counters = counters
+            .unwrap_or_else(|| Arc::new(switchyard_core::counters::LocalCounters::for_config(&config, Time::ZERO)));
+        let budgets = switchyard_core::tenancy::budget_specs(&config);
+        let windows = Arc::new(switchyard_core::tenancy::LocalWindows::new(&budgets, calendar));
+        let router = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
         let metrics = metrics::Metrics::new(&config);
         let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();
         let where_values =
@@ -87,7 +129,14 @@ impl Gateway {
             draining: AtomicBool::new(false),
             request_ids: edge::RequestIds::new(seed),
             where_values,
+            ledger,
+            unix_ms_at_epoch,
         }))
+    }
+
+    /// The Unix time (ms) of a core time.
+    pub fn unix_ms(&self, at: Time) -> i64 {
+        self.unix_ms_at_epoch.saturating_add(i64::try_from(at.as_micros() / 1_000).unwrap_or(i64::MAX))
     }
 
     /// The tokio instant of a core time.
@@ -130,6 +179,11 @@ impl Gateway {
 
     /// Authenticates the caller: `Authorization: Bearer <key>` or Azure's `api-key` header.
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&Tenant, ApiError> {
+        self.authenticate_key(headers).map(|(tenant, _)| tenant)
+    }
+
+    /// [`Gateway::authenticate`], with the key's id.
+    pub(crate) fn authenticate_key(&self, headers: &HeaderMap) -> Result<(&Tenant, KeyId), ApiError> {
         let key = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -143,7 +197,7 @@ impl Gateway {
         let span = tracing::Span::current();
         span.record("tenant", tracing::field::display(&tenant.name));
         span.record("key", tracing::field::display(key_id));
-        Ok(tenant)
+        Ok((tenant, key_id))
     }
 
     /// The alias a tenant asked for, if it exists, is of the right kind and is allowed.
@@ -165,10 +219,21 @@ impl Gateway {
 
 /// Authenticates a request and reads its body. A caller who is refused has its body drained
 /// first (bounded), so that it reads the status rather than a broken pipe.
-pub(crate) async fn authenticated_body(gw: &Gateway, request: Request) -> Result<(&Tenant, Bytes), ApiError> {
+pub(crate) async fn authenticated_body(
+    gw: &Gateway,
+    request: Request,
+) -> Result<(&Tenant, account::Caller, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
-    match gw.authenticate(&parts.headers) {
-        Ok(tenant) => Ok((tenant, body::read_body(gw, &parts.headers, body).await?)),
+    match gw.authenticate_key(&parts.headers) {
+        Ok((tenant, key_id)) => {
+            let request_id = match parts.extensions.get::<edge::RequestId>() {
+                Some(id) => id.0.clone(),
+                // Called without the edge in front (tests of `app`): an id of its own.
+                None => Arc::from(gw.request_ids.make().as_str()),
+            };
+            let caller = account::Caller { request_id, key_id: key_id.to_string() };
+            Ok((tenant, caller, body::read_body(gw, &parts.headers, body).await?))
+        }
         Err(e) => {
             let deadline = Instant::now() + gw.config.server.timeouts.body_read;
             Err(body::refuse(gw, &parts.headers, body, deadline, e).await)
@@ -328,7 +393,16 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
             (s.in_flight, s.health.is_ejected(now))
         })
         .unzip();
-    let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get());
+    let tenants_in_flight: Vec<u32> = gw.config.tenants.iter().map(|t| gw.router().tenancy().in_flight(t.id)).collect();
+    let ledger = gw.ledger.as_ref().map(|l| metrics::LedgerGauges {
+        depth: l.depth(),
+        written: l.written(),
+        spooled: l.spooled(),
+        failed: l.failed(),
+        dropped: gw.metrics.ledger_dropped_count() + l.counts().lost,
+        healthy: l.healthy(),
+    });
+    let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get(), &tenants_in_flight, ledger);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

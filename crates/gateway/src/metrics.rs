@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use switchyard_core::AttemptError;
 use switchyard_core::config::{Config, DeploymentId};
+use switchyard_core::tenancy::{Period, Refusal};
 use switchyard_core::usage::Usage;
 
 use crate::error::ApiError;
@@ -25,6 +26,27 @@ pub const TOKENS_TOTAL: &str = "switchyard_tokens_total";
 pub const SPEND_DOLLARS_TOTAL: &str = "switchyard_spend_dollars_total";
 pub const DEPLOYMENT_EJECTED: &str = "switchyard_deployment_ejected";
 pub const DEPLOYMENT_IN_FLIGHT: &str = "switchyard_deployment_in_flight";
+pub const TENANT_REFUSED_TOTAL: &str = "switchyard_tenant_refused_total";
+pub const TENANT_IN_FLIGHT: &str = "switchyard_tenant_in_flight";
+pub const LEDGER_QUEUE_DEPTH: &str = "switchyard_ledger_queue_depth";
+pub const LEDGER_RECORDS_TOTAL: &str = "switchyard_ledger_records_total";
+pub const LEDGER_HEALTHY: &str = "switchyard_ledger_healthy";
+
+/// Why a tenant's request was refused, for `switchyard_tenant_refused_total{reason}`.
+const REFUSALS: [&str; 5] = ["rpm", "tpm", "concurrency", "daily_budget", "monthly_budget"];
+
+/// The ledger as `/metrics` shows it, read at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LedgerGauges {
+    pub depth: usize,
+    pub written: u64,
+    pub spooled: u64,
+    pub failed: u64,
+    /// Records the gateway could not hand to the ledger (queue full or closed) or that could
+    /// not be made durable.
+    pub dropped: u64,
+    pub healthy: bool,
+}
 pub const BODY_BYTES_BUFFERED: &str = "switchyard_request_body_bytes_buffered";
 pub const IMPLAUSIBLE_USAGE_TOTAL: &str = "switchyard_upstream_implausible_usage_total";
 
@@ -83,6 +105,9 @@ pub struct Metrics {
     hedges: [AtomicU64; 2],
     continuations: [AtomicU64; 2],
     deployments: Vec<PerDeployment>,
+    /// Per tenant: its name and its refusals by reason.
+    tenants: Vec<(String, [AtomicU64; REFUSALS.len()])>,
+    ledger_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -108,7 +133,32 @@ impl Metrics {
             hedges: Default::default(),
             continuations: Default::default(),
             deployments,
+            tenants: config.tenants.iter().map(|t| (t.name.clone(), Default::default())).collect(),
+            ledger_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// A tenant's request was refused by its own limits or budgets.
+    pub fn tenant_refused(&self, tenant: switchyard_core::config::TenantId, refusal: &Refusal) {
+        let reason = match refusal {
+            Refusal::RequestsPerMinute { .. } => 0,
+            Refusal::TokensPerMinute { .. } => 1,
+            Refusal::Concurrency { .. } => 2,
+            Refusal::Budget { period: Period::Day, .. } => 3,
+            Refusal::Budget { period: Period::Month, .. } => 4,
+        };
+        if let Some((_, counts)) = self.tenants.get(usize::from(tenant.0)) {
+            counts[reason].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A record that did not reach the ledger, or could not be made durable.
+    pub fn ledger_dropped(&self) {
+        self.ledger_dropped.fetch_add(1, Relaxed);
+    }
+
+    pub fn ledger_dropped_count(&self) -> u64 {
+        self.ledger_dropped.load(Relaxed)
     }
 
     fn deployment(&self, id: DeploymentId) -> &PerDeployment {
@@ -187,7 +237,14 @@ impl Metrics {
 
     /// Prometheus text exposition; `in_flight` and `ejected` are read from the router per
     /// deployment at scrape time, `body_bytes` from the body reader.
-    pub fn render(&self, in_flight: &[u32], ejected: &[bool], body_bytes: usize) -> String {
+    pub fn render(
+        &self,
+        in_flight: &[u32],
+        ejected: &[bool],
+        body_bytes: usize,
+        tenants_in_flight: &[u32],
+        ledger: Option<LedgerGauges>,
+    ) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -279,6 +336,32 @@ impl Metrics {
         }
         head(&mut out, BODY_BYTES_BUFFERED, "gauge", "Request-body bytes being received right now.");
         let _ = writeln!(out, "{BODY_BYTES_BUFFERED} {body_bytes}");
+        head(&mut out, TENANT_REFUSED_TOTAL, "counter", "Requests refused by the tenant's own limits and budgets.");
+        for (name, counts) in &self.tenants {
+            for (reason, n) in REFUSALS.iter().zip(counts) {
+                let _ = writeln!(
+                    out,
+                    "{TENANT_REFUSED_TOTAL}{{tenant=\"{name}\",reason=\"{reason}\"}} {}",
+                    n.load(Relaxed)
+                );
+            }
+        }
+        head(&mut out, TENANT_IN_FLIGHT, "gauge", "Requests in progress per tenant.");
+        for ((name, _), n) in self.tenants.iter().zip(tenants_in_flight) {
+            let _ = writeln!(out, "{TENANT_IN_FLIGHT}{{tenant=\"{name}\"}} {n}");
+        }
+        if let Some(l) = ledger {
+            head(&mut out, LEDGER_QUEUE_DEPTH, "gauge", "Request records waiting to be written.");
+            let _ = writeln!(out, "{LEDGER_QUEUE_DEPTH} {}", l.depth);
+            head(&mut out, LEDGER_RECORDS_TOTAL, "counter", "Request records by what became of them.");
+            for (result, n) in
+                [("written", l.written), ("spooled", l.spooled), ("failed_writes", l.failed), ("dropped", l.dropped)]
+            {
+                let _ = writeln!(out, "{LEDGER_RECORDS_TOTAL}{{result=\"{result}\"}} {n}");
+            }
+            head(&mut out, LEDGER_HEALTHY, "gauge", "1 while the ledger takes writes.");
+            let _ = writeln!(out, "{LEDGER_HEALTHY} {}", u8::from(l.healthy));
+        }
         out
     }
 }

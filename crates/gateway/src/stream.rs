@@ -52,8 +52,9 @@ pub(crate) async fn run(
     spec: Spec,
     timing: Timing,
     started: Instant,
+    account: crate::account::Account,
 ) -> Result<Response, ApiError> {
-    let driver = Driver::start(&gw, chat.clone(), spec, timing);
+    let driver = Driver::start(&gw, chat.clone(), spec, timing, account);
     let mut relay = Relay {
         driver,
         chat,
@@ -70,7 +71,12 @@ pub(crate) async fn run(
         if let Some(finished) = relay.driver.finished.clone() {
             return match finished {
                 Finished::Answered { .. } => break,
-                Finished::Failed(failure) => Err(crate::chat::api_error(failure, &relay.driver)),
+                Finished::Failed(failure) => {
+                    let error = crate::chat::api_error(failure, &relay.driver);
+                    let receipt = relay.driver.conclude(error.status(), error.kind());
+                    crate::account::durable(&gw, receipt).await;
+                    Err(error)
+                }
             };
         }
         if let Some((id, event)) = relay.driver.next().await {
@@ -284,6 +290,7 @@ impl Relay {
     /// identity (without a second role delta) from a continuation.
     fn deliver_bytes(&mut self, data: Bytes, content: &str) {
         self.driver.delivered.push_str(content);
+        self.driver.account.first_output();
         if self.first_chunk.is_none() {
             self.first_chunk = Some(data.clone());
         }
@@ -309,6 +316,15 @@ impl Relay {
     /// Ends the caller's stream: the usage chunk if asked for, a comment naming the route and
     /// `[DONE]`; or an error event saying why it could not end well.
     async fn end(&mut self, finished: Finished, tx: &mpsc::Sender<Bytes>) {
+        // On record before the stream's last bytes go out.
+        let outcome = match &finished {
+            Finished::Answered { .. } => "ok",
+            Finished::Failed(Failure::Deadline { .. }) => "deadline",
+            Finished::Failed(Failure::Interrupted(_)) => "stream_interrupted",
+            Finished::Failed(_) => "api_error",
+        };
+        let receipt = self.driver.conclude(200, outcome);
+        crate::account::durable(&self.driver.gw, receipt).await;
         let error = match finished {
             Finished::Answered { .. } => None,
             Finished::Failed(Failure::Deadline { .. }) => {

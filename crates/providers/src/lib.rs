@@ -3,6 +3,9 @@
 //! closed [`AttemptError`] — the one place where transport and status codes become decisions.
 //!
 //! Protocols: OpenAI Chat Completions (OpenAI, vLLM, OCI Generative AI's compatible endpoint).
+//! Connections go over TCP, or to an in-memory peer for tests ([`Transport`]).
+
+mod transport;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -15,10 +18,14 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AF
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::ResponseFuture;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use switchyard_core::AttemptError;
 use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
+
+use transport::MemoryConnector;
+pub use transport::{Dial, Transport};
 
 /// Error bodies are read up to this size for classification.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -45,20 +52,36 @@ struct Prepared {
     auth: Option<HeaderValue>,
 }
 
-type Connector = HttpsConnector<HttpConnector>;
-type Client = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
+/// The pooled client of one transport. An enum rather than a boxed connector: the TCP path
+/// stays the concrete hyper client it always was, one match away.
+#[derive(Clone)]
+enum Client {
+    Tcp(hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Memory(hyper_util::client::legacy::Client<MemoryConnector, Full<Bytes>>),
+}
+
+impl Client {
+    fn request(&self, request: http::Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            Client::Tcp(client) => client.request(request),
+            Client::Memory(client) => client.request(request),
+        }
+    }
+}
 
 /// An upstream response whose status was a success; its body is read by the caller.
 pub type Response = http::Response<Incoming>;
 
 /// The upstream side: a pooled keep-alive HTTP client per thread (so a request and its
 /// upstream connection stay on one thread) and every deployment's prepared target. HTTP/1.1
-/// over TCP or TLS (rustls, the platform's verifier), TCP_NODELAY, no redirects followed.
+/// over TCP or TLS (rustls, the platform's verifier), TCP_NODELAY, no redirects followed; or,
+/// for tests, over in-memory pipes ([`Upstream::with_transport`]).
 #[derive(Clone, Debug)]
 pub struct Upstream {
     id: u64,
     connect_timeout: Duration,
     targets: Arc<[Prepared]>,
+    transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +102,16 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl Upstream {
     /// Prepares targets for `endpoints`, indexed like the config's deployments.
     pub fn new(connect_timeout: Duration, endpoints: &[Endpoint]) -> Result<Upstream, ClientBuildError> {
+        Upstream::with_transport(connect_timeout, endpoints, Transport::Tcp)
+    }
+
+    /// [`Upstream::new`], with connections made over `transport`: [`Transport::Memory`] lets
+    /// tests and embedders put an in-memory peer where the deployments would be.
+    pub fn with_transport(
+        connect_timeout: Duration,
+        endpoints: &[Endpoint],
+        transport: Transport,
+    ) -> Result<Upstream, ClientBuildError> {
         let mut targets = Vec::with_capacity(endpoints.len());
         for e in endpoints {
             let uri = |path: &str| {
@@ -97,8 +130,12 @@ impl Upstream {
             };
             targets.push(Prepared { chat: uri("/chat/completions")?, embeddings: uri("/embeddings")?, auth });
         }
-        let upstream =
-            Upstream { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), connect_timeout, targets: targets.into() };
+        let upstream = Upstream {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            connect_timeout,
+            targets: targets.into(),
+            transport,
+        };
         upstream.client()?;
         Ok(upstream)
     }
@@ -109,20 +146,22 @@ impl Upstream {
             if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
                 return Ok(c.clone());
             }
-            let mut http = HttpConnector::new();
-            http.set_nodelay(true);
-            http.set_connect_timeout(Some(self.connect_timeout));
-            http.enforce_http(false);
-            let https = HttpsConnectorBuilder::new()
-                .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
-                .map_err(|e| ClientBuildError::Client(e.to_string()))?
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http);
-            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(1024)
-                .build(https);
+            let client = match &self.transport {
+                Transport::Tcp => {
+                    let mut http = HttpConnector::new();
+                    http.set_nodelay(true);
+                    http.set_connect_timeout(Some(self.connect_timeout));
+                    http.enforce_http(false);
+                    let https = HttpsConnectorBuilder::new()
+                        .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+                        .map_err(|e| ClientBuildError::Client(e.to_string()))?
+                        .https_or_http()
+                        .enable_http1()
+                        .wrap_connector(http);
+                    Client::Tcp(pooled(https))
+                }
+                Transport::Memory(dial) => Client::Memory(pooled(MemoryConnector(dial.clone()))),
+            };
             clients.push((self.id, client.clone()));
             Ok(client)
         })
@@ -163,6 +202,14 @@ impl Upstream {
         let body = read_capped(response.into_body(), first_byte).await;
         Err(classify_status(status, retry_after, &body))
     }
+}
+
+/// A keep-alive client over `connector`, pooled the same whatever the transport.
+fn pooled<C: Connect + Clone>(connector: C) -> hyper_util::client::legacy::Client<C, Full<Bytes>> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
 }
 
 /// Reads a body up to a cap, giving up after `limit`; what could not be read is left out.

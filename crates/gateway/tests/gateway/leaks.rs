@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::json;
 use switchyard_core::{Rng, SplitMix64};
 
@@ -43,10 +42,10 @@ fn limited(tpm: u64) -> String {
         .replace("ttft_ms: { fixed: 5 }, tokens_per_s: { fixed: 1000 }", "ttft_ms: { fixed: 30 }, tokens_per_s: { fixed: 200 }")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_thousand_abandoned_requests_leave_nothing_taken() {
     let tpm = 5_000_000;
-    let h = Harness::with_config(&limited(tpm)).await;
+    let h = Harness::memory_with(&limited(tpm)).await;
     let mut rng = SplitMix64::new(7);
     let mut plans = Vec::new();
     for i in 0..1000 {
@@ -68,8 +67,8 @@ async fn a_thousand_abandoned_requests_leave_nothing_taken() {
                         let _ = tokio::time::timeout(wait, h.open_stream(KEY, body)).await;
                     }
                     _ => {
-                        let mut stream = h.open_stream(KEY, body).await.bytes_stream();
-                        let _ = stream.next().await;
+                        let mut stream = h.open_stream(KEY, body).await;
+                        let _ = stream.chunk().await;
                     }
                 }
             }
@@ -90,16 +89,16 @@ async fn a_thousand_abandoned_requests_leave_nothing_taken() {
     assert!(state.has_headroom(d1, u32::try_from(tpm).unwrap() - 200_000, now));
     let r = h.chat(ask("chat", "after the storm")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = h.metrics().await;
     let abandoned = metric(&metrics, "switchyard_upstream_attempts_total{deployment=\"d1\",result=\"abandoned\"}")
         + metric(&metrics, "switchyard_upstream_attempts_total{deployment=\"d2\",result=\"abandoned\"}");
     assert!(abandoned > 300, "abandoned attempts are counted: {abandoned}");
     assert!(metrics.contains("outcome=\"client_closed\""), "abandoned requests are counted");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_abandoned_request_gives_its_token_reservation_back() {
-    let h = Harness::with_config(&limited(4_000)).await;
+    let h = Harness::memory_with(&limited(4_000)).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":3000}]"#);
     // Nearly the whole minute's allowance is reserved by a request whose caller leaves.
     let mut body = ask("solo", "a big reservation");
@@ -114,9 +113,9 @@ async fn an_abandoned_request_gives_its_token_reservation_back() {
     assert_eq!(r.status, 200, "the allowance is back at once: {}", r.body);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_abandoned_probe_does_not_keep_a_deployment_ejected() {
-    let h = Harness::start().await;
+    let h = Harness::memory().await;
     h.faults("d1", r#"[{"kind":"outage"}]"#);
     for i in 0..3 {
         assert_eq!(h.chat(ask("chat", &format!("eject {i}"))).await.status, 200);
@@ -136,20 +135,20 @@ async fn an_abandoned_probe_does_not_keep_a_deployment_ejected() {
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d1");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_caller_who_leaves_during_a_hedge_releases_both_attempts() {
     let text = config_text(true, false).replace(
         "  - { name: solo, policy: priority, deployments: [d1] }",
         "  - { name: solo, policy: priority, deployments: [d1] }\n  - { name: hedged, policy: priority, deployments: [d1, d2], hedge_after_ms: 50 }",
     );
-    let h = Harness::with_config(&text).await;
+    let h = Harness::memory_with(&text).await;
     for d in ["d1", "d2"] {
         h.faults(d, r#"[{"kind":"slow_first_token","delay_ms":3000}]"#);
     }
     let left = tokio::time::timeout(Duration::from_millis(300), h.open_stream(KEY, ask("hedged", "leave both"))).await;
     assert!(left.is_err(), "the caller left before any content");
     assert!(settled(&h).await, "both the first attempt and its hedge are closed");
-    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = h.metrics().await;
     assert!(metrics.contains("switchyard_hedges_total{result=\"started\"} 1"), "{metrics}");
     for d in ["d1", "d2"] {
         let line = format!("switchyard_upstream_attempts_total{{deployment=\"{d}\",result=\"abandoned\"}} 1");

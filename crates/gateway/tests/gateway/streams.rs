@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// Every event of a stream, as JSON (`[DONE]` as a string), and the comment lines.
 async fn events(h: &Harness, body: Value) -> (Vec<Value>, String) {
-    let text = h.open_stream(KEY, body).await.text().await.unwrap();
+    let text = h.open_stream(KEY, body).await.text().await;
     let mut parser = SseParser::default();
     let mut out = Vec::new();
     parser.push(text.as_bytes(), &mut out).unwrap();
@@ -60,34 +60,37 @@ async fn the_usage_chunk_names_the_model_that_served_after_failover() {
     assert!(comments.contains("x-switchyard-route: d2"), "{comments}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stream_ended_by_the_deadline_says_deadline() {
-    let h = Harness::with_config(&config_text(true, false).replace("request_ms: 8000", "request_ms: 800")).await;
+    let h = Harness::memory_with(&config_text(true, false).replace("request_ms: 8000", "request_ms: 800")).await;
     h.faults("d1", r#"[{"kind":"stall","after_tokens":3}]"#);
     let r = h.stream(KEY, ask("solo", "too slow")).await;
     let error = r.error.expect("an error event");
     assert_eq!(error["code"], "deadline_exceeded", "{error}");
     assert!(!r.done);
+    assert_eq!(r.elapsed, std::time::Duration::from_millis(800), "at the deadline");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_first_attempt_is_hedged_and_the_hedge_answers() {
     let text = config_text(true, false).replace(
         "  - { name: solo, policy: priority, deployments: [d1] }",
         "  - { name: solo, policy: priority, deployments: [d1] }\n  - { name: hedged, policy: priority, deployments: [d1, d2], hedge_after_ms: 150 }",
     );
-    let h = Harness::with_config(&text).await;
+    let h = Harness::memory_with(&text).await;
     h.faults("d1", r#"[{"kind":"slow_first_token","delay_ms":3000}]"#);
     let r = h.stream(KEY, ask("hedged", "hedge me")).await;
     assert!(r.done, "{:?}", r.error);
     assert_eq!(r.content, expected_answer("hedge me"));
-    assert!(r.elapsed < std::time::Duration::from_millis(2500), "{:?}: the hedge answered", r.elapsed);
+    let hedged = std::time::Duration::from_millis(150) + ANSWER_TIME;
+    assert_eq!(r.elapsed, hedged, "the hedge started at 150 ms and answered");
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
     // Whole answers hedge too.
     let r = h.chat(ask("hedged", "hedge me whole")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d2");
-    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(r.elapsed, hedged);
+    let metrics = h.metrics().await;
     assert!(metrics.contains("switchyard_hedges_total{result=\"started\"} 2"), "{metrics}");
     assert!(metrics.contains("switchyard_hedges_total{result=\"won\"} 2"), "{metrics}");
     assert!(

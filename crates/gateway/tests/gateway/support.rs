@@ -1,17 +1,45 @@
-//! Test harness: the emulator and the gateway in-process on loopback, and a caller.
+//! Test harness: the emulator and the gateway in-process, and a caller. They are connected in
+//! one of two ways.
+//!
+//! - Over loopback sockets (`Harness::start`, `with_config`, `with_secrets`): the gateway's
+//!   `serve` loop on a TCP listener, the emulator's listeners, `reqwest` as the caller. For the
+//!   tests whose subject is the socket or what runs only on it: HTTP/1 framing, the `Host`
+//!   check and request ids of the serve loop, body read deadlines and drained refusals,
+//!   shutdown and `/readyz`, the metrics listener and SO_REUSEPORT workers, and the TCP
+//!   failures themselves (a reset at accept). These wait in real time, so their timeouts are
+//!   generous or their timing is not asserted.
+//! - In memory (`Harness::memory`, `memory_with`): no socket anywhere. The gateway's upstream
+//!   connections are in-memory pipes to the emulator (`Transport::Memory` over
+//!   `Emulator::dialer`), and each caller request is a pipe to the gateway's `app`, served by
+//!   hyper's HTTP/1 server and sent with hyper's client, so bodies stream for real and a caller
+//!   who leaves closes its connection. These tests run on `#[tokio::test(start_paused = true)]`:
+//!   with no kernel IO to wait for, the runtime is idle only when every task waits on a timer,
+//!   and tokio's clock then jumps to the earliest one. Timeouts, Retry-After waits, ejections,
+//!   hedges, stalls, deadlines and the emulator's pacing happen in exact virtual time and take
+//!   no wall time, so these tests assert elapsed times exactly and cannot be tripped by a loaded
+//!   machine. They skip what only the serve loop does (request ids, the `Host` check).
 
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use switchyard_core::config::emulation::faults_from_raw;
 use switchyard_core::config::raw::RawFault;
 use switchyard_core::config::{Config, NoSecrets, SecretSource};
 use switchyard_emulator::{Bind, Emulator, Seen, answer_tokens, conversation_key};
 use switchyard_gateway::Gateway;
+use switchyard_providers::Transport;
 use switchyard_wire::sse::{SseEvent, SseParser};
 use tokio::time::Instant;
+use tower_service::Service;
 
 pub(crate) const KEY: &str = "sk-test-global";
 pub(crate) const EU_KEY: &str = "sk-test-eu";
@@ -80,9 +108,25 @@ tenants:
   - { name: chat-only, keys: ["CHATHASH"], jurisdictions: [us], aliases: [chat] }
 "#;
 
+/// How long a whole answer of `d1`, `d2` or `big` in `BASE` takes on the paused clock: 5 ms to
+/// the first token, then the other 11 at 1 ms each.
+pub(crate) const ANSWER_TIME: Duration = Duration::from_millis(16);
+
 pub(crate) struct Harness {
     pub(crate) emulator: Emulator,
     pub(crate) gateway: Arc<Gateway>,
+    via: Via,
+}
+
+/// How callers reach the gateway.
+enum Via {
+    Net(Net),
+    /// The gateway's routes, served over a new in-memory pipe per request.
+    Memory(axum::Router),
+}
+
+/// The gateway on a loopback listener.
+pub(crate) struct Net {
     pub(crate) base: String,
     pub(crate) addr: std::net::SocketAddr,
     pub(crate) client: reqwest::Client,
@@ -92,13 +136,13 @@ pub(crate) struct Harness {
 
 pub(crate) struct Reply {
     pub(crate) status: u16,
-    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: Value,
     pub(crate) elapsed: Duration,
 }
 
 pub(crate) struct StreamReply {
-    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) headers: HeaderMap,
     pub(crate) content: String,
     pub(crate) done: bool,
     pub(crate) error: Option<Value>,
@@ -106,6 +150,26 @@ pub(crate) struct StreamReply {
     pub(crate) n_events: usize,
     pub(crate) elapsed: Duration,
 }
+
+/// A response whose head has arrived; its body is read on demand.
+pub(crate) struct Opened {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    body: OpenedBody,
+}
+
+enum OpenedBody {
+    Net(reqwest::Response),
+    /// The body, and the client connection that carries it (driven while the body is read;
+    /// dropping it closes the connection, as a caller who leaves does).
+    Memory(Incoming, ClientConn),
+}
+
+/// A hyper client connection's task, polled by whoever waits on it until it ends.
+struct ClientConn(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+/// What each direction of an in-memory connection to the gateway buffers.
+const PIPE_BYTES: usize = 256 * 1024;
 
 /// The config text with placeholders filled: `d2` accepts prefills unless told otherwise.
 pub(crate) fn config_text(prefill2: bool, reject2: bool) -> String {
@@ -117,6 +181,7 @@ pub(crate) fn config_text(prefill2: bool, reject2: bool) -> String {
 }
 
 impl Harness {
+    /// The base config over loopback sockets.
     pub(crate) async fn start() -> Harness {
         Harness::with_config(&config_text(true, false)).await
     }
@@ -128,10 +193,7 @@ impl Harness {
     pub(crate) async fn with_secrets(text: &str, secrets: &dyn SecretSource) -> Harness {
         let emulated = Config::from_yaml(text, secrets).expect("test config");
         let emulator = Emulator::start(&emulated, Bind::Ephemeral, None, 1).await.expect("emulator");
-        let mut config = Config::from_yaml(text, secrets).expect("test config");
-        for d in &mut config.deployments {
-            d.endpoint = emulator.deployment(&d.name).expect("emulated").endpoint();
-        }
+        let config = Harness::pointed_at(&emulator, text, secrets);
         let gateway = Gateway::new(config, 1).expect("gateway");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -141,7 +203,48 @@ impl Harness {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().build().expect("client");
-        Harness { emulator, gateway, base, addr, client, stop: Some(stop) }
+        Harness { emulator, gateway, via: Via::Net(Net { base, addr, client, stop: Some(stop) }) }
+    }
+
+    /// The base config in memory; for `#[tokio::test(start_paused = true)]`.
+    pub(crate) async fn memory() -> Harness {
+        Harness::memory_with(&config_text(true, false)).await
+    }
+
+    /// `text` in memory; for `#[tokio::test(start_paused = true)]`.
+    pub(crate) async fn memory_with(text: &str) -> Harness {
+        let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
+        let emulator = Emulator::start(&emulated, Bind::Memory, None, 1).await.expect("emulator");
+        let config = Harness::pointed_at(&emulator, text, &NoSecrets);
+        let dialer = emulator.dialer();
+        let transport = Transport::Memory(Arc::new(move |uri: &http::Uri| dialer.connect(uri)));
+        let gateway = Gateway::with_transport(config, 1, transport).expect("gateway");
+        let app = switchyard_gateway::app(gateway.clone());
+        Harness { emulator, gateway, via: Via::Memory(app) }
+    }
+
+    /// The gateway's config, its deployments' endpoints those of the emulator.
+    fn pointed_at(emulator: &Emulator, text: &str, secrets: &dyn SecretSource) -> Config {
+        let mut config = Config::from_yaml(text, secrets).expect("test config");
+        for d in &mut config.deployments {
+            d.endpoint = emulator.deployment(&d.name).expect("emulated").endpoint();
+        }
+        config
+    }
+
+    /// The listener, for tests of the socket; a harness in memory has none.
+    pub(crate) fn net(&self) -> &Net {
+        match &self.via {
+            Via::Net(net) => net,
+            Via::Memory(_) => panic!("this test needs the harness on sockets"),
+        }
+    }
+
+    pub(crate) fn net_mut(&mut self) -> &mut Net {
+        match &mut self.via {
+            Via::Net(net) => net,
+            Via::Memory(_) => panic!("this test needs the harness on sockets"),
+        }
     }
 
     /// Installs a fault plan (JSON, as the admin API takes it) on a deployment.
@@ -159,17 +262,65 @@ impl Harness {
         self.emulator.deployment(deployment).expect("deployment").records().len()
     }
 
-    pub(crate) async fn post(&self, path: &str, key: Option<&str>, body: String) -> Reply {
-        let started = Instant::now();
-        let mut request =
-            self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body);
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
+    /// Sends a request and returns once the response's head has arrived.
+    pub(crate) async fn send(&self, method: Method, path: &str, key: Option<&str>, body: String) -> Opened {
+        match &self.via {
+            Via::Net(net) => {
+                let mut request = net.client.request(method.clone(), format!("{}{path}", net.base));
+                if method == Method::POST {
+                    request = request.header("content-type", "application/json").body(body);
+                }
+                if let Some(key) = key {
+                    request = request.bearer_auth(key);
+                }
+                let response = request.send().await.expect("gateway answers");
+                let (status, headers) = (response.status().as_u16(), response.headers().clone());
+                Opened { status, headers, body: OpenedBody::Net(response) }
+            }
+            Via::Memory(app) => {
+                let mut request = http::Request::builder().method(method).uri(path).header("host", "gateway");
+                if !body.is_empty() {
+                    request = request.header("content-type", "application/json");
+                }
+                if let Some(key) = key {
+                    request = request.header("authorization", format!("Bearer {key}"));
+                }
+                let request = request.body(Full::new(Bytes::from(body))).expect("request");
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(serve_in_memory(app))).await.expect("handshake");
+                let mut conn = ClientConn(Some(Box::pin(async move {
+                    let _ = connection.await;
+                })));
+                let mut response = pin!(sender.send_request(request));
+                drop(sender);
+                let response = poll_fn(|cx| {
+                    conn.poll(cx);
+                    response.as_mut().poll(cx)
+                })
+                .await
+                .expect("gateway answers");
+                let (parts, body) = response.into_parts();
+                Opened { status: parts.status.as_u16(), headers: parts.headers, body: OpenedBody::Memory(body, conn) }
+            }
         }
-        let response = request.send().await.expect("gateway answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body");
+    }
+
+    pub(crate) async fn post(&self, path: &str, key: Option<&str>, body: String) -> Reply {
+        self.whole(Method::POST, path, key, body).await
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        let opened = self.send(Method::GET, "/metrics", None, String::new()).await;
+        assert_eq!(opened.status, 200);
+        opened.text().await
+    }
+
+    async fn whole(&self, method: Method, path: &str, key: Option<&str>, body: String) -> Reply {
+        let started = Instant::now();
+        let opened = self.send(method, path, key, body).await;
+        let (status, headers) = (opened.status, opened.headers.clone());
+        let bytes = opened.bytes().await.expect("body");
         let body =
             serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Reply { status, headers, body, elapsed: started.elapsed() }
@@ -180,16 +331,9 @@ impl Harness {
     }
 
     /// Starts a streaming chat request and returns the response as soon as headers arrive.
-    pub(crate) async fn open_stream(&self, key: &str, mut body: Value) -> reqwest::Response {
+    pub(crate) async fn open_stream(&self, key: &str, mut body: Value) -> Opened {
         body["stream"] = json!(true);
-        self.client
-            .post(format!("{}/v1/chat/completions", self.base))
-            .bearer_auth(key)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("gateway answers")
+        self.send(Method::POST, "/v1/chat/completions", Some(key), body.to_string()).await
     }
 
     /// Holds a stream on `solo` (d1) open while `then` runs, started once the stream has had
@@ -209,11 +353,10 @@ impl Harness {
 
     pub(crate) async fn stream(&self, key: &str, body: Value) -> StreamReply {
         let started = Instant::now();
-        let response = self.open_stream(key, body).await;
-        assert_eq!(response.status().as_u16(), 200, "streams start with 200");
-        let headers = response.headers().clone();
+        let mut response = self.open_stream(key, body).await;
+        assert_eq!(response.status, 200, "streams start with 200");
         let mut reply = StreamReply {
-            headers,
+            headers: response.headers.clone(),
             content: String::new(),
             done: false,
             error: None,
@@ -221,10 +364,9 @@ impl Harness {
             n_events: 0,
             elapsed: Duration::ZERO,
         };
-        let mut bytes = response.bytes_stream();
         let mut parser = SseParser::default();
         let mut events: Vec<SseEvent> = Vec::new();
-        while let Some(chunk) = bytes.next().await {
+        while let Some(chunk) = response.chunk().await {
             let Ok(chunk) = chunk else { break };
             parser.push(&chunk, &mut events).expect("sse");
         }
@@ -251,6 +393,73 @@ impl Harness {
     }
 }
 
+/// Serves one connection of the gateway's routes over an in-memory pipe, with the HTTP/1
+/// settings of `serve`; returns the caller's end.
+fn serve_in_memory(app: &axum::Router) -> tokio::io::DuplexStream {
+    let (near, far) = tokio::io::duplex(PIPE_BYTES);
+    let app = app.clone();
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let mut app = app.clone();
+            async move { app.call(request.map(axum::body::Body::new)).await }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.max_buf_size(8 * 1024).writev(true).timer(TokioTimer::new());
+        let _ = builder.serve_connection(TokioIo::new(far), service).await;
+    });
+    near
+}
+
+impl ClientConn {
+    /// Drives the connection, until it ends.
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if let Some(conn) = &mut self.0
+            && conn.as_mut().poll(cx).is_ready()
+        {
+            self.0 = None;
+        }
+    }
+}
+
+impl Opened {
+    /// The next piece of the body: `None` at its end, an error if it broke off.
+    pub(crate) async fn chunk(&mut self) -> Option<Result<Bytes, String>> {
+        match &mut self.body {
+            OpenedBody::Net(response) => response.chunk().await.map_err(|e| e.to_string()).transpose(),
+            OpenedBody::Memory(body, conn) => {
+                poll_fn(|cx| {
+                    conn.poll(cx);
+                    loop {
+                        return match Pin::new(&mut *body).poll_frame(cx) {
+                            Poll::Pending => Poll::Pending,
+                            Poll::Ready(None) => Poll::Ready(None),
+                            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.to_string()))),
+                            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                                Ok(data) => Poll::Ready(Some(Ok(data))),
+                                Err(_trailers) => continue,
+                            },
+                        };
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// The whole body, or the error it broke off with.
+    pub(crate) async fn bytes(mut self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.chunk().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn text(self) -> String {
+        String::from_utf8_lossy(&self.bytes().await.expect("a whole body")).into_owned()
+    }
+}
+
 /// A chat request with one user message.
 pub(crate) fn ask(model: &str, prompt: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": prompt}]})
@@ -262,6 +471,6 @@ pub(crate) fn expected_answer(prompt: &str) -> String {
     answer_tokens(conversation_key(&messages), (12, 12)).concat()
 }
 
-pub(crate) fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }

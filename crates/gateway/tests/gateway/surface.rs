@@ -12,7 +12,7 @@ use crate::support::*;
 /// Sends raw bytes on a new connection and reads the answer (until close, a whole response
 /// or 5 s), optionally leaving the connection open for `hold` after writing.
 async fn raw(h: &Harness, request: &[u8]) -> String {
-    let mut socket = tokio::net::TcpStream::connect(h.addr).await.expect("connect");
+    let mut socket = tokio::net::TcpStream::connect(h.net().addr).await.expect("connect");
     socket.write_all(request).await.expect("write");
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -61,7 +61,7 @@ async fn bodies_held_at_once_are_bounded() {
         .replace("body_limit_bytes: 65536", "body_limit_bytes: 65536\n  buffered_body_limit_bytes: 100000");
     let h = Harness::with_config(&text).await;
     // One slow body holds 60 KB of the 100 KB the gateway may hold...
-    let mut slow = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(h.net().addr).await.unwrap();
     slow.write_all(chat_head(60_000, KEY).as_bytes()).await.unwrap();
     slow.write_all(&[b' '; 1000]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -77,7 +77,7 @@ async fn bodies_held_at_once_are_bounded() {
 #[tokio::test]
 async fn truncated_bodies_are_400_and_http11_needs_a_host() {
     let h = Harness::start().await;
-    let mut socket = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(h.net().addr).await.unwrap();
     socket.write_all(chat_head(500, KEY).as_bytes()).await.unwrap();
     socket.write_all(br#"{"model":"chat"}"#).await.unwrap();
     socket.shutdown().await.unwrap();
@@ -110,7 +110,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         assert_eq!(r.status, 404, "{path}: {}", r.body);
         assert_eq!(r.body["error"]["type"], "invalid_request_error", "{path}");
     }
-    let r = h.client.get(format!("{}/v1/chat/completions", h.base)).bearer_auth(KEY).send().await.unwrap();
+    let r = h.net().client.get(format!("{}/v1/chat/completions", h.net().base)).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(header(r.headers(), "allow"), "POST");
     let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
@@ -168,7 +168,9 @@ async fn fallbacks_obey_the_alias_list_and_serve_prompts_estimated_too_big() {
 #[tokio::test]
 async fn readyz_fails_when_every_deployment_refuses_and_when_draining() {
     let mut h = Harness::start().await;
-    let ready = async |h: &Harness| h.client.get(format!("{}/readyz", h.base)).send().await.unwrap().status().as_u16();
+    let ready = async |h: &Harness| {
+        h.net().client.get(format!("{}/readyz", h.net().base)).send().await.unwrap().status().as_u16()
+    };
     assert_eq!(ready(&h).await, 200);
     for d in ["d1", "d2", "big", "emb"] {
         h.faults(d, r#"[{"kind":"outage"}]"#);
@@ -187,12 +189,12 @@ async fn readyz_fails_when_every_deployment_refuses_and_when_draining() {
     let stream = h.open_stream(KEY, ask("solo", "finishing"));
     let stream = tokio::spawn({
         let response = stream.await;
-        async move { response.text().await.unwrap() }
+        async move { response.text().await }
     });
-    h.stop.take().unwrap().send(()).unwrap();
+    h.net_mut().stop.take().unwrap().send(()).unwrap();
     let mut refused = false;
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(h.addr).await.is_err() {
+        if tokio::net::TcpStream::connect(h.net().addr).await.is_err() {
             refused = true;
             break;
         }
@@ -219,10 +221,10 @@ async fn metrics_need_the_token_when_one_is_set() {
     let text = config_text(true, false)
         .replace("body_limit_bytes: 65536", "body_limit_bytes: 65536\n  metrics_token: env:METRICS_TOKEN");
     let h = Harness::with_secrets(&text, &MetricsToken).await;
-    let url = format!("{}/metrics", h.base);
-    assert_eq!(h.client.get(&url).send().await.unwrap().status().as_u16(), 401);
-    assert_eq!(h.client.get(&url).bearer_auth("wrong").send().await.unwrap().status().as_u16(), 401);
-    let r = h.client.get(&url).bearer_auth("s3cret").send().await.unwrap();
+    let url = format!("{}/metrics", h.net().base);
+    assert_eq!(h.net().client.get(&url).send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(h.net().client.get(&url).bearer_auth("wrong").send().await.unwrap().status().as_u16(), 401);
+    let r = h.net().client.get(&url).bearer_auth("s3cret").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.text().await.unwrap().contains("switchyard_requests_total"));
 }
@@ -233,7 +235,7 @@ async fn metrics_on_their_own_listener_are_not_on_the_api_port() {
     let text = config_text(true, false)
         .replace("body_limit_bytes: 65536", &format!("body_limit_bytes: 65536\n  metrics_listen: 127.0.0.1:{port}"));
     let h = Harness::with_config(&text).await;
-    let r = h.client.get(format!("{}/metrics", h.base)).send().await.unwrap();
+    let r = h.net().client.get(format!("{}/metrics", h.net().base)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404, "not on the API listener");
     let gw = h.gateway.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -242,7 +244,7 @@ async fn metrics_on_their_own_listener_are_not_on_the_api_port() {
     let url = format!("http://127.0.0.1:{port}/metrics");
     let mut body = String::new();
     for _ in 0..100 {
-        if let Ok(r) = h.client.get(&url).send().await {
+        if let Ok(r) = h.net().client.get(&url).send().await {
             body = r.text().await.unwrap();
             break;
         }

@@ -1,0 +1,224 @@
+//! A request's account: its admission against the tenant's limits and budgets, what the caller
+//! is billed, every attempt it made, and its ledger record. Concluded exactly once: by the
+//! handler when it answers (which waits for the record to be durable before the last byte), or
+//! by the driver's drop when the caller went away first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::config::{Alias, DeploymentId, Price, Tenant};
+use switchyard_core::lifecycle::{Abandon, AttemptEnd, AttemptId};
+use switchyard_core::tenancy::{Admission, Estimate, Refusal};
+use switchyard_core::usage::{Usage, list_cost};
+use switchyard_ledger::{AttemptRecord, Receipt, RequestRecord};
+use tokio::time::Instant;
+
+use crate::Gateway;
+use crate::error::ApiError;
+
+/// How long a finished request waits for its record to become durable before its last byte
+/// goes out anyway (the ledger then counts what it could not write; nothing waits forever).
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// Who is asking, as the edge and authentication found it.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub(crate) request_id: Arc<str>,
+    pub(crate) key_id: String,
+}
+
+pub(crate) struct Account {
+    gw: Arc<Gateway>,
+    admission: Option<Admission>,
+    record: RequestRecord,
+    started: Instant,
+    /// Attempts under way: when each started, and the output it produced.
+    running: Vec<(AttemptId, DeploymentId, Instant, u64)>,
+    prompt_usd: f64,
+    output_usd: f64,
+    first_output: Option<Instant>,
+    /// The deployment of the latest attempt: where a failed request was last tried.
+    last_tried: Option<DeploymentId>,
+    concluded: bool,
+}
+
+// === impl Account ===
+
+impl Account {
+    /// Admits the request against the tenant's limits and budgets, reserving its estimate: the
+    /// prompt and the output it may produce, priced at the alias's dearest deployment.
+    pub(crate) fn open(
+        gw: &Arc<Gateway>,
+        caller: &Caller,
+        tenant: &Tenant,
+        alias: &Alias,
+        stream: bool,
+        input_tokens: u32,
+        output_tokens: u32,
+    ) -> Result<Account, ApiError> {
+        if let Some(ledger) = &gw.ledger
+            && !ledger.healthy()
+        {
+            return Err(ApiError::Unavailable(
+                "the ledger cannot record requests right now (ledger.on_failure: refuse)".to_owned(),
+            ));
+        }
+        let usage = Usage {
+            prompt_tokens: u64::from(input_tokens),
+            completion_tokens: u64::from(output_tokens),
+            cached_prompt_tokens: 0,
+        };
+        let usd =
+            alias.deployments.iter().map(|d| list_cost(&gw.config.deployment(*d).price, &usage)).fold(0.0, f64::max);
+        let estimate = Estimate { tokens: input_tokens.saturating_add(output_tokens), usd };
+        let now = gw.now();
+        let admission = gw.router().admit(tenant, estimate, now).map_err(|r| refused(gw, tenant, r))?;
+        let mut record = RequestRecord::new(&*caller.request_id, gw.unix_ms(now), &tenant.name, &caller.key_id);
+        record.alias = alias.name.clone();
+        record.stream = stream;
+        Ok(Account {
+            gw: gw.clone(),
+            admission: Some(admission),
+            record,
+            started: Instant::now(),
+            running: Vec::new(),
+            prompt_usd: 0.0,
+            output_usd: 0.0,
+            first_output: None,
+            last_tried: None,
+            concluded: false,
+        })
+    }
+
+    pub(crate) fn attempt_started(&mut self, id: AttemptId, deployment: DeploymentId) {
+        self.running.push((id, deployment, Instant::now(), 0));
+        self.last_tried = Some(deployment);
+    }
+
+    /// What an ending attempt produced (booked just before the machine closes it).
+    pub(crate) fn attempt_output(&mut self, id: AttemptId, output_tokens: u64) {
+        if let Some(r) = self.running.iter_mut().find(|r| r.0 == id) {
+            r.3 = output_tokens;
+        }
+    }
+
+    /// A held-back answer starts over: the caller has been billed nothing yet.
+    pub(crate) fn restart(&mut self) {
+        self.prompt_usd = 0.0;
+        self.output_usd = 0.0;
+        self.first_output = None;
+    }
+
+    pub(crate) fn attempt_ended(&mut self, id: AttemptId, end: &AttemptEnd) {
+        let Some(i) = self.running.iter().position(|(a, ..)| *a == id) else { return };
+        let (_, deployment, started, output_tokens) = self.running.remove(i);
+        let outcome = match end {
+            AttemptEnd::Success => "ok",
+            AttemptEnd::Failed(error) => error.kind(),
+            AttemptEnd::Abandoned(Abandon::LostHedge) => "lost_hedge",
+            AttemptEnd::Abandoned(Abandon::Deadline) => "deadline",
+            AttemptEnd::Abandoned(Abandon::CallerGone) => "client_closed",
+        };
+        self.record.attempts.push(AttemptRecord {
+            deployment: self.gw.config.deployment(deployment).name.clone(),
+            outcome: outcome.to_owned(),
+            started_ms: millis(started.saturating_duration_since(self.started)),
+            duration_ms: millis(started.elapsed()),
+            output_tokens,
+        });
+    }
+
+    /// The caller's prompt, priced where it was counted (a later report may replace it).
+    pub(crate) fn bill_prompt(&mut self, price: &Price, usage: &Usage) {
+        self.prompt_usd = list_cost(price, &Usage { completion_tokens: 0, ..*usage });
+    }
+
+    /// Output the caller received from one attempt.
+    pub(crate) fn bill_output(&mut self, price: &Price, completion_tokens: u64) {
+        self.output_usd += list_cost(price, &Usage { completion_tokens, ..Usage::default() });
+    }
+
+    /// The answer's first output reached (or was ready for) the caller.
+    pub(crate) fn first_output(&mut self) {
+        self.first_output.get_or_insert_with(Instant::now);
+    }
+
+    /// Ends the account: settles the admission to what the caller is billed and submits the
+    /// record. `answered_by` is where the answer came from, if anywhere. Later calls do nothing.
+    pub(crate) fn conclude(
+        &mut self,
+        usage: &Usage,
+        answered_by: Option<DeploymentId>,
+        status: u16,
+        outcome: &str,
+    ) -> Option<Receipt> {
+        if std::mem::replace(&mut self.concluded, true) {
+            return None;
+        }
+        let billed = if status < 400 || outcome == "client_closed" { self.prompt_usd + self.output_usd } else { 0.0 };
+        let billed_tokens = if billed > 0.0 { usage.total() } else { 0 };
+        if let Some(admission) = self.admission.take() {
+            self.gw.router().settle(admission, billed_tokens, billed, self.gw.now());
+        }
+        let ledger = self.gw.ledger.as_ref()?;
+        let r = &mut self.record;
+        if let Some(d) = answered_by.or(self.last_tried) {
+            let d = self.gw.config.deployment(d);
+            r.deployment = Some(d.name.clone());
+            r.cloud = Some(self.gw.config.cloud_of(d.id).name.clone());
+            r.region = Some(d.region.clone());
+            r.jurisdiction = Some(d.jurisdiction.clone());
+        }
+        r.status = status;
+        r.outcome = outcome.to_owned();
+        r.input_tokens = usage.prompt_tokens;
+        r.output_tokens = usage.completion_tokens;
+        r.cached_tokens = usage.cached_prompt_tokens;
+        r.cost_usd = billed;
+        r.latency_ms = millis(self.started.elapsed());
+        r.ttft_ms = self.first_output.map(|t| millis(t.saturating_duration_since(self.started)));
+        let record = std::mem::replace(r, RequestRecord::new("", 0, "", ""));
+        match ledger.try_submit(record) {
+            Ok(receipt) => Some(receipt),
+            Err(e) => {
+                self.gw.metrics.ledger_dropped();
+                tracing::error!(message = "The ledger's queue is full or closed: a record was not written.", error = %e);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Account {
+    /// A request dropped before it concluded (the caller went away): billed for what it got.
+    fn drop(&mut self) {
+        if !self.concluded {
+            let usage = Usage::default();
+            let _ = self.conclude(&usage, None, 499, "client_closed");
+        }
+    }
+}
+
+/// Waits (bounded) until a concluded request's record is durable.
+pub(crate) async fn durable(gw: &Gateway, receipt: Option<Receipt>) {
+    let Some(receipt) = receipt else { return };
+    match tokio::time::timeout(RECORD_WAIT, receipt).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            gw.metrics.ledger_dropped();
+            tracing::error!(message = "A request's record could not be made durable.", error = %e);
+        }
+        Err(_) => tracing::warn!(message = "The ledger did not confirm a record in time; answering anyway."),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A tenant's limit or budget said no: a 429 that says which and when to come back.
+fn refused(gw: &Gateway, tenant: &Tenant, refusal: Refusal) -> ApiError {
+    gw.metrics.tenant_refused(tenant.id, &refusal);
+    tracing::info!(message = "Refused by the tenant's limits.", tenant = %tenant.name, ?refusal);
+    ApiError::TenantLimit(refusal)
+}

@@ -1,0 +1,69 @@
+//! What a gateway keeps outside itself: opening the ledger its config names, and reading back
+//! at start what the ledger already holds (today's and this month's spend against tenants'
+//! budgets, each commitment's spend so far).
+
+use std::time::Duration;
+
+use switchyard_core::config::{Config, LedgerPolicy};
+use switchyard_core::tenancy::{Period, window_end};
+use switchyard_ledger::{Group, Ledger, Policy, Settings, Store, StoreError};
+
+use crate::Gateway;
+
+/// Opens the ledger's store and starts its writer, as `config.ledger` says.
+pub async fn open_ledger(config: &Config) -> Result<(Store, Ledger), StoreError> {
+    let settings = &config.ledger;
+    let store = Store::open(settings.url.expose()).await?;
+    let on_failure = match &settings.on_failure {
+        LedgerPolicy::Spool(path) => Policy::Spool(path.clone()),
+        LedgerPolicy::Refuse => Policy::Refuse,
+    };
+    let ledger = Ledger::start(
+        store.clone(),
+        Settings {
+            queue: settings.queue,
+            batch: settings.batch,
+            linger: settings.linger,
+            on_failure,
+            ..Settings::default()
+        },
+    );
+    Ok((store, ledger))
+}
+
+/// Counts what the ledger recorded before this start: each tenant's spend today and this month
+/// (UTC) against its budgets, and each commitment's spend in its term so far (on top of the
+/// config's `spent_usd`, which is what was spent before the ledger).
+pub async fn restore(gw: &Gateway, store: &Store) -> Result<(), StoreError> {
+    let now = gw.now();
+    let now_ms = gw.unix_ms(now);
+    let day_start = window_end(Period::Day, now_ms) - 86_400_000;
+    let month_start = month_start(now_ms);
+    let to = now_ms + 1;
+    let today = store.spend(Group::Tenant, day_start, to).await?;
+    let month = store.spend(Group::Tenant, month_start, to).await?;
+    let of = |rows: &[switchyard_ledger::SpendRow], name: &str| {
+        rows.iter().find(|r| r.key == name).map_or(0.0, |r| r.cost_usd)
+    };
+    for t in &gw.config.tenants {
+        gw.router().tenancy().preload(t.id, of(&today, &t.name), of(&month, &t.name), now);
+    }
+    for c in &gw.config.commitments {
+        let names: Vec<String> = c.deployments.iter().map(|d| gw.config.deployment(*d).name.clone()).collect();
+        let elapsed = i64::try_from(c.elapsed_at_start.as_millis()).unwrap_or(i64::MAX);
+        let spent = store.spend_for_deployments(&names, now_ms.saturating_sub(elapsed), to).await?;
+        gw.router().record_spend(Some(c.id), spent);
+    }
+    Ok(())
+}
+
+/// The first instant of the UTC month containing `unix_ms`.
+fn month_start(unix_ms: i64) -> i64 {
+    let (y, m, _) = switchyard_core::tenancy::civil_from_days(unix_ms.div_euclid(86_400_000));
+    switchyard_core::tenancy::days_from_civil(y, m, 1) * 86_400_000
+}
+
+/// Flushes the ledger at shutdown, within `limit`; returns what it counted.
+pub async fn close_ledger(ledger: &Ledger, limit: Duration) -> Option<switchyard_ledger::Counts> {
+    tokio::time::timeout(limit, ledger.shutdown()).await.ok()
+}
