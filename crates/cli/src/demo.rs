@@ -30,7 +30,11 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
             d.endpoint = e.endpoint();
         }
     }
-    let gateway = Gateway::new(config, seed)?;
+    // Every request on record, in an in-memory ledger the report reads back.
+    config.ledger.url = switchyard_core::config::Secret::new("sqlite::memory:".to_owned());
+    let (store, ledger) = switchyard_gateway::open_ledger(&config).await?;
+    let parts = switchyard_gateway::Parts { ledger: Some(ledger), ..Default::default() };
+    let gateway = Gateway::assemble(config, seed, parts)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -128,6 +132,11 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let phases = Phases { outage_from, outage_until, cloud_down: CLOUD_DOWN.to_owned() };
     let summary = summarise(&config, &outcomes, &phases, 1, continuations);
     outln!("\n{}", summary.text)?;
+    if let Some(ledger) = &gateway.ledger {
+        ledger.flush().await;
+    }
+    let (spend, n_records) = spend_tables(&store).await?;
+    outln!("{spend}")?;
     let report = format!(
         "# Switchyard demo report\n\n{} callers for {}s over {} deployments in {} clouds; `{CLOUD_DOWN}` down from {}s to {}s. Seed {seed}.\n\n{}",
         WORKERS,
@@ -137,13 +146,37 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         outage_from.as_secs(),
         outage_until.as_secs(),
         summary.text
-    );
+    ) + &spend;
     std::fs::write(report_path, report).with_context(|| format!("cannot write {}", report_path.display()))?;
     outln!("Report written to {}", report_path.display())?;
     if summary.n_failed > 0 || summary.eu_violations > 0 {
         outln!("FAILED: {} failed requests, {} EU violations", summary.n_failed, summary.eu_violations)?;
         return Ok(ExitCode::FAILURE);
     }
+    if n_records != outcomes.len() as u64 {
+        outln!("FAILED: {} requests made, {n_records} in the ledger", outcomes.len())?;
+        return Ok(ExitCode::FAILURE);
+    }
     outln!("OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU.")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Spend per tenant and per key, read back from the ledger, as markdown tables; and how many
+/// records it holds.
+async fn spend_tables(store: &switchyard_ledger::Store) -> anyhow::Result<(String, u64)> {
+    use std::fmt::Write as _;
+    let mut out = String::from("\n## Spend, from the ledger\n");
+    for (group, title) in [(switchyard_ledger::Group::Tenant, "tenant"), (switchyard_ledger::Group::Key, "key")] {
+        let rows = store.spend(group, 0, i64::MAX).await?;
+        let _ =
+            writeln!(out, "\n| {title} | requests | input tokens | output tokens | cost |\n|---|---:|---:|---:|---:|");
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | ${:.4} |",
+                r.key, r.requests, r.input_tokens, r.output_tokens, r.cost_usd
+            );
+        }
+    }
+    Ok((out, store.count().await?))
 }

@@ -429,16 +429,18 @@ impl Opened {
             OpenedBody::Memory(body, conn) => {
                 poll_fn(|cx| {
                     conn.poll(cx);
+                    // Trailers, if any, are skipped.
                     loop {
-                        return match Pin::new(&mut *body).poll_frame(cx) {
-                            Poll::Pending => Poll::Pending,
-                            Poll::Ready(None) => Poll::Ready(None),
-                            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.to_string()))),
-                            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                                Ok(data) => Poll::Ready(Some(Ok(data))),
-                                Err(_trailers) => continue,
-                            },
-                        };
+                        match Pin::new(&mut *body).poll_frame(cx) {
+                            Poll::Ready(Some(Ok(frame))) => {
+                                if let Ok(data) = frame.into_data() {
+                                    return Poll::Ready(Some(Ok(data)));
+                                }
+                            }
+                            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.to_string()))),
+                            Poll::Ready(None) => return Poll::Ready(None),
+                            Poll::Pending => return Poll::Pending,
+                        }
                     }
                 })
                 .await
