@@ -256,7 +256,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let (store, ledger) = switchyard_gateway::open_ledger(&config).await?;
-            let parts = switchyard_gateway::Parts { ledger: Some(ledger), ..Default::default() };
+            let shared = {
+                let config = config.clone();
+                tokio::task::spawn_blocking(move || switchyard_gateway::start_shared(&config)).await??
+            };
+            if let Some(shared) = &shared {
+                tracing::info!(message = "Sharing limits through Redis.", url = %shared.url(), status = shared.status().as_str());
+            }
+            let parts = switchyard_gateway::Parts { ledger: Some(ledger), shared, ..Default::default() };
             let gateway = switchyard_gateway::Gateway::assemble(config, rand_seed(), parts)?;
             switchyard_gateway::restore(&gateway, &store).await?;
             tracing::info!(message = "Ledger open.", url = %store.url());

@@ -1,7 +1,8 @@
 //! A request's account: its admission against the tenant's limits and budgets, what the caller
 //! is billed, every attempt it made, and its ledger record. Concluded exactly once: by the
-//! handler when it answers (which waits for the record to be durable before the last byte), or
-//! by the driver's drop when the caller went away first.
+//! handler when it answers (which waits for the record to be durable before the last byte, and
+//! answers with an error instead when it cannot be), or by the driver's drop when the caller
+//! went away first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +11,15 @@ use switchyard_core::config::{Alias, DeploymentId, Price, Tenant};
 use switchyard_core::lifecycle::{Abandon, AttemptEnd, AttemptId};
 use switchyard_core::tenancy::{Admission, Estimate, Refusal};
 use switchyard_core::usage::{Usage, list_cost};
-use switchyard_ledger::{AttemptRecord, Receipt, RequestRecord};
+use switchyard_ledger::{AttemptRecord, RequestRecord};
 use tokio::time::Instant;
 
 use crate::Gateway;
 use crate::error::ApiError;
 
-/// How long a finished request waits for its record to become durable before its last byte
-/// goes out anyway (the ledger then counts what it could not write; nothing waits forever).
-const RECORD_WAIT: Duration = Duration::from_secs(5);
+/// How long a finished request waits for its record to become durable. Past it, the caller
+/// gets an error in place of the answer's end: a response received whole is always on record.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
 
 /// Who is asking, as the edge and authentication found it.
 #[derive(Clone, Debug)]
@@ -143,15 +144,16 @@ impl Account {
         self.first_output.get_or_insert_with(Instant::now);
     }
 
-    /// Ends the account: settles the admission to what the caller is billed and submits the
-    /// record. `answered_by` is where the answer came from, if anywhere. Later calls do nothing.
+    /// Ends the account: settles the admission to what the caller is billed and returns the
+    /// record to submit ([`durable`] does). `answered_by` is where the answer came from, if
+    /// anywhere. Later calls, and a gateway without a ledger, return `None`.
     pub(crate) fn conclude(
         &mut self,
         usage: &Usage,
         answered_by: Option<DeploymentId>,
         status: u16,
         outcome: &str,
-    ) -> Option<Receipt> {
+    ) -> Option<RequestRecord> {
         if std::mem::replace(&mut self.concluded, true) {
             return None;
         }
@@ -160,7 +162,7 @@ impl Account {
         if let Some(admission) = self.admission.take() {
             self.gw.router().settle(admission, billed_tokens, billed, self.gw.now());
         }
-        let ledger = self.gw.ledger.as_ref()?;
+        self.gw.ledger.as_ref()?;
         let r = &mut self.record;
         if let Some(d) = answered_by.or(self.last_tried) {
             let d = self.gw.config.deployment(d);
@@ -177,15 +179,7 @@ impl Account {
         r.cost_usd = billed;
         r.latency_ms = millis(self.started.elapsed());
         r.ttft_ms = self.first_output.map(|t| millis(t.saturating_duration_since(self.started)));
-        let record = std::mem::replace(r, RequestRecord::new("", 0, "", ""));
-        match ledger.try_submit(record) {
-            Ok(receipt) => Some(receipt),
-            Err(e) => {
-                self.gw.metrics.ledger_dropped();
-                tracing::error!(message = "The ledger's queue is full or closed: a record was not written.", error = %e);
-                None
-            }
-        }
+        Some(std::mem::replace(r, RequestRecord::new("", 0, "", "")))
     }
 }
 
@@ -194,21 +188,56 @@ impl Drop for Account {
     fn drop(&mut self) {
         if !self.concluded {
             let usage = Usage::default();
-            let _ = self.conclude(&usage, None, 499, "client_closed");
+            let record = self.conclude(&usage, None, 499, "client_closed");
+            submit_detached(&self.gw, record);
         }
     }
 }
 
-/// Waits (bounded) until a concluded request's record is durable.
-pub(crate) async fn durable(gw: &Gateway, receipt: Option<Receipt>) {
-    let Some(receipt) = receipt else { return };
-    match tokio::time::timeout(RECORD_WAIT, receipt).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            gw.metrics.ledger_dropped();
-            tracing::error!(message = "A request's record could not be made durable.", error = %e);
+/// Submits the record of a request whose caller is gone: nobody waits for it, but it is not
+/// dropped when the queue is full (a task waits for room).
+pub(crate) fn submit_detached(gw: &Arc<Gateway>, record: Option<RequestRecord>) {
+    let (Some(ledger), Some(record)) = (&gw.ledger, record) else { return };
+    match ledger.try_submit(record) {
+        Ok(_) => {}
+        Err(switchyard_ledger::SubmitError::Full(record)) => match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let gw = gw.clone();
+                runtime.spawn(async move {
+                    if let Some(ledger) = &gw.ledger
+                        && ledger.submit(*record).await.is_err()
+                    {
+                        gw.metrics.ledger_dropped();
+                    }
+                });
+            }
+            Err(_) => gw.metrics.ledger_dropped(),
+        },
+        Err(switchyard_ledger::SubmitError::Closed(_)) => gw.metrics.ledger_dropped(),
+    }
+}
+
+/// Submits a concluded request's record (waiting for room in the ledger's queue) and waits,
+/// bounded, until it is durable. `Err` when it could not be made durable: the caller must then
+/// not receive the answer's end.
+pub(crate) async fn durable(gw: &Gateway, record: Option<RequestRecord>) -> Result<(), ApiError> {
+    let (Some(ledger), Some(record)) = (&gw.ledger, record) else { return Ok(()) };
+    let unrecorded = |why: &str| {
+        gw.metrics.ledger_dropped();
+        tracing::error!(message = "A request's record could not be made durable; its answer is withheld.", why);
+        Err(ApiError::Unavailable(format!("the request could not be recorded in the ledger ({why})")))
+    };
+    let written = tokio::time::timeout(RECORD_WAIT, async {
+        match ledger.submit(record).await {
+            Ok(receipt) => receipt.await.map_err(|_| "the ledger could not write it"),
+            Err(_) => Err("the ledger is shut down"),
         }
-        Err(_) => tracing::warn!(message = "The ledger did not confirm a record in time; answering anyway."),
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(why)) => unrecorded(why),
+        Err(_) => unrecorded("the ledger did not confirm it in time"),
     }
 }
 

@@ -165,11 +165,11 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
 /// Concludes a whole answer's account and waits until its record is durable, so that a caller
 /// who received the whole response is in the ledger even if the process dies right after.
 async fn recorded<T>(gw: &Gateway, driver: &mut Driver, answer: Result<T, ApiError>) -> Result<T, ApiError> {
-    let receipt = match &answer {
+    let record = match &answer {
         Ok(_) => driver.conclude(200, "ok"),
         Err(e) => driver.conclude(e.status(), e.kind()),
     };
-    durable(gw, receipt).await;
+    durable(gw, record).await?;
     answer
 }
 

@@ -314,7 +314,7 @@ impl Driver {
     }
 
     /// Ends the request's account (see [`Account::conclude`]) with the caller's usage.
-    pub(crate) fn conclude(&mut self, status: u16, outcome: &str) -> Option<switchyard_ledger::Receipt> {
+    pub(crate) fn conclude(&mut self, status: u16, outcome: &str) -> Option<switchyard_ledger::RequestRecord> {
         let answered_by = self.machine.route().last().copied();
         self.account.conclude(&self.usage, answered_by, status, outcome)
     }
@@ -349,7 +349,8 @@ impl Drop for Driver {
     fn drop(&mut self) {
         if self.machine.is_done() {
             // Concluded by its handler, unless the caller left after the end and before then.
-            let _ = self.conclude(499, "client_closed");
+            let record = self.conclude(499, "client_closed");
+            crate::account::submit_detached(&self.gw, record);
             return;
         }
         let ids: Vec<AttemptId> = self.open.iter().map(|o| o.id).collect();
@@ -360,6 +361,7 @@ impl Drop for Driver {
         self.with_ctx(|m, ctx| m.abandon_all(ctx, now));
         self.act();
         // Billed for what it was sent; recorded as the caller's leaving.
-        let _ = self.conclude(499, "client_closed");
+        let record = self.conclude(499, "client_closed");
+        crate::account::submit_detached(&self.gw, record);
     }
 }

@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 pub use error::ApiError;
-pub use stores::{close_ledger, open_ledger, restore};
+pub use stores::{close_ledger, open_ledger, restore, start_shared};
 
 /// Everything a request needs, shared by all of them.
 pub struct Gateway {
@@ -53,6 +53,8 @@ pub struct Gateway {
     where_values: Vec<(Option<axum::http::HeaderValue>, Option<axum::http::HeaderValue>)>,
     /// Where every request's record goes, when there is a ledger.
     pub ledger: Option<switchyard_ledger::Ledger>,
+    /// Allowances shared with other replicas, when Redis is configured.
+    pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
     /// The Unix time (ms) at `epoch`: budget windows are UTC days and months.
     unix_ms_at_epoch: i64,
 }
@@ -61,14 +63,15 @@ pub struct Gateway {
 /// allowances live, and its ledger.
 pub struct Parts {
     pub transport: Transport,
-    /// Allowances shared with other replicas (over `limit_specs(config)`); in-process if `None`.
-    pub counters: Option<Arc<dyn switchyard_core::counters::Counters>>,
+    /// Allowances shared with other replicas through Redis (over `limit_specs(config)`);
+    /// in-process if `None`.
+    pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
     pub ledger: Option<switchyard_ledger::Ledger>,
 }
 
 impl Default for Parts {
     fn default() -> Parts {
-        Parts { transport: Transport::Tcp, counters: None, ledger: None }
+        Parts { transport: Transport::Tcp, shared: None, ledger: None }
     }
 }
 
@@ -95,7 +98,7 @@ impl Gateway {
 
     /// A gateway from its config and [`Parts`]. Budget windows follow the wall clock read now.
     pub fn assemble(config: Config, seed: u64, parts: Parts) -> Result<Arc<Gateway>, StartError> {
-        let Parts { transport, counters, ledger } = parts;
+        let Parts { transport, shared, ledger } = parts;
         let endpoints: Vec<Endpoint> = config
             .deployments
             .iter()
@@ -109,8 +112,10 @@ impl Gateway {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let calendar = switchyard_core::tenancy::Calendar { unix_ms_at_zero: unix_ms_at_epoch };
-        let counters = counters
-            .unwrap_or_else(|| Arc::new(switchyard_core::counters::LocalCounters::for_config(&config, Time::ZERO)));
+        let counters: Arc<dyn switchyard_core::counters::Counters> = match &shared {
+            Some(shared) => shared.clone(),
+            None => Arc::new(switchyard_core::counters::LocalCounters::for_config(&config, Time::ZERO)),
+        };
         let budgets = switchyard_core::tenancy::budget_specs(&config);
         let windows = Arc::new(switchyard_core::tenancy::LocalWindows::new(&budgets, calendar));
         let router = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
@@ -130,6 +135,7 @@ impl Gateway {
             request_ids: edge::RequestIds::new(seed),
             where_values,
             ledger,
+            shared,
             unix_ms_at_epoch,
         }))
     }
@@ -402,7 +408,8 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         dropped: gw.metrics.ledger_dropped_count() + l.counts().lost,
         healthy: l.healthy(),
     });
-    let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get(), &tenants_in_flight, ledger);
+    let shared = gw.shared.as_ref().map(|s| s.stats());
+    let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get(), &tenants_in_flight, ledger, shared);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -31,6 +31,8 @@ pub const TENANT_IN_FLIGHT: &str = "switchyard_tenant_in_flight";
 pub const LEDGER_QUEUE_DEPTH: &str = "switchyard_ledger_queue_depth";
 pub const LEDGER_RECORDS_TOTAL: &str = "switchyard_ledger_records_total";
 pub const LEDGER_HEALTHY: &str = "switchyard_ledger_healthy";
+pub const SHARED_STATUS: &str = "switchyard_shared_status";
+pub const SHARED_SYNCS_TOTAL: &str = "switchyard_shared_syncs_total";
 
 /// Why a tenant's request was refused, for `switchyard_tenant_refused_total{reason}`.
 const REFUSALS: [&str; 5] = ["rpm", "tpm", "concurrency", "daily_budget", "monthly_budget"];
@@ -244,6 +246,7 @@ impl Metrics {
         body_bytes: usize,
         tenants_in_flight: &[u32],
         ledger: Option<LedgerGauges>,
+        shared: Option<switchyard_shared::Stats>,
     ) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -361,6 +364,16 @@ impl Metrics {
             }
             head(&mut out, LEDGER_HEALTHY, "gauge", "1 while the ledger takes writes.");
             let _ = writeln!(out, "{LEDGER_HEALTHY} {}", u8::from(l.healthy));
+        }
+        if let Some(s) = shared {
+            head(&mut out, SHARED_STATUS, "gauge", "1 for the state of the link to the shared Redis.");
+            for state in switchyard_shared::Status::ALL {
+                let _ =
+                    writeln!(out, "{SHARED_STATUS}{{state=\"{}\"}} {}", state.as_str(), u8::from(state == s.status));
+            }
+            head(&mut out, SHARED_SYNCS_TOTAL, "counter", "Sync rounds with the shared Redis, by result.");
+            let _ = writeln!(out, "{SHARED_SYNCS_TOTAL}{{result=\"ok\"}} {}", s.syncs);
+            let _ = writeln!(out, "{SHARED_SYNCS_TOTAL}{{result=\"failed\"}} {}", s.sync_failures);
         }
         out
     }

@@ -1,5 +1,5 @@
-//! What a gateway keeps outside itself: opening the ledger its config names, and reading back
-//! at start what the ledger already holds (today's and this month's spend against tenants'
+//! What a gateway keeps outside itself: opening the ledger its config names and the Redis its
+//! replicas share counters through, and reading back at start what the ledger already holds (today's and this month's spend against tenants'
 //! budgets, each commitment's spend so far).
 
 use std::time::Duration;
@@ -66,4 +66,25 @@ fn month_start(unix_ms: i64) -> i64 {
 /// Flushes the ledger at shutdown, within `limit`; returns what it counted.
 pub async fn close_ledger(ledger: &Ledger, limit: Duration) -> Option<switchyard_ledger::Counts> {
     tokio::time::timeout(limit, ledger.shutdown()).await.ok()
+}
+
+/// Connects to the Redis of `config.shared`, if any, and starts syncing the config's
+/// allowances with the other replicas. Blocks for up to a couple of seconds (call it before the
+/// workers start). With `on_failure: open` a Redis that does not answer yet is not an error:
+/// the replica starts on its own view and connects when Redis does.
+pub fn start_shared(
+    config: &Config,
+) -> Result<Option<std::sync::Arc<switchyard_shared::RedisCounters>>, switchyard_shared::SharedError> {
+    let Some(url) = &config.shared.redis else { return Ok(None) };
+    let (specs, _) = switchyard_core::counters::limit_specs(config);
+    let settings = switchyard_shared::Settings::from_config(&config.shared);
+    let prefix = &config.shared.prefix;
+    match switchyard_shared::RedisCounters::start(url.expose(), prefix, &specs, settings.clone()) {
+        Ok(counters) => Ok(Some(counters)),
+        Err(error @ switchyard_shared::SharedError::Unreachable { .. }) if config.shared.fail_open => {
+            tracing::warn!(message = "Redis does not answer; starting on this replica's own limits (on_failure: open).", %error);
+            switchyard_shared::RedisCounters::start_detached(url.expose(), prefix, &specs, settings).map(Some)
+        }
+        Err(error) => Err(error),
+    }
 }

@@ -73,8 +73,8 @@ pub(crate) async fn run(
                 Finished::Answered { .. } => break,
                 Finished::Failed(failure) => {
                     let error = crate::chat::api_error(failure, &relay.driver);
-                    let receipt = relay.driver.conclude(error.status(), error.kind());
-                    crate::account::durable(&gw, receipt).await;
+                    let record = relay.driver.conclude(error.status(), error.kind());
+                    crate::account::durable(&gw, record).await?;
                     Err(error)
                 }
             };
@@ -323,23 +323,26 @@ impl Relay {
             Finished::Failed(Failure::Interrupted(_)) => "stream_interrupted",
             Finished::Failed(_) => "api_error",
         };
-        let receipt = self.driver.conclude(200, outcome);
-        crate::account::durable(&self.driver.gw, receipt).await;
-        let error = match finished {
-            Finished::Answered { .. } => None,
-            Finished::Failed(Failure::Deadline { .. }) => {
-                Some(("the request deadline passed while the answer was streaming".to_owned(), "deadline_exceeded"))
-            }
-            Finished::Failed(Failure::Interrupted(error)) => {
-                self.driver.gw.metrics.continuation(false);
-                Some((
-                    format!(
-                        "the upstream stream was interrupted after partial output ({error}) and could not be continued"
-                    ),
-                    "stream_interrupted",
-                ))
-            }
-            Finished::Failed(other) => Some((crate::chat::api_error(other, &self.driver).to_string(), "api_error")),
+        let record = self.driver.conclude(200, outcome);
+        let unrecorded = crate::account::durable(&self.driver.gw, record).await.err();
+        let error = match (unrecorded, finished) {
+            (Some(e), _) => Some((e.to_string(), "unrecorded")),
+            (None, finished) => match finished {
+                Finished::Answered { .. } => None,
+                Finished::Failed(Failure::Deadline { .. }) => {
+                    Some(("the request deadline passed while the answer was streaming".to_owned(), "deadline_exceeded"))
+                }
+                Finished::Failed(Failure::Interrupted(error)) => {
+                    self.driver.gw.metrics.continuation(false);
+                    Some((
+                        format!(
+                            "the upstream stream was interrupted after partial output ({error}) and could not be continued"
+                        ),
+                        "stream_interrupted",
+                    ))
+                }
+                Finished::Failed(other) => Some((crate::chat::api_error(other, &self.driver).to_string(), "api_error")),
+            },
         };
         if let Some((message, code)) = error {
             let _ = tx.send(Bytes::from(error_event(&message, "api_error", code))).await;

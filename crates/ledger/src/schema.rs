@@ -83,6 +83,12 @@ pub(crate) const GET_REQUEST: Sql = Sql {
     postgres: "SELECT * FROM requests WHERE request_id = $1",
 };
 
+/// The latest requests, newest first.
+pub(crate) const RECENT: Sql = Sql {
+    sqlite: "SELECT * FROM requests ORDER BY at_ms DESC, request_id LIMIT ?",
+    postgres: "SELECT * FROM requests ORDER BY at_ms DESC, request_id LIMIT $1",
+};
+
 /// Spend per group; `{col}` is a column name chosen by a closed enum, never caller text.
 pub(crate) const SPEND: Sql = Sql {
     sqlite: "SELECT COALESCE({col}, '') AS k, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens,

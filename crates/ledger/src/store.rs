@@ -274,6 +274,15 @@ impl Store {
         })
     }
 
+    /// The latest `limit` requests, newest first (the same arrival time in request-id order).
+    pub async fn recent(&self, limit: u32) -> Result<Vec<RequestRecord>, StoreError> {
+        let q = self.db.sql(schema::RECENT);
+        on_backend!(&self.db, |pool| {
+            let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(pool).await?;
+            rows.iter().map(record_of).collect()
+        })
+    }
+
     /// Spend per `group` over requests that arrived in `[from_ms, to_ms)`, most costly first. A
     /// request's whole cost goes to its last deployment (and that deployment's cloud).
     pub async fn spend(&self, group: Group, from_ms: i64, to_ms: i64) -> Result<Vec<SpendRow>, StoreError> {

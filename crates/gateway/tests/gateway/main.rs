@@ -1,6 +1,7 @@
 //! Integration tests: the gateway in front of the emulator on loopback, asserting what the
 //! caller receives and what the emulator saw.
 
+mod accounts;
 mod api;
 mod faults;
 mod leaks;

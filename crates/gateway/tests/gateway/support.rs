@@ -223,6 +223,27 @@ impl Harness {
         Harness { emulator, gateway, via: Via::Memory(app) }
     }
 
+    /// `text` in memory, with a ledger in an in-memory SQLite database; on the real clock (the
+    /// ledger's database works on threads of its own, which a paused clock does not wait for).
+    pub(crate) async fn with_ledger(text: &str) -> (Harness, switchyard_ledger::Store) {
+        let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
+        let emulator = Emulator::start(&emulated, Bind::Memory, None, 1).await.expect("emulator");
+        let mut config = Harness::pointed_at(&emulator, text, &NoSecrets);
+        config.ledger.url = switchyard_core::config::Secret::new("sqlite::memory:".to_owned());
+        let (store, ledger) = switchyard_gateway::open_ledger(&config).await.expect("ledger");
+        let dialer = emulator.dialer();
+        let transport = Transport::Memory(Arc::new(move |uri: &http::Uri| dialer.connect(uri)));
+        let parts = switchyard_gateway::Parts { transport, ledger: Some(ledger), ..Default::default() };
+        let gateway = Gateway::assemble(config, 1, parts).expect("gateway");
+        let app = switchyard_gateway::app(gateway.clone());
+        (Harness { emulator, gateway, via: Via::Memory(app) }, store)
+    }
+
+    /// Waits until every record submitted so far is durable.
+    pub(crate) async fn flush_ledger(&self) {
+        self.gateway.ledger.as_ref().expect("a ledger").flush().await;
+    }
+
     /// The gateway's config, its deployments' endpoints those of the emulator.
     fn pointed_at(emulator: &Emulator, text: &str, secrets: &dyn SecretSource) -> Config {
         let mut config = Config::from_yaml(text, secrets).expect("test config");

@@ -1,0 +1,130 @@
+//! Every request's account: its tenant's limits and budgets (429s that say which and when),
+//! what the caller is billed, and its record in the ledger.
+
+use serde_json::json;
+use switchyard_ledger::Store;
+
+use crate::support::*;
+
+/// The `global` tenant with `extra` settings (limits, budgets).
+fn with_tenant_settings(extra: &str) -> String {
+    config_text(true, false).replacen(r#"aliases: ["*"] }"#, &format!(r#"aliases: ["*"], {extra} }}"#), 1)
+}
+
+#[tokio::test]
+async fn every_request_is_on_record_with_what_it_cost() {
+    let (h, store) = Harness::with_ledger(&config_text(true, false)).await;
+    let whole = h.chat(ask("solo", "on record")).await;
+    assert_eq!(whole.status, 200);
+    let streamed = h.stream(KEY, ask("solo", "streamed on record")).await;
+    assert!(streamed.done);
+    h.faults("d1", r#"[{"kind": "error", "status": 500}]"#);
+    let failed = h.chat(ask("solo", "fails")).await;
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    h.faults("d1", "[]");
+    // A caller who leaves after the first chunk.
+    let mut opened = h.open_stream(KEY, ask("solo", "leave")).await;
+    assert_eq!(opened.status, 200);
+    let _ = opened.chunk().await;
+    drop(opened);
+    // Its driver is dropped with the connection; then every record is flushed.
+    for _ in 0..200 {
+        h.flush_ledger().await;
+        if store.count().await.expect("count") >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(store.count().await.expect("count"), 4, "one record per request");
+
+    let rows = store.spend(switchyard_ledger::Group::Tenant, 0, i64::MAX).await.expect("spend");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].key, "global");
+    assert_eq!(rows[0].requests, 4);
+    let keys = store.spend(switchyard_ledger::Group::Key, 0, i64::MAX).await.expect("spend");
+    assert_eq!(keys[0].key, switchyard_core::config::key_id(&switchyard_core::config::hash_key(KEY)).to_string());
+
+    // The whole answer: its usage as the caller saw it, priced at d1's list price ($1 in, $2
+    // out per million tokens).
+    let usage = &whole.body["usage"];
+    let (prompt, completion) = (usage["prompt_tokens"].as_u64().unwrap(), usage["completion_tokens"].as_u64().unwrap());
+    let deployments = store.spend(switchyard_ledger::Group::Deployment, 0, i64::MAX).await.expect("spend");
+    let d1 = deployments.iter().find(|r| r.key == "d1").expect("d1 row");
+    assert_eq!(d1.requests, 4, "the failed one was last tried on d1 too");
+    let all = all_records(&store).await;
+    let ok: Vec<_> = all.iter().filter(|r| r.status == 200 && !r.stream).collect();
+    assert_eq!(ok.len(), 1);
+    let r = ok[0];
+    assert_eq!((r.input_tokens, r.output_tokens), (prompt, completion));
+    let expected = (prompt as f64 * 1.0 + completion as f64 * 2.0) / 1e6;
+    assert!((r.cost_usd - expected).abs() < 1e-12, "{} vs {expected}", r.cost_usd);
+    assert_eq!((r.alias.as_str(), r.deployment.as_deref(), r.cloud.as_deref()), ("solo", Some("d1"), Some("one")));
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(r.attempts[0].outcome, "ok");
+    assert!(r.ttft_ms.is_none(), "a whole answer has no time to first token");
+
+    let s = all.iter().find(|r| r.stream && r.status == 200 && r.outcome == "ok").expect("the stream");
+    assert!(s.ttft_ms.is_some() && s.output_tokens > 0 && s.cost_usd > 0.0);
+
+    let f = all.iter().find(|r| r.status == 502).expect("the failure");
+    assert_eq!(f.cost_usd, 0.0, "failed requests cost the caller nothing");
+    assert!(!f.attempts.is_empty() && f.attempts.iter().all(|a| a.outcome == "server_error"), "{:?}", f.attempts);
+
+    let left = all.iter().find(|r| r.outcome == "client_closed").expect("the caller who left");
+    assert_eq!(left.status, 499);
+    assert!(left.attempts.iter().any(|a| a.outcome == "client_closed"), "{:?}", left.attempts);
+}
+
+/// Every record the store holds (the tests make a handful).
+async fn all_records(store: &Store) -> Vec<switchyard_ledger::RequestRecord> {
+    store.recent(1_000).await.expect("records")
+}
+
+#[tokio::test]
+async fn tenant_limits_answer_429_saying_which_and_when() {
+    let (h, _store) = Harness::with_ledger(&with_tenant_settings("limits: { rpm: 2 }")).await;
+    assert_eq!(h.chat(ask("chat", "one")).await.status, 200);
+    assert_eq!(h.chat(ask("chat", "two")).await.status, 200);
+    let refused = h.chat(ask("chat", "three")).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "requests_per_minute_exceeded");
+    assert_eq!(header(&refused.headers, "retry-after"), "30", "one request a minute comes back in 30 s");
+    assert!(h.metrics().await.contains("switchyard_tenant_refused_total{tenant=\"global\",reason=\"rpm\"} 1"));
+}
+
+#[tokio::test]
+async fn a_daily_budget_refuses_once_real_spend_and_the_next_estimate_pass_it() {
+    // Each answer really costs about $0.00003; a request reserves its prompt and max_tokens
+    // (200 tokens at $2 a million, $0.0004) until it ends. With $0.0005 a day, a few answers
+    // fit before spend plus one more reservation would pass the budget.
+    let (h, _store) = Harness::with_ledger(&with_tenant_settings("budgets: { daily_usd: 0.0005 }")).await;
+    let mut answered = 0;
+    let refused = loop {
+        let mut body = ask("chat", "spend");
+        body["max_tokens"] = json!(200);
+        let r = h.chat(body).await;
+        if r.status != 200 {
+            break r;
+        }
+        answered += 1;
+        assert!(answered < 20, "the budget never said no");
+    };
+    assert!((2..=5).contains(&answered), "{answered} answered: settled to real use, not to the estimate");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "daily_budget_exceeded");
+    let message = refused.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("daily budget of $0.00") && message.contains("T00:00:00Z"), "{message}");
+    let wait: u64 = header(&refused.headers, "retry-after").parse().expect("seconds");
+    assert!((1..=86_400).contains(&wait), "until midnight UTC: {wait}");
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_concurrency_limit_is_told_so() {
+    let (h, _store) = Harness::with_ledger(&with_tenant_settings("limits: { concurrency: 1 }")).await;
+    h.faults("d1", r#"[{"kind": "slow_first_token", "delay_ms": 300}]"#);
+    let (held, second) = h.while_holding_d1(std::time::Duration::from_millis(50), h.chat(ask("chat", "second"))).await;
+    assert!(held.done);
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(second.body["error"]["code"], "concurrency_limit_exceeded");
+    assert_eq!(h.chat(ask("chat", "after")).await.status, 200, "the slot came back");
+}
