@@ -33,7 +33,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     // Every request on record, in an in-memory ledger the report reads back.
     config.ledger.url = switchyard_core::config::Secret::new("sqlite::memory:".to_owned());
     let (store, ledger) = switchyard_gateway::open_ledger(&config).await?;
-    let parts = switchyard_gateway::Parts { ledger: Some(ledger), ..Default::default() };
+    let parts = switchyard_gateway::Parts { ledger: Some(ledger), store: Some(store.clone()), ..Default::default() };
     let gateway = Gateway::assemble(config, seed, parts)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

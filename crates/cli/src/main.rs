@@ -255,7 +255,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => config.server.listen.parse().context("server.listen")?,
             };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let (store, ledger) = switchyard_gateway::open_ledger(&config).await?;
+            let opened = match config.ledger.enabled() {
+                true => Some(switchyard_gateway::open_ledger(&config).await?),
+                false => None,
+            };
             let shared = {
                 let config = config.clone();
                 tokio::task::spawn_blocking(move || switchyard_gateway::start_shared(&config)).await??
@@ -263,10 +266,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(shared) = &shared {
                 tracing::info!(message = "Sharing limits through Redis.", url = %shared.url(), status = shared.status().as_str());
             }
-            let parts = switchyard_gateway::Parts { ledger: Some(ledger), shared, ..Default::default() };
+            let (store, ledger) = opened.unzip();
+            let parts = switchyard_gateway::Parts { ledger, shared, store: store.clone(), ..Default::default() };
             let gateway = switchyard_gateway::Gateway::assemble(config, rand_seed(), parts)?;
-            switchyard_gateway::restore(&gateway, &store).await?;
-            tracing::info!(message = "Ledger open.", url = %store.url());
+            match &store {
+                Some(store) => {
+                    switchyard_gateway::restore(&gateway, store).await?;
+                    tracing::info!(message = "Ledger open.", url = %store.url());
+                }
+                None => tracing::warn!(message = "No ledger (ledger.url: none): requests are not recorded."),
+            }
+            if store.is_some() {
+                // Keys made with `switchyard keys create` elsewhere reach this replica within seconds.
+                let gateway = gateway.clone();
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                    loop {
+                        every.tick().await;
+                        gateway.refresh_keys().await;
+                    }
+                });
+            }
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;

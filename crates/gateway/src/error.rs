@@ -58,6 +58,8 @@ pub enum ApiError {
     /// Something the gateway needs (the ledger, under `on_failure: refuse`) is not working.
     #[error("{0}")]
     Unavailable(String),
+    #[error("no API key has the id '{0}'")]
+    UnknownKey(String),
 }
 
 fn refusal_message(refusal: &Refusal) -> String {
@@ -134,7 +136,7 @@ impl Parts {
 
 impl ApiError {
     /// Every value [`ApiError::kind`] can take, in [`ApiError::kind_index`] order.
-    pub const KINDS: [&'static str; 17] = [
+    pub const KINDS: [&'static str; 18] = [
         "bad_request",
         "unauthorized",
         "forbidden",
@@ -152,6 +154,7 @@ impl ApiError {
         "internal",
         "tenant_limited",
         "unavailable",
+        "unknown_key",
     ];
 
     /// The HTTP status the caller gets.
@@ -183,6 +186,7 @@ impl ApiError {
             ApiError::Internal(_) => 14,
             ApiError::TenantLimit(_) => 15,
             ApiError::Unavailable(_) => 16,
+            ApiError::UnknownKey(_) => 17,
         }
     }
 
@@ -288,6 +292,7 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("unavailable"), None).retry_after(second)
             }
+            ApiError::UnknownKey(_) => Parts::new(S::NOT_FOUND, "invalid_request_error", Some("key_not_found"), None),
         }
     }
 }

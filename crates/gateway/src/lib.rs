@@ -5,6 +5,7 @@
 //! The decisions are the core's; this crate reads the clock, does the IO and keeps score.
 
 mod account;
+mod admin;
 mod answer;
 mod body;
 mod chat;
@@ -13,6 +14,7 @@ mod edge;
 mod error;
 mod identity;
 mod io;
+mod keys;
 pub mod metrics;
 mod stores;
 mod stream;
@@ -55,6 +57,10 @@ pub struct Gateway {
     pub ledger: Option<switchyard_ledger::Ledger>,
     /// Allowances shared with other replicas, when Redis is configured.
     pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
+    /// The ledger's database (records, spend, run-time keys), when there is a ledger.
+    store: Option<switchyard_ledger::Store>,
+    /// Keys made at run time, read from the ledger.
+    keys: keys::KeyTable,
     /// The Unix time (ms) at `epoch`: budget windows are UTC days and months.
     unix_ms_at_epoch: i64,
 }
@@ -67,11 +73,13 @@ pub struct Parts {
     /// in-process if `None`.
     pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
     pub ledger: Option<switchyard_ledger::Ledger>,
+    /// The ledger's database, for run-time keys and the admin API's spend.
+    pub store: Option<switchyard_ledger::Store>,
 }
 
 impl Default for Parts {
     fn default() -> Parts {
-        Parts { transport: Transport::Tcp, shared: None, ledger: None }
+        Parts { transport: Transport::Tcp, shared: None, ledger: None, store: None }
     }
 }
 
@@ -98,7 +106,7 @@ impl Gateway {
 
     /// A gateway from its config and [`Parts`]. Budget windows follow the wall clock read now.
     pub fn assemble(config: Config, seed: u64, parts: Parts) -> Result<Arc<Gateway>, StartError> {
-        let Parts { transport, shared, ledger } = parts;
+        let Parts { transport, shared, ledger, store } = parts;
         let endpoints: Vec<Endpoint> = config
             .deployments
             .iter()
@@ -136,8 +144,15 @@ impl Gateway {
             where_values,
             ledger,
             shared,
+            store,
+            keys: keys::KeyTable::default(),
             unix_ms_at_epoch,
         }))
+    }
+
+    /// Reads the run-time API keys from the ledger again (`serve` does every few seconds).
+    pub async fn refresh_keys(&self) {
+        admin::refresh(self).await;
     }
 
     /// The Unix time (ms) of a core time.
@@ -199,7 +214,15 @@ impl Gateway {
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"));
         };
-        let (tenant, key_id) = self.config.key_for(key).ok_or(ApiError::Unauthorized("invalid API key"))?;
+        let (tenant, key_id) = match self.config.key_for(key) {
+            Some(found) => found,
+            None => {
+                let hash = switchyard_core::config::hash_key(key);
+                let (tenant, id) =
+                    self.keys.get(&hash, self.unix_ms(self.now())).ok_or(ApiError::Unauthorized("invalid API key"))?;
+                (self.config.tenant(tenant), id)
+            }
+        };
         let span = tracing::Span::current();
         span.record("tenant", tracing::field::display(&tenant.name));
         span.record("key", tracing::field::display(key_id));
@@ -257,6 +280,9 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/v1/models", get(models).fallback(not_allowed("GET, HEAD")))
         .route("/healthz", get(|| async { "ok" }).fallback(not_allowed("GET, HEAD")))
         .route("/readyz", get(readyz).fallback(not_allowed("GET, HEAD")));
+    if !gw.config.server.admin_keys.is_empty() {
+        router = router.merge(admin::routes());
+    }
     if gw.config.server.metrics_listen.is_none() {
         router = router.route("/metrics", get(metrics_text).fallback(not_allowed("GET, HEAD")));
     }

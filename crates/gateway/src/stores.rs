@@ -35,6 +35,7 @@ pub async fn open_ledger(config: &Config) -> Result<(Store, Ledger), StoreError>
 /// (UTC) against its budgets, and each commitment's spend in its term so far (on top of the
 /// config's `spent_usd`, which is what was spent before the ledger).
 pub async fn restore(gw: &Gateway, store: &Store) -> Result<(), StoreError> {
+    gw.refresh_keys().await;
     let now = gw.now();
     let now_ms = gw.unix_ms(now);
     let day_start = window_end(Period::Day, now_ms) - 86_400_000;

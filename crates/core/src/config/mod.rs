@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
 pub use secret::{NoSecrets, Secret, SecretSource};
 pub use stores::{LedgerPolicy, LedgerSettings, SharedSettings};
-pub use validate::{check_commitment_numbers, check_jurisdiction, check_name, hash_key, key_hash_text};
+pub use validate::{check_commitment_numbers, check_jurisdiction, check_name, hash_key, key_hash_text, parse_key_hash};
 
 /// Index of a cloud in [`Config::clouds`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +66,8 @@ pub struct ServerSettings {
     /// When set, `/metrics` requires `Authorization: Bearer <token>` (`server.metrics_token`,
     /// a secret reference resolved like a cloud's `api_key`; never empty).
     pub metrics_token: Option<Secret>,
+    /// Hashes of the keys that may use the admin API (`server.admin_keys`); none turns it off.
+    pub admin_keys: Vec<[u8; 32]>,
     pub timeouts: Timeouts,
     /// Longest Retry-After the gateway waits out on the same deployment before moving on.
     pub retry_after_cap: Duration,

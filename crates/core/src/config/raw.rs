@@ -58,6 +58,8 @@ pub struct RawServer {
     pub metrics_listen: Option<String>,
     /// A secret reference (`env:NAME`, `file:PATH`); when set, `/metrics` needs this bearer token.
     pub metrics_token: Option<String>,
+    /// SHA-256 hashes (`sha256:<hex>`) of the keys that may use the admin API (`/admin/…`).
+    pub admin_keys: Option<Vec<String>>,
     pub timeouts: Option<RawTimeouts>,
     pub retry_after_cap_ms: Option<u64>,
     pub max_attempts: Option<u32>,

@@ -46,7 +46,8 @@ pub enum RawSharedPolicy {
 #[derive(Clone, Debug)]
 pub struct LedgerSettings {
     /// `sqlite:PATH` (default `sqlite:switchyard-ledger.db`), `sqlite::memory:`, or
-    /// `postgres://…` (may come from `env:`/`file:`).
+    /// `postgres://…` (may come from `env:`/`file:`); `none` keeps no records (and no
+    /// budgets across restarts).
     pub url: Secret,
     pub on_failure: LedgerPolicy,
     /// Records waiting to be written, at most; a full queue makes requests wait.
@@ -84,6 +85,13 @@ fn url_value(text: &str, secrets: &dyn SecretSource) -> Result<Secret, String> {
     }
 }
 
+impl LedgerSettings {
+    /// Whether requests are recorded at all (`url: none` turns the ledger off).
+    pub fn enabled(&self) -> bool {
+        self.url.expose() != "none"
+    }
+}
+
 pub(super) fn ledger(raw: RawLedger, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> LedgerSettings {
     let url = match raw.url.as_deref() {
         None => Secret::new("sqlite:switchyard-ledger.db".to_owned()),
@@ -93,8 +101,8 @@ pub(super) fn ledger(raw: RawLedger, secrets: &dyn SecretSource, errors: &mut Ve
         }),
     };
     let scheme_ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.expose().starts_with(p));
-    if !scheme_ok && !url.expose().is_empty() {
-        errors.push("ledger.url: must start with sqlite: or postgres://".to_owned());
+    if !scheme_ok && !url.expose().is_empty() && url.expose() != "none" {
+        errors.push("ledger.url: must start with sqlite: or postgres://, or be none".to_owned());
     }
     let on_failure = match raw.on_failure {
         None | Some(RawLedgerPolicy::Spool) => {

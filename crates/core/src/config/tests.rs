@@ -530,4 +530,6 @@ fn ledger_and_shared_sections_have_defaults_and_are_validated() {
     );
     check_error(&format!("ledger: {{ queue: 0 }}\n{BASE}"), "ledger.queue: must be between 1 and 10000000");
     check_error(&format!("ledger: {{ colour: red }}\n{BASE}"), "ledger.colour: unknown field `colour`");
+    assert!(!Config::from_yaml(&format!("ledger: {{ url: none }}\n{BASE}"), &Env).unwrap().ledger.enabled());
+    assert!(config.ledger.enabled());
 }

@@ -492,6 +492,21 @@ fn server(raw: RawServer, secrets: &dyn SecretSource, errors: &mut Vec<String>) 
             None
         }
     });
+    let admin_keys = raw
+        .admin_keys
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let hash = parse_key_hash(k);
+            if hash.is_none() {
+                errors.push(format!(
+                    "server.admin_keys[{i}]: must be sha256:<64 hex digits> (see `switchyard hash-key`)"
+                ));
+            }
+            hash
+        })
+        .collect();
     let body_limit = raw.body_limit_bytes.unwrap_or(4 << 20);
     if !(1..=MAX_BODY_LIMIT).contains(&body_limit) {
         errors.push(format!("server.body_limit_bytes: must be > 0 and at most {MAX_BODY_LIMIT} (1 GiB)"));
@@ -517,6 +532,7 @@ fn server(raw: RawServer, secrets: &dyn SecretSource, errors: &mut Vec<String>) 
         body_limit_bytes: to_usize(body_limit),
         buffered_body_limit_bytes: to_usize(buffered.min(MAX_BUFFERED_BODY_LIMIT)),
         metrics_listen: raw.metrics_listen,
+        admin_keys,
         metrics_token,
         timeouts,
         retry_after_cap: Duration::from_millis(retry_after_cap.min(MAX_MS)),
@@ -652,7 +668,7 @@ pub fn check_jurisdiction(j: &str, path: &str, errors: &mut Vec<String>) {
     }
 }
 
-fn parse_key_hash(text: &str) -> Option<[u8; 32]> {
+pub fn parse_key_hash(text: &str) -> Option<[u8; 32]> {
     let hex = text.strip_prefix("sha256:")?;
     if hex.len() != 64 {
         return None;

@@ -128,3 +128,67 @@ async fn a_tenant_at_its_concurrency_limit_is_told_so() {
     assert_eq!(second.body["error"]["code"], "concurrency_limit_exceeded");
     assert_eq!(h.chat(ask("chat", "after")).await.status, 200, "the slot came back");
 }
+
+const ADMIN_KEY: &str = "sk-test-admin";
+
+async fn admin(h: &Harness, method: http::Method, path: &str, key: Option<&str>, body: &str) -> Reply {
+    let opened = h.send(method, path, key, body.to_owned()).await;
+    let (status, headers) = (opened.status, opened.headers.clone());
+    let bytes = opened.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Reply { status, headers, body, elapsed: std::time::Duration::ZERO }
+}
+
+#[tokio::test]
+async fn keys_made_through_the_admin_api_work_until_revoked() {
+    let admin_hash = switchyard_core::config::key_hash_text(ADMIN_KEY);
+    let text =
+        config_text(true, false).replacen("server:\n", &format!("server:\n  admin_keys: [\"{admin_hash}\"]\n"), 1);
+    let (h, _store) = Harness::with_ledger(&text).await;
+    use http::Method;
+    assert_eq!(admin(&h, Method::GET, "/admin/keys", None, "").await.status, 401);
+    assert_eq!(
+        admin(&h, Method::GET, "/admin/keys", Some(KEY), "").await.status,
+        401,
+        "a tenant's key is not an admin's"
+    );
+
+    let made = admin(&h, Method::POST, "/admin/keys", Some(ADMIN_KEY), r#"{"tenant": "eu-only", "name": "ci"}"#).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = made.body["key"].as_str().expect("the secret, once").to_owned();
+    let id = made.body["id"].as_str().expect("id").to_owned();
+    assert!(secret.starts_with("sk-sy-") && id.starts_with("key_"));
+    // The new key is the eu-only tenant's: it may use `chat`, only in the EU (none here).
+    let r = h.post("/v1/chat/completions", Some(&secret), ask("chat", "new key").to_string()).await;
+    assert_eq!(r.status, 403, "authenticated as eu-only, whose jurisdiction has no deployment: {}", r.body);
+    let r = h.post("/v1/chat/completions", Some(&secret), ask("solo", "new key").to_string()).await;
+    assert_eq!(r.status, 403, "eu-only may not use solo: {}", r.body);
+
+    let listed = admin(&h, Method::GET, "/admin/keys", Some(ADMIN_KEY), "").await;
+    assert_eq!(listed.body["data"][0]["id"], id.as_str());
+    assert_eq!(listed.body["data"][0]["status"], "active");
+    assert!(!listed.body.to_string().contains(&secret), "the secret is shown once, at creation");
+
+    assert_eq!(admin(&h, Method::DELETE, &format!("/admin/keys/{id}"), Some(ADMIN_KEY), "").await.status, 204);
+    let r = h.post("/v1/chat/completions", Some(&secret), ask("chat", "revoked").to_string()).await;
+    assert_eq!(r.status, 401, "a revoked key is refused at once: {}", r.body);
+
+    let unknown = admin(&h, Method::DELETE, "/admin/keys/key_000000000000", Some(ADMIN_KEY), "").await;
+    assert_eq!((unknown.status, unknown.body["error"]["code"].as_str()), (404, Some("key_not_found")));
+    let bad = admin(&h, Method::POST, "/admin/keys", Some(ADMIN_KEY), r#"{"tenant": "nobody"}"#).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["error"]["message"].as_str().unwrap_or_default().contains("unknown tenant 'nobody'"));
+    let bad = admin(&h, Method::POST, "/admin/keys", Some(ADMIN_KEY), r#"{"tenant": "global", "budget": -1}"#).await;
+    assert_eq!(bad.status, 400, "unknown fields are refused: {}", bad.body);
+    let bad = admin(&h, Method::POST, "/admin/keys", Some(ADMIN_KEY), "{not json").await;
+    assert_eq!(bad.status, 400);
+
+    assert_eq!(h.chat(ask("chat", "spend")).await.status, 200);
+    h.flush_ledger().await;
+    let spend = admin(&h, Method::GET, "/admin/spend?by=tenant", Some(ADMIN_KEY), "").await;
+    assert_eq!(spend.status, 200, "{}", spend.body);
+    let rows = spend.body["data"].as_array().expect("rows");
+    assert!(rows.iter().any(|r| r["key"] == "global" && r["requests"].as_u64() >= Some(1)), "{}", spend.body);
+    let bad = admin(&h, Method::GET, "/admin/spend?by=colour", Some(ADMIN_KEY), "").await;
+    assert_eq!(bad.status, 400);
+}

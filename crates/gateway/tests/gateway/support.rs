@@ -233,7 +233,12 @@ impl Harness {
         let (store, ledger) = switchyard_gateway::open_ledger(&config).await.expect("ledger");
         let dialer = emulator.dialer();
         let transport = Transport::Memory(Arc::new(move |uri: &http::Uri| dialer.connect(uri)));
-        let parts = switchyard_gateway::Parts { transport, ledger: Some(ledger), ..Default::default() };
+        let parts = switchyard_gateway::Parts {
+            transport,
+            ledger: Some(ledger),
+            store: Some(store.clone()),
+            ..Default::default()
+        };
         let gateway = Gateway::assemble(config, 1, parts).expect("gateway");
         let app = switchyard_gateway::app(gateway.clone());
         (Harness { emulator, gateway, via: Via::Memory(app) }, store)

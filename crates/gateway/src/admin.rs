@@ -1,0 +1,189 @@
+//! The admin API (`/admin/…`), for operators holding a key listed in `server.admin_keys`: make,
+//! list and revoke API keys, and read spend from the ledger. Errors are OpenAI-shaped like the
+//! rest of the API.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use switchyard_core::tenancy::format_utc;
+use switchyard_ledger::{Group, KeyError, KeyRow, Store};
+
+use crate::error::ApiError;
+use crate::{Gateway, caller_text};
+
+pub(crate) fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/admin/keys", get(list_keys).post(create_key))
+        .route("/admin/keys/{id}", delete(revoke_key))
+        .route("/admin/spend", get(spend))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    tenant: String,
+    name: Option<String>,
+    /// Unix milliseconds.
+    expires_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpendQuery {
+    by: Option<String>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+}
+
+/// The admin key's check, and the ledger the admin API works on.
+fn admitted<'a>(gw: &'a Gateway, headers: &HeaderMap) -> Result<&'a Store, ApiError> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let hash = switchyard_core::config::hash_key(key);
+    if key.is_empty() || !gw.config.server.admin_keys.contains(&hash) {
+        return Err(ApiError::Unauthorized("the admin API needs an admin key: Authorization: Bearer <key>"));
+    }
+    gw.store.as_ref().ok_or_else(|| ApiError::Unavailable("the admin API needs a ledger (ledger.url)".to_owned()))
+}
+
+fn key_json(row: &KeyRow, now_ms: i64) -> serde_json::Value {
+    let status = match (row.revoked_ms, row.is_active(now_ms)) {
+        (Some(_), _) => "revoked",
+        (None, true) => "active",
+        (None, false) => "expired",
+    };
+    json!({
+        "id": row.id,
+        "tenant": row.tenant,
+        "name": row.name,
+        "created_ms": row.created_ms,
+        "expires_ms": row.expires_ms,
+        "revoked_ms": row.revoked_ms,
+        "status": status,
+    })
+}
+
+fn ledger_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("the ledger did not answer: {error}"))
+}
+
+async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let store = admitted(&gw, &headers)?;
+    let now_ms = gw.unix_ms(gw.now());
+    let rows = store.keys().list().await.map_err(ledger_error)?;
+    let data: Vec<_> = rows.iter().map(|r| key_json(r, now_ms)).collect();
+    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+}
+
+async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let store = admitted(&gw, &headers)?;
+    let new: NewKey = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        message: format!("invalid key request: {}", caller_text(&e.to_string())),
+        param: None,
+    })?;
+    if !gw.config.tenants.iter().any(|t| t.name == new.tenant) {
+        let known: Vec<&str> = gw.config.tenants.iter().map(|t| t.name.as_str()).collect();
+        let message = format!("unknown tenant '{}'; configured: {}", caller_text(&new.tenant), known.join(", "));
+        return Err(ApiError::BadRequest { message, param: Some("tenant") });
+    }
+    let now_ms = gw.unix_ms(gw.now());
+    if new.expires_ms.is_some_and(|e| e <= now_ms) {
+        let message = format!("expires_ms is in the past (now is {})", format_utc(now_ms));
+        return Err(ApiError::BadRequest { message, param: Some("expires_ms") });
+    }
+    let name = new.name.as_deref().map(caller_text);
+    let (row, secret) =
+        store.keys().create(&new.tenant, name.as_deref(), new.expires_ms, now_ms).await.map_err(ledger_error)?;
+    refresh(&gw).await;
+    tracing::info!(message = "API key created.", key = %row.id, tenant = %row.tenant);
+    let mut body = key_json(&row, now_ms);
+    body["key"] = json!(secret);
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+async fn revoke_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = admitted(&gw, &headers)?;
+    let now_ms = gw.unix_ms(gw.now());
+    match store.keys().revoke(&id, now_ms).await {
+        Ok(()) => {
+            refresh(&gw).await;
+            tracing::info!(message = "API key revoked.", key = %caller_text(&id));
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(KeyError::Unknown(_)) => Err(ApiError::UnknownKey(caller_text(&id))),
+        Err(e) => Err(ledger_error(e)),
+    }
+}
+
+async fn spend(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    query: Result<Query<SpendQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let store = admitted(&gw, &headers)?;
+    let Query(q) = query.map_err(|e| ApiError::BadRequest { message: caller_text(&e.body_text()), param: None })?;
+    let group = match q.by.as_deref().unwrap_or("tenant") {
+        "cloud" => Group::Cloud,
+        "tenant" => Group::Tenant,
+        "key" => Group::Key,
+        "alias" => Group::Alias,
+        "deployment" => Group::Deployment,
+        other => {
+            let message = format!("unknown grouping '{}': cloud, tenant, key, alias or deployment", caller_text(other));
+            return Err(ApiError::BadRequest { message, param: Some("by") });
+        }
+    };
+    let (from, to) = (q.from_ms.unwrap_or(0), q.to_ms.unwrap_or(i64::MAX));
+    let rows = store.spend(group, from, to).await.map_err(ledger_error)?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({"key": r.key, "requests": r.requests, "input_tokens": r.input_tokens,
+                   "output_tokens": r.output_tokens, "cost_usd": r.cost_usd})
+        })
+        .collect();
+    let budgets: Vec<_> = gw
+        .config
+        .tenants
+        .iter()
+        .filter(|t| t.budgets.daily_usd.is_some() || t.budgets.monthly_usd.is_some())
+        .map(|t| json!({"tenant": t.name, "daily_usd": t.budgets.daily_usd, "monthly_usd": t.budgets.monthly_usd}))
+        .collect();
+    let now = gw.now();
+    let commitments: Vec<_> = gw
+        .config
+        .commitments
+        .iter()
+        .map(|c| {
+            let (spent, pace) = gw.router().commitment_progress(c.id, now);
+            json!({"commitment": c.name, "amount_usd": c.amount_usd, "spent_usd": spent, "pace_usd": pace})
+        })
+        .collect();
+    Ok(axum::Json(json!({"object": "spend", "by": q.by.unwrap_or_else(|| "tenant".to_owned()), "data": data,
+        "budgets": budgets, "commitments": commitments}))
+    .into_response())
+}
+
+/// Reads the ledger's active keys again (after a change here, and every few seconds).
+pub(crate) async fn refresh(gw: &Gateway) {
+    let Some(store) = &gw.store else { return };
+    let now_ms = gw.unix_ms(gw.now());
+    if let Err(error) = gw.keys.refresh(&gw.config, store, now_ms).await {
+        tracing::warn!(message = "Cannot read API keys from the ledger.", %error);
+    }
+}
