@@ -33,6 +33,11 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// Takes `-delta` (a reservation, when negative) or gives `delta` back.
     fn adjust(&self, limit: LimitId, delta: f64, now: Time);
 
+    /// What is left of an allowance now, when the implementation can tell (for metrics).
+    fn remaining(&self, _limit: LimitId, _now: Time) -> Option<f64> {
+        None
+    }
+
     /// About how long until `amount` fits (for a Retry-After); one second unless known better.
     fn wait_for(&self, _limit: LimitId, _amount: f64, _now: Time) -> Duration {
         Duration::from_secs(1)
@@ -192,6 +197,10 @@ impl Counters for LocalCounters {
 
     fn wait_for(&self, limit: LimitId, amount: f64, now: Time) -> Duration {
         self.buckets.get(limit.0 as usize).map_or(Duration::ZERO, |b| b.lock().wait_for(amount, now))
+    }
+
+    fn remaining(&self, limit: LimitId, now: Time) -> Option<f64> {
+        self.level(limit, now)
     }
 }
 

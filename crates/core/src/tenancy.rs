@@ -221,6 +221,17 @@ impl Tenancy {
         }
     }
 
+    /// Dollars left in the tenant's budget for `period` now, if it has one (and the budget
+    /// store can tell).
+    pub fn budget_left(&self, tenant: TenantId, period: Period, now: Time) -> Option<f64> {
+        let slot = self.tenants.get(usize::from(tenant.0))?;
+        let id = match period {
+            Period::Day => slot.daily?,
+            Period::Month => slot.monthly?,
+        };
+        self.budgets.remaining(id, now)
+    }
+
     /// Requests of the tenant in progress.
     pub fn in_flight(&self, tenant: TenantId) -> u32 {
         self.tenants.get(usize::from(tenant.0)).map_or(0, |s| s.in_flight.load(Ordering::Acquire))
@@ -328,6 +339,11 @@ impl LocalWindows {
 impl Counters for LocalWindows {
     fn has_room(&self, budget: LimitId, usd: f64, now: Time) -> bool {
         self.windows.get(budget.0 as usize).is_none_or(|(_, limit, _)| self.used(budget, now) + usd <= *limit)
+    }
+
+    fn remaining(&self, budget: LimitId, now: Time) -> Option<f64> {
+        let (_, limit, _) = self.windows.get(budget.0 as usize)?;
+        Some(limit - self.used(budget, now))
     }
 
     /// Taken (negative) or given back in the window `at` falls in; a change to a window that

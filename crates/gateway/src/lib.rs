@@ -435,7 +435,18 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         healthy: l.healthy(),
     });
     let shared = gw.shared.as_ref().map(|s| s.stats());
-    let body = gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get(), &tenants_in_flight, ledger, shared);
+    let tenancy = gw.router().tenancy();
+    let budgets_left: Vec<_> = gw
+        .config
+        .tenants
+        .iter()
+        .map(|t| {
+            use switchyard_core::tenancy::Period;
+            (tenancy.budget_left(t.id, Period::Day, now), tenancy.budget_left(t.id, Period::Month, now))
+        })
+        .collect();
+    let body =
+        gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get(), &tenants_in_flight, &budgets_left, ledger, shared);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

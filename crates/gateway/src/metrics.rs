@@ -28,6 +28,7 @@ pub const DEPLOYMENT_EJECTED: &str = "switchyard_deployment_ejected";
 pub const DEPLOYMENT_IN_FLIGHT: &str = "switchyard_deployment_in_flight";
 pub const TENANT_REFUSED_TOTAL: &str = "switchyard_tenant_refused_total";
 pub const TENANT_IN_FLIGHT: &str = "switchyard_tenant_in_flight";
+pub const TENANT_BUDGET_REMAINING: &str = "switchyard_tenant_budget_remaining_dollars";
 pub const LEDGER_QUEUE_DEPTH: &str = "switchyard_ledger_queue_depth";
 pub const LEDGER_RECORDS_TOTAL: &str = "switchyard_ledger_records_total";
 pub const LEDGER_HEALTHY: &str = "switchyard_ledger_healthy";
@@ -245,6 +246,7 @@ impl Metrics {
         ejected: &[bool],
         body_bytes: usize,
         tenants_in_flight: &[u32],
+        budgets_left: &[(Option<f64>, Option<f64>)],
         ledger: Option<LedgerGauges>,
         shared: Option<switchyard_shared::Stats>,
     ) -> String {
@@ -352,6 +354,19 @@ impl Metrics {
         head(&mut out, TENANT_IN_FLIGHT, "gauge", "Requests in progress per tenant.");
         for ((name, _), n) in self.tenants.iter().zip(tenants_in_flight) {
             let _ = writeln!(out, "{TENANT_IN_FLIGHT}{{tenant=\"{name}\"}} {n}");
+        }
+        head(
+            &mut out,
+            TENANT_BUDGET_REMAINING,
+            "gauge",
+            "Dollars left in each tenant's budget, per UTC day and month.",
+        );
+        for ((name, _), (day, month)) in self.tenants.iter().zip(budgets_left) {
+            for (period, left) in [("day", day), ("month", month)] {
+                if let Some(left) = left {
+                    let _ = writeln!(out, "{TENANT_BUDGET_REMAINING}{{tenant=\"{name}\",period=\"{period}\"}} {left}");
+                }
+            }
         }
         if let Some(l) = ledger {
             head(&mut out, LEDGER_QUEUE_DEPTH, "gauge", "Request records waiting to be written.");

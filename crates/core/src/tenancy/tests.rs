@@ -64,6 +64,8 @@ fn a_daily_budget_refuses_then_resets_at_midnight_utc() {
     // Settled to less than estimated: room comes back.
     state.settle(a, 50, 0.1, t);
     let c = state.admit(tenant, estimate, t).unwrap();
+    let left = state.tenancy().budget_left(tenant.id, Period::Day, t).unwrap();
+    assert!((left - 0.1).abs() < 1e-12, "0.1 spent, 0.4 and 0.4 held: {left}");
     // Failed requests cost the caller nothing.
     state.settle(b, 0, 0.0, t);
     state.settle(c, 0, 0.0, t);
@@ -167,4 +169,33 @@ fn fair_share_and_priority_keep_room_for_other_tenants() {
     // b holds 4 of 7: at its share (8 / 2), so b waits while a (3) may go on.
     assert!(!room(b, Priority::High));
     assert!(room(a, Priority::High));
+}
+
+#[test]
+fn concurrent_admissions_overdraw_by_at_most_one_estimate_per_racing_thread() {
+    // Four threads admit $1/64 requests (exact in binary) against a $1 budget at the same
+    // instant and settle each to its estimate: the check and the take are two steps, so the day's spend may pass
+    // the budget by at most one estimate per thread that raced, never more.
+    let calendar = Calendar { unix_ms_at_zero: LATE_ON_DEC_1 - 3_600_000 };
+    let budgets = TenantBudgets { daily_usd: Some(1.0), monthly_usd: None };
+    let (config, state) = state_with(Default::default(), budgets, calendar);
+    let tenant = &config.tenants[0];
+    let t = Time::ZERO;
+    let admitted = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..200 {
+                    if let Ok(a) = state.admit(tenant, Estimate { tokens: 1, usd: 1.0 / 64.0 }, t) {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        state.settle(a, 1, 1.0 / 64.0, t);
+                    }
+                }
+            });
+        }
+    });
+    let n = admitted.into_inner();
+    assert!((64..=67).contains(&n), "{n} admitted against 64 that fit");
+    let left = state.tenancy().budget_left(tenant.id, Period::Day, t).unwrap();
+    assert!((-3.0 / 64.0..=0.0).contains(&left), "{left}");
 }

@@ -116,6 +116,13 @@ async fn a_daily_budget_refuses_once_real_spend_and_the_next_estimate_pass_it() 
     assert!(message.contains("daily budget of $0.00") && message.contains("T00:00:00Z"), "{message}");
     let wait: u64 = header(&refused.headers, "retry-after").parse().expect("seconds");
     assert!((1..=86_400).contains(&wait), "until midnight UTC: {wait}");
+    let metrics = h.metrics().await;
+    let left = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_tenant_budget_remaining_dollars{tenant=\"global\",period=\"day\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the day's budget left is a metric");
+    assert!(left > 0.0 && left < 0.0004, "less than one more estimate is left: {left}");
 }
 
 #[tokio::test]
@@ -191,4 +198,49 @@ async fn keys_made_through_the_admin_api_work_until_revoked() {
     assert!(rows.iter().any(|r| r["key"] == "global" && r["requests"].as_u64() >= Some(1)), "{}", spend.body);
     let bad = admin(&h, Method::GET, "/admin/spend?by=colour", Some(ADMIN_KEY), "").await;
     assert_eq!(bad.status, 400);
+}
+
+/// `d1` (cloud `one`) five times dearer than `d2`, both behind a `commitment` alias, and a
+/// commitment with `one` half way through its term.
+fn committed_config() -> String {
+    let dear = "price: { input_per_mtok: 5, output_per_mtok: 10 }";
+    config_text(true, false).replacen("price: { input_per_mtok: 1, output_per_mtok: 2 }", dear, 1).replace(
+        "  - { name: solo,",
+        "  - { name: committed, policy: commitment, deployments: [d1, d2] }\n  - { name: solo,",
+    ) + "commitments:\n  - { name: one-deal, cloud: one, amount_usd: 1000, term_days: 10, elapsed_days: 5 }\n"
+}
+
+async fn shares(h: &Harness) -> (usize, usize) {
+    let mut n = (0, 0);
+    for i in 0..10 {
+        let r = h.chat(ask("committed", &format!("burn {i}"))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        match header(&r.headers, "x-switchyard-deployment") {
+            "d1" => n.0 += 1,
+            _ => n.1 += 1,
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_commitment_behind_pace_draws_traffic_and_one_on_pace_does_not() {
+    // Nothing recorded against the commitment, half its term gone: it is $500 behind, and
+    // spend on it would be forfeited anyway, so its dearer capacity counts as nearly free.
+    let (h, _store) = Harness::with_ledger(&committed_config()).await;
+    let (d1, d2) = shares(&h).await;
+    assert_eq!((d1, d2), (10, 0), "the lagging commitment takes the traffic");
+
+    // The ledger already holds $600 of spend on d1 within the term: on pace, list price rules.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut spent = switchyard_ledger::RequestRecord::new("earlier", now_ms - 86_400_000, "global", "key_x");
+    (spent.deployment, spent.cloud, spent.cost_usd) = (Some("d1".into()), Some("one".into()), 600.0);
+    let (h, _store) = Harness::with_ledger_holding(&committed_config(), &[spent]).await;
+    let (spent, pace) = h.gateway.router().commitment_progress(h.gateway.config.commitments[0].id, h.gateway.now());
+    assert!(
+        (spent - 600.0).abs() < 1e-9 && (pace - 500.0).abs() < 1.0,
+        "burn-down from the ledger: {spent} of pace {pace}"
+    );
+    let (d1, d2) = shares(&h).await;
+    assert_eq!((d1, d2), (0, 10), "on pace, the cheaper cloud answers");
 }

@@ -226,6 +226,15 @@ impl Harness {
     /// `text` in memory, with a ledger in an in-memory SQLite database; on the real clock (the
     /// ledger's database works on threads of its own, which a paused clock does not wait for).
     pub(crate) async fn with_ledger(text: &str) -> (Harness, switchyard_ledger::Store) {
+        Harness::with_ledger_holding(text, &[]).await
+    }
+
+    /// [`Harness::with_ledger`], the ledger holding `records` from before the start, which
+    /// the gateway reads back as `serve` does (budgets, commitment spend).
+    pub(crate) async fn with_ledger_holding(
+        text: &str,
+        records: &[switchyard_ledger::RequestRecord],
+    ) -> (Harness, switchyard_ledger::Store) {
         let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
         let emulator = Emulator::start(&emulated, Bind::Memory, None, 1).await.expect("emulator");
         let mut config = Harness::pointed_at(&emulator, text, &NoSecrets);
@@ -239,7 +248,9 @@ impl Harness {
             store: Some(store.clone()),
             ..Default::default()
         };
+        store.insert_batch(records).await.expect("records");
         let gateway = Gateway::assemble(config, 1, parts).expect("gateway");
+        switchyard_gateway::restore(&gateway, &store).await.expect("restore");
         let app = switchyard_gateway::app(gateway.clone());
         (Harness { emulator, gateway, via: Via::Memory(app) }, store)
     }
