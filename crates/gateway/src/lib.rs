@@ -445,8 +445,16 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
             (tenancy.budget_left(t.id, Period::Day, now), tenancy.budget_left(t.id, Period::Month, now))
         })
         .collect();
-    let body =
-        gw.metrics.render(&in_flight, &ejected, gw.body_bytes.get(), &tenants_in_flight, &budgets_left, ledger, shared);
+    let scrape = metrics::Scrape {
+        in_flight: &in_flight,
+        ejected: &ejected,
+        body_bytes: gw.body_bytes.get(),
+        tenants_in_flight: &tenants_in_flight,
+        budgets_left: &budgets_left,
+        ledger,
+        shared,
+    };
+    let body = gw.metrics.render(&scrape);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

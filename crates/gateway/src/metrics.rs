@@ -38,6 +38,20 @@ pub const SHARED_SYNCS_TOTAL: &str = "switchyard_shared_syncs_total";
 /// Why a tenant's request was refused, for `switchyard_tenant_refused_total{reason}`.
 const REFUSALS: [&str; 5] = ["rpm", "tpm", "concurrency", "daily_budget", "monthly_budget"];
 
+/// What `/metrics` reads at scrape time: per deployment (from the router), the body reader,
+/// per tenant, the ledger and the link to Redis.
+#[derive(Clone, Copy, Debug)]
+pub struct Scrape<'a> {
+    pub in_flight: &'a [u32],
+    pub ejected: &'a [bool],
+    pub body_bytes: usize,
+    pub tenants_in_flight: &'a [u32],
+    /// Each tenant's budget left today and this month, where it has one.
+    pub budgets_left: &'a [(Option<f64>, Option<f64>)],
+    pub ledger: Option<LedgerGauges>,
+    pub shared: Option<switchyard_shared::Stats>,
+}
+
 /// The ledger as `/metrics` shows it, read at scrape time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LedgerGauges {
@@ -238,18 +252,9 @@ impl Metrics {
         self.deployment(id).malformed.load(Relaxed)
     }
 
-    /// Prometheus text exposition; `in_flight` and `ejected` are read from the router per
-    /// deployment at scrape time, `body_bytes` from the body reader.
-    pub fn render(
-        &self,
-        in_flight: &[u32],
-        ejected: &[bool],
-        body_bytes: usize,
-        tenants_in_flight: &[u32],
-        budgets_left: &[(Option<f64>, Option<f64>)],
-        ledger: Option<LedgerGauges>,
-        shared: Option<switchyard_shared::Stats>,
-    ) -> String {
+    /// Prometheus text exposition: these counters, and the gauges read at scrape time.
+    pub fn render(&self, scrape: &Scrape<'_>) -> String {
+        let Scrape { in_flight, ejected, body_bytes, tenants_in_flight, budgets_left, ledger, shared } = *scrape;
         let mut out = String::with_capacity(8 * 1024);
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
