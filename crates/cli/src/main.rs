@@ -264,10 +264,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::task::spawn_blocking(move || switchyard_gateway::start_shared(&config)).await??
             };
             if let Some(shared) = &shared {
-                tracing::info!(message = "Sharing limits through Redis.", url = %shared.url(), status = shared.status().as_str());
+                let (url, status) = (shared.counters.url(), shared.counters.status().as_str());
+                tracing::info!(message = "Sharing limits and budgets through Redis.", %url, status);
             }
             let (store, ledger) = opened.unzip();
-            let parts = switchyard_gateway::Parts { ledger, shared, store: store.clone(), ..Default::default() };
+            let (shared, shared_budgets) = shared.map(|s| (s.counters, s.budgets)).unzip();
+            let parts = switchyard_gateway::Parts {
+                ledger,
+                shared,
+                shared_budgets,
+                store: store.clone(),
+                ..Default::default()
+            };
             let gateway = switchyard_gateway::Gateway::assemble(config, rand_seed(), parts)?;
             match &store {
                 Some(store) => {

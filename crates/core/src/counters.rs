@@ -33,6 +33,12 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     /// Takes `-delta` (a reservation, when negative) or gives `delta` back.
     fn adjust(&self, limit: LimitId, delta: f64, now: Time);
 
+    /// Counts `amount` used before this process started (read from the ledger). A store shared
+    /// by replicas that each bring the same figure must count it once: it overrides this.
+    fn preload(&self, limit: LimitId, amount: f64, now: Time) {
+        self.adjust(limit, -amount, now);
+    }
+
     /// What is left of an allowance now, when the implementation can tell (for metrics).
     fn remaining(&self, _limit: LimitId, _now: Time) -> Option<f64> {
         None

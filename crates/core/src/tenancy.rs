@@ -216,7 +216,7 @@ impl Tenancy {
                 && usd.is_finite()
                 && usd > 0.0
             {
-                self.budgets.adjust(id, -usd, now);
+                self.budgets.preload(id, usd, now);
             }
         }
     }

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 pub use error::ApiError;
-pub use stores::{close_ledger, open_ledger, restore, start_shared};
+pub use stores::{Shared, close_ledger, open_ledger, restore, start_shared};
 
 /// Everything a request needs, shared by all of them.
 pub struct Gateway {
@@ -72,6 +72,9 @@ pub struct Parts {
     /// Allowances shared with other replicas through Redis (over `limit_specs(config)`);
     /// in-process if `None`.
     pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
+    /// Tenants' budget windows shared with other replicas through Redis (over
+    /// `budget_specs(config)`, on the gateway's calendar); in-process if `None`.
+    pub shared_budgets: Option<Arc<switchyard_shared::RedisWindows>>,
     pub ledger: Option<switchyard_ledger::Ledger>,
     /// The ledger's database, for run-time keys and the admin API's spend.
     pub store: Option<switchyard_ledger::Store>,
@@ -79,7 +82,7 @@ pub struct Parts {
 
 impl Default for Parts {
     fn default() -> Parts {
-        Parts { transport: Transport::Tcp, shared: None, ledger: None, store: None }
+        Parts { transport: Transport::Tcp, shared: None, shared_budgets: None, ledger: None, store: None }
     }
 }
 
@@ -106,7 +109,7 @@ impl Gateway {
 
     /// A gateway from its config and [`Parts`]. Budget windows follow the wall clock read now.
     pub fn assemble(config: Config, seed: u64, parts: Parts) -> Result<Arc<Gateway>, StartError> {
-        let Parts { transport, shared, ledger, store } = parts;
+        let Parts { transport, shared, shared_budgets, ledger, store } = parts;
         let endpoints: Vec<Endpoint> = config
             .deployments
             .iter()
@@ -124,8 +127,13 @@ impl Gateway {
             Some(shared) => shared.clone(),
             None => Arc::new(switchyard_core::counters::LocalCounters::for_config(&config, Time::ZERO)),
         };
-        let budgets = switchyard_core::tenancy::budget_specs(&config);
-        let windows = Arc::new(switchyard_core::tenancy::LocalWindows::new(&budgets, calendar));
+        let windows: Arc<dyn switchyard_core::counters::Counters> = match shared_budgets {
+            Some(windows) => windows,
+            None => {
+                let budgets = switchyard_core::tenancy::budget_specs(&config);
+                Arc::new(switchyard_core::tenancy::LocalWindows::new(&budgets, calendar))
+            }
+        };
         let router = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
         let metrics = metrics::Metrics::new(&config);
         let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();

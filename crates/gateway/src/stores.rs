@@ -69,23 +69,41 @@ pub async fn close_ledger(ledger: &Ledger, limit: Duration) -> Option<switchyard
     tokio::time::timeout(limit, ledger.shutdown()).await.ok()
 }
 
+/// What replicas share through Redis: tenants' and deployments' allowances, and tenants'
+/// budget windows.
+pub struct Shared {
+    pub counters: std::sync::Arc<switchyard_shared::RedisCounters>,
+    pub budgets: std::sync::Arc<switchyard_shared::RedisWindows>,
+}
+
 /// Connects to the Redis of `config.shared`, if any, and starts syncing the config's
-/// allowances with the other replicas. Blocks for up to a couple of seconds (call it before the
-/// workers start). With `on_failure: open` a Redis that does not answer yet is not an error:
-/// the replica starts on its own view and connects when Redis does.
-pub fn start_shared(
-    config: &Config,
-) -> Result<Option<std::sync::Arc<switchyard_shared::RedisCounters>>, switchyard_shared::SharedError> {
+/// allowances and budgets with the other replicas. Blocks for up to a couple of seconds (call
+/// it before the workers start). With `on_failure: open` a Redis that does not answer yet is
+/// not an error: the replica starts on its own view and connects when Redis does. Budget
+/// windows follow the wall clock read here (the gateway's own reading, moments later, differs
+/// by the start-up time only).
+pub fn start_shared(config: &Config) -> Result<Option<Shared>, switchyard_shared::SharedError> {
+    use switchyard_shared::{RedisCounters, RedisWindows, SharedError};
     let Some(url) = &config.shared.redis else { return Ok(None) };
     let (specs, _) = switchyard_core::counters::limit_specs(config);
+    let budgets = switchyard_core::tenancy::budget_specs(config);
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let calendar = switchyard_core::tenancy::Calendar { unix_ms_at_zero: unix_ms };
     let settings = switchyard_shared::Settings::from_config(&config.shared);
     let prefix = &config.shared.prefix;
-    match switchyard_shared::RedisCounters::start(url.expose(), prefix, &specs, settings.clone()) {
-        Ok(counters) => Ok(Some(counters)),
-        Err(error @ switchyard_shared::SharedError::Unreachable { .. }) if config.shared.fail_open => {
+    let counters = match RedisCounters::start(url.expose(), prefix, &specs, settings.clone()) {
+        Ok(counters) => counters,
+        Err(error @ SharedError::Unreachable { .. }) if config.shared.fail_open => {
             tracing::warn!(message = "Redis does not answer; starting on this replica's own limits (on_failure: open).", %error);
-            switchyard_shared::RedisCounters::start_detached(url.expose(), prefix, &specs, settings).map(Some)
+            RedisCounters::start_detached(url.expose(), prefix, &specs, settings.clone())?
         }
-        Err(error) => Err(error),
-    }
+        Err(error) => return Err(error),
+    };
+    let budgets = match counters.connected() {
+        true => RedisWindows::start(url.expose(), prefix, &budgets, calendar, settings)?,
+        false => RedisWindows::start_detached(url.expose(), prefix, &budgets, calendar, settings)?,
+    };
+    Ok(Some(Shared { counters, budgets }))
 }

@@ -1,5 +1,7 @@
-//! State shared by gateway replicas through Redis: [`RedisCounters`], the core's per-minute
-//! allowances (`switchyard_core::counters::Counters`) held cluster-wide.
+//! State shared by gateway replicas through Redis, behind the core's `Counters` seam
+//! (`switchyard_core::counters::Counters`): [`RedisCounters`], per-minute allowances held
+//! cluster-wide, and [`RedisWindows`], tenants' daily and monthly dollar budgets held
+//! cluster-wide (see [Budgets](#budgets) for what differs).
 //!
 //! # How it works
 //!
@@ -91,17 +93,88 @@
 //!
 //! # Metrics
 //!
-//! [`RedisCounters::stats`] gives the [`Status`] (a bounded label, [`Status::as_str`]) and the
-//! counts of answered and failed syncs, for e.g. `switchyard_shared_status{state}`,
-//! `switchyard_shared_syncs_total` and `switchyard_shared_sync_failures_total`.
+//! [`RedisCounters::stats`] (and [`RedisWindows::stats`]) gives the [`Status`] (a bounded
+//! label, [`Status::as_str`]) and the counts of answered and failed syncs, for e.g.
+//! `switchyard_shared_status{state}`, `switchyard_shared_syncs_total` and
+//! `switchyard_shared_sync_failures_total`.
+//!
+//! # Budgets
+//!
+//! [`RedisWindows`] keeps the core's budgets (a `BudgetSpec`: a name, a period, dollars) with
+//! the same architecture: a view per budget answering at once, a sync thread of its own
+//! (`switchyard-redis-budgets`, its own connection) pushing running totals idempotently and
+//! reading back, the same [`Settings`], [`Policy`], [`Status`], startup and flush. What differs
+//! is that a budget is a fixed window, not a refilling bucket:
+//!
+//! - **Keys.** Each budget and window is a hash under `{prefix}:budget:{name}:{window}`, the
+//!   window numbered by the core's `window_of` (days or months since 1970, UTC): `used`, the
+//!   dollars used there by every replica, and one field per replica holding that replica's
+//!   running total there. One Lua script (`window.lua`) adds the difference between a
+//!   replica's total and its field, in the same write, so a push sent again after a lost
+//!   answer counts once, and a missing field (a new window, or a server that restarted empty)
+//!   means none of that replica's use is in `used`: its whole total counts again. A window's
+//!   key lives 2 days (a month's, 32) after its last change; `key_ttl` does not apply.
+//! - **Time.** Calls get the core's `now`; the `Calendar` maps it to the wall clock, and a
+//!   change counts in the window its time falls in: a settlement gives back its estimate in
+//!   the window of the admission (the core's `Tenancy::settle` stamps it so), which may be
+//!   yesterday's, and it does not credit today. The view keeps the current and the previous
+//!   window of each budget (pushing the previous one until Redis has all of it) and drops
+//!   older ones, whose budgets no longer matter. The sync thread reads the windows callers
+//!   last moved into (by the system clock before any call, so that `start` reads today's);
+//!   a caller moving a budget into a new window wakes it at once.
+//! - **Room.** [`Counters::has_room`](switchyard_core::counters::Counters::has_room)`(id, usd,
+//!   now)` is: used in `now`'s window as Redis last said, plus this replica's use there since
+//!   the push that answer reflects, plus `usd`, within the budget; and while connected, that
+//!   unconfirmed use within `S = unconfirmed_share · budget` as for allowances (unless it is
+//!   zero). A window the view has no answer for yet counts as unused, under the same cap.
+//! - **Floors.** Spend recorded before a replica started (the ledger's) must not be counted
+//!   once per replica, as each replica adjusting by it would: [`RedisWindows::preload`] makes
+//!   it a floor under the window's use instead (see `window.lua`).
+//!
+//! ## The overshoot bound for budgets
+//!
+//! With `U = max(S, A) + (W − 1)·A` as above (`A` the largest reservation, `W` the threads that
+//! may check then reserve at once), each replica's unconfirmed use of a window is at most `U`
+//! after an admission, and no window refills. Take the replica `f` whose last admission in the
+//! window relied on the freshest answer from Redis. That answer counted every push Redis had
+//! run, so for each other replica `q` at least what `q` had pushed when the (older) answer
+//! `q`'s own last admission relied on came: what `f` could not see of `q` is at most `q`'s
+//! unconfirmed use at that admission plus the admission, at most `U`. A replica with no answer
+//! for the window yet counts it as unused, but all its use there is unconfirmed, so at most
+//! `U` too. And `f`'s own check kept `remote + unconfirmed + usd ≤ budget`. Hence, with `N`
+//! replicas, the dollars used in one window never pass
+//!
+//! ```text
+//! budget + (N − 1)·U + (W − 1)·A + E
+//! ```
+//!
+//! where `E` is what settlements charged beyond their estimates in that window, including the
+//! whole cost of requests admitted in the previous window and settled in this one (their
+//! estimates were reserved, and are given back, in the previous window), and a charge that a
+//! push separated from its give-back (a settlement is two adjustments). With the defaults,
+//! requests estimated below 10% of the budget and no races: **at most `(N − 1) · 10%` of the
+//! budget over, per window**. As for allowances, it does not depend on `sync_interval`.
+//!
+//! When Redis does not answer, `FailOpen` answers from the view alone with no cap: each replica
+//! may spend what it last saw left, so the cluster may spend up to `N` budgets' worth in the
+//! worst case; `FailClosed` refuses every shared budget. Adjustments made meanwhile are pushed
+//! when Redis answers again (there is no cap per push: a window's use is what was spent). A
+//! Redis that restarted empty gets back, at the next push, every running replica's whole total
+//! for the current window (and the previous one, while unacknowledged); what replicas no
+//! longer running spent, and floors, went with it.
 
+mod budget;
 mod counters;
+mod settings;
 mod sync;
 mod view;
+mod windows;
 
 use std::time::Duration;
 
-pub use counters::{Policy, RedisCounters, Settings, Stats, Status};
+pub use counters::RedisCounters;
+pub use settings::{Policy, Settings, Stats, Status};
+pub use windows::RedisWindows;
 
 /// Why shared counters could not start, or a flush did not reach Redis.
 #[derive(Debug, thiserror::Error)]

@@ -1,45 +1,79 @@
-//! The sync thread: its own current-thread tokio runtime, one `ConnectionManager`, and a loop
-//! that pushes every allowance's total to Redis and reads its level back, each round.
+//! The sync thread, whichever store it serves: its own current-thread tokio runtime, one
+//! `ConnectionManager`, and a loop that runs the store's [`Exchange`] with Redis each round;
+//! and the [`Link`] the store's callers share with that thread (status, counts, wake-ups,
+//! flushes).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::Script;
+use redis::ScriptInvocation;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::SharedError;
-use crate::counters::{Policy, Settings, Shared, Status};
+use crate::settings::{Policy, Settings, Stats, Status};
 
-/// The script every push runs (see the file for its contract).
-const BUCKET_LUA: &str = include_str!("bucket.lua");
+/// Entries per script call: a round over thousands of allowances or windows is several short
+/// calls, so that no one call holds Redis for long.
+pub(crate) const CHUNK: usize = 128;
 
-/// Allowances per script call: a round over thousands of allowances is several short calls,
-/// so that no one call holds Redis for long.
-const CHUNK: usize = 128;
+/// One store's part of a round.
+pub(crate) trait Exchange {
+    /// Pushes what changed since the last round and installs what Redis answers; stops at the
+    /// first call that fails, with the reason. Each call is bounded by `timeout`.
+    async fn exchange(&mut self, conn: &mut ConnectionManager, timeout: Duration) -> Result<(), String>;
+}
+
+/// What a store's callers, its handle and its sync thread share.
+pub(crate) struct Link {
+    pub(crate) policy: Policy,
+    status: AtomicU8,
+    syncs: AtomicU64,
+    failures: AtomicU64,
+    /// Rounds begun; the round whose number is this plus one takes after any call made now.
+    started: AtomicU64,
+    rounds: watch::Sender<Round>,
+    /// Wakes the sync thread: a push due early, a flush, or the end.
+    wake: Notify,
+    /// An early push was asked for since the last round began.
+    wake_armed: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// The last finished round.
+#[derive(Clone, Copy, Debug, Default)]
+struct Round {
+    number: u64,
+    ok: bool,
+    /// The sync thread has ended: no round will follow.
+    last: bool,
+}
 
 /// What [`spawn`] needs.
 pub(crate) struct Launch<'a> {
     pub(crate) url: &'a str,
     /// `url` without its password, for errors and logs.
     pub(crate) shown: String,
-    /// Per allowance: its bucket's key and this replica's total's key.
-    pub(crate) keys: Vec<(String, String)>,
     pub(crate) settings: Settings,
     /// Wait for a first answered round (and fail without one) before returning.
     pub(crate) wait: bool,
+    /// The thread's name.
+    pub(crate) thread: &'static str,
+    /// What the logs call the store, e.g. `shared counters`.
+    pub(crate) what: &'static str,
 }
 
-struct Syncer {
-    shared: Arc<Shared>,
+struct Syncer<E> {
+    link: Arc<Link>,
     conn: ConnectionManager,
-    script: Script,
-    keys: Vec<(String, String)>,
+    exchange: E,
     settings: Settings,
     url: String,
+    what: &'static str,
     /// When Redis stopped answering, for the log line when it answers again.
     down_since: Option<Instant>,
 }
@@ -54,8 +88,11 @@ pub(crate) fn replica_id() -> String {
 
 /// Starts the sync thread. With `launch.wait`, returns only after its first round: `Ok` if
 /// Redis answered it, else the reason (and the thread has ended).
-pub(crate) fn spawn(launch: Launch<'_>, shared: Arc<Shared>) -> Result<(), SharedError> {
-    let Launch { url, shown, keys, settings, wait } = launch;
+pub(crate) fn spawn<E>(launch: Launch<'_>, link: Arc<Link>, exchange: E) -> Result<(), SharedError>
+where
+    E: Exchange + Send + 'static,
+{
+    let Launch { url, shown, settings, wait, thread, what } = launch;
     let client =
         redis::Client::open(url).map_err(|e| SharedError::Url { url: shown.clone(), reason: e.to_string() })?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SharedError::Thread)?;
@@ -68,22 +105,21 @@ pub(crate) fn spawn(launch: Launch<'_>, shared: Arc<Shared>) -> Result<(), Share
         .set_min_delay(Duration::from_millis(20))
         .set_max_delay(Duration::from_secs(1));
     let thread_url = shown.clone();
-    let thread_shared = shared.clone();
+    let thread_link = link.clone();
     std::thread::Builder::new()
-        .name("switchyard-redis-sync".to_owned())
+        .name(thread.to_owned())
         .spawn(move || {
             runtime.block_on(async move {
                 let conn = match ConnectionManager::new_lazy_with_config(client, config) {
                     Ok(conn) => conn,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
-                        thread_shared.finish();
+                        thread_link.finish();
                         return;
                     }
                 };
-                let script = Script::new(BUCKET_LUA);
                 let mut syncer =
-                    Syncer { shared: thread_shared, conn, script, keys, settings, url: thread_url, down_since: None };
+                    Syncer { link: thread_link, conn, exchange, settings, url: thread_url, what, down_since: None };
                 syncer.run(wait.then_some(ready_tx)).await;
             });
         })
@@ -97,16 +133,130 @@ pub(crate) fn spawn(launch: Launch<'_>, shared: Arc<Shared>) -> Result<(), Share
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(SharedError::Unreachable { url: shown, within, reason }),
         Err(_) => {
-            shared.stop.store(true, Ordering::Release);
-            shared.wake.notify_one();
+            link.stop();
             Err(SharedError::Unreachable { url: shown, within, reason: "no answer".to_owned() })
         }
     }
 }
 
+/// Runs a prepared script call within `timeout`; its answer is one string per entry.
+pub(crate) async fn invoke(
+    call: &ScriptInvocation<'_>,
+    conn: &mut ConnectionManager,
+    timeout: Duration,
+    entries: usize,
+) -> Result<Vec<String>, String> {
+    match tokio::time::timeout(timeout, call.invoke_async::<Vec<String>>(conn)).await {
+        Ok(Ok(answers)) if answers.len() == entries => Ok(answers),
+        Ok(Ok(answers)) => Err(format!("{} answers for {entries} entries", answers.len())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// A round with nothing to sync still finds out whether Redis answers.
+pub(crate) async fn ping(conn: &mut ConnectionManager, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(conn)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// A number the script answered.
+pub(crate) fn number(text: &str) -> Result<f64, String> {
+    text.parse::<f64>().map_err(|_| format!("an answer that is not a number: {text:?}"))
+}
+
+// === impl Link ===
+
+impl Link {
+    pub(crate) fn new(policy: Policy) -> Link {
+        Link {
+            policy,
+            status: AtomicU8::new(Status::Connecting.to_u8()),
+            syncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            rounds: watch::Sender::new(Round::default()),
+            wake: Notify::new(),
+            wake_armed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            status: self.status(),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            sync_failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks for a round before the interval is up, once per round, and only while Redis
+    /// answers: during an outage early rounds would only retry faster.
+    pub(crate) fn wake_early(&self) {
+        if self.status() == Status::Connected && !self.wake_armed.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Ends the sync thread after one last round; does not wait for it.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Waits for a round that begins after this call (asking for one at once). Errors when
+    /// Redis did not answer it, or no round will come.
+    pub(crate) async fn flush(&self, url: &str) -> Result<(), SharedError> {
+        let mut rounds = self.rounds.subscribe();
+        let target = self.started.load(Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        loop {
+            let round = *rounds.borrow_and_update();
+            if round.number >= target {
+                return match round.ok {
+                    true => Ok(()),
+                    false => Err(SharedError::Unavailable { url: url.to_owned() }),
+                };
+            }
+            if round.last || rounds.changed().await.is_err() {
+                return Err(SharedError::Stopped);
+            }
+        }
+    }
+
+    /// Numbers a round about to begin.
+    fn begin(&self) -> u64 {
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake_armed.store(false, Ordering::Release);
+        number
+    }
+
+    /// Books a finished round; returns the status before it.
+    fn record(&self, number: u64, ok: bool) -> Status {
+        let counter = if ok { &self.syncs } else { &self.failures };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let next = if ok { Status::Connected } else { Status::Disconnected };
+        let before = Status::from_u8(self.status.swap(next.to_u8(), Ordering::AcqRel));
+        self.rounds.send_replace(Round { number, ok, last: false });
+        before
+    }
+
+    /// The sync thread has ended.
+    fn finish(&self) {
+        self.rounds.send_modify(|r| r.last = true);
+    }
+}
+
 // === impl Syncer ===
 
-impl Syncer {
+impl<E: Exchange> Syncer<E> {
     async fn run(&mut self, ready: Option<std::sync::mpsc::SyncSender<Result<(), String>>>) {
         if let Some(ready) = ready {
             let (number, result) = self.round(self.settings.connect_timeout).await;
@@ -116,7 +266,7 @@ impl Syncer {
             }
             let _ = ready.send(result);
             if !ok {
-                self.shared.finish();
+                self.link.finish();
                 return;
             }
         }
@@ -125,83 +275,45 @@ impl Syncer {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                () = self.shared.wake.notified() => {}
+                () = self.link.wake.notified() => {}
             }
-            let stopping = self.shared.stop.load(Ordering::Acquire);
+            let stopping = self.link.stop.load(Ordering::Acquire);
             let (number, result) = self.round(self.settings.call_timeout).await;
             self.record(number, &result);
             if stopping {
                 break;
             }
         }
-        self.shared.finish();
+        self.link.finish();
     }
 
-    /// Pushes every allowance's total and installs the levels Redis answers, chunk by chunk;
-    /// stops at the first chunk that fails. Returns the round's number and outcome.
+    /// One round: the store's exchange. Returns the round's number and outcome.
     async fn round(&mut self, timeout: Duration) -> (u64, Result<(), String>) {
-        let number = self.shared.started.fetch_add(1, Ordering::SeqCst) + 1;
-        self.shared.wake_armed.store(false, Ordering::Release);
-        let ttl_ms = u64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(u64::MAX);
-        let n = self.keys.len();
-        if n == 0 {
-            // Nothing to sync, but a start must still find out whether Redis answers.
-            let ping = redis::cmd("PING");
-            return match tokio::time::timeout(timeout, ping.query_async::<String>(&mut self.conn)).await {
-                Ok(Ok(_)) => (number, Ok(())),
-                Ok(Err(e)) => (number, Err(e.to_string())),
-                Err(_) => (number, Err(format!("no answer within {timeout:?}"))),
-            };
-        }
-        for start in (0..n).step_by(CHUNK) {
-            let end = (start + CHUNK).min(n);
-            let mut call = self.script.prepare_invoke();
-            call.arg(ttl_ms);
-            for (slot, (bucket, mine)) in self.shared.views[start..end].iter().zip(&self.keys[start..end]) {
-                let (per_minute, (acked, total)) = {
-                    let mut view = slot.lock();
-                    (view.per_minute(), view.take())
-                };
-                call.key(bucket).key(mine).arg(per_minute).arg(acked).arg(total);
-            }
-            let levels = match tokio::time::timeout(timeout, call.invoke_async::<Vec<String>>(&mut self.conn)).await {
-                Ok(Ok(levels)) => levels,
-                Ok(Err(e)) => return (number, Err(e.to_string())),
-                Err(_) => return (number, Err(format!("no answer within {timeout:?}"))),
-            };
-            if levels.len() != end - start {
-                return (number, Err(format!("{} levels for {} allowances", levels.len(), end - start)));
-            }
-            for (slot, text) in self.shared.views[start..end].iter().zip(&levels) {
-                match text.parse::<f64>() {
-                    Ok(level) => slot.lock().answer(level),
-                    Err(_) => return (number, Err(format!("a level that is not a number: {text:?}"))),
-                }
-            }
-        }
-        (number, Ok(()))
+        let number = self.link.begin();
+        (number, self.exchange.exchange(&mut self.conn, timeout).await)
     }
 
     /// Books a round, and logs a change of state once (never per round).
     fn record(&mut self, number: u64, result: &Result<(), String>) {
-        let before = self.shared.record(number, result.is_ok());
-        let policy = match self.shared.policy {
-            Policy::FailOpen => "fail-open: limiting with this replica's view alone",
-            Policy::FailClosed => "fail-closed: refusing what shared limits cover",
-        };
+        let before = self.link.record(number, result.is_ok());
+        let what = self.what;
         match (result, before) {
             (Ok(()), Status::Connected) => {}
-            (Ok(()), Status::Connecting) => tracing::info!(url = %self.url, "shared counters: Redis answers"),
+            (Ok(()), Status::Connecting) => tracing::info!(url = %self.url, "{what}: Redis answers"),
             (Ok(()), Status::Disconnected) => {
                 let away = self.down_since.take().map(|t| t.elapsed()).unwrap_or_default();
-                tracing::info!(url = %self.url, away_ms = away.as_millis() as u64, "shared counters: Redis answers again");
+                tracing::info!(url = %self.url, away_ms = away.as_millis() as u64, "{what}: Redis answers again");
             }
             (Err(e), Status::Connected | Status::Connecting) => {
                 self.down_since = Some(Instant::now());
-                tracing::warn!(url = %self.url, error = %e, "shared counters: Redis does not answer; {policy}");
+                let policy = match self.link.policy {
+                    Policy::FailOpen => "fail-open: limiting with this replica's view alone",
+                    Policy::FailClosed => "fail-closed: refusing what they cover",
+                };
+                tracing::warn!(url = %self.url, error = %e, "{what}: Redis does not answer; {policy}");
             }
             (Err(e), Status::Disconnected) => {
-                tracing::debug!(url = %self.url, error = %e, "shared counters: still no answer")
+                tracing::debug!(url = %self.url, error = %e, "{what}: still no answer")
             }
         }
     }

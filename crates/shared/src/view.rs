@@ -7,7 +7,14 @@
 //! adjustment made here: the sync pushes totals, not deltas, so that a push whose answer was
 //! lost is never counted twice (see `bucket.lua`).
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use switchyard_core::Time;
+
+/// One allowance's (or budget's) view under its own lock, on its own cache line.
+#[derive(Debug)]
+#[repr(align(64))]
+pub(crate) struct Slot<T>(Mutex<T>);
 
 /// One allowance as this replica sees it.
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +32,19 @@ pub(crate) struct View {
     sent: f64,
     /// `sent` of the last push Redis answered.
     acked: f64,
+}
+
+// === impl Slot ===
+
+impl<T> Slot<T> {
+    pub(crate) fn new(view: T) -> Slot<T> {
+        Slot(Mutex::new(view))
+    }
+
+    /// The view, locked; a panic elsewhere while it was held does not poison routing.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 // === impl View ===

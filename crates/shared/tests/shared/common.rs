@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use switchyard_core::Time;
 use switchyard_core::counters::LimitSpec;
+use switchyard_core::tenancy::{BudgetSpec, Calendar, Period, days_from_civil};
 
 /// The core's time, from one epoch every replica in a test shares.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +32,27 @@ impl Clock {
 
 pub(crate) fn spec(name: &str, per_minute: f64) -> LimitSpec {
     LimitSpec { name: name.to_owned(), per_minute }
+}
+
+pub(crate) fn budget(name: &str, period: Period, usd: f64) -> BudgetSpec {
+    BudgetSpec { name: name.to_owned(), period, usd }
+}
+
+/// A calendar whose `Time::ZERO` is the given UTC date and time of day (in ms).
+pub(crate) fn calendar_at(year: i64, month: u32, day: u32, ms_of_day: i64) -> Calendar {
+    Calendar { unix_ms_at_zero: days_from_civil(year, month, day) * 86_400_000 + ms_of_day }
+}
+
+/// A budget window's use as Redis stored it (with its floor), and the key's TTL in ms, if the
+/// key exists.
+pub(crate) fn remote_used(url: &str, key: &str) -> anyhow::Result<Option<(f64, i64)>> {
+    let mut con = redis::Client::open(url)?.get_connection()?;
+    let (used, lift): (Option<String>, Option<String>) =
+        redis::cmd("HMGET").arg(key).arg("used").arg("lift").query(&mut con)?;
+    let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con)?;
+    let number = |v: Option<String>| v.map(|v| v.parse::<f64>().context("a number")).transpose();
+    let (used, lift) = (number(used)?, number(lift)?);
+    Ok(used.or(lift.map(|_| 0.0)).map(|u| (u + lift.unwrap_or(0.0).max(0.0), ttl)))
 }
 
 /// An allowance's level as Redis stored it (not refilled since), if it exists.
