@@ -5,6 +5,7 @@
 //! same code and get the same answers from the same inputs.
 
 pub mod attempt;
+pub mod calendar;
 pub mod config;
 pub mod counters;
 pub mod estimator;

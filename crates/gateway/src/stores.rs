@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use switchyard_core::calendar::{Period, window_start};
 use switchyard_core::config::{Config, LedgerPolicy};
-use switchyard_core::tenancy::{Period, window_end};
 use switchyard_ledger::{Group, Ledger, Policy, Settings, Store, StoreError};
 
 use crate::Gateway;
@@ -38,8 +38,8 @@ pub async fn restore(gw: &Gateway, store: &Store) -> Result<(), StoreError> {
     gw.refresh_keys().await;
     let now = gw.now();
     let now_ms = gw.unix_ms(now);
-    let day_start = window_end(Period::Day, now_ms) - 86_400_000;
-    let month_start = month_start(now_ms);
+    let day_start = window_start(Period::Day, now_ms);
+    let month_start = window_start(Period::Month, now_ms);
     let to = now_ms + 1;
     let today = store.spend(Group::Tenant, day_start, to).await?;
     let month = store.spend(Group::Tenant, month_start, to).await?;
@@ -56,12 +56,6 @@ pub async fn restore(gw: &Gateway, store: &Store) -> Result<(), StoreError> {
         gw.router().record_spend(Some(c.id), spent);
     }
     Ok(())
-}
-
-/// The first instant of the UTC month containing `unix_ms`.
-fn month_start(unix_ms: i64) -> i64 {
-    let (y, m, _) = switchyard_core::tenancy::civil_from_days(unix_ms.div_euclid(86_400_000));
-    switchyard_core::tenancy::days_from_civil(y, m, 1) * 86_400_000
 }
 
 /// Flushes the ledger at shutdown, within `limit`; returns what it counted.
