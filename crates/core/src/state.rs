@@ -79,7 +79,9 @@ impl DeploymentState {
     /// Whether a new attempt of `tenant` at `priority` fits the deployment's concurrency:
     /// its configured and learned limits, of which a priority may fill only
     /// [`Priority::share`], and, once the deployment is `fair_share_above` full, the tenant's
-    /// fair share (the limit over the tenants using it, this one included). Its rate
+    /// fair share (the limit over the tenants using it, this one included, and at least two
+    /// when the config has more than one tenant: a tenant alone cannot take the last slots
+    /// another would need). Its rate
     /// allowances are the router's: [`RouterState::has_headroom`].
     pub fn has_concurrency_room(&self, tenant: TenantId, priority: Priority, fair_share_above: f64) -> bool {
         let configured = self.concurrency_limit.map_or(f64::INFINITY, f64::from);
@@ -96,7 +98,10 @@ impl DeploymentState {
             return true;
         }
         let mine = self.by_tenant.get(usize::from(tenant.0)).copied().unwrap_or(0);
-        let sharing = self.active_tenants + u32::from(mine == 0);
+        // With other tenants configured, one alone still keeps room for a second: past the
+        // line, a deployment is shared by at least two.
+        let others_may_come = u32::from(self.by_tenant.len() > 1) + 1;
+        let sharing = (self.active_tenants + u32::from(mine == 0)).max(others_may_come);
         f64::from(mine) < (limit / f64::from(sharing.max(1))).max(1.0)
     }
 

@@ -145,21 +145,27 @@ fn fair_share_and_priority_keep_room_for_other_tenants() {
     let (a, b) = (crate::config::TenantId(0), crate::config::TenantId(1));
     let d = config.deployments[0].id;
     let room = |tenant, priority| state.deployment(d).has_concurrency_room(tenant, priority, 0.5);
-    // Alone, tenant a may fill the deployment (high priority).
-    for _ in 0..7 {
+    // Alone, tenant a may fill half the deployment and then its share, half of it: b is
+    // configured too and keeps its room.
+    for _ in 0..4 {
         assert!(room(a, Priority::High));
         state.begin_attempt(d, a, 1, Time::ZERO);
     }
-    assert!(room(a, Priority::High), "the eighth slot");
-    assert!(!room(a, Priority::Normal), "normal work may fill 90%, rounded down: 7 of 8");
-    assert!(!room(b, Priority::Low), "low priority may fill 6 of 8");
-    // b arrives: past the fair-share line, a tenant with nothing here may start.
-    assert!(room(b, Priority::High));
+    assert!(!room(a, Priority::High), "past the line (4 of 8), a holds its share of two");
+    assert!(!room(b, Priority::Low) || state.deployment(d).in_flight < 6, "low priority may fill 6 of 8");
+    // b arrives: a tenant with nothing here may start, up to its own share.
+    for _ in 0..3 {
+        assert!(room(b, Priority::High));
+        state.begin_attempt(d, b, 1, Time::ZERO);
+    }
+    assert!(!room(b, Priority::Normal), "normal work may fill 90%, rounded down: 7 of 8");
+    assert!(room(b, Priority::High), "b's fourth, the eighth slot");
     state.begin_attempt(d, b, 1, Time::ZERO);
-    assert!(!room(a, Priority::High), "full");
+    assert!(!room(a, Priority::High) && !room(b, Priority::High), "full");
     let error = crate::AttemptError::StreamCut;
-    for _ in 0..4 {
-        state.end_attempt(d, a, 1, crate::state::Outcome::Failure(&error), Time::ZERO);
+    state.end_attempt(d, a, 1, crate::state::Outcome::Failure(&error), Time::ZERO);
+    for _ in 0..3 {
+        state.end_attempt(d, b, 1, crate::state::Outcome::Failure(&error), Time::ZERO);
     }
     // 4 in flight (a 3, b 1) of 8: at the fair-share line, a is under its half and may start.
     assert!(room(a, Priority::High));

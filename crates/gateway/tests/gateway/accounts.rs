@@ -244,3 +244,35 @@ async fn a_commitment_behind_pace_draws_traffic_and_one_on_pace_does_not() {
     let (d1, d2) = shares(&h).await;
     assert_eq!((d1, d2), (0, 10), "on pace, the cheaper cloud answers");
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_tenant_holding_a_deployment_leaves_room_for_another() {
+    // d1 takes 8 at once. The global tenant tries to hold all 8 with slow streams; past the
+    // fair-share line (6 of 8) it holds its share of two tenants, so the chat-only tenant,
+    // arriving later, is still served by d1 (its first choice), not pushed elsewhere or refused.
+    let text = config_text(true, false).replacen(
+        "model: model-one\n",
+        "model: model-one\n    limits: { concurrency: 8 }\n",
+        1,
+    );
+    let h = Harness::memory_with(&text).await;
+    h.faults("d1", r#"[{"kind": "slow_first_token", "delay_ms": 300}]"#);
+    let h = &h;
+    let hold = |i: usize| async move {
+        let opened = h.open_stream(KEY, ask("solo", &format!("hold {i}"))).await;
+        let status = opened.status;
+        let _ = opened.text().await;
+        status
+    };
+    let holders = futures_util::future::join_all((0..8).map(hold));
+    let other = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        h.post("/v1/chat/completions", Some(CHAT_ONLY_KEY), ask("chat", "mine").to_string()).await
+    };
+    let (statuses, other) = tokio::join!(holders, other);
+    let held = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(held, 6, "the global tenant holds 6 of 8: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(header(&other.headers, "x-switchyard-deployment"), "d1", "served where it asked first");
+}
