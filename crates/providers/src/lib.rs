@@ -5,6 +5,8 @@
 //! Protocols: OpenAI Chat Completions (OpenAI, vLLM, OCI Generative AI's compatible endpoint).
 //! Connections go over TCP, or to an in-memory peer for tests ([`Transport`]).
 
+pub mod eventstream;
+pub mod sigv4;
 mod transport;
 
 use std::cell::RefCell;
