@@ -62,8 +62,9 @@ def main():
         f.write(text)
     env = dict(os.environ, SWITCHYARD_LOG="warn")
     procs = [
-        subprocess.Popen([binary, "emulate", "--config", config, "--admin", f"127.0.0.1:{admin}"], env=env),
-        subprocess.Popen([binary, "serve", "--config", config], env=env),
+        subprocess.Popen([binary, "emulate", "--config", config, "--admin", f"127.0.0.1:{admin}"], env=env, cwd=workdir),
+        # The default ledger (a SQLite file in the working directory) goes to the temp dir.
+        subprocess.Popen([binary, "serve", "--config", config], env=env, cwd=workdir),
     ]
     passed, failed = 0, 0
     try:
