@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::config::{Alias, AliasId, Config, Deployment, DeploymentId, Policy, Tenant};
+use crate::config::{Alias, AliasId, Config, Deployment, DeploymentId, Policy, Tenant, Tier};
 use crate::health::Availability;
 use crate::rng::Rng;
 use crate::state::RouterState;
@@ -276,7 +276,13 @@ pub fn plan(
             continue;
         }
         let load = s.load();
-        let list_cost = marginal_cost(&d.price, d.tier, request.input_tokens, output_tokens);
+        // Prepaid capacity is free to use until it is as full as it should run; beyond, an
+        // attempt costs what the same work would on demand.
+        let tier = match d.tier {
+            Tier::Reserved if load >= d.utilisation_target => Tier::OnDemand,
+            tier => tier,
+        };
+        let list_cost = marginal_cost(&d.price, tier, request.input_tokens, output_tokens);
         let mut cost = list_cost;
         if alias.policy == Policy::Commitment
             && let Some(c) = d.commitment

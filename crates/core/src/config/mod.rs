@@ -182,6 +182,9 @@ pub struct Deployment {
     pub kind: DeploymentKind,
     pub price: Price,
     pub tier: Tier,
+    /// For reserved capacity: its marginal cost is about zero while it is less than this full
+    /// (a share of its concurrency limit), list price beyond (`utilisation_target`, 0.8).
+    pub utilisation_target: f64,
     pub limits: Limits,
     pub capabilities: Capabilities,
     /// The commitment this deployment's spend counts against, if any.

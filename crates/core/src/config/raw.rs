@@ -124,6 +124,8 @@ pub struct RawDeployment {
     pub kind: Option<String>,
     pub price: RawPrice,
     pub tier: Option<String>,
+    /// Reserved capacity counts as free up to this share of its concurrency limit.
+    pub utilisation_target: Option<f64>,
     pub limits: Option<RawLimits>,
     pub capabilities: Option<RawCapabilities>,
     pub emulation: Option<RawEmulation>,

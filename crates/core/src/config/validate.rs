@@ -405,6 +405,13 @@ fn deployment(
             Tier::OnDemand
         }
     };
+    let utilisation_target = d.utilisation_target.unwrap_or(0.8);
+    if !(utilisation_target > 0.0 && utilisation_target <= 1.0) {
+        errors.push(format!("{path}.utilisation_target: must be above 0 and at most 1"));
+    }
+    if d.utilisation_target.is_some() && tier != Tier::Reserved {
+        errors.push(format!("{path}.utilisation_target: only for tier: reserved"));
+    }
     let raw_limits = d.limits.as_ref();
     let limits = Limits {
         rpm: raw_limits.and_then(|l| l.rpm),
@@ -443,6 +450,7 @@ fn deployment(
         kind,
         price,
         tier,
+        utilisation_target,
         limits,
         capabilities,
         commitment: None,

@@ -358,3 +358,28 @@ proptest! {
         prop_assert!(n_retries as f64 <= allowed, "{} retries > {}", n_retries, allowed);
     }
 }
+
+#[test]
+fn reserved_capacity_is_free_only_up_to_its_utilisation_target() {
+    let text = FIXTURE.replace(
+        "price: { input_per_mtok: 2, output_per_mtok: 8 }, tier: reserved }",
+        "price: { input_per_mtok: 9, output_per_mtok: 30 }, tier: reserved, utilisation_target: 0.5, limits: { concurrency: 4 } }",
+    );
+    let config = Config::from_yaml(&text, &NoSecrets).expect("valid");
+    let state = RouterState::new(&config, Time::ZERO);
+    let eu = request(&config, "chat", 1);
+    let first = |state: &RouterState| {
+        let p = plan(&config, state, &eu, Time::ZERO, &mut SplitMix64::new(7)).expect("plan");
+        names(&config, &p)[0].clone()
+    };
+    assert_eq!(first(&state), "oci-fra", "prepaid and idle: free");
+    let fra = config.deployment_by_name("oci-fra").expect("fra").id;
+    state.begin_attempt(fra, crate::config::TenantId(1), 10, Time::ZERO);
+    assert_eq!(first(&state), "oci-fra", "a quarter full");
+    state.begin_attempt(fra, crate::config::TenantId(1), 10, Time::ZERO);
+    assert_ne!(first(&state), "oci-fra", "half full: at its (high) list price it is no longer the cheapest EU choice");
+
+    let bad = FIXTURE.replace("output_per_mtok: 8 } }", "output_per_mtok: 8 }, utilisation_target: 0.5 }");
+    let errors = Config::from_yaml(&bad, &NoSecrets).expect_err("on demand").to_string();
+    assert!(errors.contains("utilisation_target: only for tier: reserved"), "{errors}");
+}
