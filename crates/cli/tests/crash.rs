@@ -4,18 +4,19 @@
 //! gateway then restarts on the same database, and `switchyard spend` counts those requests.
 //! On a SQLite file always, and on a real PostgreSQL server when testkit can start one.
 
-use std::net::{Ipv4Addr, SocketAddr};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Serve, spend_json};
 use serde_json::Value;
 use switchyard_core::config::{Config, NoSecrets, key_hash_text};
 use switchyard_emulator::{Bind, Emulator};
 use switchyard_ledger::Store;
-use switchyard_testkit::{TempDir, free_port};
+use switchyard_testkit::TempDir;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -30,8 +31,6 @@ const LOAD_LIMIT: Duration = Duration::from_secs(20);
 const AT_LEAST: usize = 50;
 /// Requests per caller, at most.
 const PER_CLIENT: usize = 1_000;
-/// How long a started gateway may take to answer `/readyz`, or a stopped one to exit.
-const START_LIMIT: Duration = Duration::from_secs(20);
 
 /// One run at a time: two gateways, an emulator and a database under load at once are too much
 /// for a small machine.
@@ -60,15 +59,7 @@ fn kill_9_under_load(dir: &Path, url: &str) {
     let (completed, config) = runtime.block_on(crash_and_check(dir, url));
 
     // `spend` reads the ledger the restarted gateway left: every completed request is counted.
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["spend", "--config", config.to_str().unwrap(), "--json"])
-        .env_remove("SWITCHYARD_CONFIG")
-        .env_remove("SWITCHYARD_LEDGER")
-        .output()
-        .expect("run switchyard spend");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "switchyard spend failed: {stderr}");
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("spend --json writes JSON");
+    let doc = spend_json(&config);
     let tenants = doc["spend"]["tenant"].as_array().expect("spend per tenant");
     let requests: u64 = tenants.iter().map(|r| r["requests"].as_u64().unwrap_or(0)).sum();
     let ours = tenants.iter().find(|r| r["name"] == TENANT).expect("the tenant's row");
@@ -323,87 +314,11 @@ async fn call(client: &reqwest::Client, base: &str, id: &str, stream: bool) -> R
     Ok(())
 }
 
-/// A `switchyard serve` child process, SIGKILLed on drop if still running.
-struct Serve {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
 impl Serve {
-    /// Starts the gateway on a free loopback port and waits (bounded) until `/readyz` says 200.
-    async fn start(config: &Path, dir: &Path, name: &str, client: &reqwest::Client) -> Serve {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", &addr.to_string(), "--workers", "2"])
-            .env_remove("SWITCHYARD_CONFIG")
-            .env_remove("SWITCHYARD_LISTEN")
-            .env_remove("SWITCHYARD_WORKERS")
-            .env_remove("RUST_LOG")
-            .env("SWITCHYARD_LOG", "warn")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("spawn switchyard serve");
-        let mut serve = Serve { child, base: format!("http://{addr}"), log };
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!("{name} exited with {status} before it was ready: {}", serve.log());
-            }
-            let ready = client.get(format!("{}/readyz", serve.base)).timeout(Duration::from_secs(1)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return serve;
-            }
-            assert!(Instant::now() < deadline, "{name} not ready within {START_LIMIT:?}: {}", serve.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// SIGKILL, and reap it.
     fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL the gateway");
         let status = self.child.wait().expect("reap the gateway");
         assert!(!status.success(), "the gateway exited on its own: {status}");
-    }
-
-    /// SIGTERM, and wait (bounded) for a clean exit.
-    async fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the gateway") {
-                assert!(status.success(), "the gateway exited with {status} after SIGTERM: {}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "the gateway did not stop after SIGTERM: {}", self.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The end of its log, for failure messages.
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(4_000);
-        let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
-        format!("\n--- {} ---\n{}", self.log.display(), &text[start..])
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

@@ -1,10 +1,15 @@
 //! Wire formats: the OpenAI Chat Completions and Embeddings shapes, SSE framing, OpenAI-shaped
-//! errors and token estimates. Pure: bytes and JSON in, typed views out.
+//! errors and token estimates, and the canonical model with its protocol codecs. Pure: bytes
+//! and JSON in, typed views out.
 
+pub mod anthropic_codec;
+pub mod canonical;
 pub mod chat;
 pub mod display;
 pub mod error;
 pub mod object;
+pub mod openai_codec;
+mod read;
 pub mod sse;
 pub mod tokens;
 
