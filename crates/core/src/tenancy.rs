@@ -184,14 +184,22 @@ impl Tenancy {
         let Some(slot) = self.tenants.get(usize::from(admission.tenant.0)) else { return };
         // Never below zero, whatever the caller of settle does.
         let _ = slot.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        // One adjustment where one will do: a give-back and a charge made apart would let an
+        // admission in between see the one without the other.
         if let Some(id) = slot.tpm {
-            counters.adjust(id, f64::from(admission.estimate.tokens), admission.at);
-            counters.adjust(id, -(tokens as f64), now);
+            counters.adjust(id, f64::from(admission.estimate.tokens) - tokens as f64, now);
         }
         let usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
-        for id in [slot.daily, slot.monthly].into_iter().flatten() {
-            self.budgets.adjust(id, admission.estimate.usd, admission.at);
-            self.budgets.adjust(id, -usd, now);
+        for (id, period) in [(slot.daily, Period::Day), (slot.monthly, Period::Month)] {
+            let Some(id) = id else { continue };
+            let same_window = window_of(period, self.calendar.unix_ms(admission.at))
+                == window_of(period, self.calendar.unix_ms(now));
+            if same_window {
+                self.budgets.adjust(id, admission.estimate.usd - usd, now);
+            } else {
+                self.budgets.adjust(id, admission.estimate.usd, admission.at);
+                self.budgets.adjust(id, -usd, now);
+            }
         }
     }
 
