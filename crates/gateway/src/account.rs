@@ -91,6 +91,13 @@ impl Account {
         })
     }
 
+    /// The caller's protocol, as the ledger names it (`openai`, `anthropic`).
+    pub(crate) fn set_protocol(&mut self, protocol: &str) {
+        if self.record.protocol != protocol {
+            protocol.clone_into(&mut self.record.protocol);
+        }
+    }
+
     pub(crate) fn attempt_started(&mut self, id: AttemptId, deployment: DeploymentId) {
         self.running.push((id, deployment, Instant::now(), 0));
         self.last_tried = Some(deployment);

@@ -8,20 +8,20 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use switchyard_core::config::{Deployment, DeploymentKind};
-use switchyard_core::lifecycle::Spec;
+use switchyard_core::config::{Alias, Deployment, DeploymentKind, Tenant};
+use switchyard_core::lifecycle::{Spec, Timing};
 use switchyard_core::plan::Needs;
 use switchyard_core::usage::Usage;
 use switchyard_wire::chat::{ChatRequest, CompletionView, EmbeddingsRequest, WireUsage, parse_embeddings_usage};
 use switchyard_wire::estimate_tokens;
 use tokio::time::Instant;
 
-use crate::account::{Account, durable};
+use crate::account::{Account, Caller, durable};
 pub(crate) use crate::answer::api_error;
 use crate::answer::{timing, whole};
 use crate::authenticated_body;
 use crate::drive::Driver;
-use crate::error::ApiError;
+use crate::error::{ApiError, Shape};
 use crate::metrics::Api;
 use crate::{Gateway, caller_text};
 
@@ -31,7 +31,7 @@ pub(crate) async fn chat_completions(State(gw): State<Arc<Gateway>>, request: Re
     // The request's span (with its id) is the edge's; attempts get their own inside it.
     let result = chat(gw.clone(), request, started, &mut watch.api).await;
     watch.answered = true;
-    finish_metrics(&gw, watch.api, started, result)
+    finish_metrics(&gw, watch.api, started, result, Shape::OpenAi)
 }
 
 pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
@@ -39,15 +39,15 @@ pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, request: Request)
     let mut watch = Watch { gw: &gw, api: Api::Embeddings, answered: false };
     let result = embed(&gw, request, started).await;
     watch.answered = true;
-    finish_metrics(&gw, Api::Embeddings, started, result)
+    finish_metrics(&gw, Api::Embeddings, started, result, Shape::OpenAi)
 }
 
 /// Counts and logs a request whose handler is dropped before it answers: the caller hung up.
 /// (Its open attempt, if any, is closed by its own guard.)
-struct Watch<'a> {
-    gw: &'a Gateway,
-    api: Api,
-    answered: bool,
+pub(crate) struct Watch<'a> {
+    pub(crate) gw: &'a Gateway,
+    pub(crate) api: Api,
+    pub(crate) answered: bool,
 }
 
 impl Drop for Watch<'_> {
@@ -59,12 +59,19 @@ impl Drop for Watch<'_> {
     }
 }
 
-/// Counts the request and, unless a stream is still running, its duration.
-fn finish_metrics(gw: &Gateway, api: Api, started: Instant, result: Result<Response, ApiError>) -> Response {
+/// Counts the request and, unless a stream is still running, its duration; an error is
+/// answered in the endpoint's `shape`.
+pub(crate) fn finish_metrics(
+    gw: &Gateway,
+    api: Api,
+    started: Instant,
+    result: Result<Response, ApiError>,
+    shape: Shape,
+) -> Response {
     match result {
         Ok(response) => {
             gw.metrics.request(api, None);
-            if api != Api::ChatStream {
+            if !api.is_stream() {
                 gw.metrics.duration(api, started.elapsed());
             }
             response
@@ -73,7 +80,7 @@ fn finish_metrics(gw: &Gateway, api: Api, started: Instant, result: Result<Respo
             gw.metrics.request(api, Some(&e));
             gw.metrics.duration(api, started.elapsed());
             tracing::info!(message = "Request failed.", ?api, kind = e.kind(), error = %caller_text(&e.to_string()));
-            e.into_response()
+            e.respond(shape)
         }
     }
 }
@@ -127,10 +134,17 @@ pub(crate) fn where_headers(response: &mut Response, gw: &Gateway, won_deploymen
     headers.insert(ATTEMPTS_HEADER, HeaderValue::from(n_attempts));
 }
 
-async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
-    let (tenant, caller, body) = authenticated_body(&gw, request).await?;
-    let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
-    let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
+/// What the machine is told of a chat request (its `Spec`), its clock, and its account, admitted
+/// against the tenant's limits; `protocol` is the caller's, for the ledger.
+pub(crate) fn admit(
+    gw: &Arc<Gateway>,
+    tenant: &Tenant,
+    caller: &Caller,
+    alias: &Alias,
+    chat: &ChatRequest,
+    started: Instant,
+    protocol: &str,
+) -> Result<(Spec, Timing, Account), ApiError> {
     let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
     let spec = Spec {
         alias: alias.id,
@@ -140,12 +154,21 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
         needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false },
         reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
     };
-    let timing = timing(&gw, alias, started);
-    let account = Account::open(&gw, &caller, tenant, alias, chat.stream, chat.input_tokens, output_estimate)?;
+    let timing = timing(gw, alias, started);
+    let mut account = Account::open(gw, caller, tenant, alias, chat.stream, chat.input_tokens, output_estimate)?;
+    account.set_protocol(protocol);
+    Ok((spec, timing, account))
+}
+
+async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
+    let (tenant, caller, body) = authenticated_body(&gw, request).await?;
+    let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
+    let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
+    let (spec, timing, account) = admit(&gw, tenant, &caller, alias, &chat, started, "openai")?;
     let chat = Arc::new(chat);
     if chat.stream {
         *api = Api::ChatStream;
-        return crate::stream::run(gw.clone(), chat, spec, timing, started, account).await;
+        return crate::stream::run(gw.clone(), chat, spec, timing, started, account, crate::dialect::OpenAi).await;
     }
     let mut driver = Driver::start(&gw, chat.clone(), spec, timing, account);
     let answer = whole(&mut driver, |bytes| {
@@ -164,7 +187,7 @@ async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Ap
 
 /// Concludes a whole answer's account and waits until its record is durable, so that a caller
 /// who received the whole response is in the ledger even if the process dies right after.
-async fn recorded<T>(gw: &Gateway, driver: &mut Driver, answer: Result<T, ApiError>) -> Result<T, ApiError> {
+pub(crate) async fn recorded<T>(gw: &Gateway, driver: &mut Driver, answer: Result<T, ApiError>) -> Result<T, ApiError> {
     let record = match &answer {
         Ok(_) => driver.conclude(200, "ok"),
         Err(e) => driver.conclude(e.status(), e.kind()),

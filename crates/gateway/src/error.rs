@@ -1,11 +1,13 @@
-//! Every way a request can fail, mapped once to an OpenAI-shaped JSON error, a status and the
+//! Every way a request can fail, mapped once to a status, an error type and code, and the
 //! headers that go with it (`Retry-After` on every 429 and 503, `x-switchyard-*` on errors
-//! that reached a deployment).
+//! that reached a deployment); written as an OpenAI-shaped JSON error, or for `/v1/messages`
+//! as an Anthropic-shaped one (`anthropic_kind` maps the status to Anthropic's type).
 
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use switchyard_core::attempt::Exhausted;
 use switchyard_core::tenancy::{Period, Refusal, format_utc};
 use switchyard_core::{AttemptError, NoRoute};
@@ -297,14 +299,72 @@ impl ApiError {
     }
 }
 
+/// How an error body is written: the protocol of the endpoint that was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    Anthropic,
+}
+
+impl Shape {
+    /// Anthropic's for a caller that sends `anthropic-version` (Anthropic's SDKs always do),
+    /// else OpenAI's.
+    pub(crate) fn of(headers: &axum::http::HeaderMap) -> Shape {
+        if headers.contains_key("anthropic-version") { Shape::Anthropic } else { Shape::OpenAi }
+    }
+}
+
+/// The status and error `type` an Anthropic client gets for an error the gateway answers with
+/// `status`, as Anthropic's API uses them: 401, 403, 404, 413 and 429 have their own types,
+/// other 4xx are `invalid_request_error`; a 503 (no capacity right now) is Anthropic's 529
+/// `overloaded_error`, a 504 its `timeout_error`, other 5xx `api_error`.
+pub(crate) fn anthropic_kind(status: StatusCode) -> (StatusCode, &'static str) {
+    match status.as_u16() {
+        401 => (status, "authentication_error"),
+        403 => (status, "permission_error"),
+        404 => (status, "not_found_error"),
+        413 => (status, "request_too_large"),
+        429 => (status, "rate_limit_error"),
+        503 => (StatusCode::from_u16(529).unwrap_or(status), "overloaded_error"),
+        504 => (status, "timeout_error"),
+        500..=599 => (status, "api_error"),
+        _ => (status, "invalid_request_error"),
+    }
+}
+
+/// Anthropic's error body.
+pub(crate) fn anthropic_body(kind: &str, message: &str) -> Vec<u8> {
+    json!({"type": "error", "error": {"type": kind, "message": message}}).to_string().into_bytes()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(Shape::OpenAi)
+    }
+}
+
+impl ApiError {
+    /// The error as Anthropic's API would answer it (for `/v1/messages`): the same headers as
+    /// [`IntoResponse`], the status and type of [`anthropic_kind`].
+    pub fn into_anthropic_response(self) -> Response {
+        self.respond(Shape::Anthropic)
+    }
+
+    pub(crate) fn respond(self, shape: Shape) -> Response {
         let parts = self.parts();
         // Messages can quote the caller or a provider: bounded, control characters escaped.
         let message = self.to_string();
         let message = switchyard_wire::for_log(&message, MESSAGE_LIMIT);
-        let body = error_body(&message, parts.kind, parts.code.as_deref(), parts.param);
-        let mut response = (parts.status, body).into_response();
+        let (status, body) = match shape {
+            Shape::OpenAi => (parts.status, error_body(&message, parts.kind, parts.code.as_deref(), parts.param)),
+            Shape::Anthropic => {
+                let (status, kind) = anthropic_kind(parts.status);
+                (status, anthropic_body(kind, &message))
+            }
+        };
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(wait) = parts.retry_after {
@@ -325,5 +385,35 @@ impl IntoResponse for ApiError {
             headers.insert(header::ALLOW, v);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_errors_keep_the_headers_and_take_anthropics_status_and_type() {
+        let overloaded = ApiError::Overloaded.into_anthropic_response();
+        assert_eq!(overloaded.status().as_u16(), 529);
+        assert_eq!(overloaded.headers()[header::RETRY_AFTER], "1");
+        let limited = ApiError::TenantLimit(Refusal::Concurrency { limit: 2 }).into_anthropic_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (408, "invalid_request_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (413, "request_too_large"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (502, "api_error"),
+            (504, "timeout_error"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(anthropic_kind(status), (status, kind));
+        }
     }
 }

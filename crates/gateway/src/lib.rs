@@ -1,6 +1,7 @@
-//! The gateway: an OpenAI-compatible HTTP server that routes each request through the core's
-//! plan, runs the attempt loop (failover, retries, larger-context fallback), relays streams
-//! and continues interrupted ones, and reports where every request went.
+//! The gateway: an OpenAI-compatible HTTP server, which also answers Anthropic's Messages API,
+//! that routes each request through the core's plan, runs the attempt loop (failover, retries,
+//! larger-context fallback), relays streams and continues interrupted ones, and reports where
+//! every request went.
 //!
 //! The decisions are the core's; this crate reads the clock, does the IO and keeps score.
 
@@ -9,12 +10,14 @@ mod admin;
 mod answer;
 mod body;
 mod chat;
+mod dialect;
 mod drive;
 mod edge;
 mod error;
 mod identity;
 mod io;
 mod keys;
+mod messages;
 pub mod metrics;
 mod stores;
 mod stream;
@@ -206,7 +209,8 @@ impl Gateway {
         })
     }
 
-    /// Authenticates the caller: `Authorization: Bearer <key>` or Azure's `api-key` header.
+    /// Authenticates the caller: `Authorization: Bearer <key>`, Azure's `api-key` header or
+    /// Anthropic's `x-api-key`.
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&Tenant, ApiError> {
         self.authenticate_key(headers).map(|(tenant, _)| tenant)
     }
@@ -218,9 +222,10 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok()))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
         let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"));
+            return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key> (or x-api-key)"));
         };
         let (tenant, key_id) = match self.config.key_for(key) {
             Some(found) => found,
@@ -285,6 +290,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
     let mut router = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions).fallback(not_allowed("POST")))
         .route("/v1/embeddings", post(chat::embeddings).fallback(not_allowed("POST")))
+        .route("/v1/messages", post(messages::messages).fallback(messages::not_allowed))
         .route("/v1/models", get(models).fallback(not_allowed("GET, HEAD")))
         .route("/healthz", get(|| async { "ok" }).fallback(not_allowed("GET, HEAD")))
         .route("/readyz", get(readyz).fallback(not_allowed("GET, HEAD")));
@@ -305,8 +311,9 @@ pub fn metrics_app(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
-    ApiError::NotFound(caller_text(uri.path())).into_response()
+/// 404, in Anthropic's shape for a caller that says it speaks Anthropic's API.
+async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    ApiError::NotFound(caller_text(uri.path())).respond(error::Shape::of(&headers))
 }
 
 fn not_allowed(
@@ -378,16 +385,33 @@ async fn serve_router(
     Ok(())
 }
 
-async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = gw.authenticate(&headers)?;
-    let data: Vec<_> = gw
-        .config
-        .aliases
-        .iter()
-        .filter(|a| gw.config.tenant_may_use(tenant, a.id))
-        .map(|a| json!({"id": a.name, "object": "model", "created": 0, "owned_by": "switchyard"}))
-        .collect();
-    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+/// The chat and embeddings aliases the caller may use: in Anthropic's list shape when the
+/// caller sends `anthropic-version` (as Anthropic's SDKs do), else in OpenAI's.
+async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let shape = error::Shape::of(&headers);
+    let tenant = match gw.authenticate(&headers) {
+        Ok(tenant) => tenant,
+        Err(e) => return e.respond(shape),
+    };
+    let usable = gw.config.aliases.iter().filter(|a| gw.config.tenant_may_use(tenant, a.id));
+    let body = match shape {
+        error::Shape::OpenAi => {
+            let data: Vec<_> = usable
+                .map(|a| json!({"id": a.name, "object": "model", "created": 0, "owned_by": "switchyard"}))
+                .collect();
+            json!({"object": "list", "data": data})
+        }
+        error::Shape::Anthropic => {
+            let data: Vec<_> = usable
+                .map(|a| {
+                    json!({"type": "model", "id": a.name, "display_name": a.name, "created_at": "1970-01-01T00:00:00Z"})
+                })
+                .collect();
+            let (first, last) = (data.first().map(|m| m["id"].clone()), data.last().map(|m| m["id"].clone()));
+            json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
+        }
+    };
+    axum::Json(body).into_response()
 }
 
 /// 200 while the gateway can serve: not shutting down, and at least one deployment is neither

@@ -73,9 +73,19 @@ pub enum Api {
     Chat,
     ChatStream,
     Embeddings,
+    /// Anthropic's Messages API, answered whole.
+    Messages,
+    MessagesStream,
 }
 
-const APIS: [&str; 3] = ["chat", "chat_stream", "embeddings"];
+const APIS: [&str; 5] = ["chat", "chat_stream", "embeddings", "messages", "messages_stream"];
+
+impl Api {
+    /// Whether its responses are streams, whose duration is counted when they end.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Api::ChatStream | Api::MessagesStream)
+    }
+}
 /// Outcomes: ok, each [`ApiError::KINDS`], and `client_closed` (the caller hung up first).
 const N_OUTCOMES: usize = ApiError::KINDS.len() + 2;
 const OUTCOME_CLIENT_CLOSED: usize = ApiError::KINDS.len() + 1;

@@ -2,7 +2,8 @@
 //! and retries stay invisible), then each upstream event is relayed the moment it arrives. When
 //! the core's machine continues a broken stream on another deployment, its chunks are spliced
 //! in under the stream's identity, so the caller still gets one whole answer — or an explicit
-//! error event.
+//! error event. All of this works on OpenAI chunks; the stream's `Dialect` writes what the
+//! caller receives in the caller's protocol.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,22 +18,20 @@ use futures_util::Stream;
 use switchyard_core::AttemptError;
 use switchyard_core::lifecycle::{AttemptId, Failure, Finished, Spec, Timing};
 use switchyard_wire::chat::{ChatRequest, ChunkView};
-use switchyard_wire::error::error_event;
-use switchyard_wire::sse::{DONE_EVENT, data_event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::Gateway;
 use crate::chat::where_headers;
+use crate::dialect::Dialect;
 use crate::drive::Driver;
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::io::IoEvent;
-use crate::metrics::Api;
 
 /// A caller's stream: the driver, and what the caller has been sent.
-struct Relay {
+struct Relay<D> {
     driver: Driver,
     chat: Arc<ChatRequest>,
     started: Instant,
@@ -44,15 +43,18 @@ struct Relay {
     first_chunk: Option<Bytes>,
     identity: Option<Identity>,
     n_continued: usize,
+    /// Writes the caller's frames.
+    dialect: D,
 }
 
-pub(crate) async fn run(
+pub(crate) async fn run<D: Dialect>(
     gw: Arc<Gateway>,
     chat: Arc<ChatRequest>,
     spec: Spec,
     timing: Timing,
     started: Instant,
     account: crate::account::Account,
+    dialect: D,
 ) -> Result<Response, ApiError> {
     let driver = Driver::start(&gw, chat.clone(), spec, timing, account);
     let mut relay = Relay {
@@ -64,6 +66,7 @@ pub(crate) async fn run(
         first_chunk: None,
         identity: None,
         n_continued: 0,
+        dialect,
     };
     // Until the first content (or, when held back, its release): nothing reaches the caller,
     // every failure is the machine's to answer with another attempt.
@@ -148,7 +151,7 @@ fn is_usage_only(view: &ChunkView) -> bool {
     view.usage.is_some() && !view.has_output() && view.finish_reason.is_none()
 }
 
-impl Relay {
+impl<D: Dialect> Relay<D> {
     /// Relays until the machine ends the request, then ends the caller's stream.
     async fn run(mut self, tx: mpsc::Sender<Bytes>) {
         loop {
@@ -177,6 +180,7 @@ impl Relay {
             self.withheld.clear();
             self.first_chunk = None;
             self.identity = None;
+            self.dialect.restart();
         }
         if std::mem::take(&mut self.driver.release) {
             self.out.append(&mut self.withheld);
@@ -295,10 +299,12 @@ impl Relay {
             self.first_chunk = Some(data.clone());
         }
         let frame = if self.driver.machine.route().len() <= 1 {
-            Bytes::from(data_event(&data))
+            self.dialect.chunk(&data)
         } else {
-            Bytes::from(data_event(&self.identity().rewrite(&data)))
+            let rewritten = self.identity().rewrite(&data);
+            self.dialect.chunk(&rewritten)
         };
+        let Some(frame) = frame else { return };
         // Behind what is held, in order, until the release moves it all out.
         if self.driver.machine.holding_back() || !self.withheld.is_empty() {
             self.withheld.push(frame);
@@ -325,13 +331,16 @@ impl Relay {
         };
         let record = self.driver.conclude(200, outcome);
         let unrecorded = crate::account::durable(&self.driver.gw, record).await.err();
+        // With the HTTP status each would have had before the stream began.
         let error = match (unrecorded, finished) {
-            (Some(e), _) => Some((e.to_string(), "unrecorded")),
+            (Some(e), _) => Some((e.to_string(), "unrecorded", e.status())),
             (None, finished) => match finished {
                 Finished::Answered { .. } => None,
-                Finished::Failed(Failure::Deadline { .. }) => {
-                    Some(("the request deadline passed while the answer was streaming".to_owned(), "deadline_exceeded"))
-                }
+                Finished::Failed(Failure::Deadline { .. }) => Some((
+                    "the request deadline passed while the answer was streaming".to_owned(),
+                    "deadline_exceeded",
+                    504,
+                )),
                 Finished::Failed(Failure::Interrupted(error)) => {
                     self.driver.gw.metrics.continuation(false);
                     Some((
@@ -339,19 +348,25 @@ impl Relay {
                             "the upstream stream was interrupted after partial output ({error}) and could not be continued"
                         ),
                         "stream_interrupted",
+                        502,
                     ))
                 }
-                Finished::Failed(other) => Some((crate::chat::api_error(other, &self.driver).to_string(), "api_error")),
+                Finished::Failed(other) => {
+                    let error = crate::chat::api_error(other, &self.driver);
+                    Some((error.to_string(), "api_error", error.status()))
+                }
             },
         };
-        if let Some((message, code)) = error {
-            let _ = tx.send(Bytes::from(error_event(&message, "api_error", code))).await;
+        if let Some((message, code, status)) = error {
+            let _ = tx.send(self.dialect.error(&message, code, status)).await;
             return;
         }
         if self.chat.include_usage {
             let (prompt, completion) = (self.driver.usage.prompt_tokens, self.driver.usage.completion_tokens);
             let chunk = self.identity().usage_chunk(prompt, completion);
-            let _ = tx.send(Bytes::from(data_event(chunk.as_bytes()))).await;
+            if let Some(frame) = self.dialect.chunk(chunk.as_bytes()) {
+                let _ = tx.send(frame).await;
+            }
         }
         let gw = self.driver.gw.clone();
         let mut comment = String::with_capacity(64);
@@ -367,7 +382,9 @@ impl Relay {
         }
         comment.push_str("\n\n");
         let _ = tx.send(Bytes::from(comment)).await;
-        let _ = tx.send(Bytes::from_static(DONE_EVENT)).await;
-        gw.metrics.duration(Api::ChatStream, self.started.elapsed());
+        if let Some(done) = self.dialect.done() {
+            let _ = tx.send(done).await;
+        }
+        gw.metrics.duration(D::API, self.started.elapsed());
     }
 }

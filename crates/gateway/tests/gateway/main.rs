@@ -5,6 +5,7 @@ mod accounts;
 mod api;
 mod faults;
 mod leaks;
+mod messages;
 mod streams;
 mod support;
 mod surface;
