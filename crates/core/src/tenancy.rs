@@ -192,8 +192,8 @@ impl Tenancy {
         let usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
         for (id, period) in [(slot.daily, Period::Day), (slot.monthly, Period::Month)] {
             let Some(id) = id else { continue };
-            let same_window = window_of(period, self.calendar.unix_ms(admission.at))
-                == window_of(period, self.calendar.unix_ms(now));
+            let same_window =
+                window_of(period, self.calendar.unix_ms(admission.at)) == window_of(period, self.calendar.unix_ms(now));
             if same_window {
                 self.budgets.adjust(id, admission.estimate.usd - usd, now);
             } else {
