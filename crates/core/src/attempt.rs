@@ -257,6 +257,12 @@ impl AttemptSession {
         Ok(next)
     }
 
+    /// The attempt `next` gave could not start (its deployment filled up since planning): it
+    /// does not count against `max_attempts`, and the plan moves on past it.
+    pub fn unstart(&mut self) {
+        self.n_attempts = self.n_attempts.saturating_sub(1);
+    }
+
     /// Records a failure and decides what follows.
     pub fn on_failure(&mut self, deployment: DeploymentId, error: AttemptError, retry_after_cap: Duration) -> Decision {
         let decision = decide(&error, self.same_retries, retry_after_cap);

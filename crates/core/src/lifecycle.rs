@@ -458,7 +458,10 @@ impl RequestMachine {
             && !self.done
         {
             self.waiting = None;
-            self.start(ctx, deployment, false, now);
+            if !self.start(ctx, deployment, false, now) {
+                self.session.unstart();
+                self.advance(ctx, now);
+            }
         }
         if let Some(at) = self.hedge_at
             && at <= now
@@ -633,30 +636,50 @@ impl RequestMachine {
         }
     }
 
-    /// Starts the next attempt the session allows, or ends the request when none is left.
+    /// Starts the next attempt the session allows, or ends the request when none is left. A
+    /// deployment that filled up since planning is passed over; when every one has, before any
+    /// attempt started, the request is planned again and ends as planning says (no capacity).
     fn advance(&mut self, ctx: &mut Ctx<'_>, now: Time) {
         if self.done || !self.open.is_empty() || self.waiting.is_some() {
             return;
         }
-        match self.session.next(ctx.state, self.spec.tenant, now) {
-            Err(reason) => {
-                let failure = match self.interrupted.take() {
-                    Some(error) => Failure::Interrupted(error),
-                    None => Failure::Exhausted(reason),
-                };
-                self.finish(Finished::Failed(failure));
-            }
-            Ok(next) if !next.delay.is_zero() => self.waiting = Some((now + next.delay, next.deployment)),
-            Ok(next) => {
-                let continuation = self.interrupted.is_some();
-                self.start(ctx, next.deployment, continuation, now);
+        let mut replanned = false;
+        loop {
+            match self.session.next(ctx.state, self.spec.tenant, now) {
+                Err(_) if self.next_id == 0 && !replanned => {
+                    replanned = true;
+                    let request = self.plan_request(ctx.config);
+                    match plan(ctx.config, ctx.state, &request, now, ctx.rng) {
+                        Ok(planned) => self.session.replace_plan(planned.deployments),
+                        Err(why) => return self.finish(Finished::Failed(Failure::NoRoute(why))),
+                    }
+                }
+                Err(reason) => {
+                    let failure = match self.interrupted.take() {
+                        Some(error) => Failure::Interrupted(error),
+                        None => Failure::Exhausted(reason),
+                    };
+                    return self.finish(Finished::Failed(failure));
+                }
+                Ok(next) if !next.delay.is_zero() => return self.waiting = Some((now + next.delay, next.deployment)),
+                Ok(next) => {
+                    let continuation = self.interrupted.is_some();
+                    if self.start(ctx, next.deployment, continuation, now) {
+                        return;
+                    }
+                    self.session.unstart();
+                }
             }
         }
     }
 
-    fn start(&mut self, ctx: &mut Ctx<'_>, deployment: DeploymentId, continuation: bool, now: Time) {
+    /// Starts an attempt (and arms the hedge timer for a first one); `false` when the
+    /// deployment has no room left for it.
+    fn start(&mut self, ctx: &mut Ctx<'_>, deployment: DeploymentId, continuation: bool, now: Time) -> bool {
         let continuation = continuation || self.interrupted.is_some();
-        self.start_attempt(ctx, deployment, continuation, false, now);
+        if !self.start_attempt(ctx, deployment, continuation, false, now) {
+            return false;
+        }
         if !continuation && self.winner.is_none() && self.open.len() == 1 {
             // A fixed delay, or a multiple of this deployment's time-to-first-token estimate
             // (a peak-sensitive average, so it sits high in the distribution).
@@ -668,6 +691,7 @@ impl RequestMachine {
                 .map(|d| d.max(MIN_HEDGE_DELAY));
             self.hedge_at = self.timing.hedge_after.or(from_estimate).map(|after| now + after);
         }
+        true
     }
 
     fn start_attempt(
@@ -677,10 +701,13 @@ impl RequestMachine {
         continuation: bool,
         hedge: bool,
         now: Time,
-    ) {
+    ) -> bool {
+        let priority = ctx.config.tenant(self.spec.tenant).priority;
+        if !ctx.state.try_begin_attempt(deployment, self.spec.tenant, priority, self.spec.reserved_tokens, now) {
+            return false;
+        }
         let id = AttemptId(self.next_id);
         self.next_id += 1;
-        ctx.state.begin_attempt(deployment, self.spec.tenant, self.spec.reserved_tokens, now);
         self.open.push(Open {
             id,
             deployment,
@@ -692,6 +719,7 @@ impl RequestMachine {
             hedge,
         });
         self.actions.push_back(Action::Start { attempt: id, deployment, continuation, hedge });
+        true
     }
 
     /// How long an attempt may wait for its headers: `first_byte`, and for a stream no longer
@@ -711,8 +739,11 @@ impl RequestMachine {
         if next.deployment == first {
             return;
         }
-        self.n_hedges += 1;
-        self.start_attempt(ctx, next.deployment, false, true, now);
+        if self.start_attempt(ctx, next.deployment, false, true, now) {
+            self.n_hedges += 1;
+        } else {
+            self.session.unstart();
+        }
     }
 }
 

@@ -284,21 +284,48 @@ impl RouterState {
         self.retry_budget(tenant).remaining(now)
     }
 
-    /// Books an attempt's start. Planning checked its headroom a moment before without holding
-    /// the deployment, so concurrent requests may start past a concurrency limit by at most
-    /// one each (a provider's 429 then teaches the router the rest).
-    pub fn begin_attempt(&self, id: DeploymentId, tenant: TenantId, estimated_tokens: u32, now: Time) {
+    /// Books an attempt's start if the deployment still has room for it: planning checked a
+    /// moment before without holding the deployment, and another worker may have taken the
+    /// slot since. The check and the booking are one step under the deployment's lock, so a
+    /// concurrency limit is never passed. `false`: nothing was booked.
+    pub fn try_begin_attempt(
+        &self,
+        id: DeploymentId,
+        tenant: TenantId,
+        priority: Priority,
+        estimated_tokens: u32,
+        now: Time,
+    ) -> bool {
         {
-            let mut d = self.deployment(id);
-            d.in_flight += 1;
-            d.health.on_attempt(now);
-            if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0)) {
-                *n += 1;
-                if *n == 1 {
-                    d.active_tenants += 1;
-                }
+            let d = self.deployment(id);
+            if !d.has_concurrency_room(tenant, priority, self.fair_share_above) {
+                return false;
+            }
+            self.book_begin(d, tenant, now);
+        }
+        self.take_rate(id, estimated_tokens, now);
+        true
+    }
+
+    /// Books an attempt's start whatever the deployment's room (tests and benchmarks; the
+    /// request machine uses [`RouterState::try_begin_attempt`]).
+    pub fn begin_attempt(&self, id: DeploymentId, tenant: TenantId, estimated_tokens: u32, now: Time) {
+        self.book_begin(self.deployment(id), tenant, now);
+        self.take_rate(id, estimated_tokens, now);
+    }
+
+    fn book_begin(&self, mut d: DeploymentGuard<'_>, tenant: TenantId, now: Time) {
+        d.in_flight += 1;
+        d.health.on_attempt(now);
+        if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0)) {
+            *n += 1;
+            if *n == 1 {
+                d.active_tenants += 1;
             }
         }
+    }
+
+    fn take_rate(&self, id: DeploymentId, estimated_tokens: u32, now: Time) {
         let (rpm, tpm) = self.limits[usize::from(id.0)];
         if let Some(l) = rpm {
             self.counters.adjust(l, -1.0, now);

@@ -465,3 +465,45 @@ fn a_hedge_can_wait_a_multiple_of_the_time_to_first_token_estimate() {
     m.handle_timeout(&mut w.ctx(), Time::ZERO + expected);
     assert!(started(&drain(&mut m)).iter().any(|s| s.3), "the hedge started");
 }
+
+#[test]
+fn a_deployment_that_filled_up_meanwhile_is_passed_over_never_overfilled() {
+    // a1 takes one attempt at a time. The request's retry on a1 waits out a short Retry-After;
+    // meanwhile another request takes a1's slot. When the wait ends, the machine does not
+    // start a second attempt on a1: it moves on to z1, and a1 never holds more than one.
+    let mut w = World::new();
+    w.config.deployments[0].limits.concurrency = Some(1);
+    w.state = RouterState::new(&w.config, Time::ZERO);
+    let (a1, z1, s) = (w.id("a1"), w.id("z1"), spec(&w, false));
+    let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    let (first, ..) = started(&drain(&mut m))[0];
+    let limited = AttemptError::RateLimited { retry_after: Some(Duration::from_millis(100)) };
+    m.on_failed(&mut w.ctx(), first, limited, at(10));
+    assert!(started(&drain(&mut m)).is_empty(), "waiting out the Retry-After");
+    // Another request's attempt takes a1 meanwhile (its own cool-down has passed).
+    let other = w.config.tenants[0].id;
+    assert!(w.state.try_begin_attempt(a1, other, crate::config::Priority::High, 10, at(50)));
+    m.handle_timeout(&mut w.ctx(), at(110));
+    let next = started(&drain(&mut m));
+    assert_eq!(next.iter().map(|s| s.1).collect::<Vec<_>>(), vec![z1], "passed over to z1");
+    assert_eq!(w.state.deployment(a1).in_flight, 1, "a1 never overfilled");
+    assert_eq!(m.n_attempts(), 2, "the refused start is not an attempt");
+
+    // With every deployment full before the first attempt, the request ends as planning says.
+    let mut w = World::new();
+    for d in &mut w.config.deployments {
+        d.limits.concurrency = Some(1);
+    }
+    w.state = RouterState::new(&w.config, Time::ZERO);
+    let s = spec(&w, false);
+    let other = w.config.tenants[0].id;
+    for name in ["a1", "z1", "big"] {
+        let id = w.id(name);
+        assert!(w.state.try_begin_attempt(id, other, crate::config::Priority::High, 10, at(0)));
+    }
+    let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+    match finished(&drain(&mut m)) {
+        Some(Finished::Failed(Failure::NoRoute(why))) => assert!(why.is_capacity(), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
