@@ -25,13 +25,14 @@ const RECORD_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub(crate) struct Caller {
     pub(crate) request_id: Arc<str>,
-    pub(crate) key_id: String,
+    pub(crate) key_id: switchyard_core::config::KeyId,
 }
 
 pub(crate) struct Account {
     gw: Arc<Gateway>,
     admission: Option<Admission>,
-    record: RequestRecord,
+    /// The ledger record being filled in; `None` without a ledger (nothing is built then).
+    record: Option<RequestRecord>,
     started: Instant,
     /// Attempts under way: when each started, and the output it produced.
     running: Vec<(AttemptId, DeploymentId, Instant, u64)>,
@@ -74,9 +75,13 @@ impl Account {
         let estimate = Estimate { tokens: input_tokens.saturating_add(output_tokens), usd };
         let now = gw.now();
         let admission = gw.router().admit(tenant, estimate, now).map_err(|r| refused(gw, tenant, r))?;
-        let mut record = RequestRecord::new(&*caller.request_id, gw.unix_ms(now), &tenant.name, &caller.key_id);
-        record.alias = alias.name.clone();
-        record.stream = stream;
+        let record = gw.ledger.as_ref().map(|_| {
+            let key_id = caller.key_id.to_string();
+            let mut record = RequestRecord::new(&*caller.request_id, gw.unix_ms(now), &tenant.name, key_id);
+            record.alias = alias.name.clone();
+            record.stream = stream;
+            record
+        });
         Ok(Account {
             gw: gw.clone(),
             admission: Some(admission),
@@ -93,8 +98,10 @@ impl Account {
 
     /// The caller's protocol, as the ledger names it (`openai`, `anthropic`).
     pub(crate) fn set_protocol(&mut self, protocol: &str) {
-        if self.record.protocol != protocol {
-            protocol.clone_into(&mut self.record.protocol);
+        if let Some(record) = &mut self.record
+            && record.protocol != protocol
+        {
+            protocol.clone_into(&mut record.protocol);
         }
     }
 
@@ -120,6 +127,7 @@ impl Account {
     pub(crate) fn attempt_ended(&mut self, id: AttemptId, end: &AttemptEnd) {
         let Some(i) = self.running.iter().position(|(a, ..)| *a == id) else { return };
         let (_, deployment, started, output_tokens) = self.running.remove(i);
+        let Some(record) = &mut self.record else { return };
         let outcome = match end {
             AttemptEnd::Success => "ok",
             AttemptEnd::Failed(error) => error.kind(),
@@ -127,7 +135,7 @@ impl Account {
             AttemptEnd::Abandoned(Abandon::Deadline) => "deadline",
             AttemptEnd::Abandoned(Abandon::CallerGone) => "client_closed",
         };
-        self.record.attempts.push(AttemptRecord {
+        record.attempts.push(AttemptRecord {
             deployment: self.gw.config.deployment(deployment).name.clone(),
             outcome: outcome.to_owned(),
             started_ms: millis(started.saturating_duration_since(self.started)),
@@ -169,8 +177,7 @@ impl Account {
         if let Some(admission) = self.admission.take() {
             self.gw.router().settle(admission, billed_tokens, billed, self.gw.now());
         }
-        self.gw.ledger.as_ref()?;
-        let r = &mut self.record;
+        let mut r = self.record.take()?;
         if let Some(d) = answered_by.or(self.last_tried) {
             let d = self.gw.config.deployment(d);
             r.deployment = Some(d.name.clone());
@@ -186,7 +193,7 @@ impl Account {
         r.cost_usd = billed;
         r.latency_ms = millis(self.started.elapsed());
         r.ttft_ms = self.first_output.map(|t| millis(t.saturating_duration_since(self.started)));
-        Some(std::mem::replace(r, RequestRecord::new("", 0, "", "")))
+        Some(r)
     }
 }
 

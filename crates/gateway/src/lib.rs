@@ -273,7 +273,7 @@ pub(crate) async fn authenticated_body(
                 // Called without the edge in front (tests of `app`): an id of its own.
                 None => Arc::from(gw.request_ids.make().as_str()),
             };
-            let caller = account::Caller { request_id, key_id: key_id.to_string() };
+            let caller = account::Caller { request_id, key_id };
             Ok((tenant, caller, body::read_body(gw, &parts.headers, body).await?))
         }
         Err(e) => {

@@ -61,6 +61,11 @@ pub(crate) const RECORD_VERSION: Sql = Sql {
 };
 
 /// PostgreSQL takes a batch as one array per column, so a batch is one statement.
+/// The head of SQLite's multi-row insert; the rows and the conflict clause follow.
+pub(crate) const INSERT_REQUESTS_SQLITE_HEAD: &str = "INSERT INTO requests (request_id, at_ms, tenant, key_id, alias,
+    deployment, cloud, region, jurisdiction, protocol, stream, status, outcome, input_tokens, output_tokens,
+    cached_tokens, cost_usd, latency_ms, ttft_ms, attempts) ";
+
 pub(crate) const INSERT_REQUEST: Sql = Sql {
     sqlite: "INSERT INTO requests (request_id, at_ms, tenant, key_id, alias, deployment, cloud, region, jurisdiction,
         protocol, stream, status, outcome, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, ttft_ms,

@@ -311,35 +311,43 @@ impl Store {
 }
 
 /// SQLite: one statement per record (in-process, so cheap), one transaction.
+/// Records per SQLite statement: 20 values each keeps a statement well under SQLite's limit
+/// of 32,766 bound values.
+const SQLITE_ROWS_PER_STATEMENT: usize = 500;
+
+/// SQLite: the batch in multi-row `INSERT`s (one statement per 500 records) in one
+/// transaction. sqlx hands every statement to the connection's thread and waits for it, so
+/// one statement per record cost a round trip between threads per record.
 async fn insert_sqlite(pool: &SqlitePool, rows: &[Bound<'_>]) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut inserted = 0;
-    for row in rows {
-        let r = row.record;
-        inserted += sqlx::query(schema::INSERT_REQUEST.sqlite)
-            .bind(text(&r.request_id))
-            .bind(r.at_ms)
-            .bind(text(&r.tenant))
-            .bind(text(&r.key_id))
-            .bind(text(&r.alias))
-            .bind(opt(&r.deployment))
-            .bind(opt(&r.cloud))
-            .bind(opt(&r.region))
-            .bind(opt(&r.jurisdiction))
-            .bind(text(&r.protocol))
-            .bind(r.stream)
-            .bind(i64::from(r.status))
-            .bind(text(&r.outcome))
-            .bind(int(r.input_tokens))
-            .bind(int(r.output_tokens))
-            .bind(int(r.cached_tokens))
-            .bind(row.cost_usd)
-            .bind(int(r.latency_ms))
-            .bind(r.ttft_ms.map(int))
-            .bind(text(&row.attempts))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+    for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(schema::INSERT_REQUESTS_SQLITE_HEAD);
+        q.push_values(chunk, |mut b, row| {
+            let r = row.record;
+            b.push_bind(text(&r.request_id))
+                .push_bind(r.at_ms)
+                .push_bind(text(&r.tenant))
+                .push_bind(text(&r.key_id))
+                .push_bind(text(&r.alias))
+                .push_bind(opt(&r.deployment))
+                .push_bind(opt(&r.cloud))
+                .push_bind(opt(&r.region))
+                .push_bind(opt(&r.jurisdiction))
+                .push_bind(text(&r.protocol))
+                .push_bind(r.stream)
+                .push_bind(i64::from(r.status))
+                .push_bind(text(&r.outcome))
+                .push_bind(int(r.input_tokens))
+                .push_bind(int(r.output_tokens))
+                .push_bind(int(r.cached_tokens))
+                .push_bind(row.cost_usd)
+                .push_bind(int(r.latency_ms))
+                .push_bind(r.ttft_ms.map(int))
+                .push_bind(text(&row.attempts));
+        });
+        q.push(" ON CONFLICT (request_id) DO NOTHING");
+        inserted += q.build().execute(&mut *tx).await?.rows_affected();
     }
     tx.commit().await?;
     Ok(inserted)

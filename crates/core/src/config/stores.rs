@@ -117,7 +117,9 @@ pub(super) fn ledger(raw: RawLedger, secrets: &dyn SecretSource, errors: &mut Ve
     };
     let queue = raw.queue.unwrap_or(65_536);
     let batch = raw.batch.unwrap_or(512);
-    let linger_ms = raw.linger_ms.unwrap_or(5);
+    // A request waits for its record before its last byte: a batch that waits for company
+    // would make every request wait that long. Batches still form while a write is under way.
+    let linger_ms = raw.linger_ms.unwrap_or(0);
     if !(1..=10_000_000).contains(&queue) {
         errors.push("ledger.queue: must be between 1 and 10000000".to_owned());
     }
