@@ -9,19 +9,14 @@ deployment behind it speaks OpenAI Chat: the gateway translates both ways.
 Usage: python test_anthropic_sdk.py PATH_TO_SWITCHYARD_BINARY
 """
 
-import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import traceback
-import urllib.request
 
 import anthropic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from servers import Servers
+
 KEY = "sk-local-dev"
 # A 1x1 PNG.
 PIXEL = (
@@ -34,59 +29,16 @@ WEATHER = {
 }
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(port, deadline_s=60):
-    end = time.time() + deadline_s
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
-
-
 def main():
     binary = sys.argv[1]
-    text = open(os.path.join(ROOT, "examples", "quickstart.yaml")).read()
-    # An alias that always tries openai-us first, so that faults there are seen.
-    text = text.replace(
-        "aliases:\n",
-        "aliases:\n  - name: chat-ordered\n    policy: priority\n    deployments: [openai-us, vllm-eu]\n",
-        1,
-    )
-    ports = {old: free_port() for old in (9101, 9102, 9103, 8080)}
-    for old, new in ports.items():
-        text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
-    admin = free_port()
-    workdir = tempfile.mkdtemp(prefix="switchyard-anthropic-sdk-")
-    config = os.path.join(workdir, "switchyard.yaml")
-    with open(config, "w") as f:
-        f.write(text)
-    env = dict(os.environ, SWITCHYARD_LOG="warn")
-    procs = [
-        subprocess.Popen([binary, "emulate", "--config", config, "--admin", f"127.0.0.1:{admin}"], env=env, cwd=workdir),
-        # The default ledger (a SQLite file in the working directory) goes to the temp dir.
-        subprocess.Popen([binary, "serve", "--config", config], env=env, cwd=workdir),
-    ]
+    servers = Servers(binary, "switchyard-anthropic-sdk-")
     passed, failed = 0, 0
     try:
-        for port in list(ports.values()) + [admin]:
-            wait_for(port)
-        base = f"http://127.0.0.1:{ports[8080]}"
+        servers.start()
+        base = f"http://127.0.0.1:{servers.gateway}"
         client = anthropic.Anthropic(base_url=base, api_key=KEY, max_retries=0, timeout=30)
 
-        def set_faults(name, plan):
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{admin}/faults/{name}", data=json.dumps(plan).encode(), method="PUT",
-                headers={"content-type": "application/json"},
-            )
-            urllib.request.urlopen(req, timeout=5).read()
+        set_faults = servers.set_faults
 
         def test_message():
             raw = client.messages.with_raw_response.create(
@@ -217,13 +169,7 @@ def main():
                 print(f"FAIL {test.__name__}")
                 traceback.print_exc()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        servers.stop()
     print(f"anthropic sdk: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
