@@ -35,6 +35,24 @@ pub struct Estimate {
     pub usd: f64,
 }
 
+impl Estimate {
+    /// What a request on `alias` reserves: its prompt and the output it may produce, those
+    /// tokens priced at the alias's dearest deployment (wherever it is routed, it costs no more).
+    pub fn for_alias(config: &Config, alias: &crate::config::Alias, input_tokens: u32, output_tokens: u32) -> Estimate {
+        let usage = crate::usage::Usage {
+            prompt_tokens: u64::from(input_tokens),
+            completion_tokens: u64::from(output_tokens),
+            cached_prompt_tokens: 0,
+        };
+        let usd = alias
+            .deployments
+            .iter()
+            .map(|d| crate::usage::list_cost(&config.deployment(*d).price, &usage))
+            .fold(0.0, f64::max);
+        Estimate { tokens: input_tokens.saturating_add(output_tokens), usd }
+    }
+}
+
 /// A request admitted for a tenant; give it back to [`Tenancy::settle`] exactly once.
 #[derive(Debug)]
 #[must_use = "an admission holds the tenant's reservations until settled"]

@@ -65,14 +65,7 @@ impl Account {
                 "the ledger cannot record requests right now (ledger.on_failure: refuse)".to_owned(),
             ));
         }
-        let usage = Usage {
-            prompt_tokens: u64::from(input_tokens),
-            completion_tokens: u64::from(output_tokens),
-            cached_prompt_tokens: 0,
-        };
-        let usd =
-            alias.deployments.iter().map(|d| list_cost(&gw.config.deployment(*d).price, &usage)).fold(0.0, f64::max);
-        let estimate = Estimate { tokens: input_tokens.saturating_add(output_tokens), usd };
+        let estimate = Estimate::for_alias(&gw.config, alias, input_tokens, output_tokens);
         let now = gw.now();
         let admission = gw.router().admit(tenant, estimate, now).map_err(|r| refused(gw, tenant, r))?;
         let record = gw.ledger.as_ref().map(|_| {
