@@ -239,7 +239,6 @@ impl Emulator {
         let mut deployments = BTreeMap::new();
         let mut ports: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for (i, d) in config.deployments.iter().enumerate() {
-            let Protocol::OpenAi = config.cloud_of(d.id).protocol;
             let addr = match bind {
                 Bind::Ephemeral | Bind::Memory => SocketAddr::from(([127, 0, 0, 1], 0)),
                 Bind::Endpoints => {

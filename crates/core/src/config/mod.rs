@@ -5,6 +5,7 @@
 //! domain model the rest of the core works on.
 
 pub mod emulation;
+mod protocols;
 pub mod raw;
 mod secret;
 pub mod stores;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
+pub use protocols::inference_profile_jurisdiction;
 pub use secret::{NoSecrets, Secret, SecretSource};
 pub use stores::{LedgerPolicy, LedgerSettings, SharedSettings};
 pub use validate::{check_commitment_numbers, check_jurisdiction, check_name, hash_key, key_hash_text, parse_key_hash};
@@ -118,14 +120,46 @@ pub struct RetryBudgetSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     /// OpenAI's Chat Completions API: OpenAI, vLLM, OCI Generative AI's compatible endpoint.
+    /// `api_key` goes in `Authorization: Bearer`.
     OpenAi,
+    /// Anthropic's Messages API: `api_key` goes in `x-api-key`, with `anthropic-version`.
+    Anthropic,
+    /// AWS Bedrock Runtime's Converse and ConverseStream: SigV4 with `aws` credentials (the
+    /// deployment's region is the signing region), or a Bedrock API key as a Bearer token.
+    Bedrock,
 }
+
+impl Protocol {
+    /// The name config and the ledger use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
+            Protocol::Bedrock => "bedrock",
+        }
+    }
+}
+
+/// The `anthropic-version` header sent when a cloud does not set one.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 #[derive(Debug, Clone)]
 pub struct Cloud {
     pub name: String,
     pub protocol: Protocol,
     pub api_key: Option<Secret>,
+    /// SigV4 credentials (Bedrock only).
+    pub aws: Option<AwsCredentials>,
+    /// The `anthropic-version` header (Anthropic only; [`DEFAULT_ANTHROPIC_VERSION`]).
+    pub anthropic_version: String,
+}
+
+/// An AWS access key pair, and a session token for temporary credentials.
+#[derive(Debug, Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

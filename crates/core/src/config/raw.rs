@@ -110,6 +110,17 @@ pub struct RawCloud {
     pub name: String,
     pub protocol: String,
     pub api_key: Option<String>,
+    pub aws: Option<RawAwsCredentials>,
+    pub anthropic_version: Option<String>,
+}
+
+/// Secret references for SigV4 signing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -533,3 +533,89 @@ fn ledger_and_shared_sections_have_defaults_and_are_validated() {
     assert!(!Config::from_yaml(&format!("ledger: {{ url: none }}\n{BASE}"), &Env).unwrap().ledger.enabled());
     assert!(config.ledger.enabled());
 }
+
+#[test]
+fn anthropic_and_bedrock_clouds_take_their_auth_and_are_checked() {
+    let bedrock = BASE.replace(
+        r#"{ name: aws, protocol: openai, api_key: "env:AWS_KEY" }"#,
+        r#"{ name: aws, protocol: bedrock, aws: { access_key_id: "env:AWS_KEY", secret_access_key: "env:METRICS_TOKEN" } }"#,
+    );
+    let config = Config::from_yaml(&bedrock, &Env).unwrap();
+    let cloud = &config.clouds[0];
+    assert_eq!(cloud.protocol, Protocol::Bedrock);
+    let aws = cloud.aws.as_ref().expect("credentials");
+    assert_eq!((aws.access_key_id.expose(), aws.secret_access_key.expose()), ("secret-value", "metrics-secret"));
+    assert!(aws.session_token.is_none() && cloud.api_key.is_none());
+    assert!(!format!("{cloud:?}").contains("metrics-secret"), "secrets stay out of Debug");
+
+    let anthropic = BASE.replace("protocol: openai", "protocol: anthropic");
+    let config = Config::from_yaml(&anthropic, &Env).unwrap();
+    assert_eq!(config.clouds[0].anthropic_version, DEFAULT_ANTHROPIC_VERSION);
+    assert!(config.deployments[0].capabilities.prefill, "Anthropic continues a prefill natively");
+
+    check_error(
+        &BASE.replace(
+            "protocol: openai",
+            "protocol: bedrock, aws: { access_key_id: \"env:AWS_KEY\", secret_access_key: \"env:AWS_KEY\" }",
+        ),
+        "clouds[0]: give either api_key",
+    );
+    check_error(
+        &BASE.replace(", api_key: \"env:AWS_KEY\"", "").replace("protocol: openai", "protocol: bedrock"),
+        "clouds[0]: the bedrock protocol needs api_key",
+    );
+    check_error(
+        &BASE.replace(
+            "protocol: openai",
+            "protocol: openai, aws: { access_key_id: \"env:AWS_KEY\", secret_access_key: \"env:AWS_KEY\" }",
+        ),
+        "clouds[0].aws: only the bedrock protocol",
+    );
+    check_error(
+        &bedrock.replace("secret_access_key: \"env:METRICS_TOKEN\"", "secret_access_key: \"env:NOPE\""),
+        "clouds[0].aws.secret_access_key: environment variable NOPE is not set",
+    );
+    check_error(&bedrock.replace("\"env:METRICS_TOKEN\" }", "\"env:METRICS_TOKEN\", region: x }"), "clouds[0].aws.region: unknown field");
+    check_error(
+        &BASE.replace("protocol: openai", "protocol: anthropic, anthropic_version: latest"),
+        "clouds[0].anthropic_version: must be a date",
+    );
+    check_error(
+        &BASE.replace("protocol: openai", "protocol: openai, anthropic_version: 2023-06-01"),
+        "clouds[0].anthropic_version: only for the anthropic protocol",
+    );
+    check_error(
+        &anthropic.replace("model: m", "model: m\n    kind: embeddings"),
+        "deployments[0].kind: embeddings are served over the openai protocol only",
+    );
+}
+
+#[test]
+fn an_inference_profile_carries_the_jurisdiction_it_spans() {
+    let bedrock = BASE.replace("protocol: openai", "protocol: bedrock");
+    let with = |model: &str, jurisdiction: &str| {
+        bedrock
+            .replace("model: m", &format!("model: {model}"))
+            .replace("jurisdiction: us", &format!("jurisdiction: {jurisdiction}"))
+    };
+    assert!(Config::from_yaml(&with("us.meta.llama3-3-70b-instruct-v1:0", "us"), &Env).is_ok());
+    assert!(
+        Config::from_yaml(&with("meta.llama3-3-70b-instruct-v1:0", "eu"), &Env).is_ok(),
+        "a model id runs in its region"
+    );
+    assert!(Config::from_yaml(&with("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "global"), &Env).is_ok());
+    check_error(
+        &with("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "eu"),
+        "deployments[0].jurisdiction: model \"global.anthropic.claude-sonnet-4-5-20250929-v1:0\" is a global inference profile, which may run in any region: its jurisdiction must be \"global\", not \"eu\"",
+    );
+    check_error(
+        &with("us.amazon.nova-pro-v1:0", "eu"),
+        "an inference profile spanning us: its jurisdiction must be \"us\"",
+    );
+    check_error(
+        &bedrock.replace("region: us-east-1", "region: US East"),
+        "deployments[0].region: must be an AWS region",
+    );
+    assert_eq!(inference_profile_jurisdiction("eu.mistral.pixtral-large-2502-v1:0"), Some("eu"));
+    assert_eq!(inference_profile_jurisdiction("mistral.pixtral-large-2502-v1:0"), None);
+}

@@ -47,19 +47,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
         if cloud_index.insert(c.name.clone(), CloudId(i as u16)).is_some() {
             errors.push(format!("{path}.name: duplicate cloud {:?}", c.name));
         }
-        let protocol = match c.protocol.as_str() {
-            "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
-            other => {
-                errors
-                    .push(format!("{path}.protocol: unknown protocol {other:?} (supported: openai, vllm, oci-openai)"));
-                Protocol::OpenAi
-            }
-        };
-        let api_key = c
-            .api_key
-            .as_deref()
-            .and_then(|r| resolve(r, secrets).map_err(|e| errors.push(format!("{path}.api_key: {e}"))).ok());
-        clouds.push(Cloud { name: c.name.clone(), protocol, api_key });
+        clouds.push(super::protocols::cloud(c, &path, secrets, &mut errors));
     }
     if clouds.is_empty() {
         errors.push("clouds: at least one cloud is required".to_owned());
@@ -80,7 +68,8 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
                 CloudId(0)
             }
         };
-        deployments.push(deployment(d, i, cloud, &path, secrets, &mut errors));
+        let protocol = clouds.get(usize::from(cloud.0)).map_or(Protocol::OpenAi, |c: &Cloud| c.protocol);
+        deployments.push(deployment(d, i, cloud, protocol, &path, secrets, &mut errors));
     }
     if deployments.is_empty() {
         errors.push("deployments: at least one deployment is required".to_owned());
@@ -361,6 +350,7 @@ fn deployment(
     d: &RawDeployment,
     i: usize,
     cloud: CloudId,
+    protocol: Protocol,
     path: &str,
     secrets: &dyn SecretSource,
     errors: &mut Vec<String>,
@@ -431,8 +421,10 @@ fn deployment(
         tools: caps.and_then(|c| c.tools).unwrap_or(false),
         vision: caps.and_then(|c| c.vision).unwrap_or(false),
         streaming: caps.and_then(|c| c.streaming).unwrap_or(true),
-        prefill: caps.and_then(|c| c.prefill).unwrap_or(false),
+        // Anthropic's Messages API continues a trailing assistant message natively.
+        prefill: caps.and_then(|c| c.prefill).unwrap_or(protocol == Protocol::Anthropic),
     };
+    super::protocols::check_deployment(protocol, kind, &d.model, &d.region, &d.jurisdiction, path, errors);
     if capabilities.context_window == 0 {
         errors.push(format!("{path}.capabilities.context_window: must be > 0"));
     }

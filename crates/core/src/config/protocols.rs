@@ -1,0 +1,119 @@
+//! Validation of what depends on a cloud's protocol: its auth settings, and for Bedrock the
+//! signing region and the jurisdiction an inference profile really spans.
+
+use super::raw::RawCloud;
+use super::secret::{SecretSource, resolve};
+use super::{AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DeploymentKind, Protocol};
+
+/// The protocol names config accepts.
+const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock";
+
+pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> Cloud {
+    let protocol = match c.protocol.as_str() {
+        "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
+        "anthropic" => Protocol::Anthropic,
+        "bedrock" => Protocol::Bedrock,
+        other => {
+            errors.push(format!("{path}.protocol: unknown protocol {other:?} (supported: {PROTOCOLS})"));
+            Protocol::OpenAi
+        }
+    };
+    let mut secret = |field: &str, reference: &str| {
+        resolve(reference, secrets).map_err(|e| errors.push(format!("{path}.{field}: {e}"))).ok()
+    };
+    let api_key = c.api_key.as_deref().and_then(|r| secret("api_key", r));
+    let aws = c.aws.as_ref().map(|a| {
+        let access_key_id = secret("aws.access_key_id", &a.access_key_id);
+        let secret_access_key = secret("aws.secret_access_key", &a.secret_access_key);
+        let session_token = a.session_token.as_deref().and_then(|r| secret("aws.session_token", r));
+        (access_key_id, secret_access_key, session_token)
+    });
+    let aws = match aws {
+        Some((Some(access_key_id), Some(secret_access_key), session_token)) => {
+            Some(AwsCredentials { access_key_id, secret_access_key, session_token })
+        }
+        _ => None,
+    };
+    if c.aws.is_some() && protocol != Protocol::Bedrock {
+        errors.push(format!("{path}.aws: only the bedrock protocol signs with AWS credentials"));
+    }
+    if protocol == Protocol::Bedrock {
+        match (c.api_key.is_some(), c.aws.is_some()) {
+            (true, true) => errors.push(format!(
+                "{path}: give either api_key (a Bedrock API key, sent as a Bearer token) or aws (SigV4 credentials), not both"
+            )),
+            (false, false) => errors.push(format!(
+                "{path}: the bedrock protocol needs api_key (a Bedrock API key) or aws (access_key_id and secret_access_key for SigV4)"
+            )),
+            _ => {}
+        }
+    }
+    if c.anthropic_version.is_some() && protocol != Protocol::Anthropic {
+        errors.push(format!("{path}.anthropic_version: only for the anthropic protocol"));
+    }
+    let anthropic_version = c.anthropic_version.clone().unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_owned());
+    if !is_date(&anthropic_version) {
+        errors.push(format!("{path}.anthropic_version: must be a date such as {DEFAULT_ANTHROPIC_VERSION}"));
+    }
+    Cloud { name: c.name.clone(), protocol, api_key, aws, anthropic_version }
+}
+
+/// `YYYY-MM-DD`, digits where digits go.
+fn is_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+}
+
+/// The jurisdiction a Bedrock cross-region inference profile spans, from its id's prefix:
+/// `us.anthropic.claude-…` may run in any US region, `global.…` anywhere.
+pub fn inference_profile_jurisdiction(model: &str) -> Option<&'static str> {
+    const PROFILES: [(&str, &str); 8] = [
+        ("us.", "us"),
+        ("us-gov.", "us-gov"),
+        ("eu.", "eu"),
+        ("apac.", "apac"),
+        ("jp.", "jp"),
+        ("au.", "au"),
+        ("ca.", "ca"),
+        ("global.", "global"),
+    ];
+    PROFILES.iter().find(|(prefix, _)| model.starts_with(prefix)).map(|(_, j)| *j)
+}
+
+/// What a deployment on `protocol` must satisfy beyond the common checks.
+pub(super) fn check_deployment(
+    protocol: Protocol,
+    kind: DeploymentKind,
+    model: &str,
+    region: &str,
+    jurisdiction: &str,
+    path: &str,
+    errors: &mut Vec<String>,
+) {
+    if kind == DeploymentKind::Embeddings && protocol != Protocol::OpenAi {
+        errors.push(format!(
+            "{path}.kind: embeddings are served over the openai protocol only (this cloud speaks {})",
+            protocol.name()
+        ));
+    }
+    if protocol != Protocol::Bedrock {
+        return;
+    }
+    let region_ok =
+        !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !region_ok {
+        errors.push(format!("{path}.region: must be an AWS region such as us-east-1 (it is the SigV4 signing region)"));
+    }
+    if let Some(spans) = inference_profile_jurisdiction(model)
+        && spans != jurisdiction
+    {
+        let what = if spans == "global" {
+            "a global inference profile, which may run in any region".to_owned()
+        } else {
+            format!("an inference profile spanning {spans}")
+        };
+        errors.push(format!(
+            "{path}.jurisdiction: model {model:?} is {what}: its jurisdiction must be {spans:?}, not {jurisdiction:?}"
+        ));
+    }
+}
