@@ -1,6 +1,8 @@
 //! One attempt's IO as a pollable thing: send the request, then read a whole answer or an event
 //! stream, reporting each step as an [`IoEvent`]. No timers here: the core's machine times every
-//! stage, and the driver stops an attempt by dropping its IO.
+//! stage, and the driver stops an attempt by dropping its IO. What is read goes through the
+//! deployment's [`AnswerDecoder`]: OpenAI's passes through, other protocols come out as OpenAI
+//! chunks.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -12,7 +14,7 @@ use bytes::Bytes;
 use http_body::Body as _;
 use hyper::body::Incoming;
 use switchyard_core::AttemptError;
-use switchyard_wire::sse::SseParser;
+use switchyard_providers::{AnswerDecoder, StreamFault};
 
 /// Most bytes read from a whole upstream answer.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -32,7 +34,7 @@ pub(crate) enum IoEvent {
     Whole(Bytes),
     /// The connection broke mid-body.
     Cut,
-    /// An upstream event past the parser's bounds: a garbage answer.
+    /// An upstream event past the parser's bounds, or not the protocol's: a garbage answer.
     Garbage,
     /// The attempt failed before or at its headers.
     Failed(AttemptError),
@@ -40,19 +42,30 @@ pub(crate) enum IoEvent {
 
 enum State {
     Sending(Sending),
-    Whole { body: Incoming, buf: Vec<u8> },
-    Stream { body: Incoming, parser: SseParser, queue: VecDeque<String>, ended: bool },
+    Whole {
+        body: Incoming,
+        buf: Vec<u8>,
+    },
+    /// `end` is how the stream ends once `queue` is delivered: `End`, `Garbage` or `Failed`.
+    Stream {
+        body: Incoming,
+        queue: VecDeque<String>,
+        end: Option<IoEvent>,
+    },
     Over,
 }
 
 pub(crate) struct AttemptIo {
     state: State,
     streaming: bool,
+    decoder: AnswerDecoder,
+    /// Event data decoded, reused between reads.
+    decoded: Vec<String>,
 }
 
 impl AttemptIo {
-    pub(crate) fn sending(send: Sending, streaming: bool) -> AttemptIo {
-        AttemptIo { state: State::Sending(send), streaming }
+    pub(crate) fn sending(send: Sending, streaming: bool, decoder: AnswerDecoder) -> AttemptIo {
+        AttemptIo { state: State::Sending(send), streaming, decoder, decoded: Vec::new() }
     }
 
     /// The next event, once; after the last one the IO stays pending (the driver drops it).
@@ -70,19 +83,14 @@ impl AttemptIo {
                         Poll::Ready(Ok(response)) => response,
                     };
                     if self.streaming {
-                        let is_sse = response
-                            .headers()
-                            .get(header::CONTENT_TYPE)
-                            .and_then(|v| v.to_str().ok())
-                            .is_some_and(|v| v.starts_with("text/event-stream"));
-                        if !is_sse {
+                        let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                        if !self.decoder.is_stream(content_type) {
                             self.state = State::Over;
                             let detail = "expected an event stream".into();
                             return Poll::Ready(IoEvent::Failed(AttemptError::InvalidResponse { detail }));
                         }
                         let body = response.into_body();
-                        self.state =
-                            State::Stream { body, parser: SseParser::default(), queue: VecDeque::new(), ended: false };
+                        self.state = State::Stream { body, queue: VecDeque::new(), end: None };
                     } else {
                         self.state = State::Whole { body: response.into_body(), buf: Vec::new() };
                     }
@@ -108,39 +116,42 @@ impl AttemptIo {
                     Poll::Ready(None) => {
                         let whole = Bytes::from(std::mem::take(buf));
                         self.state = State::Over;
-                        return Poll::Ready(IoEvent::Whole(whole));
+                        return Poll::Ready(match self.decoder.whole(whole) {
+                            Ok(whole) => IoEvent::Whole(whole),
+                            Err(error) => IoEvent::Failed(error),
+                        });
                     }
                 },
-                State::Stream { body, parser, queue, ended } => {
+                State::Stream { body, queue, end } => {
                     if let Some(data) = queue.pop_front() {
                         return Poll::Ready(IoEvent::Event(data));
                     }
-                    if *ended {
+                    if let Some(end) = end.take() {
                         self.state = State::Over;
-                        return Poll::Ready(IoEvent::End);
+                        return Poll::Ready(end);
                     }
-                    let mut events = Vec::new();
+                    let events = &mut self.decoded;
                     match Pin::new(&mut *body).poll_frame(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(frame))) => {
-                            // Trailers carry nothing for SSE; only data frames matter.
+                            // Trailers carry nothing for these streams; only data frames matter.
+                            // What was decoded before a fault is delivered first.
                             if let Some(bytes) = frame.data_ref()
-                                && parser.push(bytes, &mut events).is_err()
+                                && let Err(fault) = self.decoder.push(bytes, events)
                             {
-                                self.state = State::Over;
-                                return Poll::Ready(IoEvent::Garbage);
+                                *end = Some(match fault {
+                                    StreamFault::Garbage(_) => IoEvent::Garbage,
+                                    StreamFault::Failed(error) => IoEvent::Failed(error),
+                                });
                             }
                         }
-                        Poll::Ready(Some(Err(_))) => {
-                            self.state = State::Over;
-                            return Poll::Ready(IoEvent::Cut);
-                        }
+                        Poll::Ready(Some(Err(_))) => *end = Some(IoEvent::Cut),
                         Poll::Ready(None) => {
-                            parser.finish(&mut events);
-                            *ended = true;
+                            self.decoder.finish(events);
+                            *end = Some(IoEvent::End);
                         }
                     }
-                    queue.extend(events.into_iter().map(|e| e.data));
+                    queue.extend(events.drain(..));
                 }
             }
         }

@@ -113,14 +113,7 @@ impl Gateway {
     /// A gateway from its config and [`Parts`]. Budget windows follow the wall clock read now.
     pub fn assemble(config: Config, seed: u64, parts: Parts) -> Result<Arc<Gateway>, StartError> {
         let Parts { transport, shared, shared_budgets, ledger, store } = parts;
-        let endpoints: Vec<Endpoint> = config
-            .deployments
-            .iter()
-            .map(|d| Endpoint {
-                base: d.endpoint.clone(),
-                api_key: config.cloud_of(d.id).api_key.as_ref().map(|k| k.expose().to_owned()),
-            })
-            .collect();
+        let endpoints: Vec<Endpoint> = config.deployments.iter().map(|d| Endpoint::of(&config, d)).collect();
         let upstream = Upstream::with_transport(config.server.timeouts.connect, &endpoints, transport)?;
         let unix_ms_at_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

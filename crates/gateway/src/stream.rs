@@ -208,6 +208,12 @@ impl<D: Dialect> Relay<D> {
                 let detail = "expected an event stream".into();
                 self.driver.failed(id, AttemptError::InvalidResponse { detail })
             }
+            // An error the upstream reported inside its stream, after content reached the
+            // caller: the answer is continued elsewhere, unless a filter stopped it.
+            IoEvent::Failed(error) if answering && !matches!(error, AttemptError::ContentFiltered { .. }) => {
+                tracing::warn!(message = "The upstream reported an error mid-stream.", %error);
+                self.driver.failed(id, AttemptError::StreamCut)
+            }
             IoEvent::Failed(error) => self.driver.failed(id, error),
         }
     }

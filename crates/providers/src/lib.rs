@@ -2,9 +2,14 @@
 //! it with the connect and first-byte timeouts, and classifying every failure into the core's
 //! closed [`AttemptError`] — the one place where transport and status codes become decisions.
 //!
-//! Protocols: OpenAI Chat Completions (OpenAI, vLLM, OCI Generative AI's compatible endpoint).
-//! Connections go over TCP, or to an in-memory peer for tests ([`Transport`]).
+//! Protocols, behind one closed enum (`adapter.rs`): OpenAI Chat Completions (OpenAI, vLLM,
+//! OCI Generative AI's compatible endpoint) as a byte pass-through, Anthropic Messages, and AWS
+//! Bedrock's Converse and ConverseStream with SigV4; answers are read back as OpenAI chunks
+//! ([`AnswerDecoder`]). Connections go over TCP, or to an in-memory peer for tests
+//! ([`Transport`]).
 
+mod adapter;
+mod answer;
 pub mod eventstream;
 pub mod sigv4;
 mod transport;
@@ -15,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::Uri;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use http::header::{HeaderMap, RETRY_AFTER};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -26,32 +30,19 @@ use hyper_util::rt::TokioExecutor;
 use switchyard_core::AttemptError;
 use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 
+use adapter::Target;
+pub use adapter::{Auth, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint};
+pub use answer::{AnswerDecoder, StreamFault};
 use transport::MemoryConnector;
 pub use transport::{Dial, Transport};
 
 /// Error bodies are read up to this size for classification.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// A deployment's endpoint as configured.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// The base URL, e.g. `http://127.0.0.1:9101/v1`.
-    pub base: String,
-    pub api_key: Option<String>,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     ChatCompletions,
     Embeddings,
-}
-
-/// A deployment's URLs and auth header, built once.
-#[derive(Debug)]
-struct Prepared {
-    chat: Uri,
-    embeddings: Uri,
-    auth: Option<HeaderValue>,
 }
 
 /// The pooled client of one transport. An enum rather than a boxed connector: the TCP path
@@ -82,7 +73,7 @@ pub type Response = http::Response<Incoming>;
 pub struct Upstream {
     id: u64,
     connect_timeout: Duration,
-    targets: Arc<[Prepared]>,
+    targets: Arc<[Target]>,
     transport: Transport,
 }
 
@@ -114,24 +105,7 @@ impl Upstream {
         endpoints: &[Endpoint],
         transport: Transport,
     ) -> Result<Upstream, ClientBuildError> {
-        let mut targets = Vec::with_capacity(endpoints.len());
-        for e in endpoints {
-            let uri = |path: &str| {
-                format!("{}{path}", e.base)
-                    .parse::<Uri>()
-                    .map_err(|err| ClientBuildError::Url(e.base.clone(), err.to_string()))
-            };
-            let auth = match &e.api_key {
-                Some(key) => {
-                    let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-                        .map_err(|_| ClientBuildError::Client("an API key holds characters a header cannot".into()))?;
-                    value.set_sensitive(true);
-                    Some(value)
-                }
-                None => None,
-            };
-            targets.push(Prepared { chat: uri("/chat/completions")?, embeddings: uri("/embeddings")?, auth });
-        }
+        let targets = endpoints.iter().map(Target::new).collect::<Result<Vec<_>, _>>()?;
         let upstream = Upstream {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             connect_timeout,
@@ -179,18 +153,14 @@ impl Upstream {
         first_byte: Duration,
     ) -> Result<Response, AttemptError> {
         let target = &self.targets[index];
-        let uri = match operation {
-            Operation::ChatCompletions => target.chat.clone(),
-            Operation::Embeddings => target.embeddings.clone(),
-        };
+        let built = target.build(operation, body, SystemTime::now())?;
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
-        let mut request = http::Request::post(uri).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(auth) = &target.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
+        let mut request = http::Request::post(built.uri);
+        for (name, value) in built.headers {
+            request = request.header(name, value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
+        let request =
+            request.body(Full::new(built.body)).map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
         let response = match tokio::time::timeout(first_byte, client.request(request)).await {
             Err(_) => return Err(AttemptError::FirstByteTimeout),
             Ok(Err(e)) => return Err(classify_transport(&e)),
@@ -201,8 +171,19 @@ impl Upstream {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
+        let error_type = response
+            .headers()
+            .get(switchyard_wire::bedrock_codec::ERROR_TYPE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = read_capped(response.into_body(), first_byte).await;
-        Err(classify_status(status, retry_after, &body))
+        Err(target.classify(status, retry_after, error_type.as_deref(), &body))
+    }
+
+    /// The reader for an answer from deployment `index`, in its protocol.
+    pub fn decoder(&self, index: usize) -> AnswerDecoder {
+        let target = &self.targets[index];
+        AnswerDecoder::new(target.protocol, &target.model)
     }
 }
 
@@ -372,6 +353,8 @@ fn http_date(text: &str) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    use http::header::HeaderValue;
+
     use super::*;
 
     #[test]

@@ -112,7 +112,13 @@ mod tests {
     }
 
     fn upstream(dial: Dial) -> Upstream {
-        let endpoint = Endpoint { base: "http://127.0.0.1:1/v1".into(), api_key: Some("k".into()) };
+        let endpoint = Endpoint {
+            base: "http://127.0.0.1:1/v1".into(),
+            protocol: switchyard_core::config::Protocol::OpenAi,
+            auth: crate::Auth::Bearer("k".into()),
+            model: "m".into(),
+            region: "r".into(),
+        };
         Upstream::with_transport(Duration::from_millis(100), &[endpoint], Transport::Memory(dial)).expect("upstream")
     }
 

@@ -31,6 +31,8 @@ pub enum Protocol {
     OpenAiChat,
     /// Anthropic Messages (`/v1/messages`).
     Anthropic,
+    /// AWS Bedrock Runtime Converse (`/model/{modelId}/converse`, `/converse-stream`).
+    Bedrock,
 }
 
 /// A request in the canonical model.
@@ -244,6 +246,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::OpenAiChat => "OpenAI Chat Completions",
             Protocol::Anthropic => "Anthropic Messages",
+            Protocol::Bedrock => "AWS Bedrock Converse",
         })
     }
 }

@@ -3,6 +3,7 @@
 //! and JSON in, typed views out.
 
 pub mod anthropic_codec;
+pub mod bedrock_codec;
 pub mod canonical;
 pub mod chat;
 pub mod display;

@@ -290,11 +290,37 @@ impl StreamEncoder {
 
     /// Appends the bytes of `event` (possibly none) to `out`.
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        let mut frames = Vec::new();
+        self.frames(event, &mut frames);
+        for frame in frames {
+            match frame {
+                Frame::Chunk(value) => data(&value, out),
+                Frame::Done => out.extend_from_slice(DONE_EVENT),
+                Frame::Ping => out.extend_from_slice(b": ping\n\n"),
+            }
+        }
+    }
+
+    /// Appends the `data:` of each event `event` makes to `out`, unframed: a chunk's JSON, or
+    /// `[DONE]` (a ping makes none). What a relay that works on event data takes.
+    pub fn encode_data(&mut self, event: &StreamEvent, out: &mut Vec<String>) {
+        let mut frames = Vec::new();
+        self.frames(event, &mut frames);
+        for frame in frames {
+            match frame {
+                Frame::Chunk(value) => out.push(value.to_string()),
+                Frame::Done => out.push("[DONE]".to_owned()),
+                Frame::Ping => (),
+            }
+        }
+    }
+
+    fn frames(&mut self, event: &StreamEvent, out: &mut Vec<Frame>) {
         match event {
             StreamEvent::MessageStart { id, model, usage: _ } => {
                 self.id.clone_from(id);
                 self.model.clone_from(model);
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                out.push(self.chunk(json!({"role": "assistant", "content": ""}), None));
             }
             StreamEvent::BlockStart { block: BlockKind::Text, .. } => (),
             StreamEvent::BlockStart { block: BlockKind::ToolUse { id, name }, .. } => {
@@ -304,40 +330,39 @@ impl StreamEncoder {
                 let delta = json!({"tool_calls": [{
                     "index": call, "id": id, "type": "function", "function": {"name": name, "arguments": ""},
                 }]});
-                self.chunk(delta, None, out);
+                out.push(self.chunk(delta, None));
             }
-            StreamEvent::TextDelta { text, .. } => self.chunk(json!({"content": text}), None, out),
+            StreamEvent::TextDelta { text, .. } => out.push(self.chunk(json!({"content": text}), None)),
             StreamEvent::ToolInputDelta { partial_json, .. } => {
                 let call = self.open_call.unwrap_or(self.calls.saturating_sub(1));
                 let delta = json!({"tool_calls": [{"index": call, "function": {"arguments": partial_json}}]});
-                self.chunk(delta, None, out);
+                out.push(self.chunk(delta, None));
             }
             StreamEvent::BlockStop { .. } => self.open_call = None,
             StreamEvent::MessageDelta { finish, usage } => {
                 self.usage = *usage;
-                self.chunk(json!({}), Some(finish), out);
+                out.push(self.chunk(json!({}), Some(finish)));
             }
             StreamEvent::MessageStop => {
                 if let (true, Some(usage)) = (self.include_usage, &self.usage) {
-                    let chunk = json!({
+                    out.push(Frame::Chunk(json!({
                         "id": self.id,
                         "object": "chat.completion.chunk",
                         "created": self.created,
                         "model": self.model,
                         "choices": [],
                         "usage": write_usage(usage),
-                    });
-                    data(&chunk, out);
+                    })));
                 }
-                out.extend_from_slice(DONE_EVENT);
+                out.push(Frame::Done);
             }
-            StreamEvent::Ping => out.extend_from_slice(b": ping\n\n"),
-            StreamEvent::Error(error) => data(&stream_error(error), out),
+            StreamEvent::Ping => out.push(Frame::Ping),
+            StreamEvent::Error(error) => out.push(Frame::Chunk(stream_error(error))),
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&FinishReason>, out: &mut Vec<u8>) {
-        let chunk = json!({
+    fn chunk(&self, delta: Value, finish: Option<&FinishReason>) -> Frame {
+        Frame::Chunk(json!({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
@@ -348,9 +373,15 @@ impl StreamEncoder {
                 "logprobs": null,
                 "finish_reason": finish.map(finish_reason),
             }],
-        });
-        data(&chunk, out);
+        }))
     }
+}
+
+/// One SSE event the encoder writes.
+enum Frame {
+    Chunk(Value),
+    Done,
+    Ping,
 }
 
 fn stream_error(error: &ErrorObject) -> Value {

@@ -1,0 +1,309 @@
+//! The upstream protocols behind one closed enum: for each deployment, how an attempt's request
+//! is built (URL, auth, body in the deployment's protocol) and how a refusal is classified.
+//!
+//! The gateway always hands over an OpenAI Chat Completions body (the byte pass-through's
+//! shape). An OpenAI deployment gets it as it is: the fast path. An Anthropic or Bedrock one
+//! gets it decoded into the canonical model and encoded in its own protocol; what that protocol
+//! cannot express is a 400 naming the parameter ([`AttemptError::ClientError`], returned to the
+//! caller), never dropped.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use serde_json::Value;
+use switchyard_core::AttemptError;
+use switchyard_core::config::{Config, Deployment, Protocol};
+use switchyard_wire::canonical::{ErrorClass, ErrorObject, Request as Canonical, Unsupported};
+use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
+
+use crate::sigv4::{self, BEDROCK, Credentials, Scope};
+use crate::{ClientBuildError, Operation, classify_status};
+
+/// `max_tokens` sent to Anthropic when the caller gave none: Anthropic requires one.
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 4096;
+
+/// A deployment's endpoint as configured: where, in which protocol, with which credentials.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The API's base URL, e.g. `http://127.0.0.1:9101/v1` (OpenAI, Anthropic) or
+    /// `https://bedrock-runtime.us-east-1.amazonaws.com` (Bedrock).
+    pub base: String,
+    pub protocol: Protocol,
+    pub auth: Auth,
+    /// The provider's model id (Bedrock puts it in the URL path).
+    pub model: String,
+    /// The deployment's region: Bedrock's SigV4 signing region.
+    pub region: String,
+}
+
+/// How requests to an endpoint are authenticated.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    /// `Authorization: Bearer` (OpenAI; a Bedrock API key).
+    Bearer(String),
+    /// Anthropic's `x-api-key` (optional) and `anthropic-version`.
+    Anthropic {
+        key: Option<String>,
+        version: String,
+    },
+    /// AWS SigV4 over the whole request.
+    Aws(Credentials),
+}
+
+impl Endpoint {
+    /// `d`'s endpoint, with its cloud's protocol and credentials.
+    pub fn of(config: &Config, d: &Deployment) -> Endpoint {
+        let cloud = config.cloud_of(d.id);
+        let key = cloud.api_key.as_ref().map(|k| k.expose().to_owned());
+        let auth = match (cloud.protocol, &cloud.aws, key) {
+            (Protocol::Anthropic, _, key) => Auth::Anthropic { key, version: cloud.anthropic_version.clone() },
+            (Protocol::Bedrock, Some(aws), _) => Auth::Aws(Credentials {
+                access_key_id: aws.access_key_id.expose().to_owned(),
+                secret_access_key: aws.secret_access_key.expose().to_owned(),
+                session_token: aws.session_token.as_ref().map(|t| t.expose().to_owned()),
+            }),
+            (_, _, Some(key)) => Auth::Bearer(key),
+            (_, _, None) => Auth::None,
+        };
+        Endpoint {
+            base: d.endpoint.clone(),
+            protocol: cloud.protocol,
+            auth,
+            model: d.model.clone(),
+            region: d.region.clone(),
+        }
+    }
+}
+
+/// A deployment's prepared target: its URLs and auth, built once.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) protocol: Protocol,
+    pub(crate) model: String,
+    /// Chat (OpenAI, Anthropic) or Converse (Bedrock).
+    chat: Uri,
+    /// ConverseStream (Bedrock); the chat URL otherwise.
+    stream: Uri,
+    embeddings: Uri,
+    auth: PreparedAuth,
+}
+
+#[derive(Debug)]
+enum PreparedAuth {
+    None,
+    Header(HeaderName, HeaderValue),
+    Anthropic { key: Option<HeaderValue>, version: HeaderValue },
+    Aws { credentials: Credentials, region: String },
+}
+
+/// An attempt's request, ready to send.
+pub(crate) struct Built {
+    pub(crate) uri: Uri,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: Bytes,
+}
+
+impl Target {
+    pub(crate) fn new(e: &Endpoint) -> Result<Target, ClientBuildError> {
+        let uri = |path: &str| {
+            format!("{}{path}", e.base)
+                .parse::<Uri>()
+                .map_err(|err| ClientBuildError::Url(e.base.clone(), err.to_string()))
+        };
+        let sensitive = |value: String| {
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| ClientBuildError::Client("a credential holds characters a header cannot".into()))?;
+            value.set_sensitive(true);
+            Ok::<_, ClientBuildError>(value)
+        };
+        let auth = match &e.auth {
+            Auth::None => PreparedAuth::None,
+            Auth::Bearer(key) => PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {key}"))?),
+            Auth::Anthropic { key, version } => PreparedAuth::Anthropic {
+                key: key.clone().map(sensitive).transpose()?,
+                version: HeaderValue::from_str(version)
+                    .map_err(|_| ClientBuildError::Client("anthropic_version is not a header value".into()))?,
+            },
+            Auth::Aws(credentials) => PreparedAuth::Aws { credentials: credentials.clone(), region: e.region.clone() },
+        };
+        let (chat, stream, embeddings) = match e.protocol {
+            Protocol::OpenAi => (uri("/chat/completions")?, uri("/chat/completions")?, uri("/embeddings")?),
+            Protocol::Anthropic => (uri("/messages")?, uri("/messages")?, uri("/messages")?),
+            Protocol::Bedrock => {
+                let model = path_segment(&e.model);
+                let converse = uri(&format!("/model/{model}/converse"))?;
+                (converse.clone(), uri(&format!("/model/{model}/converse-stream"))?, converse)
+            }
+        };
+        Ok(Target { protocol: e.protocol, model: e.model.clone(), chat, stream, embeddings, auth })
+    }
+
+    /// The request for one attempt: `body` is an OpenAI body, translated when the deployment
+    /// speaks another protocol.
+    pub(crate) fn build(&self, operation: Operation, body: Vec<u8>, now: SystemTime) -> Result<Built, AttemptError> {
+        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let (uri, body) = match (self.protocol, operation) {
+            (Protocol::OpenAi, Operation::ChatCompletions) => (self.chat.clone(), Bytes::from(body)),
+            (Protocol::OpenAi, Operation::Embeddings) => (self.embeddings.clone(), Bytes::from(body)),
+            (_, Operation::Embeddings) => {
+                let detail = format!("{} deployments serve no embeddings", self.protocol.name());
+                return Err(AttemptError::InvalidResponse { detail });
+            }
+            (Protocol::Anthropic, Operation::ChatCompletions) => {
+                let mut request = canonical(&body)?;
+                request.max_tokens = request.max_tokens.or(Some(DEFAULT_ANTHROPIC_MAX_TOKENS));
+                (self.chat.clone(), encoded(anthropic_codec::encode_request(&request))?)
+            }
+            (Protocol::Bedrock, Operation::ChatCompletions) => {
+                let request = canonical(&body)?;
+                let uri = if request.stream { self.stream.clone() } else { self.chat.clone() };
+                (uri, encoded(bedrock_codec::encode_request(&request))?)
+            }
+        };
+        match &self.auth {
+            PreparedAuth::None => {}
+            PreparedAuth::Header(name, value) => headers.push((name.clone(), value.clone())),
+            PreparedAuth::Anthropic { key, version } => {
+                if let Some(key) = key {
+                    headers.push((HeaderName::from_static("x-api-key"), key.clone()));
+                }
+                headers.push((HeaderName::from_static("anthropic-version"), version.clone()));
+            }
+            PreparedAuth::Aws { credentials, region } => {
+                let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+                let host = HeaderValue::from_str(&host).map_err(|_| AttemptError::ConnectFailed {
+                    detail: "the endpoint's host is not a header value".into(),
+                })?;
+                headers.push((HOST, host));
+                let mut map = HeaderMap::new();
+                for (name, value) in &headers {
+                    map.insert(name.clone(), value.clone());
+                }
+                let request = sigv4::Request { method: &Method::POST, uri: &uri, headers: &map, body: &body };
+                let signed = sigv4::sign(&request, Scope { region, service: BEDROCK }, credentials, now)
+                    .map_err(|e| AttemptError::ConnectFailed { detail: format!("cannot sign the request: {e}") })?;
+                headers.extend(signed);
+            }
+        }
+        Ok(Built { uri, headers, body })
+    }
+
+    /// A refusal (a non-success status) classified from the protocol's error body.
+    pub(crate) fn classify(
+        &self,
+        status: u16,
+        retry_after: Option<std::time::Duration>,
+        error_type: Option<&str>,
+        body: &[u8],
+    ) -> AttemptError {
+        let error = match self.protocol {
+            Protocol::OpenAi => return classify_status(status, retry_after, body),
+            Protocol::Anthropic => anthropic_codec::decode_error(status, body),
+            Protocol::Bedrock => bedrock_codec::decode_error(status, error_type, body),
+        };
+        match status {
+            // Anthropic's 529 is `overloaded_error`: out of capacity, like a 429.
+            429 | 529 => AttemptError::RateLimited { retry_after },
+            401 | 403 | 404 => AttemptError::UpstreamRefused { status },
+            // Bedrock's ModelTimeoutException (408) and ModelErrorException (424) are the
+            // model's failures, not the caller's.
+            408 | 424 => AttemptError::ServerError { status },
+            400..=499 => match error.class {
+                ErrorClass::RateLimit | ErrorClass::Overloaded => AttemptError::RateLimited { retry_after },
+                _ => by_class(error, status),
+            },
+            500..=599 => AttemptError::ServerError { status },
+            _ => AttemptError::InvalidResponse { detail: format!("unexpected status {status}") },
+        }
+    }
+}
+
+/// An error reported inside a stream (no status of its own), classified by its class.
+pub(crate) fn in_stream(error: ErrorObject) -> AttemptError {
+    match error.class {
+        ErrorClass::RateLimit | ErrorClass::Overloaded => AttemptError::RateLimited { retry_after: None },
+        ErrorClass::Server => AttemptError::ServerError { status: 500 },
+        ErrorClass::Authentication | ErrorClass::Permission | ErrorClass::NotFound => {
+            AttemptError::UpstreamRefused { status: 403 }
+        }
+        _ => by_class(error, 400),
+    }
+}
+
+fn by_class(error: ErrorObject, status: u16) -> AttemptError {
+    let ErrorObject { class, message, code, .. } = error;
+    match class {
+        ErrorClass::ContextLength => AttemptError::ContextLengthExceeded { message },
+        ErrorClass::ContentFilter => AttemptError::ContentFiltered { message, code },
+        _ => AttemptError::ClientError { status, message, code },
+    }
+}
+
+/// The gateway's OpenAI body in the canonical model. A continuation's
+/// `continue_final_message` (vLLM's way to continue a prefill) becomes the model's `prefill`.
+fn canonical(body: &[u8]) -> Result<Canonical, AttemptError> {
+    let mut request = openai_codec::decode_request(body).map_err(|e| AttemptError::ClientError {
+        status: 400,
+        message: e.message,
+        code: Some("invalid_request_error".into()),
+    })?;
+    if let Some(extra) = &mut request.extra {
+        let fields = &mut extra.fields;
+        if fields.remove("continue_final_message") == Some(Value::Bool(true)) {
+            request.prefill = true;
+        }
+        fields.remove("add_generation_prompt");
+        if fields.is_empty() {
+            request.extra = None;
+        }
+    }
+    Ok(request)
+}
+
+/// An encoded body, or the 400 that names what the protocol cannot express.
+fn encoded(result: Result<Value, Unsupported>) -> Result<Bytes, AttemptError> {
+    match result {
+        Ok(value) => Ok(Bytes::from(value.to_string())),
+        Err(e) => Err(AttemptError::ClientError {
+            status: 400,
+            message: e.to_string(),
+            code: Some("unsupported_parameter".into()),
+        }),
+    }
+}
+
+/// A path segment percent-encoded as botocore does: all but unreserved characters (a model
+/// id's `:` becomes `%3A`).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_are_encoded_in_the_path() {
+        assert_eq!(path_segment("us.meta.llama3-3-70b-instruct-v1:0"), "us.meta.llama3-3-70b-instruct-v1%3A0");
+        assert_eq!(path_segment("arn:aws:x/y"), "arn%3Aaws%3Ax%2Fy");
+    }
+
+    #[test]
+    fn a_continuation_becomes_a_prefill() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Hel"}],
+            "continue_final_message":true,"add_generation_prompt":false,"stream":true}"#;
+        let request = canonical(body).expect("decodes");
+        assert!(request.prefill && request.extra.is_none(), "{request:?}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading an upstream answer in the deployment's protocol as the gateway's relay reads it:
+//! OpenAI Chat Completions. An OpenAI stream's event data passes through untouched (the fast
+//! path); an Anthropic SSE stream or a Bedrock eventstream is decoded into canonical events and
+//! written as OpenAI chunks, and a whole answer is translated the same way. An error the
+//! upstream reports inside its stream becomes the attempt's classified failure.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchyard_core::AttemptError;
+use switchyard_core::config::Protocol;
+use switchyard_wire::canonical::{DecodeError, Response, StreamEvent};
+use switchyard_wire::sse::{SseEvent, SseParser};
+use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
+
+use crate::adapter::in_stream;
+use crate::eventstream::{self, MessageType};
+
+/// Why a stream cannot be read on.
+#[derive(Debug, PartialEq)]
+pub enum StreamFault {
+    /// Bytes that are not the protocol's stream (an event past the parser's bounds, a bad CRC,
+    /// an event out of order).
+    Garbage(String),
+    /// The upstream reported an error inside the stream.
+    Failed(AttemptError),
+}
+
+/// One attempt's answer reader, for its deployment's protocol.
+pub enum AnswerDecoder {
+    OpenAi(SseParser),
+    Anthropic(Box<Translated<anthropic_codec::StreamDecoder>>),
+    Bedrock(Box<Translated<bedrock_codec::StreamDecoder>>),
+}
+
+/// A stream decoded into canonical events and written as OpenAI chunks.
+pub struct Translated<D> {
+    framing: Framing,
+    decoder: D,
+    encoder: openai_codec::StreamEncoder,
+    model: String,
+    events: Vec<StreamEvent>,
+}
+
+enum Framing {
+    Sse(SseParser),
+    EventStream(eventstream::Decoder),
+}
+
+impl AnswerDecoder {
+    /// The reader for an answer from a `protocol` deployment serving `model`.
+    pub fn new(protocol: Protocol, model: &str) -> AnswerDecoder {
+        match protocol {
+            Protocol::OpenAi => AnswerDecoder::OpenAi(SseParser::default()),
+            Protocol::Anthropic => AnswerDecoder::Anthropic(Box::new(Translated::new(
+                Framing::Sse(SseParser::default()),
+                anthropic_codec::StreamDecoder::new(),
+                model,
+            ))),
+            Protocol::Bedrock => AnswerDecoder::Bedrock(Box::new(Translated::new(
+                Framing::EventStream(eventstream::Decoder::new()),
+                bedrock_codec::StreamDecoder::new(),
+                model,
+            ))),
+        }
+    }
+
+    /// Whether a streamed answer's content type is this protocol's stream.
+    pub fn is_stream(&self, content_type: Option<&str>) -> bool {
+        let expected = match self {
+            AnswerDecoder::OpenAi(_) | AnswerDecoder::Anthropic(_) => "text/event-stream",
+            AnswerDecoder::Bedrock(_) => "application/vnd.amazon.eventstream",
+        };
+        content_type.is_some_and(|v| v.starts_with(expected))
+    }
+
+    /// Reads a piece of the stream; the OpenAI event data it completes go to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<String>) -> Result<(), StreamFault> {
+        match self {
+            AnswerDecoder::OpenAi(parser) => {
+                let mut events = Vec::new();
+                let result = parser.push(bytes, &mut events);
+                out.extend(events.into_iter().map(|e| e.data));
+                result.map_err(|e| StreamFault::Garbage(e.to_string()))
+            }
+            AnswerDecoder::Anthropic(t) => t.push(bytes, out, |d, e, events| d.push(e, events)),
+            AnswerDecoder::Bedrock(t) => t.push_frames(bytes, out),
+        }
+    }
+
+    /// The stream ended: what is left goes to `out`. An unfinished translated stream writes
+    /// nothing more: the relay sees no finish and judges the cut.
+    pub fn finish(&mut self, out: &mut Vec<String>) {
+        if let AnswerDecoder::OpenAi(parser) = self {
+            let mut events = Vec::new();
+            parser.finish(&mut events);
+            out.extend(events.into_iter().map(|e| e.data));
+        }
+        if let AnswerDecoder::Bedrock(t) = self {
+            // Bedrock's usage comes after its stop; a stream that ended without it still ends.
+            let mut events = std::mem::take(&mut t.events);
+            if t.decoder.finish(&mut events).is_ok() {
+                let _ = t.write(&mut events, out);
+            }
+        }
+    }
+
+    /// A whole answer, as an OpenAI `chat.completion` body.
+    pub fn whole(&self, body: Bytes) -> Result<Bytes, AttemptError> {
+        let decoded = match self {
+            AnswerDecoder::OpenAi(_) => return Ok(body),
+            AnswerDecoder::Anthropic(t) => (anthropic_codec::decode_response(&body), &t.model),
+            AnswerDecoder::Bedrock(t) => (bedrock_codec::decode_response(&body), &t.model),
+        };
+        let (response, model): (Result<Response, DecodeError>, _) = decoded;
+        let mut response = response.map_err(|e| AttemptError::InvalidResponse { detail: e.message })?;
+        if response.model.is_empty() {
+            response.model.clone_from(model);
+        }
+        Ok(Bytes::from(openai_codec::encode_response(&response, now_secs()).to_string()))
+    }
+}
+
+impl<D> Translated<D> {
+    fn new(framing: Framing, decoder: D, model: &str) -> Translated<D> {
+        Translated {
+            framing,
+            decoder,
+            encoder: openai_codec::StreamEncoder::new(now_secs(), true),
+            model: model.to_owned(),
+            events: Vec::new(),
+        }
+    }
+
+    /// SSE framing: each event through `decode`, then out as OpenAI chunks.
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<String>,
+        decode: impl Fn(&mut D, &SseEvent, &mut Vec<StreamEvent>) -> Result<(), DecodeError>,
+    ) -> Result<(), StreamFault> {
+        let Framing::Sse(parser) = &mut self.framing else { return Ok(()) };
+        let mut sse = Vec::new();
+        let framed = parser.push(bytes, &mut sse);
+        let mut events = std::mem::take(&mut self.events);
+        for event in &sse {
+            if let Err(e) = decode(&mut self.decoder, event, &mut events) {
+                self.events = events;
+                return Err(StreamFault::Garbage(e.message));
+            }
+        }
+        let written = self.write(&mut events, out);
+        self.events = events;
+        written?;
+        framed.map_err(|e| StreamFault::Garbage(e.to_string()))
+    }
+
+    /// Canonical events out as OpenAI chunk data; an error event fails the attempt.
+    fn write(&mut self, events: &mut Vec<StreamEvent>, out: &mut Vec<String>) -> Result<(), StreamFault> {
+        for event in events.drain(..) {
+            match event {
+                StreamEvent::Error(error) => return Err(StreamFault::Failed(in_stream(error))),
+                StreamEvent::MessageStart { id, model, usage } => {
+                    let model = if model.is_empty() { self.model.clone() } else { model };
+                    self.encoder.encode_data(&StreamEvent::MessageStart { id, model, usage }, out);
+                }
+                other => self.encoder.encode_data(&other, out),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Translated<bedrock_codec::StreamDecoder> {
+    /// Eventstream framing: each message an event or an exception.
+    fn push_frames(&mut self, bytes: &[u8], out: &mut Vec<String>) -> Result<(), StreamFault> {
+        let Framing::EventStream(frames) = &mut self.framing else { return Ok(()) };
+        frames.feed(bytes);
+        let mut events = std::mem::take(&mut self.events);
+        let result = loop {
+            let message = match frames.next_message() {
+                Ok(Some(message)) => message,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(StreamFault::Garbage(e.to_string())),
+            };
+            let decoded = match message.message_type() {
+                Some(MessageType::Event) => {
+                    let kind = message.event_type().unwrap_or_default().to_owned();
+                    self.decoder.push_event(&kind, &message.payload, &mut events)
+                }
+                Some(MessageType::Exception) => {
+                    let kind = message.exception_type().unwrap_or_default().to_owned();
+                    self.decoder.push_exception(&kind, &message.payload, &mut events)
+                }
+                // `:message-type: error`: the service failed mid-stream.
+                Some(MessageType::Error) => break Err(StreamFault::Failed(AttemptError::ServerError { status: 500 })),
+                None => break Err(StreamFault::Garbage("an eventstream message without a type".into())),
+            };
+            if let Err(e) = decoded {
+                break Err(StreamFault::Garbage(e.message));
+            }
+        };
+        let written = self.write(&mut events, out);
+        self.events = events;
+        written?;
+        result
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
