@@ -1,6 +1,7 @@
-//! `switchyard demo`: emulated AWS-, Azure- and OCI-shaped clouds, the gateway in front, mixed
-//! traffic from two tenants, one whole cloud taken down midway and brought back; live
-//! progress, a closing table, and a report file.
+//! `switchyard demo`: emulated AWS-, Azure- and OCI-shaped clouds and an on-prem cluster (AWS on
+//! Bedrock's protocol with SigV4, on-prem on Anthropic's, the rest on OpenAI's), the gateway in
+//! front, mixed traffic from two tenants, one whole cloud taken down midway and brought back;
+//! live progress, a closing table, and a report file.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard_core::config::{Config, Fault, FaultKind, FaultWindow, NoSecrets};
+use switchyard_core::config::{Config, Fault, FaultKind, FaultWindow, SecretSource};
 use switchyard_emulator::{Bind, Emulator};
 use switchyard_gateway::Gateway;
 use tokio::time::Instant;
@@ -22,9 +23,9 @@ const WORKERS: usize = 24;
 const CLOUD_DOWN: &str = "aws";
 
 pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::Result<ExitCode> {
-    let emulated = Config::from_yaml(DEMO_CONFIG, &NoSecrets).context("demo config")?;
+    let emulated = Config::from_yaml(DEMO_CONFIG, &DemoSecrets).context("demo config")?;
     let emulator = Emulator::start(&emulated, Bind::Ephemeral, None, seed).await?;
-    let mut config = Config::from_yaml(DEMO_CONFIG, &NoSecrets).context("demo config")?;
+    let mut config = Config::from_yaml(DEMO_CONFIG, &DemoSecrets).context("demo config")?;
     for d in &mut config.deployments {
         if let Some(e) = emulator.deployment(&d.name) {
             d.endpoint = e.endpoint();
@@ -49,10 +50,12 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         config.deployments.len()
     )?;
     for d in &config.deployments {
+        let cloud = config.cloud_of(d.id);
         outln!(
-            "  {:<22} {:<6} {:<15} {:<3} {}",
+            "  {:<22} {:<6} {:<9} {:<15} {:<3} {}",
             d.name,
-            config.cloud_of(d.id).name,
+            cloud.name,
+            cloud.protocol.name(),
             d.region,
             d.jurisdiction,
             emulator.deployment(&d.name).map(|e| e.endpoint()).unwrap_or_default()
@@ -159,6 +162,26 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     }
     outln!("OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU.")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's made-up credentials, the same for the emulated clouds (which check them as the
+/// real ones do: Bedrock's SigV4 signature, Anthropic's `x-api-key`) and the gateway.
+struct DemoSecrets;
+
+impl SecretSource for DemoSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        let value = match name {
+            "DEMO_AWS_ACCESS_KEY_ID" => "AKIDSWITCHYARDDEMO",
+            "DEMO_AWS_SECRET_ACCESS_KEY" => "demo/secret/access/key/for/sigv4",
+            "DEMO_ONPREM_API_KEY" => "sk-onprem-demo",
+            _ => return None,
+        };
+        Some(value.to_owned())
+    }
+
+    fn file(&self, path: &str) -> Result<String, String> {
+        Err(format!("the demo reads no files ({path})"))
+    }
 }
 
 /// Spend per tenant and per key, read back from the ledger, as markdown tables; and how many

@@ -17,10 +17,52 @@ fn example(name: &str) -> String {
 
 #[test]
 fn shipped_examples_are_valid() {
+    // The demo's made-up credentials, as its header says to export them.
+    let demo_env = [("DEMO_AWS_ACCESS_KEY_ID", "x"), ("DEMO_AWS_SECRET_ACCESS_KEY", "y"), ("DEMO_ONPREM_API_KEY", "z")];
     for name in ["quickstart.yaml", "demo.yaml"] {
-        let (ok, stdout, stderr) = switchyard(&["check-config", &example(name)]);
-        assert!(ok, "{name}: {stderr}");
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["check-config", &example(name)])
+            .envs(demo_env)
+            .output()
+            .expect("the binary runs");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{name}: {stderr}");
         assert!(stdout.starts_with("config ok:"), "{stdout}");
+    }
+}
+
+/// The protocols example takes its credentials from the environment; without them,
+/// check-config names each missing one by its path.
+#[test]
+fn the_protocols_example_needs_its_credentials_and_says_which() {
+    let check = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["check-config", &example("protocols.yaml")])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .expect("the binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = check(&[
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        ("ANTHROPIC_API_KEY", "sk-ant-local"),
+    ]);
+    assert!(ok && stdout.starts_with("config ok:"), "{stdout}{stderr}");
+    let (ok, _, stderr) = check(&[("ANTHROPIC_API_KEY", "sk-ant-local")]);
+    assert!(!ok);
+    for missing in [
+        "clouds[0].aws.access_key_id: environment variable AWS_ACCESS_KEY_ID is not set",
+        "clouds[0].aws.secret_access_key: environment variable AWS_SECRET_ACCESS_KEY is not set",
+    ] {
+        assert!(stderr.contains(missing), "{stderr}");
     }
 }
 
