@@ -1,11 +1,13 @@
 """The servers the SDK checks run against: `switchyard emulate` and `switchyard serve`, started
-as processes on free loopback ports with examples/quickstart.yaml (plus an alias `chat-ordered`
-that always tries openai-us first, so that faults there are seen), in a temp dir that also
-takes the gateway's default ledger file.
+as processes on free loopback ports with an example config (by default examples/quickstart.yaml,
+plus an alias `chat-ordered` that always tries openai-us first, so that faults there are seen),
+in a temp dir that also takes the gateway's default ledger file. Every `127.0.0.1:PORT` in the
+config is moved to a free port; `env` adds the variables its secret references name.
 """
 
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -35,28 +37,31 @@ def wait_for(port, deadline_s=60):
 class Servers:
     """The emulator and the gateway, up once `start` returns; `stop` ends both."""
 
-    def __init__(self, binary, prefix):
-        text = open(os.path.join(ROOT, "examples", "quickstart.yaml")).read()
-        text = text.replace(
-            "aliases:\n",
-            "aliases:\n  - name: chat-ordered\n    policy: priority\n    deployments: [openai-us, vllm-eu]\n",
-            1,
-        )
-        ports = {old: free_port() for old in (9101, 9102, 9103, 8080)}
-        for old, new in ports.items():
-            text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+    def __init__(self, binary, prefix, config="quickstart.yaml", env=None):
+        text = open(os.path.join(ROOT, "examples", config)).read()
+        if config == "quickstart.yaml":
+            text = text.replace(
+                "aliases:\n",
+                "aliases:\n  - name: chat-ordered\n    policy: priority\n    deployments: [openai-us, vllm-eu]\n",
+                1,
+            )
+        listen = int(re.search(r"listen: 127\.0\.0\.1:(\d+)", text).group(1))
+        live = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        old_ports = sorted({int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", live)})
+        ports = {old: free_port() for old in old_ports}
+        text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{ports.get(int(m.group(1)), m.group(1))}", text)
         self.ports = list(ports.values())
-        self.gateway = ports[8080]
+        self.gateway = ports[listen]
         self.admin = free_port()
         self.workdir = tempfile.mkdtemp(prefix=prefix)
-        config = os.path.join(self.workdir, "switchyard.yaml")
-        with open(config, "w") as f:
+        path = os.path.join(self.workdir, "switchyard.yaml")
+        with open(path, "w") as f:
             f.write(text)
-        env = dict(os.environ, SWITCHYARD_LOG="warn")
-        emulate = [binary, "emulate", "--config", config, "--admin", f"127.0.0.1:{self.admin}"]
+        env = dict(os.environ, SWITCHYARD_LOG="warn", **(env or {}))
+        emulate = [binary, "emulate", "--config", path, "--admin", f"127.0.0.1:{self.admin}"]
         self.procs = [
             subprocess.Popen(emulate, env=env, cwd=self.workdir),
-            subprocess.Popen([binary, "serve", "--config", config], env=env, cwd=self.workdir),
+            subprocess.Popen([binary, "serve", "--config", path], env=env, cwd=self.workdir),
         ]
 
     def start(self):

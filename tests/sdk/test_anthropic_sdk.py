@@ -110,8 +110,11 @@ def main():
             )
             # Only openai-us takes tools.
             assert raw.headers.get("x-switchyard-deployment") == "openai-us", raw.headers
-            assert raw.parse().content[0].text
-            # The emulator answers in text; a turn with a tool call and its result goes through too.
+            called = raw.parse()
+            assert called.stop_reason == "tool_use", called
+            call = next(b for b in called.content if b.type == "tool_use")
+            assert call.name == "get_weather" and call.input == {"city": "Paris"}, call
+            # A turn with a tool call and its result goes through too; the answer is text.
             turn = ask + [
                 {"role": "assistant", "content": [
                     {"type": "text", "text": "Let me look."},

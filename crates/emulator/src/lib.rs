@@ -1,14 +1,26 @@
-//! Fake clouds on loopback: every configured deployment gets a listener that speaks its wire
-//! protocol (OpenAI Chat Completions for now), with timing drawn from the configured
-//! distributions, a concurrency capacity, and typed fault plans set in config or live. Or no
-//! listener at all: the deployments are reached through in-memory pipes ([`Dialer`]).
+//! Fake clouds on loopback: every configured deployment gets a listener that speaks its cloud's
+//! wire protocol (OpenAI Chat Completions, Anthropic Messages or Bedrock Converse), with its
+//! authentication, timing drawn from the configured distributions, a concurrency capacity,
+//! and typed fault plans set in config or live. Or no listener at all: the deployments are
+//! reached through in-memory pipes ([`Dialer`]). Answers are what models answer: the same
+//! words for the same conversation whatever the protocol, tool calls with arguments from the
+//! tool's schema, JSON when JSON is asked for.
 //!
 //! Used by `switchyard emulate`, by the demo, and in-process by the gateway's tests.
 
 mod admin;
+mod answer;
+mod anthropic;
+mod auth;
+mod bedrock;
 mod body;
+mod conversation;
+mod embeddings;
 mod memory;
+mod openai;
+mod schema;
 mod server;
+mod stream;
 mod text;
 
 use std::collections::BTreeMap;
@@ -23,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use conversation::canonical_conversation_key;
 pub use memory::Dialer;
 pub use text::{answer_tokens, conversation_key, remainder_after};
 
@@ -64,6 +77,11 @@ pub struct EmulatedDeployment {
     pub cloud: String,
     pub model: String,
     pub addr: SocketAddr,
+    /// The protocol its cloud speaks.
+    pub protocol: Protocol,
+    /// Its region: a Bedrock deployment's SigV4 signing region.
+    pub region: String,
+    pub(crate) auth: auth::Rule,
     pub(crate) context_window: u32,
     pub(crate) spec: Emulation,
     pub(crate) faults: Mutex<FaultPlan>,
@@ -134,9 +152,14 @@ pub struct Emulator {
 // === impl EmulatedDeployment ===
 
 impl EmulatedDeployment {
-    /// Base URL for the gateway's config.
+    /// Base URL for the gateway's config: `http://host:port/v1`, or for Bedrock, whose
+    /// paths (`/model/{id}/converse`) have no version, `http://host:port` (any prefix before
+    /// `/model/` is served too).
     pub fn endpoint(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        match self.protocol {
+            Protocol::Bedrock => format!("http://{}", self.addr),
+            Protocol::OpenAi | Protocol::Anthropic => format!("http://{}/v1", self.addr),
+        }
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -263,11 +286,15 @@ impl Emulator {
             };
             let spec = d.emulation.clone().unwrap_or_else(default_emulation);
             let faults = FaultPlan { faults: spec.faults.clone(), installed: started };
+            let cloud = config.cloud_of(d.id);
             let deployment = Arc::new(EmulatedDeployment {
                 name: d.name.clone(),
-                cloud: config.cloud_of(d.id).name.clone(),
+                cloud: cloud.name.clone(),
                 model: d.model.clone(),
                 addr,
+                protocol: cloud.protocol,
+                region: d.region.clone(),
+                auth: auth::Rule::of(d, cloud, &spec),
                 context_window: d.capabilities.context_window,
                 spec,
                 faults: Mutex::new(faults),

@@ -33,6 +33,22 @@ async function expectStatus(promise, status) {
 }
 
 const tests = {
+  // The SDK asks for base64 by default and decodes little-endian float32s.
+  async default_embeddings_call_gets_the_right_vector() {
+    const encoded = await client.embeddings.create({ model: "embed", input: "alpha" });
+    const floats = await client.embeddings.create({ model: "embed", input: "alpha", encoding_format: "float" });
+    const a = encoded.data[0].embedding;
+    const b = floats.data[0].embedding;
+    if (!Array.isArray(a) || a.length === 0 || a.length !== b.length) throw new Error(`lengths ${a.length} ${b.length}`);
+    a.forEach((x, i) => {
+      if (Math.abs(x - b[i]) > 1e-6) throw new Error(`component ${i}: ${x} vs ${b[i]}`);
+    });
+    const norm = Math.sqrt(a.reduce((s, x) => s + x * x, 0));
+    if (Math.abs(norm - 1) > 1e-3) throw new Error(`norm ${norm}`);
+    const small = await client.embeddings.create({ model: "embed", input: ["alpha", "beta"], dimensions: 4 });
+    if (small.data.length !== 2 || small.data.some((d) => d.embedding.length !== 4)) throw new Error("dimensions");
+  },
+
   async oversized_body_gets_413_not_a_broken_pipe() {
     const content = "x".repeat(5 * 1024 * 1024);
     for (let i = 0; i < 10; i++) {

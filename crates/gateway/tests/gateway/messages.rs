@@ -212,7 +212,11 @@ async fn tools_and_a_tool_result_turn_are_translated() {
     let r = h.post(MESSAGES, Some(KEY), body.to_string()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "d1", "only d1 takes tools");
-    assert_eq!(r.body["content"][0]["text"], expected_answer("Weather in Paris?"));
+    // The emulator calls the tool offered, with arguments from its schema and the question.
+    let call = &r.body["content"][0];
+    assert_eq!((call["type"].as_str(), call["name"].as_str()), (Some("tool_use"), Some("get_weather")), "{}", r.body);
+    assert_eq!(call["input"], json!({"city": "Paris"}));
+    assert_eq!(r.body["stop_reason"], "tool_use");
 
     body["messages"] = json!([
         {"role": "user", "content": "Weather in Paris?"},

@@ -1,0 +1,10 @@
+//! Each protocol the emulator speaks, end to end over in-memory connections on a paused clock:
+//! answers, streams (decoded by the wire codecs' strict decoders), tool calls, JSON mode,
+//! authentication, faults, embeddings, and the same answer for the same conversation across
+//! protocols.
+
+mod anthropic;
+mod bedrock;
+mod cross;
+mod openai;
+mod support;

@@ -1,0 +1,182 @@
+"""End-to-end check of the gateway's protocol translation with the official SDKs, unchanged.
+
+Starts `switchyard emulate` and `switchyard serve` on examples/protocols.yaml (one Bedrock
+deployment signed with SigV4, one Anthropic-protocol deployment, one OpenAI one; the emulator
+checks each cloud's auth as the cloud does), then:
+- the `anthropic` SDK on /v1/messages, routed to the Bedrock and to the OpenAI deployment:
+  a plain message, a stream, tools and a tool-result turn, and errors;
+- the `openai` SDK on /v1/chat/completions, routed to the Bedrock and to the Anthropic
+  deployment: tools (whole and streamed) and a plain stream.
+Usage: python test_protocols_sdk.py PATH_TO_SWITCHYARD_BINARY
+"""
+
+import json
+import sys
+import traceback
+
+import anthropic
+import openai
+
+from servers import Servers
+
+KEY = "sk-local-dev"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "ANTHROPIC_API_KEY": "sk-ant-local",
+}
+DEPLOYMENT = {"chat-bedrock": "bedrock-us", "chat-anthropic": "anthropic-us", "chat-openai": "openai-us"}
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER_FN = {
+    "type": "function",
+    "function": {"name": WEATHER["name"], "description": WEATHER["description"], "parameters": WEATHER["input_schema"]},
+}
+
+
+def anthropic_tests(client, set_faults):
+    def served_by(raw, alias):
+        got = raw.headers.get("x-switchyard-deployment")
+        assert got == DEPLOYMENT[alias], (alias, got)
+
+    def message(alias):
+        raw = client.messages.with_raw_response.create(
+            model=alias, max_tokens=256, system="Be brief.", messages=[{"role": "user", "content": "Say hello"}]
+        )
+        served_by(raw, alias)
+        m = raw.parse()
+        assert m.type == "message" and m.model == alias, m
+        assert m.content[0].type == "text" and m.content[0].text, m
+        assert m.stop_reason == "end_turn", m.stop_reason
+        assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0, m.usage
+
+    def stream(alias):
+        with client.messages.stream(
+            model=alias, max_tokens=256, messages=[{"role": "user", "content": "Tell me a story"}]
+        ) as s:
+            text = "".join(s.text_stream)
+            final = s.get_final_message()
+        assert text and final.content[0].text == text, (text, final)
+        assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0, final
+
+    def tools(alias):
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        m = client.messages.create(model=alias, max_tokens=256, tools=[WEATHER], messages=question)
+        assert m.stop_reason == "tool_use", m
+        call = next(b for b in m.content if b.type == "tool_use")
+        assert call.name == "get_weather" and isinstance(call.input.get("city"), str), call
+        turn = question + [
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C, clear"}]},
+        ]
+        answer = client.messages.create(model=alias, max_tokens=256, tools=[WEATHER], messages=turn)
+        assert answer.stop_reason == "end_turn" and answer.content[0].text, answer
+        # Streamed, the tool call's input arrives in pieces and is whole at the end.
+        with client.messages.stream(model=alias, max_tokens=256, tools=[WEATHER], messages=question) as s:
+            final = s.get_final_message()
+        streamed = next(b for b in final.content if b.type == "tool_use")
+        assert streamed.name == "get_weather" and streamed.input == call.input, (streamed, call)
+
+    def errors(alias):
+        deployment = DEPLOYMENT[alias]
+        set_faults(deployment, [{"kind": "error", "status": 429}])
+        try:
+            client.messages.create(model=alias, max_tokens=64, messages=[{"role": "user", "content": "x"}])
+            raise AssertionError("expected RateLimitError")
+        except anthropic.RateLimitError as e:
+            assert e.body["type"] == "error" and e.body["error"]["type"] == "rate_limit_error", e.body
+        finally:
+            set_faults(deployment, [])
+        try:
+            client.messages.create(model="no-such-model", max_tokens=64, messages=[{"role": "user", "content": "x"}])
+            raise AssertionError("expected NotFoundError")
+        except anthropic.NotFoundError as e:
+            assert e.body["error"]["type"] == "not_found_error", e.body
+
+    tests = []
+    for alias in ("chat-bedrock", "chat-openai"):
+        for f in (message, stream, tools, errors):
+            tests.append((f"anthropic {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
+    return tests
+
+
+def openai_tests(client):
+    def tools(alias):
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        raw = client.chat.completions.with_raw_response.create(model=alias, messages=question, tools=[WEATHER_FN])
+        assert raw.headers.get("x-switchyard-deployment") == DEPLOYMENT[alias], raw.headers
+        done = raw.parse()
+        choice = done.choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        call = choice.message.tool_calls[0]
+        assert call.function.name == "get_weather", call
+        arguments = json.loads(call.function.arguments)
+        assert isinstance(arguments.get("city"), str), arguments
+        turn = question + [
+            choice.message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "18 C, clear"},
+        ]
+        answer = client.chat.completions.create(model=alias, messages=turn, tools=[WEATHER_FN])
+        assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content, answer
+        assert answer.usage.prompt_tokens > 0 and answer.usage.completion_tokens > 0, answer.usage
+
+    def streamed_tools(alias):
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        with client.chat.completions.stream(model=alias, messages=question, tools=[WEATHER_FN]) as s:
+            final = s.get_final_completion()
+        choice = final.choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        call = choice.message.tool_calls[0]
+        assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments), call
+
+    def stream(alias):
+        chunks = list(
+            client.chat.completions.create(
+                model=alias,
+                messages=[{"role": "user", "content": "Tell me a story"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text, chunks
+        assert len({c.id for c in chunks}) == 1, "one stream id"
+        assert chunks[-1].usage and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+        assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks), chunks
+
+    tests = []
+    for alias in ("chat-bedrock", "chat-anthropic"):
+        for f in (tools, streamed_tools, stream):
+            tests.append((f"openai {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
+    return tests
+
+
+def main():
+    binary = sys.argv[1]
+    servers = Servers(binary, "switchyard-protocols-sdk-", config="protocols.yaml", env=ENV)
+    passed, failed = 0, 0
+    try:
+        servers.start()
+        base = f"http://127.0.0.1:{servers.gateway}"
+        claude = anthropic.Anthropic(base_url=base, api_key=KEY, max_retries=0, timeout=30)
+        gpt = openai.OpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0, timeout=30)
+        for name, test in anthropic_tests(claude, servers.set_faults) + openai_tests(gpt):
+            try:
+                test()
+                passed += 1
+                print(f"ok   {name}")
+            except Exception:
+                failed += 1
+                print(f"FAIL {name}")
+                traceback.print_exc()
+    finally:
+        servers.stop()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
