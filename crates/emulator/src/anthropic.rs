@@ -15,7 +15,7 @@ use http::request::Parts;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use switchyard_wire::anthropic_codec;
-use switchyard_wire::canonical::{OutputPart, Response, StreamEvent, ToolUse, Usage};
+use switchyard_wire::canonical::{OutputPart, Part, Request, Response, Role, StreamEvent, ToolUse, Usage};
 
 use crate::answer::{Content, Plan, Refusal};
 use crate::server::{self, Reply, Speaker, respond_with};
@@ -58,12 +58,24 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
         dep.record(Seen::BadRequest, request.stream, false);
         return error(StatusCode::NOT_FOUND, "not_found_error", &format!("model: {}", request.model), None);
     }
+    if ends_in_whitespace(&request) {
+        // Anthropic's own rule for a prefill.
+        dep.record(Seen::BadRequest, request.stream, true);
+        let message = "messages: final assistant content cannot end with trailing whitespace";
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", message, None);
+    }
     let ask = conversation::ask(&request);
     if counting {
         let count = json!({"input_tokens": ask.input_tokens});
         return respond_with(StatusCode::OK, "application/json", None, &[], count.to_string().into_bytes());
     }
     server::chat(dep, Messages, ask, faults).await
+}
+
+/// A trailing assistant message (a prefill) whose text ends in whitespace.
+fn ends_in_whitespace(request: &Request) -> bool {
+    let Some(last) = request.messages.last().filter(|m| m.role == Role::Assistant) else { return false };
+    matches!(last.content.last(), Some(Part::Text(text)) if text.ends_with(char::is_whitespace))
 }
 
 /// A count_tokens body, which has no `max_tokens`, with one, so that it decodes.

@@ -220,13 +220,12 @@ impl Driver {
         // The machine times the attempt; the client's own limit is only the request's.
         let limit = Duration::from_secs(24 * 3600);
         let index = usize::from(deployment.0);
-        let decoder = gw.upstream.decoder(index);
-        let send = Box::pin(async move { gw.upstream.send(index, operation, body, limit).await });
+        let send = Box::pin(async move { gw.upstream.attempt(index, operation, body, limit).await });
         self.account.attempt_started(attempt, deployment);
         self.open.push(Open {
             id: attempt,
             deployment,
-            io: AttemptIo::sending(send, self.payload.streaming(), decoder),
+            io: AttemptIo::sending(send, self.payload.streaming()),
             n_output_chunks: 0,
             usage: None,
             finished: false,

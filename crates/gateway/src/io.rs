@@ -19,7 +19,8 @@ use switchyard_providers::{AnswerDecoder, StreamFault};
 /// Most bytes read from a whole upstream answer.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
-type Sending = Pin<Box<dyn Future<Output = Result<switchyard_providers::Response, AttemptError>> + Send>>;
+type Sending =
+    Pin<Box<dyn Future<Output = Result<(switchyard_providers::Response, AnswerDecoder), AttemptError>> + Send>>;
 
 /// What an attempt's IO produced.
 #[derive(Debug)]
@@ -45,10 +46,12 @@ enum State {
     Whole {
         body: Incoming,
         buf: Vec<u8>,
+        decoder: AnswerDecoder,
     },
     /// `end` is how the stream ends once `queue` is delivered: `End`, `Garbage` or `Failed`.
     Stream {
         body: Incoming,
+        decoder: AnswerDecoder,
         queue: VecDeque<String>,
         end: Option<IoEvent>,
     },
@@ -58,14 +61,13 @@ enum State {
 pub(crate) struct AttemptIo {
     state: State,
     streaming: bool,
-    decoder: AnswerDecoder,
     /// Event data decoded, reused between reads.
     decoded: Vec<String>,
 }
 
 impl AttemptIo {
-    pub(crate) fn sending(send: Sending, streaming: bool, decoder: AnswerDecoder) -> AttemptIo {
-        AttemptIo { state: State::Sending(send), streaming, decoder, decoded: Vec::new() }
+    pub(crate) fn sending(send: Sending, streaming: bool) -> AttemptIo {
+        AttemptIo { state: State::Sending(send), streaming, decoded: Vec::new() }
     }
 
     /// The next event, once; after the last one the IO stays pending (the driver drops it).
@@ -74,29 +76,29 @@ impl AttemptIo {
             match &mut self.state {
                 State::Over => return Poll::Pending,
                 State::Sending(send) => {
-                    let response = match send.as_mut().poll(cx) {
+                    let (response, decoder) = match send.as_mut().poll(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Err(error)) => {
                             self.state = State::Over;
                             return Poll::Ready(IoEvent::Failed(error));
                         }
-                        Poll::Ready(Ok(response)) => response,
+                        Poll::Ready(Ok(answer)) => answer,
                     };
                     if self.streaming {
                         let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-                        if !self.decoder.is_stream(content_type) {
+                        if !decoder.is_stream(content_type) {
                             self.state = State::Over;
                             let detail = "expected an event stream".into();
                             return Poll::Ready(IoEvent::Failed(AttemptError::InvalidResponse { detail }));
                         }
                         let body = response.into_body();
-                        self.state = State::Stream { body, queue: VecDeque::new(), end: None };
+                        self.state = State::Stream { body, decoder, queue: VecDeque::new(), end: None };
                     } else {
-                        self.state = State::Whole { body: response.into_body(), buf: Vec::new() };
+                        self.state = State::Whole { body: response.into_body(), buf: Vec::new(), decoder };
                     }
                     return Poll::Ready(IoEvent::Headers);
                 }
-                State::Whole { body, buf } => match Pin::new(&mut *body).poll_frame(cx) {
+                State::Whole { body, buf, decoder } => match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
@@ -114,15 +116,15 @@ impl AttemptIo {
                         return Poll::Ready(IoEvent::Failed(AttemptError::InvalidResponse { detail }));
                     }
                     Poll::Ready(None) => {
-                        let whole = Bytes::from(std::mem::take(buf));
+                        let whole = decoder.whole(Bytes::from(std::mem::take(buf)));
                         self.state = State::Over;
-                        return Poll::Ready(match self.decoder.whole(whole) {
+                        return Poll::Ready(match whole {
                             Ok(whole) => IoEvent::Whole(whole),
                             Err(error) => IoEvent::Failed(error),
                         });
                     }
                 },
-                State::Stream { body, queue, end } => {
+                State::Stream { body, decoder, queue, end } => {
                     if let Some(data) = queue.pop_front() {
                         return Poll::Ready(IoEvent::Event(data));
                     }
@@ -137,7 +139,7 @@ impl AttemptIo {
                             // Trailers carry nothing for these streams; only data frames matter.
                             // What was decoded before a fault is delivered first.
                             if let Some(bytes) = frame.data_ref()
-                                && let Err(fault) = self.decoder.push(bytes, events)
+                                && let Err(fault) = decoder.push(bytes, events)
                             {
                                 *end = Some(match fault {
                                     StreamFault::Garbage(_) => IoEvent::Garbage,
@@ -147,7 +149,7 @@ impl AttemptIo {
                         }
                         Poll::Ready(Some(Err(_))) => *end = Some(IoEvent::Cut),
                         Poll::Ready(None) => {
-                            self.decoder.finish(events);
+                            decoder.finish(events);
                             *end = Some(IoEvent::End);
                         }
                     }

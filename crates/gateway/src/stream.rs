@@ -201,7 +201,7 @@ impl<D: Dialect> Relay<D> {
             IoEvent::Cut => self.driver.failed(id, cut),
             IoEvent::Garbage if answering => self.driver.failed(id, cut),
             IoEvent::Garbage => {
-                let detail = "an upstream event is over the size limit".into();
+                let detail = "an upstream event could not be read (over the size limit, or not the protocol's)".into();
                 self.driver.failed(id, AttemptError::InvalidResponse { detail })
             }
             IoEvent::Whole(_) => {

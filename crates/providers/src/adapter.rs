@@ -15,7 +15,7 @@ use http::{Method, Uri};
 use serde_json::Value;
 use switchyard_core::AttemptError;
 use switchyard_core::config::{Config, Deployment, Protocol};
-use switchyard_wire::canonical::{ErrorClass, ErrorObject, Request as Canonical, Unsupported};
+use switchyard_wire::canonical::{ErrorClass, ErrorObject, Part, Request as Canonical, Role, Unsupported};
 use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
 
 use crate::sigv4::{self, BEDROCK, Credentials, Scope};
@@ -104,6 +104,9 @@ pub(crate) struct Built {
     pub(crate) uri: Uri,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) body: Bytes,
+    /// Whitespace cut from the end of a prefill (Anthropic refuses one that ends in it): the
+    /// answer's text starts with it again, and the caller already has it.
+    pub(crate) trimmed: String,
 }
 
 impl Target {
@@ -145,6 +148,7 @@ impl Target {
     /// speaks another protocol.
     pub(crate) fn build(&self, operation: Operation, body: Vec<u8>, now: SystemTime) -> Result<Built, AttemptError> {
         let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let mut trimmed = String::new();
         let (uri, body) = match (self.protocol, operation) {
             (Protocol::OpenAi, Operation::ChatCompletions) => (self.chat.clone(), Bytes::from(body)),
             (Protocol::OpenAi, Operation::Embeddings) => (self.embeddings.clone(), Bytes::from(body)),
@@ -155,6 +159,7 @@ impl Target {
             (Protocol::Anthropic, Operation::ChatCompletions) => {
                 let mut request = canonical(&body)?;
                 request.max_tokens = request.max_tokens.or(Some(DEFAULT_ANTHROPIC_MAX_TOKENS));
+                trimmed = trim_prefill(&mut request);
                 (self.chat.clone(), encoded(anthropic_codec::encode_request(&request))?)
             }
             (Protocol::Bedrock, Operation::ChatCompletions) => {
@@ -188,7 +193,7 @@ impl Target {
                 headers.extend(signed);
             }
         }
-        Ok(Built { uri, headers, body })
+        Ok(Built { uri, headers, body, trimmed })
     }
 
     /// A refusal (a non-success status) classified from the protocol's error body.
@@ -263,6 +268,29 @@ fn canonical(body: &[u8]) -> Result<Canonical, AttemptError> {
     Ok(request)
 }
 
+/// Cuts the trailing whitespace off a prefill's text, which Anthropic refuses ("final assistant
+/// content cannot end with trailing whitespace"), and returns what was cut.
+fn trim_prefill(request: &mut Canonical) -> String {
+    if !request.prefill {
+        return String::new();
+    }
+    let Some(last) = request.messages.last_mut().filter(|m| m.role == Role::Assistant) else {
+        return String::new();
+    };
+    let Some(Part::Text(text)) = last.content.last_mut() else { return String::new() };
+    let kept = text.trim_end().len();
+    let cut = text.split_off(kept);
+    if text.is_empty() {
+        // A prefill of only whitespace is no prefill: the model starts the answer.
+        last.content.pop();
+        if last.content.is_empty() {
+            request.messages.pop();
+            request.prefill = false;
+        }
+    }
+    cut
+}
+
 /// An encoded body, or the 400 that names what the protocol cannot express.
 fn encoded(result: Result<Value, Unsupported>) -> Result<Bytes, AttemptError> {
     match result {
@@ -297,6 +325,21 @@ mod tests {
     fn model_ids_are_encoded_in_the_path() {
         assert_eq!(path_segment("us.meta.llama3-3-70b-instruct-v1:0"), "us.meta.llama3-3-70b-instruct-v1%3A0");
         assert_eq!(path_segment("arn:aws:x/y"), "arn%3Aaws%3Ax%2Fy");
+    }
+
+    #[test]
+    fn a_prefill_loses_its_trailing_whitespace_for_anthropic() {
+        let body =
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Hello, \n"}],
+            "continue_final_message":true}"#;
+        let mut request = canonical(body).expect("decodes");
+        assert_eq!(trim_prefill(&mut request), ", \n".trim_start_matches(','));
+        assert_eq!(request.messages.last().map(|m| m.content.clone()), Some(vec![Part::Text("Hello,".into())]));
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"  "}],
+            "continue_final_message":true}"#;
+        let mut request = canonical(body).expect("decodes");
+        assert_eq!(trim_prefill(&mut request), "  ");
+        assert!(!request.prefill && request.messages.len() == 1, "nothing left to continue from");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! written as OpenAI chunks, and a whole answer is translated the same way. An error the
 //! upstream reports inside its stream becomes the attempt's classified failure.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -40,6 +41,9 @@ pub struct Translated<D> {
     encoder: openai_codec::StreamEncoder,
     model: String,
     events: Vec<StreamEvent>,
+    /// Whitespace the answer's text starts with that the caller already has (cut from the
+    /// end of the prefill this attempt continues).
+    skip: String,
 }
 
 enum Framing {
@@ -62,6 +66,16 @@ impl AnswerDecoder {
                 bedrock_codec::StreamDecoder::new(),
                 model,
             ))),
+        }
+    }
+
+    /// The answer's text is to lose `whitespace` from its start, where the model writes again
+    /// what was cut from the end of its prefill; as far as it does.
+    pub fn skip_leading(&mut self, whitespace: String) {
+        match self {
+            AnswerDecoder::OpenAi(_) => {}
+            AnswerDecoder::Anthropic(t) => t.skip = whitespace,
+            AnswerDecoder::Bedrock(t) => t.skip = whitespace,
         }
     }
 
@@ -114,6 +128,9 @@ impl AnswerDecoder {
         };
         let (response, model): (Result<Response, DecodeError>, _) = decoded;
         let mut response = response.map_err(|e| AttemptError::InvalidResponse { detail: e.message })?;
+        if response.id.is_empty() {
+            response.id = answer_id();
+        }
         if response.model.is_empty() {
             response.model.clone_from(model);
         }
@@ -129,6 +146,7 @@ impl<D> Translated<D> {
             encoder: openai_codec::StreamEncoder::new(now_secs(), true),
             model: model.to_owned(),
             events: Vec::new(),
+            skip: String::new(),
         }
     }
 
@@ -143,15 +161,19 @@ impl<D> Translated<D> {
         let mut sse = Vec::new();
         let framed = parser.push(bytes, &mut sse);
         let mut events = std::mem::take(&mut self.events);
+        let mut decoded = Ok(());
         for event in &sse {
             if let Err(e) = decode(&mut self.decoder, event, &mut events) {
-                self.events = events;
-                return Err(StreamFault::Garbage(e.message));
+                decoded = Err(StreamFault::Garbage(e.message));
+                break;
             }
         }
+        // What was decoded before an unreadable event still goes out, as it would have had
+        // the bytes come in smaller pieces (and as the eventstream path does).
         let written = self.write(&mut events, out);
         self.events = events;
         written?;
+        decoded?;
         framed.map_err(|e| StreamFault::Garbage(e.to_string()))
     }
 
@@ -161,13 +183,34 @@ impl<D> Translated<D> {
             match event {
                 StreamEvent::Error(error) => return Err(StreamFault::Failed(in_stream(error))),
                 StreamEvent::MessageStart { id, model, usage } => {
+                    // Converse has no id: the caller's SDK still gets one.
+                    let id = if id.is_empty() { answer_id() } else { id };
                     let model = if model.is_empty() { self.model.clone() } else { model };
                     self.encoder.encode_data(&StreamEvent::MessageStart { id, model, usage }, out);
+                }
+                StreamEvent::TextDelta { index, text } if !self.skip.is_empty() => {
+                    let text = self.skipped(text);
+                    if !text.is_empty() {
+                        self.encoder.encode_data(&StreamEvent::TextDelta { index, text }, out);
+                    }
                 }
                 other => self.encoder.encode_data(&other, out),
             }
         }
         Ok(())
+    }
+
+    /// `text` without the part of `skip` it starts with; what is left of `skip` waits for the
+    /// next text, unless this text went past it.
+    fn skipped(&mut self, text: String) -> String {
+        let common: usize =
+            text.chars().zip(self.skip.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a.len_utf8()).sum();
+        if common == text.len() {
+            self.skip.drain(..common);
+            return String::new();
+        }
+        self.skip.clear();
+        text[common..].to_owned()
     }
 }
 
@@ -207,6 +250,61 @@ impl Translated<bedrock_codec::StreamDecoder> {
     }
 }
 
+/// An id for an answer whose protocol gives none: unique in this process, and across restarts
+/// by the time in it.
+fn answer_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("chatcmpl-{:x}{n:x}", nanos & 0xffff_ffff_ffff)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Anthropic stream of `texts`, as SSE.
+    fn anthropic_stream(texts: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = anthropic_codec::StreamEncoder::new();
+        let mut events = vec![
+            StreamEvent::MessageStart { id: "msg_1".into(), model: "claude".into(), usage: None },
+            StreamEvent::BlockStart { index: 0, block: switchyard_wire::canonical::BlockKind::Text },
+        ];
+        events.extend(texts.iter().map(|t| StreamEvent::TextDelta { index: 0, text: (*t).to_owned() }));
+        events.push(StreamEvent::BlockStop { index: 0 });
+        for event in &events {
+            encoder.encode(event, &mut out);
+        }
+        out
+    }
+
+    fn text_of(decoder: &mut AnswerDecoder, bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        decoder.push(bytes, &mut out).expect("readable");
+        out.iter()
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(|c| c.as_str()).map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn whitespace_cut_from_a_prefill_is_not_written_twice() {
+        for (skip, texts, expected) in [
+            (" \n", vec![" ", "\nworld", "!"], "world!"),
+            (" ", vec![" world"], "world"),
+            // The model did not write the whitespace again: nothing of its text is lost.
+            (" ", vec!["world"], "world"),
+            // Part of it written again: that part is dropped, the rest is the caller's already.
+            ("\n\n", vec!["\n", "x\n"], "x\n"),
+        ] {
+            let mut decoder = AnswerDecoder::new(Protocol::Anthropic, "claude");
+            decoder.skip_leading(skip.to_owned());
+            assert_eq!(text_of(&mut decoder, &anthropic_stream(&texts)), expected, "{skip:?} {texts:?}");
+        }
+    }
 }

@@ -152,6 +152,31 @@ impl Upstream {
         body: Vec<u8>,
         first_byte: Duration,
     ) -> Result<Response, AttemptError> {
+        self.exchange(index, operation, body, first_byte).await.map(|(response, _)| response)
+    }
+
+    /// [`Upstream::send`], with the reader for the answer: what the gateway uses.
+    pub async fn attempt(
+        &self,
+        index: usize,
+        operation: Operation,
+        body: Vec<u8>,
+        first_byte: Duration,
+    ) -> Result<(Response, AnswerDecoder), AttemptError> {
+        let (response, trimmed) = self.exchange(index, operation, body, first_byte).await?;
+        let mut decoder = self.decoder(index);
+        decoder.skip_leading(trimmed);
+        Ok((response, decoder))
+    }
+
+    /// The response, and the whitespace cut from the end of a prefill.
+    async fn exchange(
+        &self,
+        index: usize,
+        operation: Operation,
+        body: Vec<u8>,
+        first_byte: Duration,
+    ) -> Result<(Response, String), AttemptError> {
         let target = &self.targets[index];
         let built = target.build(operation, body, SystemTime::now())?;
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
@@ -168,7 +193,7 @@ impl Upstream {
         };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
-            return Ok(response);
+            return Ok((response, built.trimmed));
         }
         let retry_after = retry_after(response.headers());
         let error_type = response
