@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_core::config::{Dist, Fault, FaultKind};
+use switchyard_core::config::{Fault, FaultKind};
 use switchyard_core::rng::{Rng, SplitMix64, stable_hash};
 use switchyard_wire::canonical::{FinishReason, Usage};
 
@@ -169,7 +169,8 @@ pub(crate) fn plan(
     // Sampled in this order, as they always were: seeded runs keep their timing.
     let ttft = Duration::from_secs_f64(dep.sample(&dep.spec.ttft_ms).max(0.0) / 1000.0) + slow;
     let per_token = Duration::from_secs_f64(1.0 / dep.sample(&dep.spec.tokens_per_s).max(0.1));
-    let nonce = dep.sample(&Dist::Uniform { min: 0.0, max: 1e12 }) as u64;
+    // After the timing draws, so seeded timing is as before; a full word, so ids differ.
+    let nonce = dep.rng.lock().map_or(0, |mut rng| rng.next_u64());
     Verdict::Answer(Box::new(Plan {
         answer,
         ttft,

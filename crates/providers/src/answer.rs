@@ -256,7 +256,7 @@ fn answer_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("chatcmpl-{:x}{n:x}", nanos & 0xffff_ffff_ffff)
+    format!("chatcmpl-{:012x}{n:012x}", nanos & 0xffff_ffff_ffff)
 }
 
 fn now_secs() -> u64 {

@@ -224,7 +224,7 @@ pub struct Usage {
 /// A request the target protocol cannot express: encoding refuses it rather than drop it. The
 /// gateway answers it with a 400 naming `param`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{param}` cannot be sent to a {target} deployment: {reason}")]
+#[error("`{param}` cannot be sent to a deployment speaking {target}: {reason}")]
 pub struct Unsupported {
     /// The parameter, as a path into the canonical request (`top_k`, `messages[2].content[0]`).
     pub param: String,

@@ -6,6 +6,7 @@ mod api;
 mod faults;
 mod leaks;
 mod messages;
+mod protocols;
 mod streams;
 mod support;
 mod surface;

@@ -213,9 +213,20 @@ impl Harness {
 
     /// `text` in memory; for `#[tokio::test(start_paused = true)]`.
     pub(crate) async fn memory_with(text: &str) -> Harness {
-        let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
+        Harness::memory_with_secrets(text, &NoSecrets, &NoSecrets).await
+    }
+
+    /// `text` in memory, its secret references resolved from `emulated` for the emulator (what
+    /// each cloud expects) and from `secrets` for the gateway (what it sends): give them
+    /// different values to test a wrong key.
+    pub(crate) async fn memory_with_secrets(
+        text: &str,
+        emulated: &dyn SecretSource,
+        secrets: &dyn SecretSource,
+    ) -> Harness {
+        let emulated = Config::from_yaml(text, emulated).expect("test config");
         let emulator = Emulator::start(&emulated, Bind::Memory, None, 1).await.expect("emulator");
-        let config = Harness::pointed_at(&emulator, text, &NoSecrets);
+        let config = Harness::pointed_at(&emulator, text, secrets);
         let dialer = emulator.dialer();
         let transport = Transport::Memory(Arc::new(move |uri: &http::Uri| dialer.connect(uri)));
         let gateway = Gateway::with_transport(config, 1, transport).expect("gateway");
@@ -235,9 +246,19 @@ impl Harness {
         text: &str,
         records: &[switchyard_ledger::RequestRecord],
     ) -> (Harness, switchyard_ledger::Store) {
-        let emulated = Config::from_yaml(text, &NoSecrets).expect("test config");
+        Harness::with_ledger_secrets(text, &NoSecrets, records).await
+    }
+
+    /// [`Harness::with_ledger_holding`], secret references resolved from `secrets` (for the
+    /// emulator and the gateway alike).
+    pub(crate) async fn with_ledger_secrets(
+        text: &str,
+        secrets: &dyn SecretSource,
+        records: &[switchyard_ledger::RequestRecord],
+    ) -> (Harness, switchyard_ledger::Store) {
+        let emulated = Config::from_yaml(text, secrets).expect("test config");
         let emulator = Emulator::start(&emulated, Bind::Memory, None, 1).await.expect("emulator");
-        let mut config = Harness::pointed_at(&emulator, text, &NoSecrets);
+        let mut config = Harness::pointed_at(&emulator, text, secrets);
         config.ledger.url = switchyard_core::config::Secret::new("sqlite::memory:".to_owned());
         let (store, ledger) = switchyard_gateway::open_ledger(&config).await.expect("ledger");
         let dialer = emulator.dialer();
