@@ -20,6 +20,9 @@ pub struct Needs {
     pub vision: bool,
     /// Accepts an assistant prefill (stream continuation).
     pub prefill: bool,
+    /// The protocols (`Protocol::bit`s) that cannot express the request: deployments speaking
+    /// them are skipped.
+    pub untranslatable: u8,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -132,6 +135,8 @@ pub struct NoRoute {
     pub no_headroom: usize,
     /// Ejected after repeated failures (and not used, because a healthy one is only busy).
     pub ejected: usize,
+    /// Speaking a protocol that cannot express the request.
+    pub untranslatable: usize,
 }
 
 impl NoRoute {
@@ -141,11 +146,18 @@ impl NoRoute {
             && self.cooling_down + self.no_headroom > 0
             && self.outside_jurisdiction
                 + self.n_missing_capability
+                + self.untranslatable
                 + self.context_too_small
                 + self.cooling_down
                 + self.no_headroom
                 + self.ejected
                 == self.n_candidates
+    }
+
+    /// Whether the deployments that could otherwise serve it all speak a protocol that cannot
+    /// express the request (worth a 400 naming what cannot be expressed).
+    pub fn is_untranslatable(&self) -> bool {
+        self.untranslatable > 0 && self.untranslatable + self.outside_jurisdiction == self.n_candidates
     }
 
     /// Whether the request's context needs were the whole problem.
@@ -167,6 +179,9 @@ impl fmt::Display for NoRoute {
         }
         if self.n_missing_capability > 0 {
             parts.push(format!("{} lacking {}", self.n_missing_capability, self.missing_capability.join(", ")));
+        }
+        if self.untranslatable > 0 {
+            parts.push(format!("{} speaking a protocol that cannot express it", self.untranslatable));
         }
         if self.context_too_small > 0 {
             parts.push(format!(
@@ -211,6 +226,7 @@ struct Removed {
     outside_jurisdiction: usize,
     missing: [bool; 4],
     n_missing_capability: usize,
+    untranslatable: usize,
     context_too_small: usize,
     largest_context: u32,
     cooling_down: usize,
@@ -251,6 +267,11 @@ pub fn plan(
             for i in 0..4 {
                 removed.missing[i] |= needs[i] && !has[i];
             }
+            continue;
+        }
+        if request.needs.untranslatable != 0 && request.needs.untranslatable & config.cloud_of(*id).protocol.bit() != 0
+        {
+            removed.untranslatable += 1;
             continue;
         }
         if caps.context_window < needed_context || caps.context_window <= request.min_context_above {
@@ -346,6 +367,7 @@ fn no_route(alias: &Alias, request: &PlanRequest<'_>, needed_context: u32, remov
         outside_jurisdiction: removed.outside_jurisdiction,
         missing_capability: (0..4).filter(|i| removed.missing[*i]).map(|i| CAPABILITY_NAMES[i]).collect(),
         n_missing_capability: removed.n_missing_capability,
+        untranslatable: removed.untranslatable,
         context_too_small: removed.context_too_small,
         needed_context,
         largest_context: removed.largest_context,

@@ -117,6 +117,16 @@ pub(crate) async fn whole(
 pub(crate) fn api_error(failure: Failure, driver: &Driver) -> ApiError {
     let attempts = driver.failures();
     match failure {
+        Failure::NoRoute(why) if why.is_untranslatable() => match driver.why_untranslatable() {
+            // As the adapter's own refusal reads, with no attempt made.
+            Some((message, _param)) => ApiError::Upstream {
+                status: 400,
+                message,
+                code: Some("unsupported_parameter".to_owned()),
+                attempts: Vec::new(),
+            },
+            None => ApiError::NoRoute(why),
+        },
         Failure::NoRoute(why) => ApiError::NoRoute(why),
         Failure::Exhausted(reason) => ApiError::AllAttemptsFailed { reason, attempts },
         Failure::Deadline { .. } => ApiError::Deadline { attempts },

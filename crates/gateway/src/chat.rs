@@ -151,7 +151,13 @@ pub(crate) fn admit(
         tenant: tenant.id,
         input_tokens: chat.input_tokens,
         max_output_tokens: chat.max_tokens,
-        needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false },
+        needs: Needs {
+            streaming: chat.stream,
+            tools: chat.tools,
+            vision: chat.vision,
+            prefill: false,
+            untranslatable: gw.untranslatable(alias, chat),
+        },
         reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
     };
     let timing = timing(gw, alias, started);

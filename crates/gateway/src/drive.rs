@@ -236,6 +236,14 @@ impl Driver {
         });
     }
 
+    /// Why no deployment of the request's alias speaks a protocol that can express it.
+    pub(crate) fn why_untranslatable(&self) -> Option<(String, String)> {
+        let alias = self.machine.alias();
+        let first = *self.gw.config.aliases.get(usize::from(alias.0))?.deployments.first()?;
+        let body = self.payload.body(self.gw.config.deployment(first));
+        self.gw.why_untranslatable(alias, &body)
+    }
+
     /// An attempt was booked in the router: metrics and logs.
     fn closed(&mut self, deployment: DeploymentId, end: &AttemptEnd) {
         let gw = self.gw.clone();

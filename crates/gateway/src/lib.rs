@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::json;
-use switchyard_core::config::{Alias, Config, DeploymentKind, KeyId, Tenant};
+use switchyard_core::config::{Alias, AliasId, Config, DeploymentKind, KeyId, Tenant};
 use switchyard_core::{RouterState, SplitMix64, Time};
 use switchyard_providers::{Endpoint, Transport, Upstream};
 use tokio::net::TcpListener;
@@ -56,6 +56,8 @@ pub struct Gateway {
     request_ids: edge::RequestIds,
     /// Each deployment's `x-switchyard-deployment` and `x-switchyard-cloud` values.
     where_values: Vec<(Option<axum::http::HeaderValue>, Option<axum::http::HeaderValue>)>,
+    /// Per alias, the protocols its deployments speak (`Protocol::bit`s).
+    alias_protocols: Vec<u8>,
     /// Where every request's record goes, when there is a ledger.
     pub ledger: Option<switchyard_ledger::Ledger>,
     /// Allowances shared with other replicas, when Redis is configured.
@@ -135,7 +137,13 @@ impl Gateway {
         let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();
         let where_values =
             config.deployments.iter().map(|d| (value(&d.name), value(&config.cloud_of(d.id).name))).collect();
+        let alias_protocols = config
+            .aliases
+            .iter()
+            .map(|a| a.deployments.iter().fold(0, |bits, d| bits | config.cloud_of(*d).protocol.bit()))
+            .collect();
         Ok(Arc::new(Gateway {
+            alias_protocols,
             config: Arc::new(config),
             router,
             seed,
@@ -152,6 +160,20 @@ impl Gateway {
             keys: keys::KeyTable::default(),
             unix_ms_at_epoch,
         }))
+    }
+
+    /// The protocols among `alias`'s deployments that cannot express `chat` (`Protocol::bit`s),
+    /// for the planner to pass over; none when every deployment speaks OpenAI's, with no work.
+    pub(crate) fn untranslatable(&self, alias: &Alias, chat: &switchyard_wire::ChatRequest) -> u8 {
+        let protocols = self.alias_protocols.get(usize::from(alias.id.0)).copied().unwrap_or(0);
+        switchyard_providers::untranslatable(chat.object.bytes(), protocols).0
+    }
+
+    /// Why no deployment of `alias` can take `chat`: the first protocol's refusal, and the
+    /// parameter it names.
+    pub(crate) fn why_untranslatable(&self, alias: AliasId, chat: &[u8]) -> Option<(String, String)> {
+        let protocols = self.alias_protocols.get(usize::from(alias.0)).copied().unwrap_or(0);
+        switchyard_providers::untranslatable(chat, protocols).1.map(|e| (e.to_string(), e.param))
     }
 
     /// Reads the run-time API keys from the ledger again (`serve` does every few seconds).

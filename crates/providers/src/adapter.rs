@@ -226,6 +226,32 @@ impl Target {
     }
 }
 
+/// Which of `protocols` (`Protocol::bit`s) cannot express `body`, an OpenAI body, as bits; and
+/// why the first of them cannot. OpenAI's own protocol always can (its bodies pass through).
+/// A body that does not decode is left for the attempt to report.
+pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
+    let (mut bits, mut first) = (0, None);
+    if protocols & !Protocol::OpenAi.bit() == 0 {
+        return (0, None);
+    }
+    let Ok(mut request) = canonical(body) else { return (0, None) };
+    let mut check = |protocol: Protocol, result: Result<Value, Unsupported>| {
+        if let Err(e) = result {
+            bits |= protocol.bit();
+            first.get_or_insert(e);
+        }
+    };
+    if protocols & Protocol::Bedrock.bit() != 0 {
+        check(Protocol::Bedrock, bedrock_codec::encode_request(&request));
+    }
+    if protocols & Protocol::Anthropic.bit() != 0 {
+        request.max_tokens = request.max_tokens.or(Some(DEFAULT_ANTHROPIC_MAX_TOKENS));
+        trim_prefill(&mut request);
+        check(Protocol::Anthropic, anthropic_codec::encode_request(&request));
+    }
+    (bits, first)
+}
+
 /// An error reported inside a stream (no status of its own), classified by its class.
 pub(crate) fn in_stream(error: ErrorObject) -> AttemptError {
     match error.class {

@@ -130,6 +130,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// This protocol's bit in a set of protocols (a `u8`, as `Needs::untranslatable`).
+    pub fn bit(self) -> u8 {
+        match self {
+            Protocol::OpenAi => 1,
+            Protocol::Anthropic => 2,
+            Protocol::Bedrock => 4,
+        }
+    }
+
     /// The name config and the ledger use.
     pub fn name(self) -> &'static str {
         match self {

@@ -575,7 +575,10 @@ fn anthropic_and_bedrock_clouds_take_their_auth_and_are_checked() {
         &bedrock.replace("secret_access_key: \"env:METRICS_TOKEN\"", "secret_access_key: \"env:NOPE\""),
         "clouds[0].aws.secret_access_key: environment variable NOPE is not set",
     );
-    check_error(&bedrock.replace("\"env:METRICS_TOKEN\" }", "\"env:METRICS_TOKEN\", region: x }"), "clouds[0].aws.region: unknown field");
+    check_error(
+        &bedrock.replace("\"env:METRICS_TOKEN\" }", "\"env:METRICS_TOKEN\", region: x }"),
+        "clouds[0].aws.region: unknown field",
+    );
     check_error(
         &BASE.replace("protocol: openai", "protocol: anthropic, anthropic_version: latest"),
         "clouds[0].anthropic_version: must be a date",

@@ -246,7 +246,7 @@ fn a_continuation_needs_a_prefill_and_counts_the_delivered_text() {
     let broken = config.deployment_by_name("az-eastus").unwrap().id;
     let next = req.continuation(40, broken);
     assert_eq!(next.input_tokens, 140);
-    assert_eq!(next.needs, Needs { streaming: true, tools: true, vision: false, prefill: true });
+    assert_eq!(next.needs, Needs { streaming: true, tools: true, vision: false, prefill: true, untranslatable: 0 });
     assert_eq!(next.avoid, Some(broken));
     assert_eq!(next.alias, req.alias);
 }
@@ -382,4 +382,24 @@ fn reserved_capacity_is_free_only_up_to_its_utilisation_target() {
     let bad = FIXTURE.replace("output_per_mtok: 8 } }", "output_per_mtok: 8 }, utilisation_target: 0.5 }");
     let errors = Config::from_yaml(&bad, &NoSecrets).expect_err("on demand").to_string();
     assert!(errors.contains("utilisation_target: only for tier: reserved"), "{errors}");
+}
+
+#[test]
+fn deployments_whose_protocol_cannot_express_the_request_are_skipped() {
+    // aws speaks Anthropic's protocol here: a request it cannot carry goes elsewhere.
+    let text = FIXTURE.replace("{ name: aws, protocol: openai }", "{ name: aws, protocol: anthropic }");
+    let config = Config::from_yaml(&text, &NoSecrets).expect("valid");
+    let state = RouterState::new(&config, Time::ZERO);
+    let mut req = request(&config, "chat-priority", 0);
+    req.needs.untranslatable = crate::config::Protocol::Anthropic.bit();
+    let planned = plan(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).expect("a plan");
+    assert_eq!(names(&config, &planned), ["az-eastus", "oci-ord"]);
+    let only_aws = Needs { untranslatable: crate::config::Protocol::Anthropic.bit(), ..Needs::default() };
+    let mut req = request(&config, "chat", 1);
+    req.needs = only_aws;
+    req.needs.untranslatable |= crate::config::Protocol::OpenAi.bit();
+    let why = plan(&config, &state, &req, Time::ZERO, &mut SplitMix64::new(1)).expect_err("nothing can carry it");
+    assert!(why.is_untranslatable() && !why.is_capacity(), "{why:?}");
+    assert_eq!((why.untranslatable, why.outside_jurisdiction), (3, 4));
+    assert!(why.to_string().contains("3 speaking a protocol that cannot express it"), "{why}");
 }

@@ -693,6 +693,8 @@ async fn a_wrong_anthropic_key_is_refused_and_fails_over() {
 #[tokio::test(start_paused = true)]
 async fn what_bedrock_cannot_express_is_a_400_naming_it_and_nothing_is_sent() {
     let h = harness().await;
+    // The planner passes over deployments whose protocol cannot express the request: with
+    // none left, the 400 names the parameter and no attempt is made.
     let check = |r: &Reply, param: &str| {
         assert_eq!(r.status, 400, "{}", r.body);
         let error = &r.body["error"];
@@ -700,7 +702,7 @@ async fn what_bedrock_cannot_express_is_a_400_naming_it_and_nothing_is_sent() {
         assert!(error["type"].is_string(), "{}", r.body);
         let message = error["message"].as_str().unwrap_or_default();
         assert!(message.contains(param), "{message:?} does not name {param}");
-        assert_eq!(header(&r.headers, "x-switchyard-deployment"), "br");
+        assert!(r.headers.get("x-switchyard-deployment").is_none(), "no attempt was made");
     };
     let mut json_mode = ask("bedrock", "json please");
     json_mode["response_format"] = json!({"type": "json_object"});
@@ -732,7 +734,23 @@ fn check_anthropic(r: &Reply) {
     assert_eq!(r.status, 400, "{}", r.body);
     let message = r.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("response_format"), "{message:?}");
-    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "an");
+    assert!(r.headers.get("x-switchyard-deployment").is_none(), "no attempt was made");
+}
+
+/// In an alias that mixes protocols, a request one protocol cannot express goes to a
+/// deployment whose protocol can, whichever was planned first.
+#[tokio::test(start_paused = true)]
+async fn a_request_goes_to_a_deployment_whose_protocol_can_express_it() {
+    let h = harness().await;
+    for i in 0..6 {
+        let mut json_mode = ask("br-oa", &format!("json please {i}"));
+        json_mode["response_format"] = json!({"type": "json_object"});
+        let r = h.chat(json_mode).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(header(&r.headers, "x-switchyard-deployment"), "oa");
+        assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1", "no attempt wasted on br");
+    }
+    assert_eq!(h.requests("br"), 0, "nothing reached Bedrock");
 }
 
 #[tokio::test]
