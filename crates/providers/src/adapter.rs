@@ -10,8 +10,9 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{Method, Uri};
+use http_body_util::Full;
 use serde_json::Value;
 use switchyard_core::AttemptError;
 use switchyard_core::config::{Config, Deployment, Protocol};
@@ -99,16 +100,6 @@ enum PreparedAuth {
     Aws { credentials: Credentials, region: String },
 }
 
-/// An attempt's request, ready to send.
-pub(crate) struct Built {
-    pub(crate) uri: Uri,
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) body: Bytes,
-    /// Whitespace cut from the end of a prefill (Anthropic refuses one that ends in it): the
-    /// answer's text starts with it again, and the caller already has it.
-    pub(crate) trimmed: String,
-}
-
 impl Target {
     pub(crate) fn new(e: &Endpoint) -> Result<Target, ClientBuildError> {
         let uri = |path: &str| {
@@ -145,9 +136,14 @@ impl Target {
     }
 
     /// The request for one attempt: `body` is an OpenAI body, translated when the deployment
-    /// speaks another protocol.
-    pub(crate) fn build(&self, operation: Operation, body: Vec<u8>, now: SystemTime) -> Result<Built, AttemptError> {
-        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    /// speaks another protocol; and the whitespace cut from the end of its prefill. The clock
+    /// is read only to sign.
+    pub(crate) fn build(
+        &self,
+        operation: Operation,
+        body: Vec<u8>,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<(http::Request<Full<Bytes>>, String), AttemptError> {
         let mut trimmed = String::new();
         let (uri, body) = match (self.protocol, operation) {
             (Protocol::OpenAi, Operation::ChatCompletions) => (self.chat.clone(), Bytes::from(body)),
@@ -168,32 +164,38 @@ impl Target {
                 (uri, encoded(bedrock_codec::encode_request(&request))?)
             }
         };
+        let unbuildable = |e: http::Error| AttemptError::ConnectFailed { detail: e.to_string() };
+        let mut request = http::Request::post(uri)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(body.clone()))
+            .map_err(unbuildable)?;
+        let headers = request.headers_mut();
         match &self.auth {
             PreparedAuth::None => {}
-            PreparedAuth::Header(name, value) => headers.push((name.clone(), value.clone())),
+            PreparedAuth::Header(name, value) => {
+                headers.insert(name.clone(), value.clone());
+            }
             PreparedAuth::Anthropic { key, version } => {
                 if let Some(key) = key {
-                    headers.push((HeaderName::from_static("x-api-key"), key.clone()));
+                    headers.insert(HeaderName::from_static("x-api-key"), key.clone());
                 }
-                headers.push((HeaderName::from_static("anthropic-version"), version.clone()));
+                headers.insert(HeaderName::from_static("anthropic-version"), version.clone());
             }
             PreparedAuth::Aws { credentials, region } => {
+                let uri = request.uri().clone();
                 let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
                 let host = HeaderValue::from_str(&host).map_err(|_| AttemptError::ConnectFailed {
                     detail: "the endpoint's host is not a header value".into(),
                 })?;
-                headers.push((HOST, host));
-                let mut map = HeaderMap::new();
-                for (name, value) in &headers {
-                    map.insert(name.clone(), value.clone());
-                }
-                let request = sigv4::Request { method: &Method::POST, uri: &uri, headers: &map, body: &body };
-                let signed = sigv4::sign(&request, Scope { region, service: BEDROCK }, credentials, now)
+                request.headers_mut().insert(HOST, host);
+                let signable =
+                    sigv4::Request { method: &Method::POST, uri: &uri, headers: request.headers(), body: &body };
+                let signed = sigv4::sign(&signable, Scope { region, service: BEDROCK }, credentials, now())
                     .map_err(|e| AttemptError::ConnectFailed { detail: format!("cannot sign the request: {e}") })?;
-                headers.extend(signed);
+                request.headers_mut().extend(signed);
             }
         }
-        Ok(Built { uri, headers, body, trimmed })
+        Ok((request, trimmed))
     }
 
     /// A refusal (a non-success status) classified from the protocol's error body.

@@ -178,14 +178,8 @@ impl Upstream {
         first_byte: Duration,
     ) -> Result<(Response, String), AttemptError> {
         let target = &self.targets[index];
-        let built = target.build(operation, body, SystemTime::now())?;
+        let (request, trimmed) = target.build(operation, body, SystemTime::now)?;
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
-        let mut request = http::Request::post(built.uri);
-        for (name, value) in built.headers {
-            request = request.header(name, value);
-        }
-        let request =
-            request.body(Full::new(built.body)).map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
         let response = match tokio::time::timeout(first_byte, client.request(request)).await {
             Err(_) => return Err(AttemptError::FirstByteTimeout),
             Ok(Err(e)) => return Err(classify_transport(&e)),
@@ -193,7 +187,7 @@ impl Upstream {
         };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
-            return Ok((response, built.trimmed));
+            return Ok((response, trimmed));
         }
         let retry_after = retry_after(response.headers());
         let error_type = response
