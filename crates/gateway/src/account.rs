@@ -1,5 +1,5 @@
-//! A request's account: its admission against the tenant's limits and budgets, what the caller
-//! is billed, every attempt it made, and its ledger record. Concluded exactly once: by the
+//! A request's account: its admission against the tenant's limits and budgets (and its managed
+//! key's own), what the caller is billed, every attempt it made, and its ledger record. Concluded exactly once: by the
 //! handler when it answers (which waits for the record to be durable before the last byte, and
 //! answers with an error instead when it cannot be), or by the driver's drop when the caller
 //! went away first.
@@ -26,11 +26,15 @@ const RECORD_WAIT: Duration = Duration::from_secs(10);
 pub(crate) struct Caller {
     pub(crate) request_id: Arc<str>,
     pub(crate) key_id: switchyard_core::config::KeyId,
+    /// What the caller's managed key narrows or adds, when it has settings of its own.
+    pub(crate) scope: Option<Arc<crate::keys::Scope>>,
 }
 
 pub(crate) struct Account {
     gw: Arc<Gateway>,
     admission: Option<Admission>,
+    /// The tenant as the caller's key narrows it, for every plan of the request.
+    view: Option<Arc<Tenant>>,
     /// The ledger record being filled in; `None` without a ledger (nothing is built then).
     record: Option<RequestRecord>,
     started: Instant,
@@ -47,8 +51,10 @@ pub(crate) struct Account {
 // === impl Account ===
 
 impl Account {
-    /// Admits the request against the tenant's limits and budgets, reserving its estimate: the
-    /// prompt and the output it may produce, priced at the alias's dearest deployment.
+    /// Admits the request against the tenant's limits and budgets, and its key's own, reserving
+    /// its estimate: the prompt and the output it may produce, priced at the alias's dearest
+    /// deployment. An alias the tenant allows and the key does not is refused here (403), as
+    /// the tenant's own refusal is.
     pub(crate) fn open(
         gw: &Arc<Gateway>,
         caller: &Caller,
@@ -65,9 +71,17 @@ impl Account {
                 "the ledger cannot record requests right now (ledger.on_failure: refuse)".to_owned(),
             ));
         }
+        let scope = caller.scope.as_deref();
+        if let Some(scope) = scope
+            && !gw.config.tenant_may_use(&scope.view, alias.id)
+        {
+            let model = crate::caller_text(&alias.name);
+            return Err(ApiError::Forbidden(format!("this key may not use the model '{model}'")));
+        }
         let estimate = Estimate::for_alias(&gw.config, alias, input_tokens, output_tokens);
         let now = gw.now();
-        let admission = gw.router().admit(tenant, estimate, now).map_err(|r| refused(gw, tenant, r))?;
+        let gate = scope.and_then(|s| s.gate.as_ref());
+        let admission = gw.router().admit_key(tenant, gate, estimate, now).map_err(|r| refused(gw, tenant, r))?;
         let record = gw.ledger.as_ref().map(|_| {
             let key_id = caller.key_id.to_string();
             let mut record = RequestRecord::new(&*caller.request_id, gw.unix_ms(now), &tenant.name, key_id);
@@ -78,6 +92,7 @@ impl Account {
         Ok(Account {
             gw: gw.clone(),
             admission: Some(admission),
+            view: scope.map(|s| s.view.clone()),
             record,
             started: Instant::now(),
             running: Vec::new(),
@@ -87,6 +102,11 @@ impl Account {
             last_tried: None,
             concluded: false,
         })
+    }
+
+    /// The tenant as the caller's key narrows it, if it does: what the request is planned for.
+    pub(crate) fn view(&self) -> Option<Arc<Tenant>> {
+        self.view.clone()
     }
 
     /// The caller's protocol, as the ledger names it (`openai`, `anthropic`).
@@ -252,9 +272,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A tenant's limit or budget said no: a 429 that says which and when to come back.
+/// A tenant's (or its key's) limit or budget said no: a 429 that says which and when to come
+/// back.
 fn refused(gw: &Gateway, tenant: &Tenant, refusal: Refusal) -> ApiError {
     gw.metrics.tenant_refused(tenant.id, &refusal);
-    tracing::info!(message = "Refused by the tenant's limits.", tenant = %tenant.name, ?refusal);
+    let whose = if refusal.is_key() { "Refused by the key's own limits." } else { "Refused by the tenant's limits." };
+    tracing::info!(message = whose, tenant = %tenant.name, ?refusal);
     ApiError::TenantLimit(refusal)
 }

@@ -1,6 +1,6 @@
-//! The admin API (`/admin/…`), for operators holding a key listed in `server.admin_keys`: make,
-//! list and revoke API keys, and read spend from the ledger. Errors are OpenAI-shaped like the
-//! rest of the API.
+//! The admin API (`/admin/…`), for operators holding a key listed in `server.admin_keys`: make
+//! (with the key's own settings), list and revoke API keys, and read spend from the ledger.
+//! Errors are OpenAI-shaped like the rest of the API; a bad request is a 400 naming the field.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use axum::routing::{delete, get};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use switchyard_core::tenancy::format_utc;
+use switchyard_core::tenancy::{KeyField, KeySettings, format_utc};
 use switchyard_ledger::{Group, KeyError, KeyRow, Store};
 
 use crate::error::ApiError;
@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<Arc<Gateway>> {
         .route("/admin/spend", get(spend))
 }
 
+/// `POST /admin/keys`'s body: who and when, besides the key's settings (the other fields).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
@@ -33,6 +34,8 @@ struct NewKey {
     /// Unix milliseconds.
     expires_ms: Option<i64>,
 }
+
+const NEW_KEY_FIELDS: [&str; 3] = ["tenant", "name", "expires_ms"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +74,51 @@ fn key_json(row: &KeyRow, now_ms: i64) -> serde_json::Value {
         "expires_ms": row.expires_ms,
         "revoked_ms": row.revoked_ms,
         "status": status,
+        "settings": settings_json(row),
     })
+}
+
+/// A key's settings as stored (an object), or, if they cannot be read, what is wrong.
+fn settings_json(row: &KeyRow) -> serde_json::Value {
+    match KeySettings::from_json(&row.settings) {
+        Ok(settings) => serde_json::to_value(&settings).unwrap_or_else(|_| json!({})),
+        Err(e) => json!({"unreadable": e}),
+    }
+}
+
+/// Reads `POST /admin/keys`'s body: the key's tenant, name and expiry, and its settings, each
+/// error naming its field (the first that cannot be read, or every setting that cannot be).
+fn new_key(gw: &Gateway, body: &[u8]) -> Result<(NewKey, KeySettings), ApiError> {
+    // Messages are bounded and escaped when the error is written; not cut here, so that every
+    // setting's error is told.
+    let bad = |message: String, param: Option<&'static str>| ApiError::BadRequest {
+        message: format!("invalid key request: {message}"),
+        param,
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string(), None))?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(bad("the body must be a JSON object".to_owned(), None));
+    };
+    let head: serde_json::Map<_, _> = NEW_KEY_FIELDS.iter().filter_map(|f| fields.remove_entry(*f)).collect();
+    let new: NewKey = serde_path_to_error::deserialize(serde_json::Value::Object(head)).map_err(|e| {
+        let param = NEW_KEY_FIELDS.into_iter().find(|f| e.path().to_string() == *f);
+        bad(e.to_string(), param)
+    })?;
+    let settings = KeySettings::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+        let param = KeyField::ALL.into_iter().find(|f| e.starts_with(f.name())).map(KeyField::name);
+        bad(e, param)
+    })?;
+    let Some(tenant) = gw.config.tenants.iter().find(|t| t.name == new.tenant) else {
+        let known: Vec<&str> = gw.config.tenants.iter().map(|t| t.name.as_str()).collect();
+        let message = format!("unknown tenant '{}'; configured: {}", caller_text(&new.tenant), known.join(", "));
+        return Err(ApiError::BadRequest { message, param: Some("tenant") });
+    };
+    let errors = settings.check_for(&gw.config, tenant);
+    if let Some(first) = errors.first() {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(bad(all.join("; "), Some(first.field.name())));
+    }
+    Ok((new, settings))
 }
 
 fn ledger_error(error: impl std::fmt::Display) -> ApiError {
@@ -88,23 +135,16 @@ async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Result
 
 async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let store = admitted(&gw, &headers)?;
-    let new: NewKey = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-        message: format!("invalid key request: {}", caller_text(&e.to_string())),
-        param: None,
-    })?;
-    if !gw.config.tenants.iter().any(|t| t.name == new.tenant) {
-        let known: Vec<&str> = gw.config.tenants.iter().map(|t| t.name.as_str()).collect();
-        let message = format!("unknown tenant '{}'; configured: {}", caller_text(&new.tenant), known.join(", "));
-        return Err(ApiError::BadRequest { message, param: Some("tenant") });
-    }
+    let (new, settings) = new_key(&gw, &body)?;
     let now_ms = gw.unix_ms(gw.now());
     if new.expires_ms.is_some_and(|e| e <= now_ms) {
         let message = format!("expires_ms is in the past (now is {})", format_utc(now_ms));
         return Err(ApiError::BadRequest { message, param: Some("expires_ms") });
     }
     let name = new.name.as_deref().map(caller_text);
-    let (row, secret) =
-        store.keys().create(&new.tenant, name.as_deref(), new.expires_ms, now_ms).await.map_err(ledger_error)?;
+    let keys = store.keys();
+    let created = keys.create_with(&new.tenant, name.as_deref(), new.expires_ms, &settings.to_json(), now_ms).await;
+    let (row, secret) = created.map_err(ledger_error)?;
     refresh(&gw).await;
     tracing::info!(message = "API key created.", key = %row.id, tenant = %row.tenant);
     let mut body = key_json(&row, now_ms);
@@ -182,8 +222,7 @@ async fn spend(
 /// Reads the ledger's active keys again (after a change here, and every few seconds).
 pub(crate) async fn refresh(gw: &Gateway) {
     let Some(store) = &gw.store else { return };
-    let now_ms = gw.unix_ms(gw.now());
-    if let Err(error) = gw.keys.refresh(&gw.config, store, now_ms).await {
+    if let Err(error) = gw.keys.refresh(gw, store).await {
         tracing::warn!(message = "Cannot read API keys from the ledger.", %error);
     }
 }

@@ -92,9 +92,11 @@ impl Driver {
         account: Account,
     ) -> Driver {
         let now = gw.now();
+        // A managed key's view of its tenant (its aliases, jurisdictions, priority) plans it.
+        let view = account.view();
         let machine = gw.with_rng(|rng| {
             let mut ctx = Ctx { config: &gw.config, state: gw.router(), rng };
-            RequestMachine::new(&mut ctx, spec, timing, now)
+            RequestMachine::with_view(&mut ctx, spec, view, timing, now)
         });
         let mut driver = Driver {
             gw: gw.clone(),

@@ -65,22 +65,43 @@ pub enum ApiError {
 }
 
 fn refusal_message(refusal: &Refusal) -> String {
-    match refusal {
+    let whose = if refusal.is_key() { "this key" } else { "this tenant" };
+    match refusal.limit() {
         Refusal::RequestsPerMinute { limit, .. } => {
-            format!("this tenant's limit of {limit} requests per minute is reached")
+            format!("{whose}'s limit of {limit} requests per minute is reached")
         }
         Refusal::TokensPerMinute { limit, .. } => {
-            format!("this tenant's limit of {limit} tokens per minute is reached")
+            format!("{whose}'s limit of {limit} tokens per minute is reached")
         }
-        Refusal::Concurrency { limit } => format!("this tenant already has {limit} requests in progress (its limit)"),
+        Refusal::Concurrency { limit } => format!("{whose} already has {limit} requests in progress (its limit)"),
         Refusal::Budget { period, usd, resets_at_unix_ms } => format!(
-            "this tenant's {} budget of ${usd:.2} is spent; it resets at {}",
+            "{whose}'s {} budget of ${usd:.2} is spent; it resets at {}",
             match period {
                 Period::Day => "daily",
                 Period::Month => "monthly",
             },
             format_utc(*resets_at_unix_ms)
         ),
+        Refusal::Key(_) => format!("{whose}'s own limit is reached"),
+    }
+}
+
+/// The error code of a limit or budget's refusal: the tenant's (`tokens_per_minute_exceeded`)
+/// or its key's own (`key_tokens_per_minute`).
+fn refusal_code(refusal: &Refusal) -> &'static str {
+    let key = refusal.is_key();
+    match (refusal.limit(), key) {
+        (Refusal::RequestsPerMinute { .. }, false) => "requests_per_minute_exceeded",
+        (Refusal::TokensPerMinute { .. }, false) => "tokens_per_minute_exceeded",
+        (Refusal::Concurrency { .. }, false) => "concurrency_limit_exceeded",
+        (Refusal::Budget { period: Period::Day, .. }, false) => "daily_budget_exceeded",
+        (Refusal::Budget { period: Period::Month, .. }, false) => "monthly_budget_exceeded",
+        (Refusal::RequestsPerMinute { .. }, true) => "key_requests_per_minute",
+        (Refusal::TokensPerMinute { .. }, true) => "key_tokens_per_minute",
+        (Refusal::Concurrency { .. }, true) => "key_concurrency",
+        (Refusal::Budget { period: Period::Day, .. }, true) => "key_daily_budget",
+        (Refusal::Budget { period: Period::Month, .. }, true) => "key_monthly_budget",
+        (Refusal::Key(_), _) => "key_limit",
     }
 }
 
@@ -271,14 +292,10 @@ impl ApiError {
             ApiError::Deadline { .. } => Parts::new(S::GATEWAY_TIMEOUT, "api_error", Some("deadline_exceeded"), None),
             ApiError::Internal(_) => Parts::new(S::INTERNAL_SERVER_ERROR, "api_error", None, None),
             ApiError::TenantLimit(refusal) => {
-                let (code, wait) = match refusal {
-                    Refusal::RequestsPerMinute { retry_after, .. } => ("requests_per_minute_exceeded", *retry_after),
-                    Refusal::TokensPerMinute { retry_after, .. } => ("tokens_per_minute_exceeded", *retry_after),
-                    Refusal::Concurrency { .. } => ("concurrency_limit_exceeded", second),
-                    Refusal::Budget { period: Period::Day, .. } => ("daily_budget_exceeded", second),
-                    Refusal::Budget { period: Period::Month, .. } => ("monthly_budget_exceeded", second),
-                };
-                let wait = match refusal {
+                let wait = match refusal.limit() {
+                    Refusal::RequestsPerMinute { retry_after, .. } | Refusal::TokensPerMinute { retry_after, .. } => {
+                        (*retry_after).max(second)
+                    }
                     // Until the window resets, at most a day (a month's is a long way off).
                     Refusal::Budget { resets_at_unix_ms, .. } => {
                         let now_ms = std::time::SystemTime::now()
@@ -287,9 +304,10 @@ impl ApiError {
                         let left = u64::try_from(resets_at_unix_ms.saturating_sub(now_ms)).unwrap_or(0);
                         Duration::from_millis(left).clamp(second, Duration::from_secs(86_400))
                     }
-                    _ => wait.max(second),
+                    Refusal::Concurrency { .. } | Refusal::Key(_) => second,
                 };
-                Parts::new(S::TOO_MANY_REQUESTS, "rate_limit_error", Some(code), None).retry_after(wait)
+                Parts::new(S::TOO_MANY_REQUESTS, "rate_limit_error", Some(refusal_code(refusal)), None)
+                    .retry_after(wait)
             }
             ApiError::Unavailable(_) => {
                 Parts::new(S::SERVICE_UNAVAILABLE, "api_error", Some("unavailable"), None).retry_after(second)

@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::json;
-use switchyard_core::config::{Alias, AliasId, Config, DeploymentKind, KeyId, Tenant};
+use switchyard_core::config::{Alias, AliasId, Config, DeploymentKind, KeyId, Protocol, Tenant};
 use switchyard_core::{RouterState, SplitMix64, Time};
 use switchyard_providers::{Endpoint, Transport, Upstream};
 use tokio::net::TcpListener;
@@ -165,8 +165,17 @@ impl Gateway {
     /// The protocols among `alias`'s deployments that cannot express `chat` (`Protocol::bit`s),
     /// for the planner to pass over; none when every deployment speaks OpenAI's, with no work.
     pub(crate) fn untranslatable(&self, alias: &Alias, chat: &switchyard_wire::ChatRequest) -> u8 {
-        let protocols = self.alias_protocols.get(usize::from(alias.id.0)).copied().unwrap_or(0);
-        switchyard_providers::untranslatable(chat.object.bytes(), protocols).0
+        let protocols = self.protocols(alias.id);
+        let (bits, _) = switchyard_providers::untranslatable(chat.object.bytes(), protocols);
+        // An Anthropic caller's request that OpenAI's protocol cannot express rides along.
+        let carried = protocols & Protocol::OpenAi.bit() != 0
+            && chat.object.get(switchyard_providers::CARRIED_ANTHROPIC).is_some();
+        if carried { bits | Protocol::OpenAi.bit() } else { bits }
+    }
+
+    /// The protocols `alias`'s deployments speak (`Protocol::bit`s).
+    pub(crate) fn protocols(&self, alias: AliasId) -> u8 {
+        self.alias_protocols.get(usize::from(alias.0)).copied().unwrap_or(0)
     }
 
     /// Why no deployment of `alias` can take `chat`: the first protocol's refusal, and the
@@ -224,14 +233,13 @@ impl Gateway {
         })
     }
 
-    /// Authenticates the caller: `Authorization: Bearer <key>`, Azure's `api-key` header or
-    /// Anthropic's `x-api-key`.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&Tenant, ApiError> {
-        self.authenticate_key(headers).map(|(tenant, _)| tenant)
-    }
-
-    /// [`Gateway::authenticate`], with the key's id.
-    pub(crate) fn authenticate_key(&self, headers: &HeaderMap) -> Result<(&Tenant, KeyId), ApiError> {
+    /// Authenticates the caller (`Authorization: Bearer <key>`, Azure's `api-key` header or
+    /// Anthropic's `x-api-key`): its tenant, the key's id and, for a managed key with settings
+    /// of its own, its scope (its view of the tenant, its own limits).
+    pub(crate) fn authenticate_key(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(&Tenant, KeyId, Option<Arc<keys::Scope>>), ApiError> {
         let key = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -242,19 +250,19 @@ impl Gateway {
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key> (or x-api-key)"));
         };
-        let (tenant, key_id) = match self.config.key_for(key) {
-            Some(found) => found,
+        let (tenant, key_id, scope) = match self.config.key_for(key) {
+            Some((tenant, id)) => (tenant, id, None),
             None => {
                 let hash = switchyard_core::config::hash_key(key);
-                let (tenant, id) =
+                let entry =
                     self.keys.get(&hash, self.unix_ms(self.now())).ok_or(ApiError::Unauthorized("invalid API key"))?;
-                (self.config.tenant(tenant), id)
+                (self.config.tenant(entry.tenant), entry.id, entry.scope)
             }
         };
         let span = tracing::Span::current();
         span.record("tenant", tracing::field::display(&tenant.name));
         span.record("key", tracing::field::display(key_id));
-        Ok((tenant, key_id))
+        Ok((tenant, key_id, scope))
     }
 
     /// The alias a tenant asked for, if it exists, is of the right kind and is allowed.
@@ -282,13 +290,13 @@ pub(crate) async fn authenticated_body(
 ) -> Result<(&Tenant, account::Caller, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
     match gw.authenticate_key(&parts.headers) {
-        Ok((tenant, key_id)) => {
+        Ok((tenant, key_id, scope)) => {
             let request_id = match parts.extensions.get::<edge::RequestId>() {
                 Some(id) => id.0.clone(),
                 // Called without the edge in front (tests of `app`): an id of its own.
                 None => Arc::from(gw.request_ids.make().as_str()),
             };
-            let caller = account::Caller { request_id, key_id };
+            let caller = account::Caller { request_id, key_id, scope };
             Ok((tenant, caller, body::read_body(gw, &parts.headers, body).await?))
         }
         Err(e) => {
@@ -404,10 +412,12 @@ async fn serve_router(
 /// caller sends `anthropic-version` (as Anthropic's SDKs do), else in OpenAI's.
 async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let shape = error::Shape::of(&headers);
-    let tenant = match gw.authenticate(&headers) {
-        Ok(tenant) => tenant,
+    let (tenant, _, scope) = match gw.authenticate_key(&headers) {
+        Ok(found) => found,
         Err(e) => return e.respond(shape),
     };
+    // A managed key with aliases of its own lists those.
+    let tenant = scope.as_ref().map_or(tenant, |s| &*s.view);
     let usable = gw.config.aliases.iter().filter(|a| gw.config.tenant_may_use(tenant, a.id));
     let body = match shape {
         error::Shape::OpenAi => {

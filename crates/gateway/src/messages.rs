@@ -15,8 +15,9 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use switchyard_core::config::DeploymentKind;
-use switchyard_wire::canonical::Usage;
+use switchyard_core::config::{DeploymentKind, Protocol};
+use switchyard_providers::CARRIED_ANTHROPIC;
+use switchyard_wire::canonical::{Part, Request as Canonical, Usage};
 use switchyard_wire::chat::{ChatRequest, CompletionView, RequestError};
 use switchyard_wire::{anthropic_codec, estimate_tokens, openai_codec};
 use tokio::time::Instant;
@@ -43,6 +44,26 @@ pub(crate) async fn not_allowed(method: axum::http::Method) -> Response {
     ApiError::MethodNotAllowed { method: caller_text(method.as_str()), allow }.into_anthropic_response()
 }
 
+/// The routing body of a request OpenAI's protocol cannot express in full: the request without
+/// what it cannot express (its estimates and needs are the same), with the caller's own body in
+/// `CARRIED_ANTHROPIC` for the deployments that get it whole.
+fn carried(canonical: &Canonical, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut routing = canonical.clone();
+    routing.sampling.top_k = None;
+    routing.extra = None;
+    routing.prefill = false;
+    for part in routing.messages.iter_mut().flat_map(|m| &mut m.content) {
+        if let Part::ToolResult(result) = part {
+            result.is_error = false;
+        }
+    }
+    let mut routing = openai_codec::encode_request(&routing)
+        .map_err(|e| ApiError::BadRequest { message: e.to_string(), param: None })?;
+    let own: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    routing[CARRIED_ANTHROPIC] = own;
+    Ok(routing)
+}
+
 fn bad_request(e: RequestError) -> ApiError {
     ApiError::BadRequest { message: e.message, param: e.param }
 }
@@ -51,9 +72,16 @@ async fn handle(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut 
     let (tenant, caller, body) = authenticated_body(&gw, request).await?;
     let canonical = anthropic_codec::decode_request(&body).map_err(bad_request)?;
     let alias = gw.alias_for(tenant, &canonical.model, DeploymentKind::Chat)?;
-    // The deployments' protocol: OpenAI Chat for every deployment there is today.
-    let translated = openai_codec::encode_request(&canonical)
-        .map_err(|e| ApiError::BadRequest { message: e.to_string(), param: None })?;
+    // The gateway's own shape is an OpenAI Chat body. What OpenAI's protocol cannot express
+    // rides along for the deployments whose protocol can (Anthropic's, Bedrock's), or, when the
+    // alias has none, is a 400 naming it.
+    let translated = match openai_codec::encode_request(&canonical) {
+        Ok(translated) => translated,
+        Err(e) if gw.protocols(alias.id) & !Protocol::OpenAi.bit() == 0 => {
+            return Err(ApiError::BadRequest { message: e.to_string(), param: None });
+        }
+        Err(_) => carried(&canonical, &body)?,
+    };
     let bytes = serde_json::to_vec(&translated).map_err(|e| ApiError::Internal(e.to_string()))?;
     let chat = ChatRequest::parse(Bytes::from(bytes)).map_err(bad_request)?;
     let (spec, timing, account) = admit(&gw, tenant, &caller, alias, &chat, started, "anthropic")?;

@@ -35,8 +35,21 @@ pub const LEDGER_HEALTHY: &str = "switchyard_ledger_healthy";
 pub const SHARED_STATUS: &str = "switchyard_shared_status";
 pub const SHARED_SYNCS_TOTAL: &str = "switchyard_shared_syncs_total";
 
-/// Why a tenant's request was refused, for `switchyard_tenant_refused_total{reason}`.
-const REFUSALS: [&str; 5] = ["rpm", "tpm", "concurrency", "daily_budget", "monthly_budget"];
+/// Why a tenant's request was refused, for `switchyard_tenant_refused_total{reason}`: by the
+/// tenant's own limits and budgets, or by those of its managed key (`key_…`, counted under the
+/// key's tenant: keys are too many for a label of their own).
+const REFUSALS: [&str; 10] = [
+    "rpm",
+    "tpm",
+    "concurrency",
+    "daily_budget",
+    "monthly_budget",
+    "key_rpm",
+    "key_tpm",
+    "key_concurrency",
+    "key_daily_budget",
+    "key_monthly_budget",
+];
 
 /// What `/metrics` reads at scrape time: per deployment (from the router), the body reader,
 /// per tenant, the ledger and the link to Redis.
@@ -165,15 +178,16 @@ impl Metrics {
         }
     }
 
-    /// A tenant's request was refused by its own limits or budgets.
+    /// A tenant's request was refused by its own limits or budgets, or by its key's.
     pub fn tenant_refused(&self, tenant: switchyard_core::config::TenantId, refusal: &Refusal) {
-        let reason = match refusal {
+        let kind = match refusal.limit() {
             Refusal::RequestsPerMinute { .. } => 0,
             Refusal::TokensPerMinute { .. } => 1,
-            Refusal::Concurrency { .. } => 2,
+            Refusal::Concurrency { .. } | Refusal::Key(_) => 2,
             Refusal::Budget { period: Period::Day, .. } => 3,
             Refusal::Budget { period: Period::Month, .. } => 4,
         };
+        let reason = if refusal.is_key() { kind + 5 } else { kind };
         if let Some((_, counts)) = self.tenants.get(usize::from(tenant.0)) {
             counts[reason].fetch_add(1, Relaxed);
         }
@@ -356,7 +370,12 @@ impl Metrics {
         }
         head(&mut out, BODY_BYTES_BUFFERED, "gauge", "Request-body bytes being received right now.");
         let _ = writeln!(out, "{BODY_BYTES_BUFFERED} {body_bytes}");
-        head(&mut out, TENANT_REFUSED_TOTAL, "counter", "Requests refused by the tenant's own limits and budgets.");
+        head(
+            &mut out,
+            TENANT_REFUSED_TOTAL,
+            "counter",
+            "Requests refused by a tenant's limits and budgets, or its key's (key_…).",
+        );
         for (name, counts) in &self.tenants {
             for (reason, n) in REFUSALS.iter().zip(counts) {
                 let _ = writeln!(

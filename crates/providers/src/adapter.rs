@@ -22,6 +22,12 @@ use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
 use crate::sigv4::{self, BEDROCK, Credentials, Scope};
 use crate::{ClientBuildError, Operation, classify_status};
 
+/// The field of a gateway body that carries an Anthropic caller's own request, when it asks for
+/// what OpenAI's protocol cannot express (`top_k`, a prefill, `thinking`, ...). The rest of the
+/// body is that request without those, for routing; Anthropic and Bedrock deployments are sent
+/// the carried request whole, and OpenAI deployments are passed over.
+pub const CARRIED_ANTHROPIC: &str = "x_switchyard_anthropic";
+
 /// `max_tokens` sent to Anthropic when the caller gave none: Anthropic requires one.
 pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 4096;
 
@@ -277,23 +283,61 @@ fn by_class(error: ErrorObject, status: u16) -> AttemptError {
 
 /// The gateway's OpenAI body in the canonical model. A continuation's
 /// `continue_final_message` (vLLM's way to continue a prefill) becomes the model's `prefill`.
+/// A carried Anthropic request ([`CARRIED_ANTHROPIC`]) is the request, with the body's model,
+/// stream, `max_tokens` and continuation.
 fn canonical(body: &[u8]) -> Result<Canonical, AttemptError> {
-    let mut request = openai_codec::decode_request(body).map_err(|e| AttemptError::ClientError {
+    let refused = |message: String| AttemptError::ClientError {
         status: 400,
-        message: e.message,
+        message,
         code: Some("invalid_request_error".into()),
-    })?;
+    };
+    let mut request = openai_codec::decode_request(body).map_err(|e| refused(e.message))?;
+    let mut continues = false;
+    let mut carried = None;
     if let Some(extra) = &mut request.extra {
         let fields = &mut extra.fields;
-        if fields.remove("continue_final_message") == Some(Value::Bool(true)) {
-            request.prefill = true;
-        }
+        continues = fields.remove("continue_final_message") == Some(Value::Bool(true));
         fields.remove("add_generation_prompt");
+        carried = fields.remove(CARRIED_ANTHROPIC);
         if fields.is_empty() {
             request.extra = None;
         }
     }
-    Ok(request)
+    let Some(carried) = carried else {
+        request.prefill |= continues;
+        return Ok(request);
+    };
+    let mut own = anthropic_codec::decode_request(carried.to_string().as_bytes()).map_err(|e| refused(e.message))?;
+    own.model = std::mem::take(&mut request.model);
+    own.stream = request.stream;
+    own.include_usage = request.include_usage;
+    own.max_tokens = request.max_tokens.or(own.max_tokens);
+    if continues {
+        // The delivered text is the routing body's last message: it continues the caller's
+        // own prefill, if there was one, or starts one.
+        let delivered: String = request
+            .messages
+            .last()
+            .into_iter()
+            .flat_map(|m| &m.content)
+            .filter_map(|p| match p {
+                Part::Text(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        match own.messages.last_mut() {
+            Some(last) if own.prefill && last.role == Role::Assistant => match last.content.last_mut() {
+                Some(Part::Text(text)) => text.push_str(&delivered),
+                _ => last.content.push(Part::Text(delivered)),
+            },
+            _ => own.messages.push(switchyard_wire::canonical::Message {
+                role: Role::Assistant,
+                content: vec![Part::Text(delivered)],
+            }),
+        }
+        own.prefill = true;
+    }
+    Ok(own)
 }
 
 /// Cuts the trailing whitespace off a prefill's text, which Anthropic refuses ("final assistant
@@ -368,6 +412,31 @@ mod tests {
         let mut request = canonical(body).expect("decodes");
         assert_eq!(trim_prefill(&mut request), "  ");
         assert!(!request.prefill && request.messages.len() == 1, "nothing left to continue from");
+    }
+
+    #[test]
+    fn a_carried_anthropic_request_is_sent_whole_with_the_bodys_model_and_continuation() {
+        let own = serde_json::json!({"model": "alias", "max_tokens": 64, "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Once"}]});
+        let body = serde_json::json!({"model": "claude-x", "stream": true, "max_tokens": 40,
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Once"},
+                {"role": "assistant", "content": " upon a"}],
+            "continue_final_message": true, CARRIED_ANTHROPIC: own});
+        let request = canonical(body.to_string().as_bytes()).expect("decodes");
+        assert_eq!((request.model.as_str(), request.stream, request.max_tokens), ("claude-x", true, Some(40)));
+        assert_eq!(request.sampling.top_k, Some(5));
+        assert!(request.prefill);
+        assert_eq!(
+            request.messages.last().map(|m| m.content.clone()),
+            Some(vec![Part::Text("Once upon a".into())]),
+            "the delivered text continues the caller's own prefill"
+        );
+        let sent = anthropic_codec::encode_request(&request).expect("Anthropic can carry it all");
+        assert_eq!(
+            (sent["top_k"].as_u64(), sent["thinking"]["budget_tokens"].as_u64()),
+            (Some(5), Some(1024)),
+            "{sent}"
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ use switchyard_core::AttemptError;
 use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 
 use adapter::Target;
-pub use adapter::{Auth, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, untranslatable};
+pub use adapter::{Auth, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, untranslatable};
 pub use answer::{AnswerDecoder, StreamFault};
 use transport::MemoryConnector;
 pub use transport::{Dial, Transport};

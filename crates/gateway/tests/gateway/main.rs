@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod faults;
+mod key_settings;
 mod leaks;
 mod messages;
 mod protocols;

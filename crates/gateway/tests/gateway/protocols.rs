@@ -791,3 +791,57 @@ async fn a_translated_request_is_on_record_with_its_deployment_and_tokens() {
     assert_eq!(attempts, [("br", "rate_limited"), ("an", "ok")]);
     assert_eq!(r.attempts[0].output_tokens, 0);
 }
+
+/// What an Anthropic caller asks for that OpenAI's protocol cannot express (`top_k`, a
+/// prefill) reaches Anthropic and Bedrock deployments whole; OpenAI ones are passed over.
+#[tokio::test(start_paused = true)]
+async fn an_anthropic_callers_own_parameters_reach_anthropic_and_bedrock() {
+    let h = harness().await;
+    for (alias, deployment) in [("an-oa", "an"), ("br-oa", "br"), ("oa-br", "br")] {
+        let mut body = say(alias, "Tell me more");
+        body["top_k"] = json!(5);
+        let r = h.post(MESSAGES, Some(KEY), body.to_string()).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.body);
+        assert_eq!(header(&r.headers, "x-switchyard-deployment"), deployment, "{alias}");
+        assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1", "{alias}: no attempt on oa");
+        assert_eq!(r.body["content"][0]["text"], expected_answer("Tell me more"), "{alias}");
+
+        // A prefill: the model continues the caller's own start.
+        let user = json!({"role": "user", "content": "Tell me more"});
+        let full = answer_tokens(conversation_key(std::slice::from_ref(&user)), (12, 12));
+        let prefill = full[..3].concat();
+        let mut body = say(alias, "Tell me more");
+        body["messages"] = json!([user, {"role": "assistant", "content": prefill.trim_end()}]);
+        let r = h.post(MESSAGES, Some(KEY), body.to_string()).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.body);
+        assert_eq!(header(&r.headers, "x-switchyard-deployment"), deployment, "{alias}");
+        let rest = r.body["content"][0]["text"].as_str().unwrap_or_default().to_owned();
+        assert!(full.concat().ends_with(&rest) && !rest.is_empty(), "{alias}: {rest:?} continues {prefill:?}");
+        assert!(rest.len() < full.concat().len(), "{alias}: only the rest");
+
+        // Streamed too.
+        let mut body = say(alias, "Stream more");
+        body["top_k"] = json!(5);
+        let text = messages_stream_text(&h, body).await;
+        let (streamed, finish, _, comments) = strict_messages(&text);
+        assert_eq!((streamed, finish), (expected_answer("Stream more"), FinishReason::Stop), "{alias}");
+        assert!(comments.contains(&format!("x-switchyard-route: {deployment}")), "{comments}");
+    }
+    assert_eq!(h.requests("oa"), 0, "OpenAI was never asked");
+}
+
+/// A carried request cut on Bedrock is continued on Anthropic from what was delivered, with the
+/// caller's own parameters still whole; the text arrives exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_cut_carried_request_is_continued_whole() {
+    let h = harness().await;
+    h.faults("br", r#"[{"kind":"cut","after_tokens":4}]"#);
+    let mut body = say("br-an", "carried and cut");
+    body["top_k"] = json!(5);
+    let text = messages_stream_text(&h, body).await;
+    let (streamed, finish, starts, comments) = strict_messages(&text);
+    assert_eq!((streamed, finish, starts), (expected_answer("carried and cut"), FinishReason::Stop, 1));
+    assert!(comments.contains("x-switchyard-route: br,an"), "{comments}");
+    let records = h.emulator.deployment("an").unwrap().records();
+    assert!(records.len() == 1 && records[0].prefill, "continued from a prefill: {records:?}");
+}
