@@ -1,9 +1,11 @@
 //! `switchyard keys create | list | revoke`: API keys in the ledger. A new key's secret is
-//! printed once and stored nowhere; the ledger keeps only its hash.
+//! printed once and stored nowhere; the ledger keeps only its hash, and the key's own settings
+//! (aliases, jurisdictions, priority, limits, budgets), which narrow its tenant's.
 
 use std::process::ExitCode;
 
-use switchyard_core::config::check_name;
+use switchyard_core::config::{Priority, check_name};
+use switchyard_core::tenancy::{KeySettingError, KeySettings};
 use switchyard_ledger::{KeyError, KeyRow};
 use switchyard_placer::table::grid;
 
@@ -13,18 +15,7 @@ use crate::{errln, out, outln};
 #[derive(clap::Subcommand, Clone, Debug)]
 pub(crate) enum KeysAction {
     /// Create a key for a tenant and print its secret, once.
-    Create {
-        /// The tenant the key belongs to (must be one of the config's, when a config is given).
-        #[arg(long)]
-        tenant: String,
-        /// A label to tell keys apart.
-        #[arg(long)]
-        name: Option<String>,
-        /// When it stops working: a duration from now (`30d`, `12h`) or a UTC date
-        /// (`2027-01-31`, `2027-01-31T00:00:00Z`). Default: never.
-        #[arg(long, value_parser = parse_when, value_name = "DURATION|DATE")]
-        expires: Option<When>,
-    },
+    Create(Box<CreateArgs>),
     /// Every key with its state: active, revoked or expired (never a secret or a hash).
     List {
         #[arg(long)]
@@ -32,6 +23,88 @@ pub(crate) enum KeysAction {
     },
     /// Revoke a key by its id (`key_…`); the gateway stops accepting it.
     Revoke { id: String },
+}
+
+/// `keys create`'s arguments.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct CreateArgs {
+    /// The tenant the key belongs to (must be one of the config's, when a config is given).
+    #[arg(long)]
+    tenant: String,
+    /// A label to tell keys apart.
+    #[arg(long)]
+    name: Option<String>,
+    /// When it stops working: a duration from now (`30d`, `12h`) or a UTC date
+    /// (`2027-01-31`, `2027-01-31T00:00:00Z`). Default: never.
+    #[arg(long, value_parser = parse_when, value_name = "DURATION|DATE")]
+    expires: Option<When>,
+    /// Aliases the key may use, some of its tenant's (comma-separated). Default: the tenant's.
+    #[arg(long, value_delimiter = ',', value_name = "ALIAS,…")]
+    aliases: Option<Vec<String>>,
+    /// Jurisdictions its requests may go to, some of its tenant's. Default: the tenant's.
+    #[arg(long, value_delimiter = ',', value_name = "CODE,…")]
+    jurisdictions: Option<Vec<String>>,
+    /// Its priority, at most its tenant's. Default: the tenant's.
+    #[arg(long, value_parser = ["low", "normal", "high"])]
+    priority: Option<String>,
+    /// Its own requests per minute, on top of the tenant's limit.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    rpm: Option<u32>,
+    /// Its own tokens per minute, on top of the tenant's limit.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    tpm: Option<u64>,
+    /// Its own requests in progress at once, on top of the tenant's limit.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    concurrency: Option<u32>,
+    /// Its own dollars per UTC day (list price), on top of the tenant's budget.
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    daily_usd: Option<f64>,
+    /// Its own dollars per UTC month, on top of the tenant's budget.
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    monthly_usd: Option<f64>,
+}
+
+impl CreateArgs {
+    fn settings(&self) -> KeySettings {
+        let priority = self.priority.as_deref().map(|p| match p {
+            "low" => Priority::Low,
+            "normal" => Priority::Normal,
+            _ => Priority::High,
+        });
+        KeySettings {
+            aliases: self.aliases.clone(),
+            jurisdictions: self.jurisdictions.clone(),
+            priority,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            concurrency: self.concurrency,
+            daily_usd: self.daily_usd,
+            monthly_usd: self.monthly_usd,
+        }
+    }
+}
+
+/// Settings' errors as one usage error, each at its flag: `--rpm: must be > 0 …`.
+fn bad_settings(errors: &[KeySettingError]) -> anyhow::Error {
+    let all: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.flag_path(), e.message)).collect();
+    usage(all.join("; "))
+}
+
+/// A key's settings for a table: one line, `-` for none.
+fn settings_summary(key: &KeyRow) -> String {
+    match KeySettings::from_json(&key.settings) {
+        Ok(s) if s.is_empty() => "-".to_owned(),
+        Ok(s) => s.summary(),
+        Err(_) => "unreadable".to_owned(),
+    }
+}
+
+/// A key's settings for JSON: the stored object, or what is wrong with it.
+fn settings_value(key: &KeyRow) -> serde_json::Value {
+    match KeySettings::from_json(&key.settings) {
+        Ok(s) => serde_json::to_value(&s).unwrap_or_else(|_| serde_json::json!({})),
+        Err(e) => serde_json::json!({"unreadable": e}),
+    }
 }
 
 /// `active`, `revoked` or `expired` at `now_ms`.
@@ -45,20 +118,16 @@ fn status(key: &KeyRow, now_ms: i64) -> &'static str {
 
 pub(crate) async fn run(args: &LedgerArgs, action: &KeysAction) -> anyhow::Result<ExitCode> {
     exit_code(match action {
-        KeysAction::Create { tenant, name, expires } => create(args, tenant, name.as_deref(), *expires).await,
+        KeysAction::Create(create_args) => create(args, create_args).await,
         KeysAction::List { json } => list(args, *json).await,
         KeysAction::Revoke { id } => revoke(args, id).await,
     })
 }
 
-async fn create(
-    args: &LedgerArgs,
-    tenant: &str,
-    name: Option<&str>,
-    expires: Option<When>,
-) -> anyhow::Result<ExitCode> {
+async fn create(args: &LedgerArgs, new: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let (tenant, name) = (new.tenant.as_str(), new.name.as_deref());
     let now = now_ms();
-    let expires_ms = expires.map(|w| w.ahead(now));
+    let expires_ms = new.expires.map(|w| w.ahead(now));
     if let Some(at) = expires_ms.filter(|at| *at <= now) {
         return Err(usage(format!("--expires {} is in the past", show_time(at))));
     }
@@ -67,27 +136,48 @@ async fn create(
     if let Some(e) = errors.pop() {
         return Err(usage(e));
     }
+    let settings = new.settings();
+    let wrong = settings.check();
+    if !wrong.is_empty() {
+        return Err(bad_settings(&wrong));
+    }
     let opened = args.open(true).await?;
     match &opened.config {
-        Some(config) if !config.tenants.iter().any(|t| t.name == tenant) => {
-            let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
-            return Err(usage(format!(
-                "no tenant {tenant:?} in {}; its tenants: {}",
-                opened.config_name(),
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            )));
+        Some(config) => {
+            let Some(t) = config.tenants.iter().find(|t| t.name == tenant) else {
+                let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+                opened.store.close().await;
+                return Err(usage(format!(
+                    "no tenant {tenant:?} in {}; its tenants: {}",
+                    opened.config_name(),
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                )));
+            };
+            let wrong = settings.check_for(config, t);
+            if !wrong.is_empty() {
+                opened.store.close().await;
+                return Err(bad_settings(&wrong));
+            }
         }
-        Some(_) => {}
-        None => errln!("note: no --config given, so tenant {tenant:?} was not checked against one"),
+        None if settings.is_empty() => {
+            errln!("note: no --config given, so tenant {tenant:?} was not checked against one")
+        }
+        None => errln!(
+            "note: no --config given, so tenant {tenant:?} and the key's aliases, jurisdictions and priority were not checked against one (a gateway narrows a key to what its tenant has)"
+        ),
     }
-    let created = opened.store.keys().create(tenant, name, expires_ms, now).await;
+    let created = opened.store.keys().create_with(tenant, name, expires_ms, &settings.to_json(), now).await;
     opened.store.close().await;
     let (key, secret) = created?;
     outln!("{secret}")?;
     let expiry = key.expires_ms.map_or("never expires".to_owned(), |e| format!("expires {} UTC", show_time(e)));
     let label = key.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+    let own = match settings.is_empty() {
+        true => String::new(),
+        false => format!(", with {}", settings.summary()),
+    };
     errln!(
-        "created {}{label} for tenant {}, {expiry}. The line above is its secret; store it now: it cannot be shown again.",
+        "created {}{label} for tenant {}{own}, {expiry}. The line above is its secret; store it now: it cannot be shown again.",
         key.id,
         key.tenant
     );
@@ -112,6 +202,7 @@ async fn list(args: &LedgerArgs, json: bool) -> anyhow::Result<ExitCode> {
                     "expires_ms": k.expires_ms,
                     "revoked_ms": k.revoked_ms,
                     "status": status(k, now),
+                    "settings": settings_value(k),
                 })
             })
             .collect();
@@ -127,11 +218,13 @@ async fn list(args: &LedgerArgs, json: bool) -> anyhow::Result<ExitCode> {
                 k.name.clone().unwrap_or_default(),
                 show_time(k.created_ms),
                 k.expires_ms.map_or("never".to_owned(), show_time),
+                settings_summary(k),
                 status(k, now).to_owned(),
             ]
         })
         .collect();
-    out!("{}", grid(&["id", "tenant", "name", "created (UTC)", "expires", "status"], &rows))?;
+    let head = ["id", "tenant", "name", "created (UTC)", "expires", "settings", "status"];
+    out!("{}", grid(&head, &rows))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -162,6 +255,7 @@ mod tests {
             expires_ms,
             revoked_ms,
             hash: String::new(),
+            settings: "{}".to_owned(),
         }
     }
 

@@ -58,6 +58,7 @@ tenants:
     keys: ["sha256:c29d79ad08b23ba5095b823d0b2e777320983be14c1150de96d07a86da5cd78c"]
     jurisdictions: [eu]
     aliases: ["*"]
+    priority: normal
     budgets: {{ monthly_usd: 10 }}
 commitments:
   - {{ name: aws-1yr, cloud: aws, amount_usd: 3650, term_days: 365, elapsed_days: 100, spent_usd: 500, deployments: [aws-us] }}
@@ -163,6 +164,98 @@ fn keys_are_created_listed_and_revoked_and_secrets_are_shown_once() {
     let unknown = switchyard(&["keys", "revoke", "key_000000000000", "--ledger", &ledger]);
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.starts_with("error: no key with id \"key_000000000000\""), "{}", unknown.stderr);
+}
+
+#[test]
+fn keys_carry_their_own_settings_checked_against_the_tenant() {
+    let dir = TempDir::new("switchyard-key-settings").unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let config = write_config(dir.path(), &ledger);
+    let create = |extra: &[&str]| {
+        let mut args = vec!["keys", "create", "--config", config.as_str()];
+        args.extend_from_slice(extra);
+        switchyard(&args)
+    };
+    let made = create(&[
+        "--tenant",
+        "acme",
+        "--name",
+        "narrow",
+        "--aliases",
+        "chat",
+        "--jurisdictions",
+        "eu",
+        "--priority",
+        "low",
+        "--rpm",
+        "10",
+        "--tpm",
+        "1000",
+        "--concurrency",
+        "2",
+        "--daily-usd",
+        "1.5",
+        "--monthly-usd",
+        "20",
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let summary =
+        "aliases=chat jurisdictions=eu priority=low rpm=10 tpm=1000 concurrency=2 daily_usd=1.5 monthly_usd=20";
+    assert!(made.stderr.contains(&format!("with {summary}")), "{}", made.stderr);
+    assert_eq!(create(&["--tenant", "beta"]).code, 0, "a key without settings");
+
+    // Each bad setting is a usage error at its flag, all of them at once; nothing is stored.
+    let bad: [(&[&str], &str); 7] = [
+        (
+            &["--tenant", "acme", "--aliases", "chat,nope"],
+            "error: --aliases (entry 2): \"nope\" is not an alias tenant acme may use (chat)",
+        ),
+        (
+            &["--tenant", "beta", "--jurisdictions", "us"],
+            "error: --jurisdictions (entry 1): \"us\" is not one of tenant beta's jurisdictions (eu)",
+        ),
+        (
+            &["--tenant", "beta", "--priority", "high"],
+            "error: --priority: high is above tenant beta's priority (normal)",
+        ),
+        (
+            &["--tenant", "acme", "--rpm", "0", "--tpm", "0"],
+            "error: --rpm: must be > 0 (leave it out for no limit); --tpm: must be > 0",
+        ),
+        (&["--tenant", "acme", "--daily-usd", "-1"], "error: --daily-usd: must be a dollar amount above 0 (got -1)"),
+        (&["--tenant", "acme", "--rpm", "-5"], "error: invalid value '-5' for '--rpm <N>'"),
+        (&["--tenant", "acme", "--priority", "urgent"], "error: invalid value 'urgent' for '--priority <PRIORITY>'"),
+    ];
+    for (args, expected) in bad {
+        let run = create(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.starts_with(expected), "{args:?}:\n{}", run.stderr);
+        assert!(run.stdout.is_empty(), "no secret for a refused key");
+    }
+    // Without a config only what needs no tenant is checked (a gateway narrows the key to its
+    // tenant's when it loads it).
+    let loose = switchyard(&["keys", "create", "--ledger", &ledger, "--tenant", "acme", "--aliases", "other"]);
+    assert_eq!(loose.code, 0, "{}", loose.stderr);
+    assert!(loose.stderr.contains("were not checked"), "{}", loose.stderr);
+    let zero = switchyard(&["keys", "create", "--ledger", &ledger, "--tenant", "acme", "--concurrency", "0"]);
+    assert_eq!(zero.code, 2);
+    assert!(zero.stderr.starts_with("error: --concurrency: must be > 0"), "{}", zero.stderr);
+
+    let json = switchyard(&["keys", "list", "--ledger", &ledger, "--json"]);
+    let keys: Value = serde_json::from_str(&json.stdout).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(
+        keys[0]["settings"],
+        serde_json::json!({"aliases": ["chat"], "jurisdictions": ["eu"], "priority": "low", "rpm": 10, "tpm": 1000,
+            "concurrency": 2, "daily_usd": 1.5, "monthly_usd": 20.0})
+    );
+    assert_eq!(keys[1]["settings"], serde_json::json!({}));
+    let table = switchyard(&["keys", "list", "--config", &config]).stdout;
+    assert!(table.lines().next().unwrap_or_default().contains("settings"), "{table}");
+    let row = |name: &str| table.lines().find(|l| l.contains(name)).unwrap_or_default().to_owned();
+    assert!(row("narrow").contains(summary) && row("narrow").ends_with("active"), "{table}");
+    assert!(table.lines().nth(3).unwrap_or_default().contains(" - "), "no settings: {table}");
 }
 
 #[test]

@@ -5,11 +5,21 @@
 //! continuously. Reservations are made with an estimate when an attempt starts and corrected
 //! with the real figure when it ends, so the level may go below zero; it then blocks until
 //! refilled. Each allowance has its own lock: no lock is shared by every request.
+//!
+//! A store starts with the allowances a config defines ([`limit_specs`]) and takes more at run
+//! time ([`Counters::add_limit`]: a managed key's, made after start), found again by name, so a
+//! key's allowance has the same name on every replica (`key/<id>/tpm`).
 
+mod grow;
+
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use grow::Grow;
+
 use crate::config::Config;
+use crate::tenancy::BudgetSpec;
 use crate::time::Time;
 
 /// One allowance, by its place in the list [`limit_specs`] returns.
@@ -48,6 +58,23 @@ pub trait Counters: Send + Sync + std::fmt::Debug {
     fn wait_for(&self, _limit: LimitId, _amount: f64, _now: Time) -> Duration {
         Duration::from_secs(1)
     }
+
+    /// Adds an allowance made at run time (a managed key's), or finds the one of that name
+    /// added before and gives it `spec`'s size; returns its id. `None` when this store holds
+    /// only what it was built with (or is full): the caller must then not rely on the limit.
+    /// Called off the request path (when keys are loaded); takes a lock of its own.
+    fn add_limit(&self, _spec: &LimitSpec, _now: Time) -> Option<LimitId> {
+        None
+    }
+
+    /// [`Counters::add_limit`] for a store of budget windows: a run-time budget by name.
+    fn add_budget(&self, _spec: &BudgetSpec) -> Option<LimitId> {
+        None
+    }
+
+    /// An allowance or budget added at run time is no longer used (its key was revoked or
+    /// changed): a shared store may stop syncing it. Adding it again revives it.
+    fn retire(&self, _limit: LimitId) {}
 }
 
 /// A deployment's or a tenant's (requests per minute, tokens per minute) allowance, where set.
@@ -133,6 +160,15 @@ impl Bucket {
         }
     }
 
+    /// Gives the allowance a new size (a key's limit changed), keeping what was used.
+    pub fn resize(&mut self, per_minute: f64, now: Time) {
+        self.refill(now);
+        if per_minute.is_finite() && per_minute >= 0.0 {
+            self.per_minute = per_minute;
+            self.level = self.level.clamp(-per_minute, per_minute);
+        }
+    }
+
     /// About how long until `amount` fits.
     pub fn wait_for(&self, amount: f64, now: Time) -> Duration {
         let missing = amount.min(self.per_minute) - self.level(now);
@@ -169,19 +205,22 @@ impl<T> Padded<T> {
 /// Allowances kept by this replica alone.
 #[derive(Debug)]
 pub struct LocalCounters {
-    buckets: Box<[Padded<Bucket>]>,
+    buckets: Grow<Padded<Bucket>>,
+    /// Allowances added at run time, by name.
+    added: Mutex<HashMap<String, LimitId>>,
 }
 
 impl LocalCounters {
     pub fn new(specs: &[LimitSpec], now: Time) -> LocalCounters {
-        LocalCounters { buckets: specs.iter().map(|s| Padded::new(Bucket::new(s.per_minute, now))).collect() }
+        let buckets = Grow::new(specs.iter().map(|s| Padded::new(Bucket::new(s.per_minute, now))));
+        LocalCounters { buckets, added: Mutex::default() }
     }
 
     /// The allowances [`limit_specs`] lists for `config`, each full.
     pub fn for_config(config: &Config, now: Time) -> LocalCounters {
         let mut buckets = Vec::new();
         walk(config, |_, per_minute| buckets.push(Padded::new(Bucket::new(per_minute, now))));
-        LocalCounters { buckets: buckets.into() }
+        LocalCounters { buckets: Grow::new(buckets), added: Mutex::default() }
     }
 
     /// What is left of an allowance now.
@@ -208,6 +247,37 @@ impl Counters for LocalCounters {
     fn remaining(&self, limit: LimitId, now: Time) -> Option<f64> {
         self.level(limit, now)
     }
+
+    fn add_limit(&self, spec: &LimitSpec, now: Time) -> Option<LimitId> {
+        add_named(&self.added, &spec.name, |id| match id {
+            Some(id) => {
+                self.buckets.get(id.0 as usize)?.lock().resize(spec.per_minute, now);
+                Some(id)
+            }
+            None => self.buckets.push(Padded::new(Bucket::new(spec.per_minute, now))).and_then(index_id),
+        })
+    }
+}
+
+/// Finds `name` among the entries added by name, or adds it: `add(Some(id))` updates the entry
+/// found, `add(None)` makes one. Under `names`' lock, so two callers never add one name twice.
+pub fn add_named(
+    names: &Mutex<HashMap<String, LimitId>>,
+    name: &str,
+    add: impl FnOnce(Option<LimitId>) -> Option<LimitId>,
+) -> Option<LimitId> {
+    let mut names = names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let found = names.get(name).copied();
+    let id = add(found)?;
+    if found.is_none() {
+        names.insert(name.to_owned(), id);
+    }
+    Some(id)
+}
+
+/// The id of the entry at `index` in a store's list; `None` past what an id can count.
+pub fn index_id(index: usize) -> Option<LimitId> {
+    u32::try_from(index).ok().map(LimitId)
 }
 
 #[cfg(test)]
@@ -257,5 +327,24 @@ mod tests {
         counters.adjust(LimitId(1), -60.0, Time::ZERO);
         assert!(!counters.has_room(LimitId(1), 1.0, Time::ZERO));
         assert!(counters.has_room(LimitId(2), 9_000.0, Time::ZERO));
+    }
+
+    #[test]
+    fn allowances_added_at_run_time_are_found_again_by_name() {
+        let counters =
+            LocalCounters::new(&[LimitSpec { name: "deployment/d/tpm".into(), per_minute: 10.0 }], Time::ZERO);
+        let spec = |per_minute| LimitSpec { name: "key/key_0/tpm".into(), per_minute };
+        let id = counters.add_limit(&spec(1_000.0), Time::ZERO).expect("added");
+        assert_eq!(id, LimitId(1));
+        counters.adjust(id, -600.0, Time::ZERO);
+        assert!(!counters.has_room(id, 500.0, Time::ZERO));
+        // Added again (a reload of the key): the same allowance, what was used kept, a new size.
+        assert_eq!(counters.add_limit(&spec(500.0), Time::ZERO), Some(id));
+        assert_eq!(counters.level(id, Time::ZERO), Some(400.0));
+        assert_eq!(counters.add_limit(&spec(100.0), Time::ZERO), Some(id));
+        assert_eq!(counters.level(id, Time::ZERO), Some(100.0), "cut to the smaller size");
+        let other = counters.add_limit(&LimitSpec { name: "key/key_1/tpm".into(), per_minute: 5.0 }, Time::ZERO);
+        assert_eq!(other, Some(LimitId(2)));
+        assert_eq!(counters.level(LimitId(0), Time::ZERO), Some(10.0), "the config's are untouched");
     }
 }

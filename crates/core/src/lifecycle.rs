@@ -12,10 +12,11 @@
 //! gives up (the caller went away).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::attempt::{AttemptError, AttemptSession, Decision, Exhausted};
-use crate::config::{AliasId, Config, DeploymentId, TenantId};
+use crate::config::{AliasId, Config, DeploymentId, Tenant, TenantId};
 use crate::plan::{Needs, NoRoute, PlanRequest, plan, plan_larger_context, plan_with_fallbacks};
 use crate::rng::Rng;
 use crate::state::{Outcome, RouterState};
@@ -163,6 +164,9 @@ enum Closing {
 #[derive(Debug)]
 pub struct RequestMachine {
     spec: Spec,
+    /// The tenant as the caller's key narrows it (its aliases, jurisdictions, priority), when
+    /// the key has settings of its own; else the config's tenant.
+    view: Option<Arc<Tenant>>,
     planned: Planned,
     timing: Timing,
     streaming: bool,
@@ -203,9 +207,24 @@ impl RequestMachine {
     /// Plans the request (on the alias's larger-context fallbacks if the prompt is too large for
     /// it) and starts its first attempt, or finishes at once with `NoRoute`.
     pub fn new(ctx: &mut Ctx<'_>, spec: Spec, timing: Timing, now: Time) -> RequestMachine {
+        RequestMachine::with_view(ctx, spec, None, timing, now)
+    }
+
+    /// [`RequestMachine::new`] for a caller whose key narrows its tenant: every plan (the first,
+    /// fallbacks, larger-context fallbacks, continuations) and every attempt's priority use
+    /// `view` (a narrower copy of `spec.tenant`'s config, the same id) instead.
+    pub fn with_view(
+        ctx: &mut Ctx<'_>,
+        spec: Spec,
+        view: Option<Arc<Tenant>>,
+        timing: Timing,
+        now: Time,
+    ) -> RequestMachine {
         let config = ctx.config;
+        debug_assert!(view.as_ref().is_none_or(|v| v.id == spec.tenant), "a view of another tenant");
         let mut machine = RequestMachine {
             spec,
+            view,
             planned: Planned { alias: spec.alias, min_context_above: 0 },
             timing,
             streaming: spec.needs.streaming,
@@ -254,10 +273,15 @@ impl RequestMachine {
         self.hold_back.is_some()
     }
 
-    fn plan_request<'c>(&self, config: &'c Config) -> PlanRequest<'c> {
+    /// The tenant every plan and attempt is for: the key's view of it, or the config's.
+    fn tenant<'a>(&'a self, config: &'a Config) -> &'a Tenant {
+        self.view.as_deref().unwrap_or_else(|| config.tenant(self.spec.tenant))
+    }
+
+    fn plan_request<'a>(&'a self, config: &'a Config) -> PlanRequest<'a> {
         PlanRequest {
             alias: self.planned.alias,
-            tenant: config.tenant(self.spec.tenant),
+            tenant: self.tenant(config),
             input_tokens: self.spec.input_tokens,
             max_output_tokens: self.spec.max_output_tokens,
             needs: self.spec.needs,
@@ -702,7 +726,7 @@ impl RequestMachine {
         hedge: bool,
         now: Time,
     ) -> bool {
-        let priority = ctx.config.tenant(self.spec.tenant).priority;
+        let priority = self.tenant(ctx.config).priority;
         if !ctx.state.try_begin_attempt(deployment, self.spec.tenant, priority, self.spec.reserved_tokens, now) {
             return false;
         }

@@ -11,12 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::attempt::{AttemptError, HealthSignal};
-use crate::config::{Commitment, CommitmentId, Config, DeploymentId, OutlierSettings, Priority, Tenant, TenantId};
+use crate::config::{
+    Commitment, CommitmentId, Config, DeploymentId, OutlierSettings, Priority, Tenant, TenantBudgets, TenantId,
+    TenantLimits,
+};
 use crate::counters::{Counters, DeploymentLimits, LocalCounters, Padded, limit_ids};
 use crate::estimator::LatencyEstimate;
 use crate::health::Health;
 use crate::retry_budget::RetryBudget;
-use crate::tenancy::{Admission, Calendar, Estimate, LocalWindows, Refusal, Tenancy, budget_specs};
+use crate::tenancy::{Admission, Calendar, Estimate, KeyGate, LocalWindows, Refusal, Tenancy, budget_specs};
 use crate::time::Time;
 
 /// Cool-down after a 429 that carried no Retry-After.
@@ -189,7 +192,35 @@ impl RouterState {
 
     /// Admits a request of `tenant` against its limits and budgets (see [`Tenancy::admit`]).
     pub fn admit(&self, tenant: &Tenant, estimate: Estimate, now: Time) -> Result<Admission, Refusal> {
-        self.tenancy.admit(&*self.counters, tenant, estimate, now)
+        self.tenancy.admit(&*self.counters, tenant, None, estimate, now)
+    }
+
+    /// Admits a request made with a managed key against its tenant's limits and budgets and
+    /// the key's own (`key`, when it has any): a request must fit both.
+    pub fn admit_key(
+        &self,
+        tenant: &Tenant,
+        key: Option<&Arc<KeyGate>>,
+        estimate: Estimate,
+        now: Time,
+    ) -> Result<Admission, Refusal> {
+        self.tenancy.admit(&*self.counters, tenant, key, estimate, now)
+    }
+
+    /// Registers managed key `key`'s own limits and budgets (see [`Tenancy::register_key`]).
+    pub fn register_key(
+        &self,
+        key: &str,
+        limits: TenantLimits,
+        budgets: TenantBudgets,
+        now: Time,
+    ) -> Result<Arc<KeyGate>, String> {
+        self.tenancy.register_key(&*self.counters, key, limits, budgets, now)
+    }
+
+    /// Retires the allowances and budgets of gates in `old` that gates in `new` no longer use.
+    pub fn retire_keys(&self, old: &[Arc<KeyGate>], new: &[Arc<KeyGate>]) {
+        self.tenancy.retire_unused(&*self.counters, old, new);
     }
 
     /// Settles an admitted request to the tokens and dollars the caller is billed.

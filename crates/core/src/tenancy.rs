@@ -1,5 +1,5 @@
-//! A tenant's own limits and budgets: a request is admitted against them (its estimate
-//! reserved), and settled to what the caller is billed when it ends.
+//! A tenant's own limits and budgets, and a managed key's: a request is admitted against them
+//! (its estimate reserved), and settled to what the caller is billed when it ends.
 //!
 //! Requests and tokens per minute are allowances in the router's [`Counters`] (so a shared
 //! implementation shares them across replicas); dollars per UTC day and month are windows in a
@@ -8,15 +8,31 @@
 //! concurrent admissions may pass the same check, so a limit or budget can be overdrawn by the
 //! estimates of requests admitted at the same instant (at most one per worker), and by what
 //! requests in flight use beyond their estimates. Both are settled exactly afterwards.
+//!
+//! A managed key with limits or budgets of its own ([`KeySettings`]) has a [`KeyGate`]: the
+//! same kinds of limits, registered in the same two stores at run time under names stable
+//! across replicas (`key/<id>/tpm`, `key/<id>/daily_usd`), checked, reserved and settled exactly
+//! like the tenant's, with the same overshoot. A request must fit both.
 
+mod gate;
+mod key;
+mod windows;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use gate::KeyGate;
+use gate::KeyState;
+pub use key::{KeyField, KeySettingError, KeySettings};
+pub use windows::LocalWindows;
 
 pub use crate::calendar::{
     Calendar, Period, civil_from_days, days_from_civil, format_utc, window_end, window_of, window_start,
 };
 use crate::config::{Config, Tenant, TenantId};
-use crate::counters::{Counters, LimitId, Padded};
+use crate::counters::{Counters, LimitId};
 use crate::time::Time;
 
 /// One budget: a name stable across replicas, its window and its dollars.
@@ -53,11 +69,14 @@ impl Estimate {
     }
 }
 
-/// A request admitted for a tenant; give it back to [`Tenancy::settle`] exactly once.
+/// A request admitted for a tenant (and its key); give it back to [`Tenancy::settle`] exactly
+/// once.
 #[derive(Debug)]
 #[must_use = "an admission holds the tenant's reservations until settled"]
 pub struct Admission {
     tenant: TenantId,
+    /// The managed key's gate, when its key has limits or budgets of its own.
+    key: Option<Arc<KeyGate>>,
     estimate: Estimate,
     at: Time,
 }
@@ -65,28 +84,74 @@ pub struct Admission {
 /// Why a request was not admitted, with when to try again.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Refusal {
-    RequestsPerMinute { limit: u32, retry_after: Duration },
-    TokensPerMinute { limit: u64, retry_after: Duration },
-    Concurrency { limit: u32 },
-    Budget { period: Period, usd: f64, resets_at_unix_ms: i64 },
+    RequestsPerMinute {
+        limit: u32,
+        retry_after: Duration,
+    },
+    TokensPerMinute {
+        limit: u64,
+        retry_after: Duration,
+    },
+    Concurrency {
+        limit: u32,
+    },
+    Budget {
+        period: Period,
+        usd: f64,
+        resets_at_unix_ms: i64,
+    },
+    /// The key's own limit or budget said no (one of the above, never itself `Key`).
+    Key(Box<Refusal>),
+}
+
+impl Refusal {
+    /// Whether it was the key's own limit or budget rather than the tenant's.
+    pub fn is_key(&self) -> bool {
+        matches!(self, Refusal::Key(_))
+    }
+
+    /// Which limit or budget it was, whoever's it is.
+    pub fn limit(&self) -> &Refusal {
+        match self {
+            Refusal::Key(inner) => inner.limit(),
+            other => other,
+        }
+    }
+
+    fn of_key(self) -> Refusal {
+        match self {
+            key @ Refusal::Key(_) => key,
+            other => Refusal::Key(Box::new(other)),
+        }
+    }
+}
+
+/// One holder's limits (a tenant's or a key's): each allowance's or budget's id in its store,
+/// with its size.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Limits {
+    rpm: Option<(LimitId, u32)>,
+    tpm: Option<(LimitId, u64)>,
+    concurrency: Option<u32>,
+    daily: Option<(LimitId, f64)>,
+    monthly: Option<(LimitId, f64)>,
 }
 
 #[derive(Debug, Default)]
 struct TenantSlot {
     in_flight: AtomicU32,
-    rpm: Option<LimitId>,
-    tpm: Option<LimitId>,
-    daily: Option<LimitId>,
-    monthly: Option<LimitId>,
+    limits: Limits,
 }
 
-/// Every tenant's admission state.
+/// Every tenant's admission state, and the managed keys' that have limits of their own.
 #[derive(Debug)]
 pub struct Tenancy {
     tenants: Box<[TenantSlot]>,
-    limits: Vec<(Option<u32>, Option<u64>, Option<u32>)>,
-    budgets: std::sync::Arc<dyn Counters>,
+    budgets: Arc<dyn Counters>,
     calendar: Calendar,
+    /// Per managed key (by id): its requests in progress, kept across reloads of the key, and
+    /// the budgets whose earlier spend was counted already (see [`Tenancy::preload_key`]).
+    keys: Mutex<HashMap<String, KeyState>>,
 }
 
 /// The budgets a config defines, in a fixed order: each tenant's daily then monthly, where set.
@@ -111,14 +176,14 @@ impl Tenancy {
     pub fn new(
         config: &Config,
         tenant_limits: &[(Option<LimitId>, Option<LimitId>)],
-        budgets: std::sync::Arc<dyn Counters>,
+        budgets: Arc<dyn Counters>,
         calendar: Calendar,
     ) -> Tenancy {
         let mut next_budget = 0u32;
-        let mut budget_id = |set: bool| {
-            set.then(|| {
+        let mut budget = |usd: Option<f64>| {
+            usd.map(|usd| {
                 next_budget += 1;
-                LimitId(next_budget - 1)
+                (LimitId(next_budget - 1), usd)
             })
         };
         let tenants = config
@@ -127,89 +192,125 @@ impl Tenancy {
             .enumerate()
             .map(|(i, t)| {
                 let (rpm, tpm) = tenant_limits.get(i).copied().unwrap_or_default();
-                let daily = budget_id(t.budgets.daily_usd.is_some());
-                let monthly = budget_id(t.budgets.monthly_usd.is_some());
-                TenantSlot { in_flight: AtomicU32::new(0), rpm, tpm, daily, monthly }
+                let limits = Limits {
+                    rpm: rpm.zip(t.limits.rpm),
+                    tpm: tpm.zip(t.limits.tpm),
+                    concurrency: t.limits.concurrency,
+                    daily: budget(t.budgets.daily_usd),
+                    monthly: budget(t.budgets.monthly_usd),
+                };
+                TenantSlot { in_flight: AtomicU32::new(0), limits }
             })
             .collect();
-        let limits = config.tenants.iter().map(|t| (t.limits.rpm, t.limits.tpm, t.limits.concurrency)).collect();
-        Tenancy { tenants, limits, budgets, calendar }
+        Tenancy { tenants, budgets, calendar, keys: Mutex::default() }
     }
 
     pub fn calendar(&self) -> Calendar {
         self.calendar
     }
 
-    /// Checks every limit and budget of the tenant and reserves the estimate against each.
+    /// Checks every limit and budget of the tenant, then of its key (if it has a gate), and
+    /// reserves the estimate against each. A key's refusal is [`Refusal::Key`].
     pub fn admit(
         &self,
         counters: &dyn Counters,
         tenant: &Tenant,
+        key: Option<&Arc<KeyGate>>,
         estimate: Estimate,
         now: Time,
     ) -> Result<Admission, Refusal> {
-        let i = usize::from(tenant.id.0);
-        let admission = Admission { tenant: tenant.id, estimate, at: now };
-        let (Some(slot), Some(&(rpm, tpm, concurrency))) = (self.tenants.get(i), self.limits.get(i)) else {
-            return Ok(admission);
-        };
-        let room = |id: Option<LimitId>, amount: f64| id.is_none_or(|id| counters.has_room(id, amount, now));
-        if let (Some(id), Some(limit)) = (slot.rpm, rpm)
-            && !room(Some(id), 1.0)
+        let slot = self.tenants.get(usize::from(tenant.id.0));
+        if let Some(slot) = slot {
+            self.check(counters, &slot.limits, estimate, now)?;
+        }
+        if let Some(key) = key {
+            self.check(counters, &key.limits, estimate, now).map_err(Refusal::of_key)?;
+        }
+        if let Some(slot) = slot {
+            enter(&slot.in_flight, slot.limits.concurrency)?;
+        }
+        if let Some(key) = key
+            && let Err(refusal) = enter(&key.in_flight, key.limits.concurrency)
+        {
+            if let Some(slot) = slot {
+                leave(&slot.in_flight);
+            }
+            return Err(refusal.of_key());
+        }
+        for limits in slot.map(|s| &s.limits).into_iter().chain(key.map(|k| &k.limits)) {
+            self.take(counters, limits, estimate, now);
+        }
+        Ok(Admission { tenant: tenant.id, key: key.cloned(), estimate, at: now })
+    }
+
+    /// Whether `estimate` fits every limit and budget in `limits` now.
+    fn check(&self, counters: &dyn Counters, limits: &Limits, estimate: Estimate, now: Time) -> Result<(), Refusal> {
+        if let Some((id, limit)) = limits.rpm
+            && !counters.has_room(id, 1.0, now)
         {
             return Err(Refusal::RequestsPerMinute { limit, retry_after: counters.wait_for(id, 1.0, now) });
         }
         let tokens = f64::from(estimate.tokens);
-        if let (Some(id), Some(limit)) = (slot.tpm, tpm)
-            && !room(Some(id), tokens)
+        if let Some((id, limit)) = limits.tpm
+            && !counters.has_room(id, tokens, now)
         {
             return Err(Refusal::TokensPerMinute { limit, retry_after: counters.wait_for(id, tokens, now) });
         }
-        for (id, period) in [(slot.daily, Period::Day), (slot.monthly, Period::Month)] {
-            if let Some(id) = id
+        for (budget, period) in [(limits.daily, Period::Day), (limits.monthly, Period::Month)] {
+            if let Some((id, usd)) = budget
                 && !self.budgets.has_room(id, estimate.usd, now)
             {
-                let usd = self.budget_usd(tenant, period);
                 let resets_at_unix_ms = window_end(period, self.calendar.unix_ms(now));
                 return Err(Refusal::Budget { period, usd, resets_at_unix_ms });
             }
         }
-        if let Some(limit) = concurrency {
-            let took =
-                slot.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
-            if took.is_err() {
-                return Err(Refusal::Concurrency { limit });
-            }
-        } else {
-            slot.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Reserves `estimate` against every limit and budget in `limits`.
+    fn take(&self, counters: &dyn Counters, limits: &Limits, estimate: Estimate, now: Time) {
+        if let Some((id, _)) = limits.rpm {
+            counters.adjust(id, -1.0, now);
         }
-        let take = |id: Option<LimitId>, amount: f64| {
-            if let Some(id) = id {
-                counters.adjust(id, -amount, now);
-            }
-        };
-        take(slot.rpm, 1.0);
-        take(slot.tpm, tokens);
-        for id in [slot.daily, slot.monthly].into_iter().flatten() {
+        if let Some((id, _)) = limits.tpm {
+            counters.adjust(id, -f64::from(estimate.tokens), now);
+        }
+        for (id, _) in [limits.daily, limits.monthly].into_iter().flatten() {
             self.budgets.adjust(id, -estimate.usd, now);
         }
-        Ok(admission)
     }
 
     /// The request ended: gives back its estimate (in the windows it was taken from) and takes
-    /// what the caller is billed for. Failed attempts cost the caller nothing.
+    /// what the caller is billed for, from the tenant's limits and budgets and its key's.
+    /// Failed attempts cost the caller nothing.
     pub fn settle(&self, counters: &dyn Counters, admission: Admission, tokens: u64, usd: f64, now: Time) {
-        let Some(slot) = self.tenants.get(usize::from(admission.tenant.0)) else { return };
-        // Never below zero, whatever the caller of settle does.
-        let _ = slot.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
+        if let Some(slot) = self.tenants.get(usize::from(admission.tenant.0)) {
+            leave(&slot.in_flight);
+            self.give_back(counters, &slot.limits, &admission, tokens, usd, now);
+        }
+        if let Some(key) = &admission.key {
+            leave(&key.in_flight);
+            self.give_back(counters, &key.limits, &admission, tokens, usd, now);
+        }
+    }
+
+    fn give_back(
+        &self,
+        counters: &dyn Counters,
+        limits: &Limits,
+        admission: &Admission,
+        tokens: u64,
+        usd: f64,
+        now: Time,
+    ) {
         // One adjustment where one will do: a give-back and a charge made apart would let an
         // admission in between see the one without the other.
-        if let Some(id) = slot.tpm {
+        if let Some((id, _)) = limits.tpm {
             counters.adjust(id, f64::from(admission.estimate.tokens) - tokens as f64, now);
         }
-        let usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
-        for (id, period) in [(slot.daily, Period::Day), (slot.monthly, Period::Month)] {
-            let Some(id) = id else { continue };
+        for (budget, period) in [(limits.daily, Period::Day), (limits.monthly, Period::Month)] {
+            let Some((id, _)) = budget else { continue };
             let same_window =
                 window_of(period, self.calendar.unix_ms(admission.at)) == window_of(period, self.calendar.unix_ms(now));
             if same_window {
@@ -225,8 +326,12 @@ impl Tenancy {
     /// budget windows: `today_usd` against the day's, `month_usd` against the month's.
     pub fn preload(&self, tenant: TenantId, today_usd: f64, month_usd: f64, now: Time) {
         let Some(slot) = self.tenants.get(usize::from(tenant.0)) else { return };
-        for (id, usd) in [(slot.daily, today_usd), (slot.monthly, month_usd)] {
-            if let Some(id) = id
+        self.preload_limits(&slot.limits, today_usd, month_usd, now);
+    }
+
+    fn preload_limits(&self, limits: &Limits, today_usd: f64, month_usd: f64, now: Time) {
+        for (budget, usd) in [(limits.daily, today_usd), (limits.monthly, month_usd)] {
+            if let Some((id, _)) = budget
                 && usd.is_finite()
                 && usd > 0.0
             {
@@ -239,9 +344,9 @@ impl Tenancy {
     /// store can tell).
     pub fn budget_left(&self, tenant: TenantId, period: Period, now: Time) -> Option<f64> {
         let slot = self.tenants.get(usize::from(tenant.0))?;
-        let id = match period {
-            Period::Day => slot.daily?,
-            Period::Month => slot.monthly?,
+        let (id, _) = match period {
+            Period::Day => slot.limits.daily?,
+            Period::Month => slot.limits.monthly?,
         };
         self.budgets.remaining(id, now)
     }
@@ -250,66 +355,25 @@ impl Tenancy {
     pub fn in_flight(&self, tenant: TenantId) -> u32 {
         self.tenants.get(usize::from(tenant.0)).map_or(0, |s| s.in_flight.load(Ordering::Acquire))
     }
+}
 
-    fn budget_usd(&self, tenant: &Tenant, period: Period) -> f64 {
-        match period {
-            Period::Day => tenant.budgets.daily_usd.unwrap_or(0.0),
-            Period::Month => tenant.budgets.monthly_usd.unwrap_or(0.0),
+/// Takes a place among the requests in progress, within `limit`.
+fn enter(in_flight: &AtomicU32, limit: Option<u32>) -> Result<(), Refusal> {
+    match limit {
+        Some(limit) => in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .map(|_| ())
+            .map_err(|_| Refusal::Concurrency { limit }),
+        None => {
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            Ok(())
         }
     }
 }
 
-/// One budget kept in memory: its period, its dollars, and (current window, dollars used).
-type Window = (Period, f64, Padded<(i64, f64)>);
-
-/// Budget windows kept by this process: dollars used in the current window of each budget.
-#[derive(Debug)]
-pub struct LocalWindows {
-    windows: Box<[Window]>,
-    calendar: Calendar,
-}
-
-impl LocalWindows {
-    pub fn new(specs: &[BudgetSpec], calendar: Calendar) -> LocalWindows {
-        let windows = specs.iter().map(|s| (s.period, s.usd, Padded::new((i64::MIN, 0.0)))).collect();
-        LocalWindows { windows, calendar }
-    }
-
-    /// Dollars used in the budget's current window.
-    pub fn used(&self, budget: LimitId, now: Time) -> f64 {
-        self.windows.get(budget.0 as usize).map_or(0.0, |(period, _, cell)| {
-            let (window, used) = *cell.lock();
-            if window == window_of(*period, self.calendar.unix_ms(now)) { used } else { 0.0 }
-        })
-    }
-}
-
-impl Counters for LocalWindows {
-    fn has_room(&self, budget: LimitId, usd: f64, now: Time) -> bool {
-        self.windows.get(budget.0 as usize).is_none_or(|(_, limit, _)| self.used(budget, now) + usd <= *limit)
-    }
-
-    fn remaining(&self, budget: LimitId, now: Time) -> Option<f64> {
-        let (_, limit, _) = self.windows.get(budget.0 as usize)?;
-        Some(limit - self.used(budget, now))
-    }
-
-    /// Taken (negative) or given back in the window `at` falls in; a change to a window that
-    /// has ended is dropped (that window's budget no longer matters).
-    fn adjust(&self, budget: LimitId, delta: f64, at: Time) {
-        let Some((period, _, cell)) = self.windows.get(budget.0 as usize) else { return };
-        if !delta.is_finite() {
-            return;
-        }
-        let window = window_of(*period, self.calendar.unix_ms(at));
-        let mut cell = cell.lock();
-        if window > cell.0 {
-            *cell = (window, 0.0);
-        }
-        if window == cell.0 {
-            cell.1 = (cell.1 - delta).max(0.0);
-        }
-    }
+/// Gives a place back; never below zero, whatever the caller of settle does.
+fn leave(in_flight: &AtomicU32) {
+    let _ = in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
 #[cfg(test)]

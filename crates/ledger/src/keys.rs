@@ -1,5 +1,5 @@
-//! API keys: created with a secret shown once, stored only as the secret's SHA-256, listed,
-//! revoked, and loaded by the gateway while active.
+//! API keys: created with a secret shown once, stored only as the secret's SHA-256, with the
+//! key's own settings (a JSON object), listed, revoked, and loaded by the gateway while active.
 
 use std::fs::File;
 use std::io::Read;
@@ -19,6 +19,8 @@ pub enum KeyError {
     Unknown(String),
     #[error("no randomness for a new key: {0}")]
     Random(std::io::Error),
+    #[error("a key's settings must be a JSON object: {0}")]
+    Settings(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -35,6 +37,9 @@ pub struct KeyRow {
     pub revoked_ms: Option<i64>,
     /// The secret's SHA-256, lower-case hex.
     pub hash: String,
+    /// The key's own settings, a JSON object (`{}` for none, and for keys made before there
+    /// were settings). What they mean is the core's `KeySettings`; the ledger only keeps them.
+    pub settings: String,
 }
 
 /// The keys of one [`Store`] ([`Store::keys`]).
@@ -72,6 +77,7 @@ impl KeyError {
         match self {
             KeyError::Unknown(_) => "unknown_key",
             KeyError::Random(_) => "random",
+            KeyError::Settings(_) => "bad_settings",
             KeyError::Store(e) => e.kind(),
         }
     }
@@ -96,8 +102,8 @@ impl Store {
 }
 
 impl Keys<'_> {
-    /// Creates a key for `tenant` and returns it with its secret, which is stored nowhere: the
-    /// caller shows it once.
+    /// Creates a key for `tenant`, with no settings of its own, and returns it with its
+    /// secret, which is stored nowhere: the caller shows it once.
     pub async fn create(
         &self,
         tenant: &str,
@@ -105,6 +111,24 @@ impl Keys<'_> {
         expires_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<(KeyRow, String), KeyError> {
+        self.create_with(tenant, name, expires_ms, "{}", now_ms).await
+    }
+
+    /// [`Keys::create`], with the key's own settings: a JSON object (checked to be one; what
+    /// is in it is the caller's to check).
+    pub async fn create_with(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        expires_ms: Option<i64>,
+        settings: &str,
+        now_ms: i64,
+    ) -> Result<(KeyRow, String), KeyError> {
+        match serde_json::from_str::<serde_json::Value>(settings) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(other) => return Err(KeyError::Settings(format!("got {other}"))),
+            Err(e) => return Err(KeyError::Settings(e.to_string())),
+        }
         let q = self.store.db.sql(schema::INSERT_KEY);
         // Two secrets whose hashes share 12 hex digits would share an id: draw again.
         let mut attempts = 0;
@@ -119,6 +143,7 @@ impl Keys<'_> {
                 expires_ms,
                 revoked_ms: None,
                 hash,
+                settings: settings.to_owned(),
             };
             let inserted = on_backend!(&self.store.db, |pool| {
                 sqlx::query(q)
@@ -128,6 +153,7 @@ impl Keys<'_> {
                     .bind(row.created_ms)
                     .bind(row.expires_ms)
                     .bind(&row.hash)
+                    .bind(&row.settings)
                     .execute(pool)
                     .await
                     .map(|done| done.rows_affected())
@@ -195,6 +221,7 @@ where
         expires_ms: r.try_get("expires_ms").map_err(get)?,
         revoked_ms: r.try_get("revoked_ms").map_err(get)?,
         hash: r.try_get("hash").map_err(get)?,
+        settings: r.try_get("settings").map_err(get)?,
     })
 }
 

@@ -23,6 +23,8 @@ pub(crate) const SQLITE: &[&[&str]] = &[
         "CREATE TABLE keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT, created_ms INTEGER NOT NULL,
             expires_ms INTEGER, revoked_ms INTEGER, hash TEXT NOT NULL UNIQUE)",
     ],
+    // 2: a managed key's own settings (see `KEY_SETTINGS`).
+    &[KEY_SETTINGS],
 ];
 
 /// PostgreSQL: integers are `BIGINT`, booleans `BOOLEAN`, floats `DOUBLE PRECISION`.
@@ -38,7 +40,23 @@ pub(crate) const POSTGRES: &[&[&str]] = &[
         "CREATE TABLE keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT, created_ms BIGINT NOT NULL,
             expires_ms BIGINT, revoked_ms BIGINT, hash TEXT NOT NULL UNIQUE)",
     ],
+    // 2: a managed key's own settings (see `KEY_SETTINGS`).
+    &[KEY_SETTINGS],
 ];
+
+/// Migration 2, the same on both backends: a key's own settings (aliases, jurisdictions,
+/// priority, limits, budgets) as one JSON object in a text column, `{}` for none, which is
+/// what every key made before it reads as.
+///
+/// One JSON column rather than a column per setting: the settings are read and written whole,
+/// with the key, and never filtered or summed in SQL; each is optional; the set will grow (a
+/// workload class, say) without a migration per setting, and the text is the same on SQLite and
+/// PostgreSQL (no type per backend to keep in step). The cost is that the database does not
+/// check them: the core's `KeySettings` does, when a key is made and whenever a replica loads
+/// it, and a replica that cannot read a key's settings does not load the key (it fails closed
+/// rather than giving the key its tenant's whole reach). A request record's `attempts` is kept
+/// the same way.
+const KEY_SETTINGS: &str = "ALTER TABLE keys ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'";
 
 /// One statement in both dialects.
 #[derive(Clone, Copy)]
@@ -105,10 +123,10 @@ pub(crate) const SPEND: Sql = Sql {
 };
 
 pub(crate) const INSERT_KEY: Sql = Sql {
-    sqlite: "INSERT INTO keys (id, tenant, name, created_ms, expires_ms, revoked_ms, hash)
-        VALUES (?, ?, ?, ?, ?, NULL, ?)",
-    postgres: "INSERT INTO keys (id, tenant, name, created_ms, expires_ms, revoked_ms, hash)
-        VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+    sqlite: "INSERT INTO keys (id, tenant, name, created_ms, expires_ms, revoked_ms, hash, settings)
+        VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+    postgres: "INSERT INTO keys (id, tenant, name, created_ms, expires_ms, revoked_ms, hash, settings)
+        VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)",
 };
 
 pub(crate) const LIST_KEYS: Sql = Sql {

@@ -50,6 +50,11 @@ impl BudgetView {
         self.usd
     }
 
+    /// A new size (a key's budget changed); what was used stays.
+    pub(crate) fn set_usd(&mut self, usd: f64) {
+        self.usd = usd;
+    }
+
     /// A caller is in `window`. Returns whether that moved the view to a new window (or
     /// anchored it), so that the sync thread should read it at once.
     pub(crate) fn touch(&mut self, window: i64) -> bool {

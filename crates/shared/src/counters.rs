@@ -1,13 +1,17 @@
 //! [`RedisCounters`]: the core's [`Counters`] seam over allowances shared through Redis,
-//! answered from each allowance's local view and synced by a thread of its own.
+//! answered from each allowance's local view and synced by a thread of its own. Allowances made
+//! after start (a managed key's) are added by name ([`Counters::add_limit`]) to the same table
+//! the sync thread walks, and synced from its next round on.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 use switchyard_core::Time;
-use switchyard_core::counters::{Counters, LimitId, LimitSpec};
+use switchyard_core::counters::{Counters, Grow, LimitId, LimitSpec, add_named, index_id};
 
 use crate::SharedError;
 use crate::settings::{Policy, Settings, Stats, Status};
@@ -22,19 +26,32 @@ const BUCKET_LUA: &str = include_str!("bucket.lua");
 /// docs for the protocol and the overshoot bound).
 pub struct RedisCounters {
     link: Arc<Link>,
-    views: Arc<[Slot<View>]>,
+    table: Arc<Table>,
+    /// Allowances by name (those given at start and those added since).
+    names: Mutex<HashMap<String, LimitId>>,
+    prefix: String,
     unconfirmed_share: f64,
     push_share: f64,
     url: String,
     replica: String,
 }
 
-/// The sync thread's side: every allowance's keys, pushed through `bucket.lua`.
+/// Every allowance: what callers and the sync thread share.
+type Table = Grow<Allowance>;
+
+/// One allowance: its view, its bucket's key and this replica's total's key, and whether it is
+/// in use (one retired, a revoked key's, is no longer synced).
+struct Allowance {
+    view: Slot<View>,
+    bucket: String,
+    mine: String,
+    live: AtomicBool,
+}
+
+/// The sync thread's side: every live allowance, pushed through `bucket.lua`.
 struct Buckets {
-    views: Arc<[Slot<View>]>,
+    table: Arc<Table>,
     script: Script,
-    /// Per allowance: its bucket's key and this replica's total's key.
-    keys: Vec<(String, String)>,
     ttl_ms: u64,
 }
 
@@ -74,16 +91,15 @@ impl RedisCounters {
         let shown = crate::redact_url(url);
         let replica = sync::replica_id();
         let link = Arc::new(Link::new(settings.policy));
-        let views: Arc<[Slot<View>]> = specs.iter().map(|s| Slot::new(View::new(s.per_minute))).collect();
-        let keys = specs
-            .iter()
-            .map(|s| (format!("{prefix}:limit:{}", s.name), format!("{prefix}:limit:{}:replica:{replica}", s.name)))
-            .collect();
+        let table: Arc<Table> = Arc::new(Grow::new(specs.iter().map(|s| Allowance::new(prefix, &replica, s))));
+        let names = specs.iter().enumerate().filter_map(|(i, s)| Some((s.name.clone(), index_id(i)?))).collect();
         let ttl_ms = u64::try_from(settings.key_ttl.as_millis()).unwrap_or(u64::MAX);
-        let buckets = Buckets { views: views.clone(), script: Script::new(BUCKET_LUA), keys, ttl_ms };
+        let buckets = Buckets { table: table.clone(), script: Script::new(BUCKET_LUA), ttl_ms };
         let counters = RedisCounters {
             link: link.clone(),
-            views,
+            table,
+            names: Mutex::new(names),
+            prefix: prefix.to_owned(),
             unconfirmed_share: settings.unconfirmed_share,
             push_share: settings.push_share,
             url: shown.clone(),
@@ -123,7 +139,11 @@ impl RedisCounters {
 
     /// What this replica sees left of an allowance now.
     pub fn level(&self, limit: LimitId, now: Time) -> Option<f64> {
-        self.views.get(limit.0 as usize).map(|s| s.lock().level(now))
+        self.view(limit).map(|s| s.lock().level(now))
+    }
+
+    fn view(&self, limit: LimitId) -> Option<&Slot<View>> {
+        self.table.get(limit.0 as usize).map(|a| &a.view)
     }
 
     /// Waits for a sync that begins after this call (asking for one at once): everything
@@ -135,7 +155,7 @@ impl RedisCounters {
 
 impl Counters for RedisCounters {
     fn has_room(&self, limit: LimitId, amount: f64, now: Time) -> bool {
-        let Some(slot) = self.views.get(limit.0 as usize) else { return true };
+        let Some(slot) = self.view(limit) else { return true };
         let status = self.status();
         let mut view = slot.lock();
         match (status, self.link.policy) {
@@ -149,7 +169,7 @@ impl Counters for RedisCounters {
     }
 
     fn adjust(&self, limit: LimitId, delta: f64, now: Time) {
-        let Some(slot) = self.views.get(limit.0 as usize) else { return };
+        let Some(slot) = self.view(limit) else { return };
         let due = {
             let mut view = slot.lock();
             view.adjust(delta, now);
@@ -163,6 +183,51 @@ impl Counters for RedisCounters {
     fn remaining(&self, limit: LimitId, now: Time) -> Option<f64> {
         self.level(limit, now)
     }
+
+    /// Adds an allowance made at run time (`{prefix}:limit:{name}` in Redis, as any other), or
+    /// finds the one of that name with `spec`'s size; the sync thread reads it at once. Until
+    /// Redis answers for it, this replica's view starts full and its use is unconfirmed, held
+    /// to the same share as any other allowance's (so the overshoot bound is unchanged).
+    fn add_limit(&self, spec: &LimitSpec, _now: Time) -> Option<LimitId> {
+        let mut added = false;
+        let id = add_named(&self.names, &spec.name, |found| match found {
+            Some(id) => {
+                let allowance = self.table.get(id.0 as usize)?;
+                allowance.view.lock().resize(spec.per_minute);
+                allowance.live.store(true, Ordering::Release);
+                Some(id)
+            }
+            None => {
+                added = true;
+                self.table.push(Allowance::new(&self.prefix, &self.replica, spec)).and_then(index_id)
+            }
+        })?;
+        if added {
+            self.link.wake_early();
+        }
+        Some(id)
+    }
+
+    /// Stops syncing an allowance no longer used (its key was revoked); adding it again
+    /// resumes, from the totals it had.
+    fn retire(&self, limit: LimitId) {
+        if let Some(allowance) = self.table.get(limit.0 as usize) {
+            allowance.live.store(false, Ordering::Release);
+        }
+    }
+}
+
+// === impl Allowance ===
+
+impl Allowance {
+    fn new(prefix: &str, replica: &str, spec: &LimitSpec) -> Allowance {
+        Allowance {
+            view: Slot::new(View::new(spec.per_minute)),
+            bucket: format!("{prefix}:limit:{}", spec.name),
+            mine: format!("{prefix}:limit:{}:replica:{replica}", spec.name),
+            live: AtomicBool::new(true),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisCounters {
@@ -170,7 +235,7 @@ impl std::fmt::Debug for RedisCounters {
         f.debug_struct("RedisCounters")
             .field("url", &self.url)
             .field("replica", &self.replica)
-            .field("allowances", &self.views.len())
+            .field("allowances", &self.table.len())
             .field("stats", &self.stats())
             .finish()
     }
@@ -186,27 +251,28 @@ impl Drop for RedisCounters {
 // === impl Buckets ===
 
 impl Exchange for Buckets {
-    /// Pushes every allowance's total and installs the levels Redis answers, chunk by chunk.
+    /// Pushes every live allowance's total and installs the levels Redis answers, chunk by
+    /// chunk. Allowances added while a round runs are in the next one.
     async fn exchange(&mut self, conn: &mut ConnectionManager, timeout: Duration) -> Result<(), String> {
-        let n = self.keys.len();
-        if n == 0 {
+        let live: Vec<&Allowance> =
+            self.table.iter().map(|(_, a)| a).filter(|a| a.live.load(Ordering::Acquire)).collect();
+        if live.is_empty() {
             return sync::ping(conn, timeout).await;
         }
-        for start in (0..n).step_by(CHUNK) {
-            let end = (start + CHUNK).min(n);
+        for chunk in live.chunks(CHUNK) {
             let mut call = self.script.prepare_invoke();
             call.arg(self.ttl_ms);
-            for (slot, (bucket, mine)) in self.views[start..end].iter().zip(&self.keys[start..end]) {
+            for allowance in chunk {
                 let (per_minute, (acked, total)) = {
-                    let mut view = slot.lock();
+                    let mut view = allowance.view.lock();
                     (view.per_minute(), view.take())
                 };
-                call.key(bucket).key(mine).arg(per_minute).arg(acked).arg(total);
+                call.key(&allowance.bucket).key(&allowance.mine).arg(per_minute).arg(acked).arg(total);
             }
-            let levels = sync::invoke(&call, conn, timeout, end - start).await?;
-            for (slot, text) in self.views[start..end].iter().zip(&levels) {
+            let levels = sync::invoke(&call, conn, timeout, chunk.len()).await?;
+            for (allowance, text) in chunk.iter().zip(&levels) {
                 let level = sync::number(text)?;
-                slot.lock().answer(level);
+                allowance.view.lock().answer(level);
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! State shared by gateway replicas through Redis, behind the core's `Counters` seam
 //! (`switchyard_core::counters::Counters`): [`RedisCounters`], per-minute allowances held
-//! cluster-wide, and [`RedisWindows`], tenants' daily and monthly dollar budgets held
-//! cluster-wide (see [Budgets](#budgets) for what differs).
+//! cluster-wide, and [`RedisWindows`], tenants' (and managed keys') daily and monthly dollar
+//! budgets held cluster-wide (see [Budgets](#budgets) for what differs).
 //!
 //! # How it works
 //!
@@ -14,6 +14,15 @@
 //! nothing new only reads. The size comes with every call, so a changed size takes effect at
 //! the next push. A round reads every allowance (in calls of 128), so Redis does
 //! `replicas × allowances / sync_interval` bucket reads a second, and writes only what changed.
+//!
+//! Allowances made after start (a managed key's, `key/<id>/tpm`) are added by name
+//! ([`Counters::add_limit`](switchyard_core::counters::Counters::add_limit)): appended to the
+//! table callers and the sync thread share (an append-only list read with no lock, so adding
+//! never blocks a request), found again by name when added again (with the new size), and
+//! synced from the next round on; the replica asks for a round at once. Every replica derives the
+//! same name, so they share the bucket. An allowance
+//! [`retire`d](switchyard_core::counters::Counters::retire) (its key revoked) is skipped by
+//! the rounds until it is added again; what was done with it meanwhile is pushed then.
 //!
 //! Every replica keeps, per allowance and under that allowance's own lock, a *view*: the level
 //! Redis last answered, refilled by local time since, with every local adjustment applied at
@@ -66,6 +75,10 @@
 //! acknowledged total stands in, and a push that Redis ran but whose answer was lost just
 //! before is counted twice (more use, not less).
 //!
+//! An allowance added at run time changes nothing here: until Redis has answered for it, all of
+//! a replica's use of it is unconfirmed and held to `S`, as for any allowance at start, so
+//! another replica's view of it (full, or Redis's level) misses at most `U` of each replica.
+//!
 //! # When Redis does not answer
 //!
 //! Each round has `call_timeout` (250 ms). A refused, dropped or timed-out round makes the
@@ -103,8 +116,9 @@
 //! [`RedisWindows`] keeps the core's budgets (a `BudgetSpec`: a name, a period, dollars) with
 //! the same architecture: a view per budget answering at once, a sync thread of its own
 //! (`switchyard-redis-budgets`, its own connection) pushing running totals idempotently and
-//! reading back, the same [`Settings`], [`Policy`], [`Status`], startup and flush. What differs
-//! is that a budget is a fixed window, not a refilling bucket:
+//! reading back, the same [`Settings`], [`Policy`], [`Status`], startup and flush, and budgets
+//! added at run time by name (`add_budget`, `retire`) as allowances are. What differs is that a
+//! budget is a fixed window, not a refilling bucket:
 //!
 //! - **Keys.** Each budget and window is a hash under `{prefix}:budget:{name}:{window}`, the
 //!   window numbered by the core's `window_of` (days or months since 1970, UTC): `used`, the

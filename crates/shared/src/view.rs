@@ -60,6 +60,15 @@ impl View {
         self.per_minute
     }
 
+    /// A new size (a key's limit changed): what was used stays; the level is cut to the size,
+    /// as Redis cuts the bucket at the next push.
+    pub(crate) fn resize(&mut self, per_minute: f64) {
+        if per_minute.is_finite() && per_minute >= 0.0 {
+            self.per_minute = per_minute;
+            self.level = self.level.clamp(-per_minute, per_minute);
+        }
+    }
+
     fn refill(&mut self, now: Time) {
         match self.stamp {
             None => self.stamp = Some(now),

@@ -1,15 +1,17 @@
-//! [`RedisWindows`]: the core's [`Counters`] seam over tenants' daily and monthly dollar
-//! budgets shared through Redis, answered from each budget's local view and synced by a thread
-//! of its own.
+//! [`RedisWindows`]: the core's [`Counters`] seam over tenants' (and managed keys') daily and
+//! monthly dollar budgets shared through Redis, answered from each budget's local view and
+//! synced by a thread of its own. Budgets made after start (a key's) are added by name
+//! ([`Counters::add_budget`]) and synced from the next round on.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 use switchyard_core::Time;
-use switchyard_core::counters::{Counters, LimitId};
+use switchyard_core::counters::{Counters, Grow, LimitId, add_named, index_id};
 use switchyard_core::tenancy::{BudgetSpec, Calendar, Period, window_of};
 
 use crate::SharedError;
@@ -31,6 +33,9 @@ const MONTH_TTL_MS: u64 = 32 * 86_400_000;
 pub struct RedisWindows {
     link: Arc<Link>,
     books: Arc<Books>,
+    /// Budgets by name (those given at start and those added since).
+    names: Mutex<HashMap<String, LimitId>>,
+    prefix: String,
     calendar: Calendar,
     unconfirmed_share: f64,
     push_share: f64,
@@ -40,18 +45,20 @@ pub struct RedisWindows {
 
 /// What the callers and the sync thread share.
 struct Books {
-    budgets: Box<[Budget]>,
+    budgets: Grow<Budget>,
     /// The wall-clock time (Unix ms) at which a caller last moved a budget into a new window;
     /// `i64::MIN` before any call. The sync thread reads the windows it falls in.
     latest: AtomicI64,
 }
 
-/// One budget: its period, its keys' common stem, and its view.
+/// One budget: its period, its keys' common stem, its view, and whether it is in use (one
+/// retired, a revoked key's, is no longer synced).
 struct Budget {
     period: Period,
     /// `{prefix}:budget:{name}`: a window's key adds `:{window}`.
     stem: String,
     view: Slot<BudgetView>,
+    live: AtomicBool,
 }
 
 /// The sync thread's side: every budget's windows, pushed through `window.lua`.
@@ -107,20 +114,16 @@ impl RedisWindows {
         let shown = crate::redact_url(url);
         let replica = sync::replica_id();
         let link = Arc::new(Link::new(settings.policy));
-        let budgets = specs
-            .iter()
-            .map(|s| Budget {
-                period: s.period,
-                stem: format!("{prefix}:budget:{}", s.name),
-                view: Slot::new(BudgetView::new(s.usd)),
-            })
-            .collect();
+        let budgets = Grow::new(specs.iter().map(|s| Budget::new(prefix, s)));
+        let names = specs.iter().enumerate().filter_map(|(i, s)| Some((s.name.clone(), index_id(i)?))).collect();
         let books = Arc::new(Books { budgets, latest: AtomicI64::new(i64::MIN) });
         let field = format!("replica:{replica}");
         let exchange = Windows { books: books.clone(), script: Script::new(WINDOW_LUA), field };
         let windows = RedisWindows {
             link: link.clone(),
             books,
+            names: Mutex::new(names),
+            prefix: prefix.to_owned(),
             calendar,
             unconfirmed_share: settings.unconfirmed_share,
             push_share: settings.push_share,
@@ -269,6 +272,50 @@ impl Counters for RedisWindows {
         let total = b.view.lock().usd();
         Some(total - self.used(budget, now))
     }
+
+    /// Adds a budget made at run time (`{prefix}:budget:{name}:{window}` in Redis, as any
+    /// other), or finds the one of that name with `spec`'s dollars; the sync thread reads it at
+    /// once. Until Redis answers for it, its window counts as unused here and this replica's
+    /// use there is unconfirmed, under the same cap as any budget's (the bound is unchanged).
+    fn add_budget(&self, spec: &BudgetSpec) -> Option<LimitId> {
+        let mut added = false;
+        let id = add_named(&self.names, &spec.name, |found| match found {
+            Some(id) => {
+                let budget = self.books.budgets.get(id.0 as usize).filter(|b| b.period == spec.period)?;
+                budget.view.lock().set_usd(spec.usd);
+                budget.live.store(true, Ordering::Release);
+                Some(id)
+            }
+            None => {
+                added = true;
+                self.books.budgets.push(Budget::new(&self.prefix, spec)).and_then(index_id)
+            }
+        })?;
+        if added {
+            self.link.wake_early();
+        }
+        Some(id)
+    }
+
+    /// Stops syncing a budget no longer used (its key was revoked); adding it again resumes.
+    fn retire(&self, budget: LimitId) {
+        if let Some(b) = self.books.budgets.get(budget.0 as usize) {
+            b.live.store(false, Ordering::Release);
+        }
+    }
+}
+
+// === impl Budget ===
+
+impl Budget {
+    fn new(prefix: &str, spec: &BudgetSpec) -> Budget {
+        Budget {
+            period: spec.period,
+            stem: format!("{prefix}:budget:{}", spec.name),
+            view: Slot::new(BudgetView::new(spec.usd)),
+            live: AtomicBool::new(true),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisWindows {
@@ -304,21 +351,22 @@ impl Windows {
 }
 
 impl Exchange for Windows {
-    /// Pushes every budget's current window (and the previous one, while it holds something
-    /// unacknowledged) and installs what Redis answers, a chunk of budgets per call.
+    /// Pushes every live budget's current window (and the previous one, while it holds
+    /// something unacknowledged) and installs what Redis answers, a chunk of budgets per call.
+    /// Budgets added while a round runs are in the next one.
     async fn exchange(&mut self, conn: &mut ConnectionManager, timeout: Duration) -> Result<(), String> {
-        let budgets = &self.books.budgets;
+        let budgets: Vec<&Budget> =
+            self.books.budgets.iter().map(|(_, b)| b).filter(|b| b.live.load(Ordering::Acquire)).collect();
         if budgets.is_empty() {
             return sync::ping(conn, timeout).await;
         }
         let guess = self.guess();
         // Each budget pushes at most two windows.
-        for start in (0..budgets.len()).step_by(CHUNK / 2) {
-            let end = (start + CHUNK / 2).min(budgets.len());
+        for chunk in budgets.chunks(CHUNK / 2) {
             let mut call = self.script.prepare_invoke();
             call.arg(&self.field);
-            let mut pushed: Vec<(usize, i64)> = Vec::with_capacity(2 * (end - start));
-            for (i, b) in budgets.iter().enumerate().take(end).skip(start) {
+            let mut pushed: Vec<(&Budget, i64)> = Vec::with_capacity(2 * chunk.len());
+            for b in chunk {
                 let ttl_ms = match b.period {
                     Period::Day => DAY_TTL_MS,
                     Period::Month => MONTH_TTL_MS,
@@ -332,16 +380,16 @@ impl Exchange for Windows {
                         Some(floor) => call.arg(floor),
                         None => call.arg(""),
                     };
-                    pushed.push((i, window));
+                    pushed.push((b, window));
                 }
             }
             if pushed.is_empty() {
                 continue;
             }
             let answers = sync::invoke(&call, conn, timeout, pushed.len()).await?;
-            for ((i, window), text) in pushed.into_iter().zip(&answers) {
+            for ((b, window), text) in pushed.into_iter().zip(&answers) {
                 let used = sync::number(text)?;
-                budgets[i].view.lock().answer(window, used);
+                b.view.lock().answer(window, used);
             }
         }
         Ok(())

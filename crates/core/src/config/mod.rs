@@ -321,7 +321,8 @@ pub struct Tenant {
 
 /// Which tenants keep a deployment's last slots: a request of priority `p` may fill a
 /// deployment's concurrency limit only up to [`Priority::share`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
     Normal,

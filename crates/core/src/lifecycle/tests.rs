@@ -507,3 +507,25 @@ fn a_deployment_that_filled_up_meanwhile_is_passed_over_never_overfilled() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_keys_view_of_its_tenant_holds_every_plan_the_fallbacks_too() {
+    let mut w = World::new();
+    let tenant = w.config.tenants[0].clone();
+    let chat = w.config.alias("chat").unwrap().id;
+    // A key held to `chat`: after a context-length refusal, no `long` fallback for it.
+    let narrow = std::sync::Arc::new(Tenant { aliases: Some(vec![chat]), ..tenant.clone() });
+    let s = spec(&w, false);
+    let mut m = RequestMachine::with_view(&mut w.ctx(), s, Some(narrow), timing(None), at(0));
+    let (id, ..) = started(&drain(&mut m))[0];
+    m.on_failed(&mut w.ctx(), id, AttemptError::ContextLengthExceeded { message: "too long".into() }, at(10));
+    assert!(matches!(finished(&drain(&mut m)), Some(Finished::Failed(Failure::ContextTooLarge(_)))));
+    // A key held to a jurisdiction none of the deployments is in: no route, nothing started.
+    let nowhere = std::sync::Arc::new(Tenant { jurisdiction_mask: 0, jurisdictions: vec![], ..tenant });
+    let mut m = RequestMachine::with_view(&mut w.ctx(), s, Some(nowhere), timing(None), at(20));
+    match finished(&drain(&mut m)) {
+        Some(Finished::Failed(Failure::NoRoute(why))) => assert_eq!(why.outside_jurisdiction, 2, "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.in_flight(), 0);
+}

@@ -205,3 +205,93 @@ fn concurrent_admissions_overdraw_by_at_most_one_estimate_per_racing_thread() {
     let left = state.tenancy().budget_left(tenant.id, Period::Day, t).unwrap();
     assert!((-3.0 / 64.0..=0.0).contains(&left), "{left}");
 }
+
+#[test]
+fn a_keys_own_limits_refuse_while_its_tenant_has_room_and_settle_to_both() {
+    let calendar = Calendar { unix_ms_at_zero: LATE_ON_DEC_1 - 3_600_000 };
+    let mut config = synthetic_config(4, "balanced");
+    config.tenants[0].limits = crate::config::TenantLimits { rpm: None, tpm: Some(10_000), concurrency: Some(10) };
+    config.tenants[0].budgets = TenantBudgets { daily_usd: Some(10.0), monthly_usd: None };
+    let counters = Arc::new(crate::counters::LocalCounters::for_config(&config, Time::ZERO));
+    let windows = Arc::new(LocalWindows::new(&budget_specs(&config), calendar));
+    let state = RouterState::with_stores(&config, Time::ZERO, counters.clone(), windows, calendar);
+    let tenant_tpm = crate::counters::limit_ids(&config).tenants[0].1.expect("the tenant's tpm");
+    let tenant = &config.tenants[0];
+    let t = Time::ZERO;
+    let own = crate::config::TenantLimits { rpm: None, tpm: Some(1_000), concurrency: Some(2) };
+    let dollar = TenantBudgets { daily_usd: Some(1.0), monthly_usd: None };
+    let key = state.register_key("key_aaaaaaaaaaaa", own, dollar, t).unwrap();
+    let other = state.register_key("key_bbbbbbbbbbbb", own, dollar, t).unwrap();
+
+    let a = state.admit_key(tenant, Some(&key), Estimate { tokens: 800, usd: 0.1 }, t).unwrap();
+    assert_eq!(
+        state.admit_key(tenant, Some(&key), Estimate { tokens: 500, usd: 0.1 }, t).unwrap_err(),
+        Refusal::Key(Box::new(Refusal::TokensPerMinute { limit: 1_000, retry_after: Duration::from_secs(18) })),
+        "300 tokens short at 1,000 a minute, while the tenant has 9,200 left"
+    );
+    assert_eq!(counters.level(tenant_tpm, t), Some(9_200.0), "a refusal takes nothing");
+    // Another key of the tenant, and its config keys, are not held by this key's limit.
+    let b = state.admit_key(tenant, Some(&other), Estimate { tokens: 500, usd: 0.1 }, t).unwrap();
+    let c = state.admit(tenant, Estimate { tokens: 500, usd: 0.1 }, t).unwrap();
+    assert_eq!(counters.level(tenant_tpm, t), Some(8_200.0));
+    assert_eq!((state.tenancy().in_flight(tenant.id), key.in_flight(), other.in_flight()), (3, 1, 1));
+
+    // Settled to 100 tokens and $0.05: the tenant and the key each get back the rest.
+    state.settle(a, 100, 0.05, t);
+    assert_eq!(counters.level(tenant_tpm, t), Some(8_900.0));
+    let left = state.tenancy().budget_left(tenant.id, Period::Day, t).unwrap();
+    assert!((left - (10.0 - 0.05 - 0.2)).abs() < 1e-12, "{left}");
+    let d = state.admit_key(tenant, Some(&key), Estimate { tokens: 800, usd: 0.9 }, t).unwrap();
+    assert_eq!(key.in_flight(), 1);
+
+    // The key's budget: $0.05 spent and $0.9 held of $1.
+    match state.admit_key(tenant, Some(&key), Estimate { tokens: 1, usd: 0.1 }, t) {
+        Err(Refusal::Key(inner)) => assert!(matches!(*inner, Refusal::Budget { period: Period::Day, usd: 1.0, .. })),
+        other => panic!("the key's daily budget: {other:?}"),
+    }
+    // Its concurrency (2), once its tokens and dollars have room: the tenant's slot is not kept.
+    state.settle(d, 0, 0.0, t);
+    let later = t + Duration::from_secs(60);
+    let e = state.admit_key(tenant, Some(&key), Estimate { tokens: 1, usd: 0.0 }, later).unwrap();
+    let f = state.admit_key(tenant, Some(&key), Estimate { tokens: 1, usd: 0.0 }, later).unwrap();
+    let before = state.tenancy().in_flight(tenant.id);
+    assert_eq!(
+        state.admit_key(tenant, Some(&key), Estimate { tokens: 1, usd: 0.0 }, later).unwrap_err(),
+        Refusal::Key(Box::new(Refusal::Concurrency { limit: 2 }))
+    );
+    assert_eq!(state.tenancy().in_flight(tenant.id), before, "the tenant's place was given back");
+
+    // Loaded again (the key table refreshes): the same allowances, the same count in progress.
+    let again = state.register_key("key_aaaaaaaaaaaa", own, dollar, later).unwrap();
+    assert_eq!(again.in_flight(), 2);
+    assert!(state.admit_key(tenant, Some(&again), Estimate { tokens: 1, usd: 0.0 }, later).is_err());
+    for admission in [b, c, e, f] {
+        state.settle(admission, 0, 0.0, later);
+    }
+    assert_eq!((state.tenancy().in_flight(tenant.id), again.in_flight(), other.in_flight()), (0, 0, 0));
+    // The tenant's refusal comes first and is the tenant's.
+    let g = state.admit(tenant, Estimate { tokens: 10_000, usd: 0.0 }, later).unwrap();
+    assert!(matches!(
+        state.admit_key(tenant, Some(&again), Estimate { tokens: 1, usd: 0.0 }, later),
+        Err(Refusal::TokensPerMinute { limit: 10_000, .. })
+    ));
+    state.settle(g, 0, 0.0, later);
+}
+
+#[test]
+fn key_budgets_count_earlier_spend_once() {
+    let calendar = Calendar { unix_ms_at_zero: LATE_ON_DEC_1 - 3_600_000 };
+    let (config, state) = state_with(Default::default(), TenantBudgets::default(), calendar);
+    let tenant = &config.tenants[0];
+    let budgets = TenantBudgets { daily_usd: Some(1.0), monthly_usd: Some(2.0) };
+    let key = state.register_key("key_cccccccccccc", Default::default(), budgets, Time::ZERO).unwrap();
+    assert!(key.has_budgets() && state.tenancy().wants_preload(&key));
+    state.tenancy().preload_key(&key, 0.9, 1.0, Time::ZERO);
+    state.tenancy().preload_key(&key, 0.9, 1.0, Time::ZERO);
+    assert!(!state.tenancy().wants_preload(&key));
+    assert!(state.admit_key(tenant, Some(&key), Estimate { tokens: 1, usd: 0.1 }, Time::ZERO).is_ok());
+    assert!(
+        state.admit_key(tenant, Some(&key), Estimate { tokens: 1, usd: 0.1 }, Time::ZERO).is_err(),
+        "0.9 before the start, counted once, and 0.1 held"
+    );
+}

@@ -1,6 +1,6 @@
 //! API keys: a secret shown once and stored as its hash; list, revoke, expiry.
 
-use switchyard_ledger::{KeyError, hash_secret};
+use switchyard_ledger::{Backend, KeyError, hash_secret};
 
 use crate::common::each_backend;
 
@@ -42,4 +42,70 @@ async fn keys_are_created_hashed_listed_revoked_and_expire() {
         assert_eq!(err.kind(), "unknown_key");
     })
     .await;
+}
+
+#[tokio::test]
+async fn keys_carry_their_settings_and_keys_made_before_settings_read_as_none() {
+    each_backend(async |case| {
+        // A database at schema version 1, as a build before key settings left it, with a key.
+        let old_hash = hash_secret("sk-sy-old");
+        let v1 = [
+            "CREATE TABLE schema_version (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)".to_owned(),
+            "INSERT INTO schema_version VALUES (1, 0)".to_owned(),
+            "CREATE TABLE keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT, created_ms BIGINT NOT NULL,
+                expires_ms BIGINT, revoked_ms BIGINT, hash TEXT NOT NULL UNIQUE)"
+                .to_owned(),
+            format!(
+                "INSERT INTO keys VALUES ('key_{}', 'acme', 'old', 1000, NULL, NULL, '{old_hash}')",
+                &old_hash[..12]
+            ),
+        ];
+        run(case, &v1).await;
+
+        let store = case.open().await;
+        let keys = store.keys();
+        let listed = keys.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].name.as_deref(), listed[0].settings.as_str()), (Some("old"), "{}"));
+        assert_eq!(keys.active(2_000).await.unwrap(), listed, "the old key still authenticates");
+
+        let settings = r#"{"aliases":["chat"],"jurisdictions":["eu"],"priority":"low","tpm":1000,"daily_usd":2.5}"#;
+        let (row, _) = keys.create_with("acme", Some("narrow"), None, settings, 3_000).await.unwrap();
+        assert_eq!(row.settings, settings);
+        let listed = keys.list().await.unwrap();
+        assert_eq!(listed[1], row, "read back as written");
+        let (plain, _) = keys.create("acme", None, None, 4_000).await.unwrap();
+        assert_eq!(plain.settings, "{}");
+
+        for bad in ["[1]", "not json", "\"x\""] {
+            let err = keys.create_with("acme", None, None, bad, 5_000).await.unwrap_err();
+            assert!(matches!(err, KeyError::Settings(_)) && err.kind() == "bad_settings", "{bad}: {err}");
+        }
+        assert_eq!(keys.list().await.unwrap().len(), 3, "nothing stored for bad settings");
+        store.close().await;
+        // Opening again migrates nothing more.
+        case.open().await.close().await;
+    })
+    .await;
+}
+
+/// Runs `statements` on the case's database directly, outside the ledger.
+async fn run(case: &crate::common::Case, statements: &[String]) {
+    use sqlx::{AssertSqlSafe, Connection, Executor};
+    match case.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", case.url)).await.unwrap();
+            for s in statements {
+                conn.execute(AssertSqlSafe(s.as_str())).await.unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&case.url).await.unwrap();
+            for s in statements {
+                conn.execute(AssertSqlSafe(s.as_str())).await.unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+    }
 }

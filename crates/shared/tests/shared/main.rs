@@ -6,6 +6,7 @@ mod boundary;
 mod budget_outage;
 mod budgets;
 mod common;
+mod keys;
 mod limit;
 mod outage;
 mod script;
