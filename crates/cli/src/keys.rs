@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use switchyard_core::config::{Priority, check_name};
+use switchyard_core::config::{Priority, Workload, check_name};
 use switchyard_core::tenancy::{KeySettingError, KeySettings};
 use switchyard_ledger::{KeyError, KeyRow};
 use switchyard_placer::table::grid;
@@ -44,6 +44,10 @@ pub(crate) struct CreateArgs {
     /// Jurisdictions its requests may go to, some of its tenant's. Default: the tenant's.
     #[arg(long, value_delimiter = ',', value_name = "CODE,…")]
     jurisdictions: Option<Vec<String>>,
+    /// What it is used for; sets its priority unless --priority does (interactive high, batch
+    /// normal, training and research low), at most its tenant's. Default: the tenant's.
+    #[arg(long, value_parser = ["interactive", "batch", "training", "research"])]
+    workload: Option<String>,
     /// Its priority, at most its tenant's. Default: the tenant's.
     #[arg(long, value_parser = ["low", "normal", "high"])]
     priority: Option<String>,
@@ -71,9 +75,16 @@ impl CreateArgs {
             "normal" => Priority::Normal,
             _ => Priority::High,
         });
+        let workload = self.workload.as_deref().map(|w| match w {
+            "batch" => Workload::Batch,
+            "training" => Workload::Training,
+            "research" => Workload::Research,
+            _ => Workload::Interactive,
+        });
         KeySettings {
             aliases: self.aliases.clone(),
             jurisdictions: self.jurisdictions.clone(),
+            workload,
             priority,
             rpm: self.rpm,
             tpm: self.tpm,

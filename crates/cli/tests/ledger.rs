@@ -185,6 +185,8 @@ fn keys_carry_their_own_settings_checked_against_the_tenant() {
         "chat",
         "--jurisdictions",
         "eu",
+        "--workload",
+        "batch",
         "--priority",
         "low",
         "--rpm",
@@ -199,8 +201,7 @@ fn keys_carry_their_own_settings_checked_against_the_tenant() {
         "20",
     ]);
     assert_eq!(made.code, 0, "{}", made.stderr);
-    let summary =
-        "aliases=chat jurisdictions=eu priority=low rpm=10 tpm=1000 concurrency=2 daily_usd=1.5 monthly_usd=20";
+    let summary = "aliases=chat jurisdictions=eu workload=batch priority=low rpm=10 tpm=1000 concurrency=2 daily_usd=1.5 monthly_usd=20";
     assert!(made.stderr.contains(&format!("with {summary}")), "{}", made.stderr);
     assert_eq!(create(&["--tenant", "beta"]).code, 0, "a key without settings");
 
@@ -247,7 +248,7 @@ fn keys_carry_their_own_settings_checked_against_the_tenant() {
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert_eq!(
         keys[0]["settings"],
-        serde_json::json!({"aliases": ["chat"], "jurisdictions": ["eu"], "priority": "low", "rpm": 10, "tpm": 1000,
+        serde_json::json!({"aliases": ["chat"], "jurisdictions": ["eu"], "workload": "batch", "priority": "low", "rpm": 10, "tpm": 1000,
             "concurrency": 2, "daily_usd": 1.5, "monthly_usd": 20.0})
     );
     assert_eq!(keys[1]["settings"], serde_json::json!({}));

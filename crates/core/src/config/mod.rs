@@ -295,12 +295,34 @@ pub struct Alias {
     pub hold_back_tokens: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Workload {
     Interactive,
     Batch,
     Training,
     Research,
+}
+
+impl Workload {
+    /// The priority a tenant or key of this workload has unless it sets one: interactive
+    /// high, batch normal, training and research low.
+    pub fn default_priority(self) -> Priority {
+        match self {
+            Workload::Interactive => Priority::High,
+            Workload::Batch => Priority::Normal,
+            Workload::Training | Workload::Research => Priority::Low,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Interactive => "interactive",
+            Workload::Batch => "batch",
+            Workload::Training => "training",
+            Workload::Research => "research",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -225,11 +225,7 @@ pub(super) fn validate(raw: RawConfig, secrets: &dyn SecretSource) -> Result<Con
             Some(RawPriority::Low) => Priority::Low,
             Some(RawPriority::Normal) => Priority::Normal,
             Some(RawPriority::High) => Priority::High,
-            None => match workload {
-                Workload::Interactive => Priority::High,
-                Workload::Batch => Priority::Normal,
-                Workload::Training | Workload::Research => Priority::Low,
-            },
+            None => workload.default_priority(),
         };
         let (limits, budgets) = tenant_limits(t, &path, &mut errors);
         tenants.push(Tenant {

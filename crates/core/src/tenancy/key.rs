@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Priority, Tenant, TenantBudgets, TenantLimits, check_jurisdiction, check_name};
+use crate::config::{Config, Priority, Tenant, TenantBudgets, TenantLimits, Workload, check_jurisdiction, check_name};
 
 /// What a managed key sets for itself; `None` leaves the tenant's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +26,10 @@ pub struct KeySettings {
     /// Jurisdictions the key's requests may go to: some of its tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jurisdictions: Option<Vec<String>>,
+    /// What the key is used for; without a `priority`, its priority is the workload's default
+    /// (interactive high, batch normal, training and research low), at most the tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
     /// At most the tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
@@ -47,6 +51,7 @@ pub struct KeySettings {
 pub enum KeyField {
     Aliases,
     Jurisdictions,
+    Workload,
     Priority,
     Rpm,
     Tpm,
@@ -66,9 +71,10 @@ pub struct KeySettingError {
 // === impl KeyField ===
 
 impl KeyField {
-    pub const ALL: [KeyField; 8] = [
+    pub const ALL: [KeyField; 9] = [
         KeyField::Aliases,
         KeyField::Jurisdictions,
+        KeyField::Workload,
         KeyField::Priority,
         KeyField::Rpm,
         KeyField::Tpm,
@@ -82,6 +88,7 @@ impl KeyField {
         match self {
             KeyField::Aliases => "aliases",
             KeyField::Jurisdictions => "jurisdictions",
+            KeyField::Workload => "workload",
             KeyField::Priority => "priority",
             KeyField::Rpm => "rpm",
             KeyField::Tpm => "tpm",
@@ -96,6 +103,7 @@ impl KeyField {
         match self {
             KeyField::Aliases => "--aliases",
             KeyField::Jurisdictions => "--jurisdictions",
+            KeyField::Workload => "--workload",
             KeyField::Priority => "--priority",
             KeyField::Rpm => "--rpm",
             KeyField::Tpm => "--tpm",
@@ -280,7 +288,10 @@ impl KeySettings {
                 .fold(0, |m, d| m | d.jurisdiction_bit);
             view.jurisdiction_mask &= bits;
         }
-        if let Some(p) = self.priority {
+        if let Some(w) = self.workload {
+            view.workload = w;
+        }
+        if let Some(p) = self.priority.or(self.workload.map(Workload::default_priority)) {
             view.priority = view.priority.min(p);
         }
         (view, self.check_for(config, tenant))
@@ -293,6 +304,9 @@ impl KeySettings {
             if let Some(list) = list {
                 parts.push(format!("{name}={}", list.join(",")));
             }
+        }
+        if let Some(w) = self.workload {
+            parts.push(format!("workload={}", w.name()));
         }
         if let Some(p) = self.priority {
             parts.push(format!("priority={}", p.name()));

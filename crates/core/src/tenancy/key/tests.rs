@@ -61,6 +61,7 @@ fn every_error_comes_at_once_with_its_field() {
     let s = KeySettings {
         aliases: Some(vec!["chat".into(), "secret".into(), "nope".into()]),
         jurisdictions: Some(vec!["eu".into(), "jp".into()]),
+        workload: None,
         priority: Some(Priority::High),
         rpm: Some(0),
         tpm: Some(10),
@@ -133,6 +134,17 @@ fn a_key_narrows_its_tenant_and_never_widens_it() {
     assert_eq!(view.aliases, Some(vec![]), "an alias the tenant may not use gives nothing");
     assert_eq!((view.jurisdiction_mask, view.jurisdictions.len()), (0, 0), "nor a jurisdiction it lacks");
     assert_eq!(view.priority, Priority::Normal, "nor a higher priority");
+
+    // A workload sets the priority it implies, still at most the tenant's (normal here).
+    let batch = KeySettings { workload: Some(crate::config::Workload::Training), ..Default::default() };
+    let (view, errors) = batch.narrow(&config, tenant);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!((view.workload, view.priority), (crate::config::Workload::Training, Priority::Low));
+    let interactive = KeySettings { workload: Some(crate::config::Workload::Interactive), ..Default::default() };
+    assert_eq!(interactive.narrow(&config, tenant).0.priority, Priority::Normal, "never above the tenant's");
+    let parsed = KeySettings::from_json(r#"{"workload": "batch"}"#).expect("reads");
+    assert_eq!(parsed.workload, Some(crate::config::Workload::Batch));
+    assert_eq!(parsed.summary(), "workload=batch");
 
     // Settings of limits only leave the tenant as it is.
     let (view, _) = KeySettings { tpm: Some(5), ..Default::default() }.narrow(&config, tenant);
