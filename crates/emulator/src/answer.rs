@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_core::config::{Fault, FaultKind};
 use switchyard_core::rng::{Rng, SplitMix64, stable_hash};
-use switchyard_wire::canonical::{FinishReason, Usage};
+use switchyard_wire::canonical::{FinishReason, OutputPart, Response, ToolUse, Usage};
 
 use crate::text::{answer_tokens, remainder_after};
 use crate::{EmulatedDeployment, Seen, schema};
@@ -117,6 +117,19 @@ impl Answer {
             Content::Text(pieces) => pieces.concat(),
             Content::Tool { .. } => String::new(),
         }
+    }
+
+    /// The whole answer in the canonical model, for the protocols that encode from it.
+    pub(crate) fn response(&self, id: String, model: String) -> Response {
+        let content = match &self.content {
+            Content::Text(pieces) if pieces.is_empty() => Vec::new(),
+            Content::Text(_) => vec![OutputPart::Text(self.text())],
+            Content::Tool { id, name, pieces } => {
+                let input = serde_json::from_str(&pieces.concat()).unwrap_or_else(|_| json!({}));
+                vec![OutputPart::ToolUse(ToolUse { id: id.clone(), name: name.clone(), input })]
+            }
+        };
+        Response { id, model, content, finish: self.finish.clone(), usage: Some(self.usage) }
     }
 }
 

@@ -15,9 +15,9 @@ use http::request::Parts;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use switchyard_wire::anthropic_codec;
-use switchyard_wire::canonical::{OutputPart, Part, Request, Response, Role, StreamEvent, ToolUse, Usage};
+use switchyard_wire::canonical::{Part, Request, Role, StreamEvent, Usage};
 
-use crate::answer::{Content, Plan, Refusal};
+use crate::answer::{Plan, Refusal};
 use crate::server::{self, Reply, Speaker, respond_with};
 use crate::stream::Encode;
 use crate::{EmulatedDeployment, Seen, conversation};
@@ -162,22 +162,7 @@ impl Speaker for Messages {
     }
 
     fn whole(&self, dep: &EmulatedDeployment, plan: &Plan) -> Reply {
-        let answer = &plan.answer;
-        let content = match &answer.content {
-            Content::Text(pieces) if pieces.is_empty() => Vec::new(),
-            Content::Text(_) => vec![OutputPart::Text(answer.text())],
-            Content::Tool { id, name, pieces } => {
-                let input = serde_json::from_str(&pieces.concat()).unwrap_or_else(|_| json!({}));
-                vec![OutputPart::ToolUse(ToolUse { id: id.clone(), name: name.clone(), input })]
-            }
-        };
-        let response = Response {
-            id: message_id(dep, plan),
-            model: dep.model.clone(),
-            content,
-            finish: answer.finish.clone(),
-            usage: Some(answer.usage),
-        };
+        let response = plan.answer.response(message_id(dep, plan), dep.model.clone());
         let body = anthropic_codec::encode_response(&response).to_string().into_bytes();
         respond_with(StatusCode::OK, "application/json", None, &[("request-id", request_id(plan))], body)
     }

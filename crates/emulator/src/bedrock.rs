@@ -16,9 +16,9 @@ use http::{Method, StatusCode, header};
 use serde_json::json;
 use switchyard_providers::eventstream::{self, Message};
 use switchyard_wire::bedrock_codec::{self, EncodedEvent};
-use switchyard_wire::canonical::{OutputPart, Response, StreamEvent, ToolUse};
+use switchyard_wire::canonical::StreamEvent;
 
-use crate::answer::{Content, Plan, Refusal};
+use crate::answer::{Plan, Refusal};
 use crate::auth::Denied;
 use crate::server::{self, Reply, Speaker, respond_with};
 use crate::stream::Encode;
@@ -162,22 +162,7 @@ impl Speaker for Converse {
     }
 
     fn whole(&self, _dep: &EmulatedDeployment, plan: &Plan) -> Reply {
-        let answer = &plan.answer;
-        let content = match &answer.content {
-            Content::Text(pieces) if pieces.is_empty() => Vec::new(),
-            Content::Text(_) => vec![OutputPart::Text(answer.text())],
-            Content::Tool { id, name, pieces } => {
-                let input = serde_json::from_str(&pieces.concat()).unwrap_or_else(|_| json!({}));
-                vec![OutputPart::ToolUse(ToolUse { id: id.clone(), name: name.clone(), input })]
-            }
-        };
-        let response = Response {
-            id: String::new(),
-            model: String::new(),
-            content,
-            finish: answer.finish.clone(),
-            usage: Some(answer.usage),
-        };
+        let response = plan.answer.response(String::new(), String::new());
         let body = bedrock_codec::encode_response(&response).to_string().into_bytes();
         respond_with(StatusCode::OK, "application/json", None, &[("x-amzn-requestid", request_id(plan))], body)
     }

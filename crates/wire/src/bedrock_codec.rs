@@ -100,15 +100,12 @@ struct RawUsage {
 
 impl RawUsage {
     fn canonical(&self) -> Usage {
-        let read = self.cache_read_input_tokens.unwrap_or(0);
-        let write = self.cache_write_input_tokens.unwrap_or(0);
-        Usage {
-            input_tokens: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
-            output_tokens: self.output_tokens.unwrap_or(0),
-            cache_read_tokens: read,
-            cache_write_tokens: write,
-            reasoning_tokens: 0,
-        }
+        Usage::from_uncached(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_input_tokens,
+            self.cache_write_input_tokens,
+        )
     }
 }
 

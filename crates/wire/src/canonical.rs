@@ -306,6 +306,19 @@ impl FinishReason {
 // === impl Usage ===
 
 impl Usage {
+    /// From counts whose input leaves the cache's reads and writes out (Anthropic's and
+    /// Bedrock's way); absent counts are zero.
+    pub fn from_uncached(input: Option<u64>, output: Option<u64>, read: Option<u64>, write: Option<u64>) -> Usage {
+        let (read, write) = (read.unwrap_or(0), write.unwrap_or(0));
+        Usage {
+            input_tokens: input.unwrap_or(0).saturating_add(read).saturating_add(write),
+            output_tokens: output.unwrap_or(0),
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            reasoning_tokens: 0,
+        }
+    }
+
     /// Input tokens neither read from nor written to a cache.
     pub fn uncached_input_tokens(&self) -> u64 {
         self.input_tokens.saturating_sub(self.cache_read_tokens).saturating_sub(self.cache_write_tokens)
