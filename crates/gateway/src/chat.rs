@@ -169,6 +169,11 @@ pub(crate) fn admit(
 async fn chat(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
     let (tenant, caller, body) = authenticated_body(&gw, request).await?;
     let chat = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest { message: e.message, param: e.param })?;
+    if chat.object.get(switchyard_providers::CARRIED_ANTHROPIC).is_some() {
+        // The gateway's own field for `/v1/messages` requests: never a caller's.
+        let message = format!("unknown parameter: {}", switchyard_providers::CARRIED_ANTHROPIC);
+        return Err(ApiError::BadRequest { message, param: None });
+    }
     let alias = gw.alias_for(tenant, &chat.model, DeploymentKind::Chat)?;
     let (spec, timing, account) = admit(&gw, tenant, &caller, alias, &chat, started, "openai")?;
     let chat = Arc::new(chat);

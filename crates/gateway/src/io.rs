@@ -147,7 +147,12 @@ impl AttemptIo {
                                 });
                             }
                         }
-                        Poll::Ready(Some(Err(_))) => *end = Some(IoEvent::Cut),
+                        Poll::Ready(Some(Err(_))) => {
+                            // What the decoder holds still counts (Bedrock's stop waits for
+                            // its usage): the relay judges the cut by whether the answer ended.
+                            decoder.finish(events);
+                            *end = Some(IoEvent::Cut);
+                        }
                         Poll::Ready(None) => {
                             decoder.finish(events);
                             *end = Some(IoEvent::End);

@@ -99,6 +99,26 @@ pub enum StartError {
     Bind(String, std::io::Error),
 }
 
+/// The protocols (`Protocol::bit`s) of the deployments a request on `alias` may reach: its own
+/// and, transitively, its fallback aliases' (a larger-context fallback keeps the request's
+/// needs).
+fn protocols_reached(config: &Config, alias: &Alias) -> u8 {
+    let mut seen = vec![alias.id];
+    let mut bits = 0;
+    let mut i = 0;
+    while let Some(id) = seen.get(i).copied() {
+        i += 1;
+        let a = &config.aliases[usize::from(id.0)];
+        bits |= a.deployments.iter().fold(0, |bits, d| bits | config.cloud_of(*d).protocol.bit());
+        for next in &a.fallbacks {
+            if !seen.contains(next) {
+                seen.push(*next);
+            }
+        }
+    }
+    bits
+}
+
 // === impl Gateway ===
 
 impl Gateway {
@@ -137,11 +157,7 @@ impl Gateway {
         let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();
         let where_values =
             config.deployments.iter().map(|d| (value(&d.name), value(&config.cloud_of(d.id).name))).collect();
-        let alias_protocols = config
-            .aliases
-            .iter()
-            .map(|a| a.deployments.iter().fold(0, |bits, d| bits | config.cloud_of(*d).protocol.bit()))
-            .collect();
+        let alias_protocols = config.aliases.iter().map(|a| protocols_reached(&config, a)).collect();
         Ok(Arc::new(Gateway {
             alias_protocols,
             config: Arc::new(config),
@@ -166,6 +182,10 @@ impl Gateway {
     /// for the planner to pass over; none when every deployment speaks OpenAI's, with no work.
     pub(crate) fn untranslatable(&self, alias: &Alias, chat: &switchyard_wire::ChatRequest) -> u8 {
         let protocols = self.protocols(alias.id);
+        if protocols & !Protocol::OpenAi.bit() == 0 {
+            // Every deployment speaks OpenAI's protocol: nothing to translate, nothing to check.
+            return 0;
+        }
         let (bits, _) = switchyard_providers::untranslatable(chat.object.bytes(), protocols);
         // An Anthropic caller's request that OpenAI's protocol cannot express rides along.
         let carried = protocols & Protocol::OpenAi.bit() != 0

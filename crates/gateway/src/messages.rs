@@ -71,6 +71,13 @@ fn bad_request(e: RequestError) -> ApiError {
 async fn handle(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut Api) -> Result<Response, ApiError> {
     let (tenant, caller, body) = authenticated_body(&gw, request).await?;
     let canonical = anthropic_codec::decode_request(&body).map_err(bad_request)?;
+    // Thinking blocks are not carried back (decoders skip them), so asking for them would be
+    // asking for something the caller cannot get: refused rather than quietly lost.
+    if canonical.extra.as_ref().is_some_and(|e| e.fields.contains_key("thinking")) {
+        let message =
+            "`thinking` is not supported through this gateway yet: its blocks are not carried back".to_owned();
+        return Err(ApiError::BadRequest { message, param: Some("thinking") });
+    }
     let alias = gw.alias_for(tenant, &canonical.model, DeploymentKind::Chat)?;
     // The gateway's own shape is an OpenAI Chat body. What OpenAI's protocol cannot express
     // rides along for the deployments whose protocol can (Anthropic's, Bedrock's), or, when the

@@ -194,11 +194,11 @@ impl<D: Dialect> Relay<D> {
         match event {
             IoEvent::Headers => self.driver.machine.on_headers(id),
             IoEvent::Event(data) => self.on_data(id, data),
-            IoEvent::End => {
+            // A stream cut after its finish reason lost only its trailer: the answer is whole.
+            IoEvent::End | IoEvent::Cut => {
                 let finished = self.driver.open.iter().any(|o| o.id == id && o.finished);
                 if finished { self.driver.done(id) } else { self.driver.failed(id, cut) }
             }
-            IoEvent::Cut => self.driver.failed(id, cut),
             IoEvent::Garbage if answering => self.driver.failed(id, cut),
             IoEvent::Garbage => {
                 let detail = "an upstream event could not be read (over the size limit, or not the protocol's)".into();

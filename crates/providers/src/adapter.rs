@@ -165,15 +165,19 @@ impl Target {
                 (self.chat.clone(), encoded(anthropic_codec::encode_request(&request))?)
             }
             (Protocol::Bedrock, Operation::ChatCompletions) => {
-                let request = canonical(&body)?;
+                let mut request = canonical(&body)?;
+                // Claude on Bedrock refuses a prefill ending in whitespace, as Anthropic does.
+                trimmed = trim_prefill(&mut request);
                 let uri = if request.stream { self.stream.clone() } else { self.chat.clone() };
                 (uri, encoded(bedrock_codec::encode_request(&request))?)
             }
         };
         let unbuildable = |e: http::Error| AttemptError::ConnectFailed { detail: e.to_string() };
+        // The body is kept aside only to sign it.
+        let signing = matches!(self.auth, PreparedAuth::Aws { .. }).then(|| body.clone());
         let mut request = http::Request::post(uri)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(body.clone()))
+            .body(Full::new(body))
             .map_err(unbuildable)?;
         let headers = request.headers_mut();
         match &self.auth {
@@ -194,6 +198,7 @@ impl Target {
                     detail: "the endpoint's host is not a header value".into(),
                 })?;
                 request.headers_mut().insert(HOST, host);
+                let body = signing.unwrap_or_default();
                 let signable =
                     sigv4::Request { method: &Method::POST, uri: &uri, headers: request.headers(), body: &body };
                 let signed = sigv4::sign(&signable, Scope { region, service: BEDROCK }, credentials, now())
@@ -224,8 +229,16 @@ impl Target {
             // Bedrock's ModelTimeoutException (408) and ModelErrorException (424) are the
             // model's failures, not the caller's.
             408 | 424 => AttemptError::ServerError { status },
+            // Payment required (Anthropic's `billing_error`): the account, not the request.
+            402 => AttemptError::UpstreamRefused { status },
             400..=499 => match error.class {
                 ErrorClass::RateLimit | ErrorClass::Overloaded => AttemptError::RateLimited { retry_after },
+                // Our credentials or model id are wrong, whatever the status says: the deployment
+                // is misconfigured, and it is not the caller's doing.
+                ErrorClass::Authentication | ErrorClass::Permission | ErrorClass::NotFound => {
+                    AttemptError::UpstreamRefused { status }
+                }
+                _ if misconfigured(&error.message) => AttemptError::UpstreamRefused { status },
                 _ => by_class(error, status),
             },
             500..=599 => AttemptError::ServerError { status },
@@ -242,7 +255,17 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
     if protocols & !Protocol::OpenAi.bit() == 0 {
         return (0, None);
     }
-    let Ok(mut request) = canonical(body) else { return (0, None) };
+    let mut request = match canonical(body) {
+        Ok(request) => request,
+        // What the strict codec cannot read can be sent only as it is: to OpenAI deployments.
+        Err(_) => {
+            let bits = protocols & !Protocol::OpenAi.bit();
+            use switchyard_wire::canonical::Protocol as Wire;
+            let target = if bits & Protocol::Bedrock.bit() != 0 { Wire::Bedrock } else { Wire::Anthropic };
+            let reason = "the request uses a form that cannot be translated (read by OpenAI deployments only)";
+            return (bits, Some(Unsupported { param: "messages".into(), target, reason }));
+        }
+    };
     let mut check = |protocol: Protocol, result: Result<Value, Unsupported>| {
         if let Err(e) = result {
             bits |= protocol.bit();
@@ -258,6 +281,16 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
         check(Protocol::Anthropic, anthropic_codec::encode_request(&request));
     }
     (bits, first)
+}
+
+/// Refusals that say the deployment is set up wrong, under a status that does not: Bedrock's
+/// `ValidationException` for a model id it does not know, or one that needs an inference
+/// profile; Anthropic's 400 for an account out of credit.
+fn misconfigured(message: &str) -> bool {
+    const SIGNS: [&str; 3] =
+        ["model identifier is invalid", "with on-demand throughput isn", "credit balance is too low"];
+    let message = message.to_ascii_lowercase();
+    SIGNS.iter().any(|sign| message.contains(sign))
 }
 
 /// An error reported inside a stream (no status of its own), classified by its class.
@@ -392,6 +425,35 @@ fn path_segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deployment set up wrong (a model id Bedrock does not know, an Anthropic account out of
+    /// credit) fails over and counts against it, whatever status it came with.
+    #[test]
+    fn misconfiguration_is_the_deployments_fault_under_any_status() {
+        let target = |protocol| {
+            let auth = Auth::None;
+            let e = Endpoint { base: "http://h".into(), protocol, auth, model: "m".into(), region: "us-east-1".into() };
+            Target::new(&e).expect("target")
+        };
+        let bedrock = target(Protocol::Bedrock);
+        let invalid = br#"{"message":"The provided model identifier is invalid."}"#;
+        let refused = bedrock.classify(400, None, Some("ValidationException"), invalid);
+        assert_eq!(refused, AttemptError::UpstreamRefused { status: 400 });
+        let profile =
+            br#"{"message":"Invocation of model ID anthropic.claude-x with on-demand throughput isn't supported."}"#;
+        assert_eq!(
+            bedrock.classify(400, None, Some("ValidationException"), profile),
+            AttemptError::UpstreamRefused { status: 400 }
+        );
+        let anthropic = target(Protocol::Anthropic);
+        let billing = br#"{"type":"error","error":{"type":"billing_error","message":"billing"}}"#;
+        assert_eq!(anthropic.classify(402, None, None, billing), AttemptError::UpstreamRefused { status: 402 });
+        let credit = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
+        assert_eq!(anthropic.classify(400, None, None, credit), AttemptError::UpstreamRefused { status: 400 });
+        let plain =
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: field required"}}"#;
+        assert!(matches!(anthropic.classify(400, None, None, plain), AttemptError::ClientError { status: 400, .. }));
+    }
 
     #[test]
     fn model_ids_are_encoded_in_the_path() {

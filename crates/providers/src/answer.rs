@@ -10,12 +10,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use switchyard_core::AttemptError;
 use switchyard_core::config::Protocol;
-use switchyard_wire::canonical::{DecodeError, Response, StreamEvent};
+use switchyard_wire::canonical::{DecodeError, OutputPart, Response, StreamEvent};
 use switchyard_wire::sse::{SseEvent, SseParser};
 use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
 
 use crate::adapter::in_stream;
 use crate::eventstream::{self, MessageType};
+
+/// The largest eventstream frame an answer may send: Bedrock's are a few KiB; one past this is
+/// garbage, not buffered.
+const MAX_ANSWER_FRAME: u32 = 1 << 20;
+
+/// The longest upstream id or model name passed on; a longer one (every chunk repeats it) is
+/// replaced by a generated id or the configured model.
+const MAX_NAME: usize = 256;
 
 /// Why a stream cannot be read on.
 #[derive(Debug, PartialEq)]
@@ -62,7 +70,7 @@ impl AnswerDecoder {
                 model,
             ))),
             Protocol::Bedrock => AnswerDecoder::Bedrock(Box::new(Translated::new(
-                Framing::EventStream(eventstream::Decoder::new()),
+                Framing::EventStream(eventstream::Decoder::with_max_frame(MAX_ANSWER_FRAME)),
                 bedrock_codec::StreamDecoder::new(),
                 model,
             ))),
@@ -110,6 +118,10 @@ impl AnswerDecoder {
             parser.finish(&mut events);
             out.extend(events.into_iter().map(|e| e.data));
         }
+        if let AnswerDecoder::Anthropic(t) = self {
+            // A last event without its blank line still counts.
+            let _ = t.push(b"\n\n", out, |d, e, events| d.push(e, events));
+        }
         if let AnswerDecoder::Bedrock(t) = self {
             // Bedrock's usage comes after its stop; a stream that ended without it still ends.
             let mut events = std::mem::take(&mut t.events);
@@ -128,11 +140,21 @@ impl AnswerDecoder {
         };
         let (response, model): (Result<Response, DecodeError>, _) = decoded;
         let mut response = response.map_err(|e| AttemptError::InvalidResponse { detail: e.message })?;
-        if response.id.is_empty() {
+        if response.id.is_empty() || response.id.len() > MAX_NAME {
             response.id = answer_id();
         }
-        if response.model.is_empty() {
+        if response.model.is_empty() || response.model.len() > MAX_NAME {
             response.model.clone_from(model);
+        }
+        let skip = match self {
+            AnswerDecoder::OpenAi(_) => "",
+            AnswerDecoder::Anthropic(t) => &t.skip,
+            AnswerDecoder::Bedrock(t) => &t.skip,
+        };
+        if let Some(OutputPart::Text(text)) = response.content.first_mut() {
+            let common: usize =
+                text.chars().zip(skip.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a.len_utf8()).sum();
+            text.drain(..common);
         }
         Ok(Bytes::from(openai_codec::encode_response(&response, now_secs()).to_string()))
     }
@@ -183,9 +205,10 @@ impl<D> Translated<D> {
             match event {
                 StreamEvent::Error(error) => return Err(StreamFault::Failed(in_stream(error))),
                 StreamEvent::MessageStart { id, model, usage } => {
-                    // Converse has no id: the caller's SDK still gets one.
-                    let id = if id.is_empty() { answer_id() } else { id };
-                    let model = if model.is_empty() { self.model.clone() } else { model };
+                    // Converse has no id: the caller's SDK still gets one. Every chunk repeats
+                    // both, so an upstream's absurdly long ones are not passed on.
+                    let id = if id.is_empty() || id.len() > MAX_NAME { answer_id() } else { id };
+                    let model = if model.is_empty() || model.len() > MAX_NAME { self.model.clone() } else { model };
                     self.encoder.encode_data(&StreamEvent::MessageStart { id, model, usage }, out);
                 }
                 StreamEvent::TextDelta { index, text } if !self.skip.is_empty() => {
@@ -290,6 +313,18 @@ mod tests {
             .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
             .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(|c| c.as_str()).map(str::to_owned))
             .collect()
+    }
+
+    #[test]
+    fn a_whole_answer_loses_the_whitespace_its_prefill_lost_too() {
+        let mut decoder = AnswerDecoder::new(Protocol::Anthropic, "claude");
+        decoder.skip_leading(" ".to_owned());
+        let body = serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [{"type": "text", "text": " world"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 3, "output_tokens": 2}});
+        let whole = decoder.whole(Bytes::from(body.to_string())).expect("translates");
+        let whole: serde_json::Value = serde_json::from_slice(&whole).expect("json");
+        assert_eq!(whole["choices"][0]["message"]["content"], "world");
     }
 
     #[test]

@@ -845,3 +845,31 @@ async fn a_cut_carried_request_is_continued_whole() {
     let records = h.emulator.deployment("an").unwrap().records();
     assert!(records.len() == 1 && records[0].prefill, "continued from a prefill: {records:?}");
 }
+
+/// A request the translating codec cannot read (a message `name`) is sent as it is, to an
+/// OpenAI deployment, whichever the plan put first; the gateway's own carrier field is never
+/// taken from an OpenAI caller.
+#[tokio::test(start_paused = true)]
+async fn what_only_openai_can_read_goes_to_openai_and_the_carrier_is_refused() {
+    let h = harness().await;
+    let mut named = ask("br-oa", "who am I");
+    named["messages"][0]["name"] = json!("alice");
+    let r = h.chat(named).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "oa");
+    assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1");
+
+    for key in ["x_switchyard_anthropic", "x_switchyard_anthropi\\u0063"] {
+        let smuggled = format!(
+            r#"{{"model":"br-an","messages":[{{"role":"user","content":"hi"}}],"{key}":{{"model":"x","max_tokens":9,"messages":[{{"role":"user","content":"big"}}]}}}}"#
+        );
+        let r = h.post("/v1/chat/completions", Some(KEY), smuggled).await;
+        assert_eq!(r.status, 400, "{key}: {}", r.body);
+        assert!(
+            r.body["error"]["message"].as_str().unwrap_or_default().contains("x_switchyard_anthropic"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(h.requests("br") + h.requests("an"), 0, "nothing was sent");
+}

@@ -23,13 +23,21 @@ struct RawMessage {
     usage: Option<RawUsage>,
 }
 
-/// A content block of an answer. Other types (thinking, server tools) are only sent when the
-/// request asks for them, which no translated request does: they are refused.
+/// A content block of an answer. Other types (thinking, server tools) are not carried: they
+/// are skipped, and the text and tool calls delivered.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum RawBlock {
-    Text { text: String },
-    ToolUse { id: String, name: String, input: Value },
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    #[serde(other)]
+    Other,
 }
 
 /// Reads a `message` body.
@@ -42,9 +50,10 @@ pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
     let content = raw
         .content
         .into_iter()
-        .map(|block| match block {
-            RawBlock::Text { text } => OutputPart::Text(text),
-            RawBlock::ToolUse { id, name, input } => OutputPart::ToolUse(ToolUse { id, name, input }),
+        .filter_map(|block| match block {
+            RawBlock::Text { text } => Some(OutputPart::Text(text)),
+            RawBlock::ToolUse { id, name, input } => Some(OutputPart::ToolUse(ToolUse { id, name, input })),
+            RawBlock::Other => None,
         })
         .collect();
     Ok(Response {

@@ -40,6 +40,9 @@ enum StartBlock {
         id: String,
         name: String,
     },
+    /// `thinking`, `redacted_thinking`, server tools' blocks: not carried, skipped whole.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Deserialize)]
@@ -51,8 +54,15 @@ struct BlockDelta {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta {
-    TextDelta { text: String },
-    InputJsonDelta { partial_json: String },
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    /// `thinking_delta`, `signature_delta`, `citations_delta`: skipped.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +96,9 @@ pub struct StreamDecoder {
     check: StreamCheck,
     start_usage: RawUsage,
     failed: bool,
+    /// Anthropic's indices of the blocks skipped (thinking, ...); the others are numbered
+    /// without them.
+    skipped: Vec<u32>,
 }
 
 // === impl StreamDecoder ===
@@ -144,8 +157,15 @@ impl StreamDecoder {
             }
             "content_block_start" => {
                 let start: BlockStart = parse(value, &kind)?;
-                let index = start.index;
+                let index = self.index(start.index);
                 match start.content_block {
+                    StartBlock::Other if self.skipped.len() >= MAX_SKIPPED => {
+                        Err(DecodeError::new("too many blocks of kinds not carried"))
+                    }
+                    StartBlock::Other => {
+                        self.skipped.push(start.index);
+                        Ok(())
+                    }
                     StartBlock::Text { text } => {
                         self.emit(StreamEvent::BlockStart { index, block: BlockKind::Text }, out)?;
                         if !text.is_empty() {
@@ -160,8 +180,12 @@ impl StreamDecoder {
             }
             "content_block_delta" => {
                 let delta: BlockDelta = parse(value, &kind)?;
-                let index = delta.index;
+                if self.skipped.contains(&delta.index) {
+                    return Ok(());
+                }
+                let index = self.index(delta.index);
                 match delta.delta {
+                    Delta::Other => Ok(()),
                     Delta::TextDelta { text } if text.is_empty() => Ok(()),
                     Delta::TextDelta { text } => self.emit(StreamEvent::TextDelta { index, text }, out),
                     Delta::InputJsonDelta { partial_json } if partial_json.is_empty() => Ok(()),
@@ -172,7 +196,10 @@ impl StreamDecoder {
             }
             "content_block_stop" => {
                 let stop: BlockStop = parse(value, &kind)?;
-                self.emit(StreamEvent::BlockStop { index: stop.index }, out)
+                if self.skipped.contains(&stop.index) {
+                    return Ok(());
+                }
+                self.emit(StreamEvent::BlockStop { index: self.index(stop.index) }, out)
             }
             "message_delta" => {
                 let delta: MessageDelta = parse(value, &kind)?;
@@ -188,6 +215,17 @@ impl StreamDecoder {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The most blocks of kinds not carried one answer may skip.
+const MAX_SKIPPED: usize = 1024;
+
+impl StreamDecoder {
+    /// The canonical index of Anthropic's block `index`: without the skipped ones before it.
+    fn index(&self, index: u32) -> u32 {
+        let before = self.skipped.iter().filter(|s| **s < index).count();
+        index.saturating_sub(u32::try_from(before).unwrap_or(u32::MAX))
     }
 }
 

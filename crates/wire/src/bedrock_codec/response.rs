@@ -28,11 +28,19 @@ struct RawOutput {
 struct RawMessage {
     #[serde(default)]
     role: Option<String>,
-    content: Vec<RawBlock>,
+    content: Vec<AnyBlock>,
 }
 
-/// A content block of an answer. Others (`reasoningContent`, `citationsContent`) are only
-/// sent when the request asks for them, which no translated request does: they are refused.
+/// A content block of an answer. Others (`reasoningContent` from a reasoning model,
+/// `citationsContent`) are not carried: they are skipped, and the text and tool calls
+/// delivered.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyBlock {
+    Known(RawBlock),
+    Other(serde::de::IgnoredAny),
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 enum RawBlock {
@@ -60,11 +68,12 @@ pub fn decode_response(body: &[u8]) -> Result<Response, DecodeError> {
         .message
         .content
         .into_iter()
-        .map(|block| match block {
-            RawBlock::Text(text) => OutputPart::Text(text),
-            RawBlock::ToolUse(RawToolUse { tool_use_id, name, input }) => {
-                OutputPart::ToolUse(ToolUse { id: tool_use_id, name, input })
+        .filter_map(|block| match block {
+            AnyBlock::Known(RawBlock::Text(text)) => Some(OutputPart::Text(text)),
+            AnyBlock::Known(RawBlock::ToolUse(RawToolUse { tool_use_id, name, input })) => {
+                Some(OutputPart::ToolUse(ToolUse { id: tool_use_id, name, input }))
             }
+            AnyBlock::Other(_) => None,
         })
         .collect();
     Ok(Response {

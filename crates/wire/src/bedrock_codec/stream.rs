@@ -34,11 +34,18 @@ struct ToolStart {
 #[serde(rename_all = "camelCase")]
 struct BlockDelta {
     content_block_index: u32,
-    delta: Delta,
+    delta: AnyDelta,
 }
 
-/// A block's delta. Others (`reasoningContent`, `citation`) are only sent when the request
-/// asks for them, which no translated request does: they are refused.
+/// A block's delta: one carried, or another kind (`reasoningContent` from a reasoning model,
+/// `citation`), which is skipped with its block.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyDelta {
+    Known(Delta),
+    Other(serde::de::IgnoredAny),
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 enum Delta {
@@ -103,6 +110,8 @@ pub struct StreamDecoder {
     /// `messageStop` came: why the answer ended.
     stopped: Option<FinishReason>,
     failed: bool,
+    /// Bedrock's indices of the blocks skipped (reasoning, citations).
+    skipped: Vec<u32>,
 }
 
 // === impl StreamDecoder ===
@@ -204,10 +213,29 @@ impl StreamDecoder {
             }
             "contentBlockDelta" => {
                 let delta: BlockDelta = parse(payload, kind)?;
-                self.delta(delta.content_block_index, delta.delta, out)
+                let at = delta.content_block_index;
+                match delta.delta {
+                    AnyDelta::Known(known) if !self.skipped.contains(&at) => self.delta(at, known, out),
+                    AnyDelta::Known(_) => Err(DecodeError::new(format!("a delta of another kind in block {at}"))),
+                    AnyDelta::Other(_) if self.open.is_some_and(|o| o.bedrock == at) => {
+                        Err(DecodeError::new(format!("a delta of another kind in block {at}")))
+                    }
+                    AnyDelta::Other(_) => {
+                        if !self.skipped.contains(&at) {
+                            if self.skipped.len() >= MAX_SKIPPED {
+                                return Err(DecodeError::new("too many blocks of kinds not carried"));
+                            }
+                            self.skipped.push(at);
+                        }
+                        Ok(())
+                    }
+                }
             }
             "contentBlockStop" => {
                 let stop: BlockStop = parse(payload, kind)?;
+                if self.skipped.contains(&stop.content_block_index) {
+                    return Ok(());
+                }
                 match self.open {
                     Some(open) if open.bedrock == stop.content_block_index => self.close(out),
                     Some(_) | None => Err(DecodeError::new(format!(
@@ -296,6 +324,9 @@ impl StreamDecoder {
         self.emit(StreamEvent::MessageStop, out)
     }
 }
+
+/// The most blocks of kinds not carried one answer may skip.
+const MAX_SKIPPED: usize = 1024;
 
 /// What a `contentBlockStart` begins: a tool call, or (with an empty `start`) text.
 fn block_kind(start: Map<String, Value>) -> Result<BlockKind, DecodeError> {

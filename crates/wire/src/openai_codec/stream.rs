@@ -258,8 +258,8 @@ pub fn decode_stream(bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
 
 /// Writes canonical stream events as Chat Completions chunks. Every chunk carries the id and
 /// model of the `MessageStart` and the `created` time given; tool calls are numbered in the
-/// order their blocks start. `MessageStop` writes the usage chunk (when the caller asked for
-/// one and the usage is known) and `[DONE]`; `Ping` is an SSE comment; `Error` an
+/// order their blocks start. `MessageDelta` writes the finish chunk and, when the caller asked
+/// for one and the usage is known, the usage chunk; `MessageStop` writes `[DONE]`; `Ping` is an SSE comment; `Error` an
 /// OpenAI-style error event.
 #[derive(Debug)]
 pub struct StreamEncoder {
@@ -339,11 +339,11 @@ impl StreamEncoder {
                 out.push(self.chunk(delta, None));
             }
             StreamEvent::BlockStop { .. } => self.open_call = None,
+            // The usage chunk follows the finish at once: a stream cut before its end still
+            // told what it used.
             StreamEvent::MessageDelta { finish, usage } => {
                 self.usage = *usage;
                 out.push(self.chunk(json!({}), Some(finish)));
-            }
-            StreamEvent::MessageStop => {
                 if let (true, Some(usage)) = (self.include_usage, &self.usage) {
                     out.push(Frame::Chunk(json!({
                         "id": self.id,
@@ -354,8 +354,8 @@ impl StreamEncoder {
                         "usage": write_usage(usage),
                     })));
                 }
-                out.push(Frame::Done);
             }
+            StreamEvent::MessageStop => out.push(Frame::Done),
             StreamEvent::Ping => out.push(Frame::Ping),
             StreamEvent::Error(error) => out.push(Frame::Chunk(stream_error(error))),
         }

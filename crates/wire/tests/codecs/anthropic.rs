@@ -6,8 +6,8 @@ use switchyard_wire::anthropic_codec::{
     encode_response,
 };
 use switchyard_wire::canonical::{
-    ErrorClass, ErrorObject, FinishReason, Image, ImageSource, OutputPart, Part, Protocol, Request, Response,
-    ResultPart, Sampling, StreamEvent, Tool, ToolChoice, ToolResult, ToolUse, Usage,
+    BlockKind, ErrorClass, ErrorObject, FinishReason, Image, ImageSource, OutputPart, Part, Protocol, Request,
+    Response, ResultPart, Sampling, StreamEvent, Tool, ToolChoice, ToolResult, ToolUse, Usage,
 };
 
 use crate::{assistant, check_json, check_sse, ev, json, text, tool_result, tool_use, user};
@@ -284,10 +284,10 @@ fn stop_reasons_map_both_ways() {
         assert_eq!(encoded["stop_sequence"], json!(sequence));
     }
     assert!(decode_response(br#"{"type":"error","error":{}}"#).is_err());
-    assert!(
-        decode_response(br#"{"type":"message","content":[{"type":"thinking","thinking":"hm"}]}"#).is_err(),
-        "a block this codec cannot carry is refused, not dropped"
-    );
+    let thinking = br#"{"type":"message","content":[{"type":"thinking","thinking":"hm","signature":"s"},
+        {"type":"text","text":"a"}]}"#;
+    let response = decode_response(thinking).expect("an answer that thought reads");
+    assert_eq!(response.content, [OutputPart::Text("a".into())], "its thinking is not carried");
 }
 
 pub(crate) const TEXT_STREAM: &str = "event: message_start
@@ -410,9 +410,21 @@ fn stream_oddities_are_read_or_refused() {
         "\"index\":3,\"delta\":{\"type\":\"text_delta\",\"text\":\"!\"",
     );
     assert!(decode_stream(out_of_order.as_bytes()).unwrap_err().message.contains("out of order"));
-    let thinking = TEXT_STREAM
-        .replace("\"type\":\"text_delta\",\"text\":\"Hello\"", "\"type\":\"thinking_delta\",\"thinking\":\"hm\"");
-    assert!(decode_stream(thinking.as_bytes()).is_err(), "a delta this codec cannot carry is refused");
+    // A thinking block is skipped whole; the answer's blocks are numbered without it.
+    let thinking = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":0}}}\n\n\
+        event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n\
+        event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hm\"}}\n\n\
+        event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"s\"}}\n\n\
+        event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+        event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+        event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Paris\"}}\n\n\
+        event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+        event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n\
+        event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let events = decode_stream(thinking.as_bytes()).expect("an answer that thought reads");
+    assert_eq!(events[1], StreamEvent::BlockStart { index: 0, block: BlockKind::Text });
+    assert_eq!(events[2], StreamEvent::TextDelta { index: 0, text: "Paris".into() });
+    assert_eq!(events.len(), 6, "{events:?}");
     assert!(decode_stream(b"event: ping\ndata: not json\n\n").is_err());
 }
 

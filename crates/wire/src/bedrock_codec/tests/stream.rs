@@ -69,6 +69,34 @@ fn the_message_delta_waits_for_metadata_or_the_end() {
     assert_eq!(decode(events(head)).unwrap(), expected);
 }
 
+/// A reasoning model's thoughts (`reasoningContent`) are not carried: their block is skipped,
+/// and the answer's blocks are numbered without it.
+#[test]
+fn reasoning_blocks_are_skipped() {
+    let stream: &[(&str, &str)] = &[
+        ("messageStart", r#"{"role":"assistant"}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"Let me think"}}}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"signature":"c2ln"}}}"#),
+        ("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+        ("contentBlockDelta", r#"{"contentBlockIndex":1,"delta":{"text":"Paris."}}"#),
+        ("contentBlockStop", r#"{"contentBlockIndex":1}"#),
+        ("messageStop", r#"{"stopReason":"end_turn"}"#),
+        ("metadata", r#"{"usage":{"inputTokens":5,"outputTokens":9}}"#),
+    ];
+    let usage = Usage { input_tokens: 5, output_tokens: 9, ..Usage::default() };
+    assert_eq!(
+        decode(events(stream)).unwrap(),
+        [
+            ev::start(),
+            ev::text_block(0),
+            ev::text(0, "Paris."),
+            ev::stop(0),
+            ev::delta(FinishReason::Stop, Some(usage)),
+            StreamEvent::MessageStop,
+        ]
+    );
+}
+
 #[test]
 fn text_blocks_with_or_without_a_start_and_blocks_left_open() {
     let stream: &[(&str, &str)] = &[
@@ -131,8 +159,12 @@ fn disorder_garbage_and_early_ends_are_refused() {
     );
     check_refused(&[start, TOOL_STREAM[4], ("contentBlockDelta", &text(1))], "text in block 1, a tool call");
     check_refused(
-        &[start, ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"hm"}}}"#)],
-        "reasoningContent",
+        &[
+            start,
+            ("contentBlockDelta", &t0),
+            ("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"hm"}}}"#),
+        ],
+        "a delta of another kind in block 0",
     );
     check_refused(&[start, ("contentBlockStart", r#"{"contentBlockIndex":0,"start":{"image":{}}}"#)], "'image' block");
     check_refused(&[start, ("contentBlockDelta", "not json")], "a malformed contentBlockDelta event");
