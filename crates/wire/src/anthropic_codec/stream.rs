@@ -48,12 +48,12 @@ enum StartBlock {
 #[derive(Deserialize)]
 struct BlockDelta {
     index: u32,
-    delta: Delta,
+    delta: DeltaKind,
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Delta {
+enum DeltaKind {
     TextDelta {
         text: String,
     },
@@ -185,11 +185,11 @@ impl StreamDecoder {
                 }
                 let index = self.index(delta.index);
                 match delta.delta {
-                    Delta::Other => Ok(()),
-                    Delta::TextDelta { text } if text.is_empty() => Ok(()),
-                    Delta::TextDelta { text } => self.emit(StreamEvent::TextDelta { index, text }, out),
-                    Delta::InputJsonDelta { partial_json } if partial_json.is_empty() => Ok(()),
-                    Delta::InputJsonDelta { partial_json } => {
+                    DeltaKind::Other => Ok(()),
+                    DeltaKind::TextDelta { text } if text.is_empty() => Ok(()),
+                    DeltaKind::TextDelta { text } => self.emit(StreamEvent::TextDelta { index, text }, out),
+                    DeltaKind::InputJsonDelta { partial_json } if partial_json.is_empty() => Ok(()),
+                    DeltaKind::InputJsonDelta { partial_json } => {
                         self.emit(StreamEvent::ToolInputDelta { index, partial_json }, out)
                     }
                 }
