@@ -15,8 +15,10 @@
 //! restart. The argument, step by step:
 //!
 //! 1. A receipt resolves [`Durable::Committed`] only after the transaction holding its record
-//!    returned from `COMMIT`. Many receipts share one transaction (group commit), so waiting
-//!    costs one commit per batch, not per request.
+//!    committed: on SQLite a batch of up to 512 is one statement, which commits as it returns
+//!    (a larger batch is an explicit transaction and its `COMMIT`); on PostgreSQL, `COMMIT`.
+//!    Many receipts share one transaction (group commit), so waiting costs one commit per
+//!    batch, not per request.
 //! 2. SQLite runs in WAL mode with `synchronous=NORMAL`: a commit appends its pages to the WAL
 //!    file with `write(2)` before `COMMIT` returns. The data is then in the kernel's page cache,
 //!    which outlives the process; killing the process cannot take it back. On the next open

@@ -78,25 +78,19 @@ pub(crate) const RECORD_VERSION: Sql = Sql {
     postgres: "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
 };
 
-/// PostgreSQL takes a batch as one array per column, so a batch is one statement.
 /// The head of SQLite's multi-row insert; the rows and the conflict clause follow.
 pub(crate) const INSERT_REQUESTS_SQLITE_HEAD: &str = "INSERT INTO requests (request_id, at_ms, tenant, key_id, alias,
     deployment, cloud, region, jurisdiction, protocol, stream, status, outcome, input_tokens, output_tokens,
-    cached_tokens, cost_usd, latency_ms, ttft_ms, attempts) ";
+    cached_tokens, cost_usd, latency_ms, ttft_ms, attempts)";
 
-pub(crate) const INSERT_REQUEST: Sql = Sql {
-    sqlite: "INSERT INTO requests (request_id, at_ms, tenant, key_id, alias, deployment, cloud, region, jurisdiction,
-        protocol, stream, status, outcome, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, ttft_ms,
-        attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (request_id) DO NOTHING",
-    postgres: "INSERT INTO requests (request_id, at_ms, tenant, key_id, alias, deployment, cloud, region, jurisdiction,
-        protocol, stream, status, outcome, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, ttft_ms,
-        attempts)
-        SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
-            $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BOOLEAN[], $12::BIGINT[], $13::TEXT[], $14::BIGINT[],
-            $15::BIGINT[], $16::BIGINT[], $17::DOUBLE PRECISION[], $18::BIGINT[], $19::BIGINT[], $20::TEXT[])
-        ON CONFLICT (request_id) DO NOTHING",
-};
+/// PostgreSQL takes a batch as one array per column, so a batch is one statement.
+pub(crate) const INSERT_REQUESTS_POSTGRES: &str = "INSERT INTO requests (request_id, at_ms, tenant, key_id, alias,
+    deployment, cloud, region, jurisdiction, protocol, stream, status, outcome, input_tokens, output_tokens,
+    cached_tokens, cost_usd, latency_ms, ttft_ms, attempts)
+    SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
+        $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BOOLEAN[], $12::BIGINT[], $13::TEXT[], $14::BIGINT[],
+        $15::BIGINT[], $16::BIGINT[], $17::DOUBLE PRECISION[], $18::BIGINT[], $19::BIGINT[], $20::TEXT[])
+    ON CONFLICT (request_id) DO NOTHING";
 
 pub(crate) const COUNT_REQUESTS: Sql =
     Sql { sqlite: "SELECT COUNT(*) AS n FROM requests", postgres: "SELECT COUNT(*) AS n FROM requests" };

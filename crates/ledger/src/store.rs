@@ -250,10 +250,12 @@ impl Store {
         if records.is_empty() {
             return Ok(0);
         }
-        let rows: Vec<Bound<'_>> = records.iter().map(Bound::of).collect::<Result<_, _>>()?;
         let inserted = match &self.db {
-            Db::Sqlite(pool) => insert_sqlite(pool, &rows).await?,
-            Db::Postgres(pool) => insert_postgres(pool, &rows).await?,
+            Db::Sqlite(pool) => insert_sqlite(pool, records).await?,
+            Db::Postgres(pool) => {
+                let rows: Vec<Bound<'_>> = records.iter().map(Bound::of).collect();
+                insert_postgres(pool, &rows).await?
+            }
         };
         Ok(inserted)
     }
@@ -310,47 +312,185 @@ impl Store {
     }
 }
 
-/// SQLite: one statement per record (in-process, so cheap), one transaction.
-/// Records per SQLite statement: 20 values each keeps a statement well under SQLite's limit
-/// of 32,766 bound values.
-const SQLITE_ROWS_PER_STATEMENT: usize = 500;
-
-/// SQLite: the batch in multi-row `INSERT`s (one statement per 500 records) in one
-/// transaction. sqlx hands every statement to the connection's thread and waits for it, so
-/// one statement per record cost a round trip between threads per record.
-async fn insert_sqlite(pool: &SqlitePool, rows: &[Bound<'_>]) -> Result<u64, sqlx::Error> {
+/// SQLite: a batch of up to 512 records is one multi-row `INSERT`, which is its own
+/// transaction: one round trip to the connection's thread (no `BEGIN`, no `COMMIT`). Its text
+/// is one of a few fixed sizes ([`SQLITE_SIZES`]), so sqlx prepares each once per connection
+/// and caches it, instead of SQLite parsing a new text per batch. Text is bound as `Arc<str>`,
+/// which sqlx hands to SQLite without copying it again. A larger batch is several statements
+/// in one transaction.
+async fn insert_sqlite(pool: &SqlitePool, records: &[RequestRecord]) -> Result<u64, sqlx::Error> {
+    if records.len() <= SQLITE_MAX_ROWS {
+        return insert_sqlite_rows(pool, records).await;
+    }
     let mut tx = pool.begin().await?;
     let mut inserted = 0;
-    for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(schema::INSERT_REQUESTS_SQLITE_HEAD);
-        q.push_values(chunk, |mut b, row| {
-            let r = row.record;
-            b.push_bind(text(&r.request_id))
-                .push_bind(r.at_ms)
-                .push_bind(text(&r.tenant))
-                .push_bind(text(&r.key_id))
-                .push_bind(text(&r.alias))
-                .push_bind(opt(&r.deployment))
-                .push_bind(opt(&r.cloud))
-                .push_bind(opt(&r.region))
-                .push_bind(opt(&r.jurisdiction))
-                .push_bind(text(&r.protocol))
-                .push_bind(r.stream)
-                .push_bind(i64::from(r.status))
-                .push_bind(text(&r.outcome))
-                .push_bind(int(r.input_tokens))
-                .push_bind(int(r.output_tokens))
-                .push_bind(int(r.cached_tokens))
-                .push_bind(row.cost_usd)
-                .push_bind(int(r.latency_ms))
-                .push_bind(r.ttft_ms.map(int))
-                .push_bind(text(&row.attempts));
-        });
-        q.push(" ON CONFLICT (request_id) DO NOTHING");
-        inserted += q.build().execute(&mut *tx).await?.rows_affected();
+    for chunk in records.chunks(SQLITE_MAX_ROWS) {
+        inserted += insert_sqlite_rows(&mut *tx, chunk).await?;
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// Rows per statement at most: 20 values each keeps it well under SQLite's 32,766 bound values.
+const SQLITE_MAX_ROWS: usize = 512;
+
+/// The statement sizes: a batch of n rows uses the smallest size that holds it and repeats its
+/// last row to fill the rest; a repeated row is a conflict, skipped, so the count of inserted
+/// rows is unchanged. At most a quarter of a statement's rows are padding past 8.
+const SQLITE_SIZES: &[usize] = &[
+    1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    384, 448, 512,
+];
+
+/// The statement for `rows` rows (at most [`SQLITE_MAX_ROWS`]) and the number of rows it takes.
+fn sqlite_insert_sql(rows: usize) -> (usize, &'static str) {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = SQL.get_or_init(|| {
+        SQLITE_SIZES
+            .iter()
+            .map(|&n| {
+                let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                let mut sql = String::from(schema::INSERT_REQUESTS_SQLITE_HEAD);
+                sql.push_str(" VALUES ");
+                for i in 0..n {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(row);
+                }
+                sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+                sql
+            })
+            .collect()
+    });
+    let i = SQLITE_SIZES.partition_point(|&n| n < rows).min(SQLITE_SIZES.len() - 1);
+    (SQLITE_SIZES[i], texts[i].as_str())
+}
+
+/// One statement: `records` (at most [`SQLITE_MAX_ROWS`]), the last repeated up to the
+/// statement's size. Returns how many were new.
+async fn insert_sqlite_rows<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Sqlite>,
+    records: &[RequestRecord],
+) -> Result<u64, sqlx::Error> {
+    let (size, sql) = sqlite_insert_sql(records.len());
+    let mut q = sqlx::query(sql);
+    let owned = |s: &str| -> Arc<str> { Arc::from(text(s)) };
+    let mut last = None;
+    for r in records {
+        let mut attempts = String::with_capacity(2 + r.attempts.len() * 96);
+        write_attempts(&mut attempts, &r.attempts);
+        let texts: [Option<Arc<str>>; 11] = [
+            Some(owned(&r.request_id)),
+            Some(owned(&r.tenant)),
+            Some(owned(&r.key_id)),
+            Some(owned(&r.alias)),
+            r.deployment.as_deref().map(owned),
+            r.cloud.as_deref().map(owned),
+            r.region.as_deref().map(owned),
+            r.jurisdiction.as_deref().map(owned),
+            Some(owned(&r.protocol)),
+            Some(owned(&r.outcome)),
+            Some(Arc::from(attempts)),
+        ];
+        q = bind_row(q, r, &texts);
+        last = Some((r, texts));
+    }
+    if let Some((r, texts)) = &last {
+        for _ in records.len()..size {
+            q = bind_row(q, r, texts);
+        }
+    }
+    Ok(q.execute(conn).await?.rows_affected())
+}
+
+/// Binds one row: `t` holds its text columns, in column order.
+fn bind_row<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    r: &RequestRecord,
+    t: &[Option<Arc<str>>; 11],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    q.bind(t[0].clone())
+        .bind(r.at_ms)
+        .bind(t[1].clone())
+        .bind(t[2].clone())
+        .bind(t[3].clone())
+        .bind(t[4].clone())
+        .bind(t[5].clone())
+        .bind(t[6].clone())
+        .bind(t[7].clone())
+        .bind(t[8].clone())
+        .bind(r.stream)
+        .bind(i64::from(r.status))
+        .bind(t[9].clone())
+        .bind(int(r.input_tokens))
+        .bind(int(r.output_tokens))
+        .bind(int(r.cached_tokens))
+        .bind(stored_cost(r.cost_usd))
+        .bind(int(r.latency_ms))
+        .bind(r.ttft_ms.map(int))
+        .bind(t[10].clone())
+}
+
+/// A record's `attempts` as stored: the JSON that serde writes for `Vec<AttemptRecord>` (and
+/// reads back), written by hand.
+fn write_attempts(out: &mut String, attempts: &[AttemptRecord]) {
+    out.push('[');
+    for (i, a) in attempts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"deployment\":");
+        json_str(out, &a.deployment);
+        out.push_str(",\"outcome\":");
+        json_str(out, &a.outcome);
+        out.push_str(",\"started_ms\":");
+        json_uint(out, a.started_ms);
+        out.push_str(",\"duration_ms\":");
+        json_uint(out, a.duration_ms);
+        out.push_str(",\"output_tokens\":");
+        json_uint(out, a.output_tokens);
+        out.push('}');
+    }
+    out.push(']');
+}
+
+/// A JSON string of `s` as stored: NUL becomes U+FFFD, as [`text`] does.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0 => "\\ufffd",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x01..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        plain = i + 1;
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
+}
+
+fn json_uint(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Non-finite costs are stored as 0 (SQLite would turn NaN into NULL, JSON has no NaN).
+fn stored_cost(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
 }
 
 /// PostgreSQL: the whole batch in one statement, one array per column (`UNNEST`), so a batch
@@ -360,7 +500,7 @@ async fn insert_postgres(pool: &PgPool, rows: &[Bound<'_>]) -> Result<u64, sqlx:
         rows.iter().map(|row| f(row.record)).collect()
     }
     let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(schema::INSERT_REQUEST.postgres)
+    let inserted = sqlx::query(schema::INSERT_REQUESTS_POSTGRES)
         .bind(col(rows, |r| text(&r.request_id)))
         .bind(col(rows, |r| r.at_ms))
         .bind(col(rows, |r| text(&r.tenant)))
@@ -458,10 +598,10 @@ struct Bound<'a> {
 }
 
 impl<'a> Bound<'a> {
-    fn of(record: &'a RequestRecord) -> Result<Bound<'a>, StoreError> {
-        let attempts = serde_json::to_string(&record.attempts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let cost_usd = if record.cost_usd.is_finite() { record.cost_usd } else { 0.0 };
-        Ok(Bound { record, attempts, cost_usd })
+    fn of(record: &'a RequestRecord) -> Bound<'a> {
+        let mut attempts = String::with_capacity(2 + record.attempts.len() * 96);
+        write_attempts(&mut attempts, &record.attempts);
+        Bound { record, attempts, cost_usd: stored_cost(record.cost_usd) }
     }
 }
 

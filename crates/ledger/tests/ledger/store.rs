@@ -140,3 +140,44 @@ async fn spend_groups_sum_right() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn batches_of_every_size_count_what_they_add() {
+    // SQLite writes a batch as one statement of a fixed size, repeating the last row to fill
+    // it, and a batch over 512 as several; the count must still be the records that were new.
+    each_backend(async |case| {
+        let store = case.open().await;
+        let mut next = 0;
+        for n in [1, 7, 9, 33, 500, 513, 1100] {
+            let batch: Vec<_> = (next..next + n).map(record).collect();
+            assert_eq!(store.insert_batch(&batch).await.unwrap(), n as u64, "a batch of {n}");
+            next += n;
+        }
+        assert_eq!(store.count().await.unwrap(), next as u64);
+        // Half old, half new, with the last an old one (the one a statement repeats).
+        let mixed: Vec<_> = (next - 6..next + 6).rev().map(record).collect();
+        assert_eq!(store.insert_batch(&mixed).await.unwrap(), 6);
+        assert_eq!(store.count().await.unwrap(), next as u64 + 6);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn attempts_with_odd_text_round_trip() {
+    each_backend(async |case| {
+        let store = case.open().await;
+        let mut r = record(3);
+        r.attempts.push(AttemptRecord {
+            deployment: "quote\" back\\slash \n\t\r \u{1} ünï 🦀".to_owned(),
+            outcome: "nul\0here".to_owned(),
+            started_ms: u64::MAX,
+            duration_ms: 0,
+            output_tokens: 12,
+        });
+        store.insert_batch(std::slice::from_ref(&r)).await.unwrap();
+        let back = store.get("req-3").await.unwrap().unwrap();
+        r.attempts[1].outcome = "nul\u{FFFD}here".to_owned();
+        assert_eq!(back.attempts, r.attempts);
+    })
+    .await;
+}
