@@ -1,12 +1,12 @@
 """End-to-end check of the gateway's protocol translation with the official SDKs, unchanged.
 
 Starts `switchyard emulate` and `switchyard serve` on examples/protocols.yaml (one Bedrock
-deployment signed with SigV4, one Anthropic-protocol deployment, one OpenAI one; the emulator
-checks each cloud's auth as the cloud does), then:
+deployment signed with SigV4, one Anthropic-protocol deployment, one OpenAI one, one Azure
+OpenAI one with its api-key; the emulator checks each cloud's auth as the cloud does), then:
 - the `anthropic` SDK on /v1/messages, routed to the Bedrock and to the OpenAI deployment:
   a plain message, a stream, tools and a tool-result turn, and errors;
-- the `openai` SDK on /v1/chat/completions, routed to the Bedrock and to the Anthropic
-  deployment: tools (whole and streamed) and a plain stream.
+- the `openai` SDK on /v1/chat/completions, routed to the Bedrock, the Anthropic and the
+  Azure OpenAI deployment: tools (whole and streamed) and a plain stream.
 Usage: python test_protocols_sdk.py PATH_TO_SWITCHYARD_BINARY
 """
 
@@ -24,8 +24,14 @@ ENV = {
     "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
     "ANTHROPIC_API_KEY": "sk-ant-local",
+    "AZURE_OPENAI_API_KEY": "azure-local",
 }
-DEPLOYMENT = {"chat-bedrock": "bedrock-us", "chat-anthropic": "anthropic-us", "chat-openai": "openai-us"}
+DEPLOYMENT = {
+    "chat-bedrock": "bedrock-us",
+    "chat-anthropic": "anthropic-us",
+    "chat-openai": "openai-us",
+    "chat-azure": "azure-us",
+}
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city",
@@ -148,7 +154,7 @@ def openai_tests(client):
         assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks), chunks
 
     tests = []
-    for alias in ("chat-bedrock", "chat-anthropic"):
+    for alias in ("chat-bedrock", "chat-anthropic", "chat-azure"):
         for f in (tools, streamed_tools, stream):
             tests.append((f"openai {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
     return tests

@@ -52,7 +52,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     for d in &config.deployments {
         let cloud = config.cloud_of(d.id);
         outln!(
-            "  {:<22} {:<6} {:<9} {:<15} {:<3} {}",
+            "  {:<22} {:<6} {:<12} {:<15} {:<3} {}",
             d.name,
             cloud.name,
             cloud.protocol.name(),
@@ -165,7 +165,8 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
 }
 
 /// The demo's made-up credentials, the same for the emulated clouds (which check them as the
-/// real ones do: Bedrock's SigV4 signature, Anthropic's `x-api-key`) and the gateway.
+/// real ones do: Bedrock's SigV4 signature, Anthropic's `x-api-key`, Azure's `api-key`) and the
+/// gateway.
 struct DemoSecrets;
 
 impl SecretSource for DemoSecrets {
@@ -174,6 +175,7 @@ impl SecretSource for DemoSecrets {
             "DEMO_AWS_ACCESS_KEY_ID" => "AKIDSWITCHYARDDEMO",
             "DEMO_AWS_SECRET_ACCESS_KEY" => "demo/secret/access/key/for/sigv4",
             "DEMO_ONPREM_API_KEY" => "sk-onprem-demo",
+            "DEMO_AZURE_API_KEY" => "azure-demo-resource-key",
             _ => return None,
         };
         Some(value.to_owned())

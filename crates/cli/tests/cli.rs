@@ -18,7 +18,12 @@ fn example(name: &str) -> String {
 #[test]
 fn shipped_examples_are_valid() {
     // The demo's made-up credentials, as its header says to export them.
-    let demo_env = [("DEMO_AWS_ACCESS_KEY_ID", "x"), ("DEMO_AWS_SECRET_ACCESS_KEY", "y"), ("DEMO_ONPREM_API_KEY", "z")];
+    let demo_env = [
+        ("DEMO_AWS_ACCESS_KEY_ID", "x"),
+        ("DEMO_AWS_SECRET_ACCESS_KEY", "y"),
+        ("DEMO_ONPREM_API_KEY", "z"),
+        ("DEMO_AZURE_API_KEY", "a"),
+    ];
     for name in ["quickstart.yaml", "demo.yaml"] {
         let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["check-config", &example(name)])
@@ -41,6 +46,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("AZURE_OPENAI_API_KEY")
             .envs(env.iter().copied())
             .output()
             .expect("the binary runs");
@@ -54,6 +60,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
         ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
         ("ANTHROPIC_API_KEY", "sk-ant-local"),
+        ("AZURE_OPENAI_API_KEY", "azure-local"),
     ]);
     assert!(ok && stdout.starts_with("config ok:"), "{stdout}{stderr}");
     let (ok, _, stderr) = check(&[("ANTHROPIC_API_KEY", "sk-ant-local")]);
@@ -61,6 +68,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
     for missing in [
         "clouds[0].aws.access_key_id: environment variable AWS_ACCESS_KEY_ID is not set",
         "clouds[0].aws.secret_access_key: environment variable AWS_SECRET_ACCESS_KEY is not set",
+        "clouds[3].api_key: environment variable AZURE_OPENAI_API_KEY is not set",
     ] {
         assert!(stderr.contains(missing), "{stderr}");
     }

@@ -1,5 +1,5 @@
 //! Who may call a deployment, checked as its cloud checks: a Bearer key (OpenAI, a Bedrock
-//! API key), `x-api-key` (Anthropic), or an AWS Signature Version 4 (Bedrock with access
+//! API key, an Entra ID token for Azure), `x-api-key` (Anthropic), `api-key` (Azure OpenAI), or an AWS Signature Version 4 (Bedrock with access
 //! keys), which is verified by signing the request again with the configured secret key over
 //! the headers it names, at its `x-amz-date`. Each front end writes a [`Denied`] in its
 //! protocol's shape.
@@ -23,6 +23,8 @@ pub(crate) enum Rule {
     Bearer(String),
     /// `x-api-key: <key>`.
     ApiKey(String),
+    /// `api-key: <key>` (Azure OpenAI).
+    AzureKey(String),
     /// A SigV4 signature by these credentials, scoped to this region and `bedrock`.
     SigV4 { credentials: Credentials, region: String },
 }
@@ -49,12 +51,17 @@ pub(crate) enum Denied {
 impl Rule {
     /// The rule of deployment `d` of `cloud`: OpenAI checks the emulation's key; Anthropic the
     /// emulation's key, else the cloud's; Bedrock the cloud's AWS credentials, else a key as
-    /// a Bearer token.
+    /// a Bearer token; Azure OpenAI the emulation's key as `api-key`, else the cloud's Entra ID
+    /// token as a Bearer token, else its key as `api-key`.
     pub(crate) fn of(d: &Deployment, cloud: &Cloud, spec: &Emulation) -> Rule {
         let key = spec.api_key.as_ref().or(cloud.api_key.as_ref()).map(|k| k.expose().to_owned());
         match cloud.protocol {
             Protocol::OpenAi => spec.api_key.as_ref().map_or(Rule::Open, |k| Rule::Bearer(k.expose().to_owned())),
             Protocol::Anthropic => key.map_or(Rule::Open, Rule::ApiKey),
+            Protocol::AzureOpenAi => match (&spec.api_key, &cloud.entra_token) {
+                (None, Some(token)) => Rule::Bearer(token.expose().to_owned()),
+                _ => key.map_or(Rule::Open, Rule::AzureKey),
+            },
             Protocol::Bedrock => match &cloud.aws {
                 Some(aws) => Rule::SigV4 {
                     credentials: Credentials {
@@ -84,6 +91,7 @@ impl Rule {
                 given(key, auth.map(|v| v.strip_prefix("Bearer ").unwrap_or("")))
             }
             Rule::ApiKey(key) => given(key, header("x-api-key")),
+            Rule::AzureKey(key) => given(key, header("api-key")),
             Rule::SigV4 { credentials, region } => verify(parts, body, now, credentials, region),
         }
     }

@@ -1,5 +1,5 @@
 //! Fake clouds on loopback: every configured deployment gets a listener that speaks its cloud's
-//! wire protocol (OpenAI Chat Completions, Anthropic Messages or Bedrock Converse), with its
+//! wire protocol (OpenAI Chat Completions, Azure OpenAI, Anthropic Messages or Bedrock Converse), with its
 //! authentication, timing drawn from the configured distributions, a concurrency capacity,
 //! and typed fault plans set in config or live. Or no listener at all: the deployments are
 //! reached through in-memory pipes ([`Dialer`]). Answers are what models answer: the same
@@ -12,6 +12,7 @@ mod admin;
 mod answer;
 mod anthropic;
 mod auth;
+mod azure;
 mod bedrock;
 mod body;
 mod conversation;
@@ -81,6 +82,9 @@ pub struct EmulatedDeployment {
     pub protocol: Protocol,
     /// Its region: a Bedrock deployment's SigV4 signing region.
     pub region: String,
+    /// An Azure OpenAI deployment configured at Azure's v1 API (its endpoint ends in
+    /// `/openai/v1`): [`EmulatedDeployment::endpoint`] names that path too.
+    pub azure_v1: bool,
     pub(crate) auth: auth::Rule,
     pub(crate) context_window: u32,
     pub(crate) spec: Emulation,
@@ -154,10 +158,13 @@ pub struct Emulator {
 impl EmulatedDeployment {
     /// Base URL for the gateway's config: `http://host:port/v1`, or for Bedrock, whose
     /// paths (`/model/{id}/converse`) have no version, `http://host:port` (any prefix before
-    /// `/model/` is served too).
+    /// `/model/` is served too), and for Azure OpenAI `http://host:port`, a resource's base
+    /// (its deployment URLs), or `http://host:port/openai/v1` (Azure's v1 API) when the
+    /// deployment was configured there. Both are served either way.
     pub fn endpoint(&self) -> String {
         match self.protocol {
-            Protocol::Bedrock => format!("http://{}", self.addr),
+            Protocol::AzureOpenAi if self.azure_v1 => format!("http://{}/openai/v1", self.addr),
+            Protocol::Bedrock | Protocol::AzureOpenAi => format!("http://{}", self.addr),
             Protocol::OpenAi | Protocol::Anthropic => format!("http://{}/v1", self.addr),
         }
     }
@@ -294,6 +301,7 @@ impl Emulator {
                 addr,
                 protocol: cloud.protocol,
                 region: d.region.clone(),
+                azure_v1: d.endpoint.ends_with("/openai/v1"),
                 auth: auth::Rule::of(d, cloud, &spec),
                 context_window: d.capabilities.context_window,
                 spec,

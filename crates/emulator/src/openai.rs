@@ -3,6 +3,8 @@
 //! only its messages, and its tools or `response_format` when present, are parsed further;
 //! answers and chunks are written directly. A trailing assistant message is continued when
 //! `continue_final_message` is set (vLLM's convention, what the gateway's continuations send).
+//! Azure OpenAI's deployments (`azure.rs`) are served by the same code once their URL and key
+//! are checked.
 
 use std::sync::Arc;
 
@@ -31,15 +33,48 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
         dep.record(Seen::Unauthorized, false, false);
         return error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error", Some("invalid_api_key"));
     }
+    let route = if path.ends_with("/embeddings") {
+        Some(Route::Embeddings)
+    } else if path.ends_with("/chat/completions") {
+        Some(Route::Chat)
+    } else {
+        None
+    };
+    serve(dep, path, body, route, Flavor::OpenAi).await
+}
+
+/// Whose OpenAI this is: OpenAI's own, or Azure OpenAI's, which answers the same bodies but
+/// writes its capacity and content-filter refusals its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    OpenAi,
+    Azure,
+}
+
+/// What an authenticated request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Chat,
+    Embeddings,
+}
+
+/// Serves an authenticated request on `route` (`None`: a path with nothing behind it): the
+/// connection faults, then embeddings or the chat pipeline.
+pub(crate) async fn serve(
+    dep: Arc<EmulatedDeployment>,
+    path: &str,
+    body: Bytes,
+    route: Option<Route>,
+    flavor: Flavor,
+) -> Reply {
     let faults = dep.active_faults();
     if let Some(reply) = server::hang_up(&dep, &faults).await {
         return reply;
     }
-    if path.ends_with("/embeddings") {
-        return embeddings::answer(&dep, body);
-    }
-    if !path.ends_with("/chat/completions") {
-        return error(StatusCode::NOT_FOUND, &format!("no route for {path}"), "invalid_request_error", None);
+    match route {
+        Some(Route::Embeddings) => return embeddings::answer(&dep, body),
+        Some(Route::Chat) => {}
+        None => return error(StatusCode::NOT_FOUND, &format!("no route for {path}"), "invalid_request_error", None),
     }
     let request = match ChatRequest::parse(body) {
         Ok(r) => r,
@@ -48,7 +83,7 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
             return error(StatusCode::BAD_REQUEST, &e.message, "invalid_request_error", None);
         }
     };
-    let speaker = Chat { include_usage: request.include_usage };
+    let speaker = Chat { include_usage: request.include_usage, flavor };
     server::chat(dep, speaker, ask(&request), faults).await
 }
 
@@ -157,6 +192,7 @@ fn created() -> u64 {
 /// A chat completion's writer.
 struct Chat {
     include_usage: bool,
+    flavor: Flavor,
 }
 
 impl Speaker for Chat {
@@ -165,6 +201,11 @@ impl Speaker for Chat {
     const TOOL_ID_PREFIX: &'static str = "call_";
 
     fn refuse(&self, _dep: &EmulatedDeployment, refusal: &Refusal) -> Reply {
+        if self.flavor == Flavor::Azure
+            && let Some(reply) = crate::azure::refuse(refusal)
+        {
+            return reply;
+        }
         match *refusal {
             Refusal::Capacity { retry_after } => {
                 let body =

@@ -179,18 +179,21 @@ impl Gateway {
     }
 
     /// The protocols among `alias`'s deployments that cannot express `chat` (`Protocol::bit`s),
-    /// for the planner to pass over; none when every deployment speaks OpenAI's, with no work.
+    /// for the planner to pass over; none when every deployment speaks OpenAI's (or Azure
+    /// OpenAI's, which takes the same bodies), with no work.
     pub(crate) fn untranslatable(&self, alias: &Alias, chat: &switchyard_wire::ChatRequest) -> u8 {
         let protocols = self.protocols(alias.id);
-        if protocols & !Protocol::OpenAi.bit() == 0 {
-            // Every deployment speaks OpenAI's protocol: nothing to translate, nothing to check.
+        if protocols & !Protocol::PASS_THROUGH == 0 {
+            // Every deployment takes OpenAI's bodies as they are: nothing to translate, nothing
+            // to check.
             return 0;
         }
         let (bits, _) = switchyard_providers::untranslatable(chat.object.bytes(), protocols);
-        // An Anthropic caller's request that OpenAI's protocol cannot express rides along.
-        let carried = protocols & Protocol::OpenAi.bit() != 0
-            && chat.object.get(switchyard_providers::CARRIED_ANTHROPIC).is_some();
-        if carried { bits | Protocol::OpenAi.bit() } else { bits }
+        // An Anthropic caller's request that OpenAI's protocol cannot express rides along: the
+        // deployments sent OpenAI's bodies as they are cannot take it.
+        let pass_through = protocols & Protocol::PASS_THROUGH;
+        let carried = pass_through != 0 && chat.object.get(switchyard_providers::CARRIED_ANTHROPIC).is_some();
+        if carried { bits | pass_through } else { bits }
     }
 
     /// The protocols `alias`'s deployments speak (`Protocol::bit`s).

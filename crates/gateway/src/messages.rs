@@ -84,7 +84,7 @@ async fn handle(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut 
     // alias has none, is a 400 naming it.
     let translated = match openai_codec::encode_request(&canonical) {
         Ok(translated) => translated,
-        Err(e) if gw.protocols(alias.id) & !Protocol::OpenAi.bit() == 0 => {
+        Err(e) if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 => {
             return Err(ApiError::BadRequest { message: e.to_string(), param: None });
         }
         Err(_) => carried(&canonical, &body)?,

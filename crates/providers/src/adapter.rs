@@ -2,7 +2,8 @@
 //! is built (URL, auth, body in the deployment's protocol) and how a refusal is classified.
 //!
 //! The gateway always hands over an OpenAI Chat Completions body (the byte pass-through's
-//! shape). An OpenAI deployment gets it as it is: the fast path. An Anthropic or Bedrock one
+//! shape). An OpenAI or Azure OpenAI deployment gets it as it is: the fast path (Azure differs
+//! only in its URLs and auth). An Anthropic or Bedrock one
 //! gets it decoded into the canonical model and encoded in its own protocol; what that protocol
 //! cannot express is a 400 naming the parameter ([`AttemptError::ClientError`], returned to the
 //! caller), never dropped.
@@ -34,12 +35,15 @@ pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 4096;
 /// A deployment's endpoint as configured: where, in which protocol, with which credentials.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
-    /// The API's base URL, e.g. `http://127.0.0.1:9101/v1` (OpenAI, Anthropic) or
-    /// `https://bedrock-runtime.us-east-1.amazonaws.com` (Bedrock).
+    /// The API's base URL, e.g. `http://127.0.0.1:9101/v1` (OpenAI, Anthropic),
+    /// `https://bedrock-runtime.us-east-1.amazonaws.com` (Bedrock), or
+    /// `https://res.openai.azure.com` (Azure OpenAI's deployment URLs; ending in `/openai/v1`,
+    /// its v1 API).
     pub base: String,
     pub protocol: Protocol,
     pub auth: Auth,
-    /// The provider's model id (Bedrock puts it in the URL path).
+    /// The provider's model id (Bedrock puts it in the URL path), or Azure's deployment name
+    /// (in the URL path of its deployment URLs).
     pub model: String,
     /// The deployment's region: Bedrock's SigV4 signing region.
     pub region: String,
@@ -58,6 +62,21 @@ pub enum Auth {
     },
     /// AWS SigV4 over the whole request.
     Aws(Credentials),
+    /// Azure OpenAI: its credential, and the `api-version` its deployment URLs take.
+    Azure {
+        credential: AzureCredential,
+        api_version: String,
+    },
+}
+
+/// How Azure OpenAI is authenticated.
+#[derive(Clone, Debug)]
+pub enum AzureCredential {
+    /// A resource key, sent as `api-key`.
+    ApiKey(String),
+    /// A Microsoft Entra ID access token, sent as `Authorization: Bearer`.
+    Entra(String),
+    None,
 }
 
 impl Endpoint {
@@ -67,6 +86,11 @@ impl Endpoint {
         let key = cloud.api_key.as_ref().map(|k| k.expose().to_owned());
         let auth = match (cloud.protocol, &cloud.aws, key) {
             (Protocol::Anthropic, _, key) => Auth::Anthropic { key, version: cloud.anthropic_version.clone() },
+            (Protocol::AzureOpenAi, _, key) => {
+                let entra = cloud.entra_token.as_ref().map(|t| AzureCredential::Entra(t.expose().to_owned()));
+                let credential = entra.or(key.map(AzureCredential::ApiKey)).unwrap_or(AzureCredential::None);
+                Auth::Azure { credential, api_version: cloud.api_version.clone() }
+            }
             (Protocol::Bedrock, Some(aws), _) => Auth::Aws(Credentials {
                 access_key_id: aws.access_key_id.expose().to_owned(),
                 secret_access_key: aws.secret_access_key.expose().to_owned(),
@@ -128,9 +152,31 @@ impl Target {
                     .map_err(|_| ClientBuildError::Client("anthropic_version is not a header value".into()))?,
             },
             Auth::Aws(credentials) => PreparedAuth::Aws { credentials: credentials.clone(), region: e.region.clone() },
+            Auth::Azure { credential: AzureCredential::ApiKey(key), .. } => {
+                PreparedAuth::Header(HeaderName::from_static("api-key"), sensitive(key.clone())?)
+            }
+            Auth::Azure { credential: AzureCredential::Entra(token), .. } => {
+                PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {token}"))?)
+            }
+            Auth::Azure { credential: AzureCredential::None, .. } => PreparedAuth::None,
         };
         let (chat, stream, embeddings) = match e.protocol {
             Protocol::OpenAi => (uri("/chat/completions")?, uri("/chat/completions")?, uri("/embeddings")?),
+            // Azure's v1 API: OpenAI's paths under `/openai/v1`, no api-version, the deployment
+            // named by the body's `model`.
+            Protocol::AzureOpenAi if e.base.ends_with("/openai/v1") => {
+                (uri("/chat/completions")?, uri("/chat/completions")?, uri("/embeddings")?)
+            }
+            Protocol::AzureOpenAi => {
+                let version = match &e.auth {
+                    Auth::Azure { api_version, .. } => api_version.as_str(),
+                    _ => switchyard_core::config::DEFAULT_AZURE_API_VERSION,
+                };
+                let query = format!("?api-version={}", path_segment(version));
+                let deployment = format!("/openai/deployments/{}", path_segment(&e.model));
+                let chat = uri(&format!("{deployment}/chat/completions{query}"))?;
+                (chat.clone(), chat, uri(&format!("{deployment}/embeddings{query}"))?)
+            }
             Protocol::Anthropic => (uri("/messages")?, uri("/messages")?, uri("/messages")?),
             Protocol::Bedrock => {
                 let model = path_segment(&e.model);
@@ -152,8 +198,12 @@ impl Target {
     ) -> Result<(http::Request<Full<Bytes>>, String), AttemptError> {
         let mut trimmed = String::new();
         let (uri, body) = match (self.protocol, operation) {
-            (Protocol::OpenAi, Operation::ChatCompletions) => (self.chat.clone(), Bytes::from(body)),
-            (Protocol::OpenAi, Operation::Embeddings) => (self.embeddings.clone(), Bytes::from(body)),
+            (Protocol::OpenAi | Protocol::AzureOpenAi, Operation::ChatCompletions) => {
+                (self.chat.clone(), Bytes::from(body))
+            }
+            (Protocol::OpenAi | Protocol::AzureOpenAi, Operation::Embeddings) => {
+                (self.embeddings.clone(), Bytes::from(body))
+            }
             (_, Operation::Embeddings) => {
                 let detail = format!("{} deployments serve no embeddings", self.protocol.name());
                 return Err(AttemptError::InvalidResponse { detail });
@@ -218,7 +268,9 @@ impl Target {
         body: &[u8],
     ) -> AttemptError {
         let error = match self.protocol {
-            Protocol::OpenAi => return classify_status(status, retry_after, body),
+            // Azure's error bodies are OpenAI's shape; its content filter is `content_filter`
+            // with `innererror.code: ResponsibleAIPolicyViolation`, which both read.
+            Protocol::OpenAi | Protocol::AzureOpenAi => return classify_status(status, retry_after, body),
             Protocol::Anthropic => anthropic_codec::decode_error(status, body),
             Protocol::Bedrock => bedrock_codec::decode_error(status, error_type, body),
         };
@@ -248,18 +300,20 @@ impl Target {
 }
 
 /// Which of `protocols` (`Protocol::bit`s) cannot express `body`, an OpenAI body, as bits; and
-/// why the first of them cannot. OpenAI's own protocol always can (its bodies pass through).
+/// why the first of them cannot. OpenAI's own protocol always can (its bodies pass through), and
+/// so can Azure OpenAI's ([`Protocol::PASS_THROUGH`]).
 /// A body that does not decode is left for the attempt to report.
 pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
     let (mut bits, mut first) = (0, None);
-    if protocols & !Protocol::OpenAi.bit() == 0 {
+    if protocols & !Protocol::PASS_THROUGH == 0 {
         return (0, None);
     }
     let mut request = match canonical(body) {
         Ok(request) => request,
-        // What the strict codec cannot read can be sent only as it is: to OpenAI deployments.
+        // What the strict codec cannot read can be sent only as it is: to OpenAI (and Azure
+        // OpenAI) deployments.
         Err(_) => {
-            let bits = protocols & !Protocol::OpenAi.bit();
+            let bits = protocols & !Protocol::PASS_THROUGH;
             use switchyard_wire::canonical::Protocol as Wire;
             let target = if bits & Protocol::Bedrock.bit() != 0 { Wire::Bedrock } else { Wire::Anthropic };
             let reason = "the request uses a form that cannot be translated (read by OpenAI deployments only)";

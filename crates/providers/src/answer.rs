@@ -63,7 +63,8 @@ impl AnswerDecoder {
     /// The reader for an answer from a `protocol` deployment serving `model`.
     pub fn new(protocol: Protocol, model: &str) -> AnswerDecoder {
         match protocol {
-            Protocol::OpenAi => AnswerDecoder::OpenAi(SseParser::default()),
+            // Azure OpenAI answers in OpenAI's shapes: they pass through.
+            Protocol::OpenAi | Protocol::AzureOpenAi => AnswerDecoder::OpenAi(SseParser::default()),
             Protocol::Anthropic => AnswerDecoder::Anthropic(Box::new(Translated::new(
                 Framing::Sse(SseParser::default()),
                 anthropic_codec::StreamDecoder::new(),

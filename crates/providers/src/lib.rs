@@ -3,7 +3,8 @@
 //! closed [`AttemptError`] — the one place where transport and status codes become decisions.
 //!
 //! Protocols, behind one closed enum (`adapter.rs`): OpenAI Chat Completions (OpenAI, vLLM,
-//! OCI Generative AI's compatible endpoint) as a byte pass-through, Anthropic Messages, and AWS
+//! OCI Generative AI's compatible endpoint) as a byte pass-through, Azure OpenAI (the same
+//! pass-through at Azure's URLs, with `api-key` or an Entra ID token), Anthropic Messages, and AWS
 //! Bedrock's Converse and ConverseStream with SigV4; answers are read back as OpenAI chunks
 //! ([`AnswerDecoder`]). Connections go over TCP, or to an in-memory peer for tests
 //! ([`Transport`]).
@@ -31,7 +32,7 @@ use switchyard_core::AttemptError;
 use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 
 use adapter::Target;
-pub use adapter::{Auth, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, untranslatable};
+pub use adapter::{Auth, AzureCredential, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, untranslatable};
 pub use answer::{AnswerDecoder, StreamFault};
 use transport::MemoryConnector;
 pub use transport::{Dial, Transport};

@@ -127,6 +127,11 @@ pub enum Protocol {
     /// AWS Bedrock Runtime's Converse and ConverseStream: SigV4 with `aws` credentials (the
     /// deployment's region is the signing region), or a Bedrock API key as a Bearer token.
     Bedrock,
+    /// Azure OpenAI: OpenAI's bodies, passed through, at a deployment's URL
+    /// (`/openai/deployments/{model}/…?api-version=…`, the deployment's `model` being the Azure
+    /// deployment name) or at Azure's v1 path (an endpoint ending in `/openai/v1`); `api_key`
+    /// goes in `api-key`, an `entra_token` in `Authorization: Bearer`.
+    AzureOpenAi,
 }
 
 impl Protocol {
@@ -136,7 +141,17 @@ impl Protocol {
             Protocol::OpenAi => 1,
             Protocol::Anthropic => 2,
             Protocol::Bedrock => 4,
+            Protocol::AzureOpenAi => 8,
         }
+    }
+
+    /// The protocols (as [`Protocol::bit`]s) that take the gateway's OpenAI body as it is: they
+    /// can express whatever OpenAI's protocol can, with nothing to translate.
+    pub const PASS_THROUGH: u8 = 1 | 8;
+
+    /// Whether this protocol takes OpenAI's bodies as they are (see [`Protocol::PASS_THROUGH`]).
+    pub fn passes_openai_through(self) -> bool {
+        self.bit() & Protocol::PASS_THROUGH != 0
     }
 
     /// The name config and the ledger use.
@@ -145,12 +160,17 @@ impl Protocol {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
             Protocol::Bedrock => "bedrock",
+            Protocol::AzureOpenAi => "azure-openai",
         }
     }
 }
 
 /// The `anthropic-version` header sent when a cloud does not set one.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The `api-version` Azure OpenAI's deployment URLs get when a cloud does not set one (the
+/// latest generally available version of the data-plane API).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 #[derive(Debug, Clone)]
 pub struct Cloud {
@@ -161,6 +181,12 @@ pub struct Cloud {
     pub aws: Option<AwsCredentials>,
     /// The `anthropic-version` header (Anthropic only; [`DEFAULT_ANTHROPIC_VERSION`]).
     pub anthropic_version: String,
+    /// The `api-version` query of Azure OpenAI's deployment URLs (Azure OpenAI only;
+    /// [`DEFAULT_AZURE_API_VERSION`]).
+    pub api_version: String,
+    /// A Microsoft Entra ID access token, sent as `Authorization: Bearer` (Azure OpenAI only,
+    /// instead of `api_key`).
+    pub entra_token: Option<Secret>,
 }
 
 /// An AWS access key pair, and a session token for temporary credentials.

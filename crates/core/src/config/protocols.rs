@@ -1,18 +1,20 @@
-//! Validation of what depends on a cloud's protocol: its auth settings, and for Bedrock the
-//! signing region and the jurisdiction an inference profile really spans.
+//! Validation of what depends on a cloud's protocol: its auth settings, for Bedrock the
+//! signing region and the jurisdiction an inference profile really spans, and for Azure OpenAI
+//! the `api-version` and the deployment names that go in its URLs.
 
 use super::raw::RawCloud;
 use super::secret::{SecretSource, resolve};
-use super::{AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DeploymentKind, Protocol};
+use super::{AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DEFAULT_AZURE_API_VERSION, DeploymentKind, Protocol};
 
 /// The protocol names config accepts.
-const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock";
+const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock, azure-openai";
 
 pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> Cloud {
     let protocol = match c.protocol.as_str() {
         "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "bedrock" => Protocol::Bedrock,
+        "azure-openai" => Protocol::AzureOpenAi,
         other => {
             errors.push(format!("{path}.protocol: unknown protocol {other:?} (supported: {PROTOCOLS})"));
             Protocol::OpenAi
@@ -22,6 +24,7 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
         resolve(reference, secrets).map_err(|e| errors.push(format!("{path}.{field}: {e}"))).ok()
     };
     let api_key = c.api_key.as_deref().and_then(|r| secret("api_key", r));
+    let entra_token = c.entra_token.as_deref().and_then(|r| secret("entra_token", r));
     let aws = c.aws.as_ref().map(|a| {
         let access_key_id = secret("aws.access_key_id", &a.access_key_id);
         let secret_access_key = secret("aws.secret_access_key", &a.secret_access_key);
@@ -48,6 +51,30 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
             _ => {}
         }
     }
+    if protocol == Protocol::AzureOpenAi {
+        match (c.api_key.is_some(), c.entra_token.is_some()) {
+            (true, true) => errors.push(format!(
+                "{path}: give either api_key (sent as api-key) or entra_token (a Microsoft Entra ID token, sent as a Bearer token), not both"
+            )),
+            (false, false) => errors.push(format!(
+                "{path}: the azure-openai protocol needs api_key (sent as api-key) or entra_token (a Microsoft Entra ID token)"
+            )),
+            _ => {}
+        }
+    } else {
+        if c.entra_token.is_some() {
+            errors.push(format!("{path}.entra_token: only for the azure-openai protocol"));
+        }
+        if c.api_version.is_some() {
+            errors.push(format!("{path}.api_version: only for the azure-openai protocol"));
+        }
+    }
+    let api_version = c.api_version.clone().unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+    if !is_api_version(&api_version) {
+        errors.push(format!(
+            "{path}.api_version: must be a date such as {DEFAULT_AZURE_API_VERSION}, or one with -preview (2025-04-01-preview)"
+        ));
+    }
     if c.anthropic_version.is_some() && protocol != Protocol::Anthropic {
         errors.push(format!("{path}.anthropic_version: only for the anthropic protocol"));
     }
@@ -55,7 +82,18 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
     if !is_date(&anthropic_version) {
         errors.push(format!("{path}.anthropic_version: must be a date such as {DEFAULT_ANTHROPIC_VERSION}"));
     }
-    Cloud { name: c.name.clone(), protocol, api_key, aws, anthropic_version }
+    Cloud { name: c.name.clone(), protocol, api_key, aws, anthropic_version, api_version, entra_token }
+}
+
+/// Azure's `api-version`: `YYYY-MM-DD`, or that with `-preview`.
+fn is_api_version(text: &str) -> bool {
+    is_date(text.strip_suffix("-preview").unwrap_or(text))
+}
+
+/// An Azure OpenAI deployment name, which goes in the URL's path as it is: letters, digits,
+/// `-`, `_` and `.`, at most 64 (what Azure accepts).
+fn is_azure_deployment_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// `YYYY-MM-DD`, digits where digits go.
@@ -90,10 +128,16 @@ pub(super) fn check_deployment(
     path: &str,
     errors: &mut Vec<String>,
 ) {
-    if kind == DeploymentKind::Embeddings && protocol != Protocol::OpenAi {
+    if kind == DeploymentKind::Embeddings && !protocol.passes_openai_through() {
         errors.push(format!(
-            "{path}.kind: embeddings are served over the openai protocol only (this cloud speaks {})",
+            "{path}.kind: embeddings are served over the openai and azure-openai protocols only (this cloud speaks {})",
             protocol.name()
+        ));
+    }
+    if protocol == Protocol::AzureOpenAi && !is_azure_deployment_name(model) {
+        errors.push(format!(
+            "{path}.model: on azure-openai this is the Azure deployment name, which goes in the URL: \
+             1 to 64 letters, digits, '-', '_' or '.', not {model:?}"
         ));
     }
     if protocol != Protocol::Bedrock {

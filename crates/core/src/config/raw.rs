@@ -112,6 +112,10 @@ pub struct RawCloud {
     pub api_key: Option<String>,
     pub aws: Option<RawAwsCredentials>,
     pub anthropic_version: Option<String>,
+    /// Azure OpenAI's `api-version` (a date, optionally `-preview`).
+    pub api_version: Option<String>,
+    /// Azure OpenAI: a secret reference to a Microsoft Entra ID token (instead of `api_key`).
+    pub entra_token: Option<String>,
 }
 
 /// Secret references for SigV4 signing.

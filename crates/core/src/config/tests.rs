@@ -589,7 +589,72 @@ fn anthropic_and_bedrock_clouds_take_their_auth_and_are_checked() {
     );
     check_error(
         &anthropic.replace("model: m", "model: m\n    kind: embeddings"),
-        "deployments[0].kind: embeddings are served over the openai protocol only",
+        "deployments[0].kind: embeddings are served over the openai and azure-openai protocols only",
+    );
+}
+
+#[test]
+fn azure_openai_clouds_take_a_key_or_an_entra_token_and_an_api_version() {
+    let azure = BASE.replace("protocol: openai", "protocol: azure-openai");
+    let config = Config::from_yaml(&azure, &Env).unwrap();
+    let cloud = &config.clouds[0];
+    assert_eq!(
+        (cloud.protocol, cloud.protocol.name(), cloud.protocol.bit()),
+        (Protocol::AzureOpenAi, "azure-openai", 8)
+    );
+    assert!(cloud.protocol.passes_openai_through() && Protocol::OpenAi.passes_openai_through());
+    assert!(!Protocol::Anthropic.passes_openai_through() && !Protocol::Bedrock.passes_openai_through());
+    assert_eq!(cloud.api_version, DEFAULT_AZURE_API_VERSION);
+    assert_eq!(cloud.api_key.as_ref().map(|k| k.expose()), Some("secret-value"));
+    assert!(cloud.entra_token.is_none());
+
+    let entra = BASE.replace(
+        r#"protocol: openai, api_key: "env:AWS_KEY""#,
+        r#"protocol: azure-openai, entra_token: "env:METRICS_TOKEN", api_version: 2025-04-01-preview"#,
+    );
+    let config = Config::from_yaml(&entra, &Env).unwrap();
+    let cloud = &config.clouds[0];
+    assert_eq!(cloud.entra_token.as_ref().map(|t| t.expose()), Some("metrics-secret"));
+    assert_eq!((cloud.api_key.is_none(), cloud.api_version.as_str()), (true, "2025-04-01-preview"));
+    assert!(!format!("{cloud:?}").contains("metrics-secret"), "the token stays out of Debug");
+    let embeddings = azure.replace("model: m", "model: text-embedding-3-small\n    kind: embeddings");
+    assert!(Config::from_yaml(&embeddings, &Env).is_ok(), "Azure serves embeddings");
+
+    check_error(
+        &azure.replace("protocol: azure-openai", "protocol: azure-openai, entra_token: \"env:AWS_KEY\""),
+        "clouds[0]: give either api_key (sent as api-key) or entra_token",
+    );
+    check_error(
+        &azure.replace(", api_key: \"env:AWS_KEY\"", ""),
+        "clouds[0]: the azure-openai protocol needs api_key (sent as api-key) or entra_token",
+    );
+    check_error(
+        &azure
+            .replace("protocol: azure-openai", "protocol: azure-openai, entra_token: \"env:NOPE\"")
+            .replace(", api_key: \"env:AWS_KEY\"", ""),
+        "clouds[0].entra_token: environment variable NOPE is not set",
+    );
+    for bad in ["latest", "2024-10-21-beta", "2024-10", "preview"] {
+        check_error(
+            &azure.replace("protocol: azure-openai", &format!("protocol: azure-openai, api_version: {bad}")),
+            "clouds[0].api_version: must be a date such as 2024-10-21",
+        );
+    }
+    check_error(
+        &BASE.replace("protocol: openai", "protocol: openai, api_version: 2024-10-21"),
+        "clouds[0].api_version: only for the azure-openai protocol",
+    );
+    check_error(
+        &BASE.replace("protocol: openai", "protocol: anthropic, entra_token: \"env:AWS_KEY\""),
+        "clouds[0].entra_token: only for the azure-openai protocol",
+    );
+    check_error(
+        &azure.replace("model: m", "model: gpt-4o/chat"),
+        "deployments[0].model: on azure-openai this is the Azure deployment name",
+    );
+    check_error(
+        &BASE.replace("protocol: openai", "protocol: azure"),
+        "supported: openai, vllm, oci-openai, anthropic, bedrock, azure-openai",
     );
 }
 

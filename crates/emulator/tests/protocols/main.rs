@@ -4,6 +4,7 @@
 //! protocols.
 
 mod anthropic;
+mod azure;
 mod bedrock;
 mod cross;
 mod openai;

@@ -18,6 +18,8 @@ pub(crate) const ANTHROPIC_KEY: &str = "sk-ant";
 pub(crate) const BEDROCK_KEY: &str = "bedrock-api-key";
 pub(crate) const AWS_KEY_ID: &str = "AKIDEMULATOR";
 pub(crate) const AWS_SECRET: &str = "emulator/secret/key";
+pub(crate) const AZURE_KEY: &str = "azure-resource-key";
+pub(crate) const ENTRA_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.entra";
 
 const CONFIG: &str = r#"
 clouds:
@@ -25,6 +27,8 @@ clouds:
   - { name: an, protocol: anthropic, api_key: "env:ANTHROPIC_KEY" }
   - { name: aws, protocol: bedrock, aws: { access_key_id: "env:AWS_KEY_ID", secret_access_key: "env:AWS_SECRET" } }
   - { name: brk, protocol: bedrock, api_key: "env:BEDROCK_KEY" }
+  - { name: az, protocol: azure-openai, api_key: "env:AZURE_KEY" }
+  - { name: az-entra, protocol: azure-openai, entra_token: "env:ENTRA_TOKEN" }
 deployments:
   - name: gpt
     cloud: oa
@@ -69,8 +73,35 @@ deployments:
     kind: embeddings
     endpoint: http://127.0.0.1:5/v1
     price: { input_per_mtok: 1 }
+  - name: gpt-4o-sweden
+    cloud: az
+    region: swedencentral
+    jurisdiction: eu
+    model: gpt-4o-prod
+    endpoint: http://127.0.0.1:6
+    price: { input_per_mtok: 1, output_per_mtok: 2 }
+    capabilities: { context_window: 4096, tools: true }
+    emulation: { ttft_ms: { fixed: 40 }, tokens_per_s: { fixed: 100 }, answer_tokens: [12, 12], max_concurrency: 1 }
+  - name: embed-sweden
+    cloud: az
+    region: swedencentral
+    jurisdiction: eu
+    model: text-embedding-3-small
+    kind: embeddings
+    endpoint: http://127.0.0.1:7/openai/v1
+    price: { input_per_mtok: 1 }
+  - name: gpt-4o-entra
+    cloud: az-entra
+    region: eastus
+    jurisdiction: us
+    model: gpt-4o-entra
+    endpoint: http://127.0.0.1:8
+    price: { input_per_mtok: 1, output_per_mtok: 2 }
+    emulation: { ttft_ms: { fixed: 40 }, tokens_per_s: { fixed: 100 }, answer_tokens: [12, 12] }
 aliases:
   - { name: chat, deployments: [gpt, claude, llama, nova] }
+  - { name: azure, deployments: [gpt-4o-sweden, gpt-4o-entra] }
+  - { name: azure-embed, deployments: [embed-sweden] }
   - { name: embed, deployments: [emb] }
 "#;
 
@@ -84,6 +115,8 @@ impl SecretSource for Secrets {
             "BEDROCK_KEY" => BEDROCK_KEY,
             "AWS_KEY_ID" => AWS_KEY_ID,
             "AWS_SECRET" => AWS_SECRET,
+            "AZURE_KEY" => AZURE_KEY,
+            "ENTRA_TOKEN" => ENTRA_TOKEN,
             _ => return None,
         };
         Some(value.to_owned())

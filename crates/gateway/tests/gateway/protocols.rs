@@ -1,6 +1,7 @@
 //! The gateway across wire protocols, end to end through the emulator, whose deployments each
 //! speak their cloud's protocol and check its auth as the cloud does: Bedrock Converse signed
-//! with SigV4, Anthropic Messages with `x-api-key`, OpenAI Chat Completions. Callers of
+//! with SigV4, Anthropic Messages with `x-api-key`, OpenAI Chat Completions, Azure OpenAI with
+//! `api-key` at its deployment URLs and its v1 path. Callers of
 //! `/v1/chat/completions` and `/v1/messages` are answered by each; failovers and stream
 //! continuations cross protocols; a wrong credential is a refusal that fails over; what a
 //! protocol cannot express is a 400 naming it, and nothing is sent.
@@ -27,6 +28,7 @@ const MESSAGES: &str = "/v1/messages";
 const AWS_KEY_ID: &str = "AKIDEXAMPLE";
 const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const ANTHROPIC_KEY: &str = "sk-ant-local";
+const AZURE_KEY: &str = "azure-resource-key";
 
 const BEDROCK_MODEL: &str = "us.meta.llama3-3-70b-instruct-v1:0";
 const ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
@@ -45,6 +47,7 @@ clouds:
   - { name: aws, protocol: bedrock, aws: { access_key_id: "env:AWS_ACCESS_KEY_ID", secret_access_key: "env:AWS_SECRET_ACCESS_KEY" } }
   - { name: ant, protocol: anthropic, api_key: "env:ANTHROPIC_API_KEY" }
   - { name: oai, protocol: openai }
+  - { name: azure, protocol: azure-openai, api_key: "env:AZURE_OPENAI_API_KEY" }
 deployments:
   - name: br
     cloud: aws
@@ -73,8 +76,30 @@ deployments:
     price: { input_per_mtok: 0.15, output_per_mtok: 0.6 }
     capabilities: { context_window: 200000, tools: true, prefill: true }
     emulation: { ttft_ms: { fixed: 5 }, tokens_per_s: { fixed: 1000 }, answer_tokens: [12, 12] }
+  - name: az
+    cloud: azure
+    region: eastus
+    jurisdiction: us
+    model: gpt-4o-prod
+    endpoint: https://contoso.openai.azure.com
+    price: { input_per_mtok: 2.5, output_per_mtok: 10 }
+    capabilities: { context_window: 200000, tools: true, prefill: true }
+    emulation: { ttft_ms: { fixed: 5 }, tokens_per_s: { fixed: 1000 }, answer_tokens: [12, 12] }
+  - name: az1
+    cloud: azure
+    region: eastus2
+    jurisdiction: us
+    model: gpt-4o-v1
+    endpoint: https://contoso.openai.azure.com/openai/v1
+    price: { input_per_mtok: 2.5, output_per_mtok: 10 }
+    capabilities: { context_window: 200000, tools: true }
+    emulation: { ttft_ms: { fixed: 5 }, tokens_per_s: { fixed: 1000 }, answer_tokens: [12, 12] }
 aliases:
   - { name: bedrock, policy: priority, deployments: [br] }
+  - { name: azure, policy: priority, deployments: [az] }
+  - { name: azure-v1, policy: priority, deployments: [az1] }
+  - { name: az-oa, policy: priority, deployments: [az, oa] }
+  - { name: az-an, policy: priority, deployments: [az, an] }
   - { name: anthropic, policy: priority, deployments: [an] }
   - { name: br-an, policy: priority, deployments: [br, an] }
   - { name: br-oa, policy: priority, deployments: [br, oa] }
@@ -94,6 +119,7 @@ impl Secrets {
             ("AWS_ACCESS_KEY_ID", AWS_KEY_ID.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.to_owned()),
             ("ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_owned()),
+            ("AZURE_OPENAI_API_KEY", AZURE_KEY.to_owned()),
         ]))
     }
 
@@ -872,4 +898,99 @@ async fn what_only_openai_can_read_goes_to_openai_and_the_carrier_is_refused() {
         );
     }
     assert_eq!(h.requests("br") + h.requests("an"), 0, "nothing was sent");
+}
+
+/// An OpenAI caller routed to Azure OpenAI deployments, at a deployment URL and at the v1 path:
+/// whole answers, streams and tool calls come back as OpenAI's, passed through.
+#[tokio::test(start_paused = true)]
+async fn an_openai_caller_is_answered_by_azure_at_both_kinds_of_url() {
+    let h = harness().await;
+    for (alias, deployment, model) in [("azure", "az", "gpt-4o-prod"), ("azure-v1", "az1", "gpt-4o-v1")] {
+        let r = h.chat(ask(alias, "hello")).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.body);
+        assert_eq!(r.elapsed, ANSWER_TIME, "{alias}");
+        assert_eq!(header(&r.headers, "x-switchyard-deployment"), deployment);
+        assert_eq!(header(&r.headers, "x-switchyard-cloud"), "azure");
+        assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1");
+        assert_eq!((r.body["object"].as_str(), r.body["model"].as_str()), (Some("chat.completion"), Some(model)));
+        assert_eq!(r.body["choices"][0]["message"]["content"], expected_answer("hello"), "{alias}");
+
+        let raw = openai_stream_text(&h, with_usage(ask(alias, "stream it"))).await;
+        let s = read_openai_stream(&raw, model);
+        assert_eq!((s.text.as_str(), s.finish.as_str()), (expected_answer("stream it").as_str(), "stop"), "{alias}");
+        assert_eq!(s.usage.map(|u| u["completion_tokens"].clone()), Some(json!(12)), "{alias}");
+        assert!(s.comments.contains(&format!("x-switchyard-route: {deployment}")), "{}", s.comments);
+
+        let mut tools = ask(alias, "Weather in Paris?");
+        tools["tools"] = json!([weather_tool()]);
+        let r = h.chat(tools).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.body);
+        let choice = &r.body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{}", r.body);
+        assert_eq!(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather", "{}", r.body);
+
+        assert_eq!(h.seen(deployment, Seen::Completed), 3, "{alias}");
+        assert_eq!(h.requests(deployment), 3, "{alias}: nothing refused (the key checked out)");
+    }
+    // An Anthropic caller is answered by Azure too, through the same OpenAI body.
+    let r = h.post(MESSAGES, Some(KEY), say("azure", "from messages").to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["content"][0]["text"], expected_answer("from messages"));
+    assert_eq!(h.requests("oa"), 0);
+}
+
+/// Azure's 401 for a wrong `api-key` is a refusal of the deployment: it fails over, counted as
+/// `upstream_refused`, and the caller never sees it.
+#[tokio::test(start_paused = true)]
+async fn a_wrong_azure_key_is_refused_and_fails_over() {
+    let h = harness_holding(&Secrets::issued().with("AZURE_OPENAI_API_KEY", "wrong-key")).await;
+    let r = h.chat(ask("az-oa", "wrong key")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "oa");
+    assert_eq!(header(&r.headers, "x-switchyard-attempts"), "2");
+    assert_eq!(r.body["choices"][0]["message"]["content"], expected_answer("wrong key"));
+    let raw = openai_stream_text(&h, ask("az-oa", "wrong key, streamed")).await;
+    assert_eq!(read_openai_stream(&raw, OPENAI_MODEL).text, expected_answer("wrong key, streamed"));
+    assert_eq!(h.seen("az", Seen::Unauthorized), 2);
+    let metrics = h.metrics().await;
+    assert!(metrics.contains(&attempts_metric("az", "upstream_refused", 2)), "{metrics}");
+    let r = h.chat(ask("azure", "nowhere")).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("az:") && message.contains("401"), "{message}");
+}
+
+/// Azure's content filter (its 400 with `ResponsibleAIPolicyViolation`) is returned to the
+/// caller as a content filter, not failed over.
+#[tokio::test(start_paused = true)]
+async fn an_azure_content_filter_reaches_the_caller() {
+    let h = harness().await;
+    h.faults("az", r#"[{"kind":"content_filter"}]"#);
+    let r = h.chat(ask("az-oa", "filtered")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "content_filter", "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "az");
+    assert_eq!(h.requests("oa"), 0, "a content filter is not failed over");
+    assert_eq!(h.seen("az", Seen::ContentFilter), 1);
+}
+
+/// Azure takes OpenAI's bodies as they are: an alias of Azure and OpenAI deployments needs no
+/// translation check, and an Anthropic caller's own parameters (carried for Anthropic and
+/// Bedrock) pass Azure over as they pass OpenAI over.
+#[tokio::test(start_paused = true)]
+async fn azure_is_passed_over_for_what_only_anthropic_can_express() {
+    let h = harness().await;
+    let mut body = say("az-an", "top k");
+    body["top_k"] = json!(5);
+    let r = h.post(MESSAGES, Some(KEY), body.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "an");
+    assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1", "no attempt wasted on Azure");
+    assert_eq!(h.requests("az"), 0, "nothing reached Azure");
+    // What only OpenAI's shape can say (a message `name`) is fine for Azure.
+    let mut named = ask("az-an", "who am I");
+    named["messages"][0]["name"] = json!("alice");
+    let r = h.chat(named).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "az");
 }

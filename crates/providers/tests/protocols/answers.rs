@@ -18,7 +18,7 @@ use crate::{ANTHROPIC_MODEL, BEDROCK_MODEL, OPENAI_MODEL, Peer, Reply, anthropic
 /// The model a decoder is made for: what the deployment serves.
 pub(crate) fn model_of(protocol: Protocol) -> &'static str {
     match protocol {
-        Protocol::OpenAi => OPENAI_MODEL,
+        Protocol::OpenAi | Protocol::AzureOpenAi => OPENAI_MODEL,
         Protocol::Anthropic => "claude-sonnet-4-5",
         Protocol::Bedrock => BEDROCK_MODEL,
     }
@@ -197,7 +197,7 @@ fn openai_stream() -> Vec<u8> {
 
 pub(crate) fn valid_stream(protocol: Protocol) -> Vec<u8> {
     match protocol {
-        Protocol::OpenAi => openai_stream(),
+        Protocol::OpenAi | Protocol::AzureOpenAi => openai_stream(),
         Protocol::Anthropic => anthropic_stream(),
         Protocol::Bedrock => bedrock_stream(),
     }
@@ -274,15 +274,18 @@ fn a_bedrock_eventstream_reads_as_openai_chunks_in_any_split() {
 
 #[test]
 fn an_openai_stream_passes_through_in_any_split() {
-    let (data, fault) = decode(Protocol::OpenAi, [&openai_stream()[..]]);
-    assert_eq!(fault, None);
-    let expected: Vec<String> = String::from_utf8(openai_stream())
-        .expect("UTF-8")
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: ").map(str::to_owned))
-        .collect();
-    assert_eq!(data, expected, "the event data as sent");
-    assert_split_invariant(Protocol::OpenAi, &openai_stream());
+    // Azure OpenAI's streams are OpenAI's: they pass through the same way.
+    for protocol in [Protocol::OpenAi, Protocol::AzureOpenAi] {
+        let (data, fault) = decode(protocol, [&openai_stream()[..]]);
+        assert_eq!(fault, None);
+        let expected: Vec<String> = String::from_utf8(openai_stream())
+            .expect("UTF-8")
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: ").map(str::to_owned))
+            .collect();
+        assert_eq!(data, expected, "the event data as sent");
+        assert_split_invariant(protocol, &openai_stream());
+    }
 }
 
 /// What `bedrock_codec::StreamEncoder` writes (the emulator's side) reads back: a length stop
@@ -509,6 +512,7 @@ fn each_protocol_knows_its_stream_content_type() {
     let eventstream = "application/vnd.amazon.eventstream";
     for (protocol, streams, not) in [
         (Protocol::OpenAi, sse, eventstream),
+        (Protocol::AzureOpenAi, sse, eventstream),
         (Protocol::Anthropic, sse, eventstream),
         (Protocol::Bedrock, eventstream, sse),
     ] {

@@ -1,4 +1,4 @@
-//! The three upstream protocols through the crate's public API: requests as an in-memory peer
+//! The four upstream protocols through the crate's public API: requests as an in-memory peer
 //! receives them, refusals as classified, and answers read back as OpenAI chunks.
 
 mod answers;
@@ -18,12 +18,15 @@ use serde_json::Value;
 use switchyard_core::AttemptError;
 use switchyard_core::config::Protocol;
 use switchyard_providers::sigv4::Credentials;
-use switchyard_providers::{Auth, Dial, Endpoint, Operation, Transport, Upstream};
+use switchyard_providers::{Auth, AzureCredential, Dial, Endpoint, Operation, Transport, Upstream};
 
 const OPENAI_MODEL: &str = "gpt-4o-2024-08-06";
 const ANTHROPIC_MODEL: &str = "claude-sonnet-4-5-20250929";
 const BEDROCK_MODEL: &str = "us.meta.llama3-3-70b-instruct-v1:0";
 const BEDROCK_HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
+const AZURE_HOST: &str = "contoso-sweden.openai.azure.com";
+/// An Azure deployment name: what goes in the URL, not a model id.
+const AZURE_DEPLOYMENT: &str = "gpt-4o-prod";
 
 fn openai() -> Endpoint {
     Endpoint {
@@ -52,6 +55,18 @@ fn bedrock(auth: Auth) -> Endpoint {
         auth,
         model: BEDROCK_MODEL.into(),
         region: "us-east-1".into(),
+    }
+}
+
+/// An Azure OpenAI resource's deployment `AZURE_DEPLOYMENT`, at `base` (the resource, or its
+/// v1 API under `/openai/v1`).
+fn azure(base: &str, credential: AzureCredential) -> Endpoint {
+    Endpoint {
+        base: base.into(),
+        protocol: Protocol::AzureOpenAi,
+        auth: Auth::Azure { credential, api_version: "2024-10-21".into() },
+        model: AZURE_DEPLOYMENT.into(),
+        region: "swedencentral".into(),
     }
 }
 

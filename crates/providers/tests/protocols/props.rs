@@ -33,7 +33,7 @@ fn feed_all(protocol: Protocol, pieces: &[&[u8]]) -> Vec<String> {
 }
 
 fn protocols() -> impl Strategy<Value = Protocol> {
-    prop_oneof![Just(Protocol::OpenAi), Just(Protocol::Anthropic), Just(Protocol::Bedrock)]
+    prop_oneof![Just(Protocol::OpenAi), Just(Protocol::AzureOpenAi), Just(Protocol::Anthropic), Just(Protocol::Bedrock)]
 }
 
 proptest! {
@@ -70,7 +70,7 @@ proptest! {
         for piece in &pieces {
             prop_assert!(decoder.push(piece, &mut out).is_ok());
         }
-        if protocol != Protocol::OpenAi {
+        if !protocol.passes_openai_through() {
             prop_assert!(out.len() <= whole.len());
             prop_assert_eq!(normalized(&out), normalized(&whole[..out.len()]));
         }
@@ -99,7 +99,7 @@ proptest! {
         cuts in proptest::collection::vec(0.0..1.0f64, 0..8),
     ) {
         let bytes: Vec<u8> = match protocol {
-            Protocol::OpenAi => unreachable!("not drawn"),
+            Protocol::OpenAi | Protocol::AzureOpenAi => unreachable!("not drawn"),
             Protocol::Anthropic => {
                 let events = anthropic_events();
                 picks.iter().flat_map(|(i, keep, whole)| {

@@ -9,11 +9,11 @@ use http::{HeaderMap, Method, Uri};
 use serde_json::{Value, json};
 use switchyard_core::AttemptError;
 use switchyard_providers::sigv4::{self, Credentials, Scope};
-use switchyard_providers::{Auth, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, Operation};
+use switchyard_providers::{Auth, AzureCredential, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, Operation};
 
 use crate::{
-    ANTHROPIC_MODEL, BEDROCK_HOST, BEDROCK_MODEL, Captured, OPENAI_MODEL, Reply, anthropic, aws, bedrock, chat,
-    exchange, openai,
+    ANTHROPIC_MODEL, AZURE_DEPLOYMENT, AZURE_HOST, BEDROCK_HOST, BEDROCK_MODEL, Captured, OPENAI_MODEL, Reply,
+    anthropic, aws, azure, bedrock, chat, exchange, openai,
 };
 
 /// An OpenAI body with a system message, a user turn and a tool, plus `more` fields.
@@ -316,6 +316,123 @@ async fn openai_bodies_pass_through_byte_for_byte() {
     let sent = exchange(openai(), Operation::Embeddings, embeddings, Reply::json(200, "{}")).await;
     assert_eq!(sent.request().uri, "/v1/embeddings");
     assert_eq!(&sent.request().body[..], &embeddings[..]);
+}
+
+/// Azure OpenAI gets OpenAI's body byte for byte, at its deployment's URL with the
+/// `api-version`, and its key as `api-key` (no Bearer token).
+#[tokio::test]
+async fn azure_gets_the_openai_body_at_its_deployment_url_with_its_api_key() {
+    let body = format!(
+        "{{\"model\":\"{AZURE_DEPLOYMENT}\",  \"messages\":[{{\"role\":\"user\",\"content\":\"hi \\u00e9\"}}],\n\
+         \"stream\":true,\"seed\":7,\"x_vendor\":{{\"a\":[1,2]}}}}"
+    );
+    let base = format!("https://{AZURE_HOST}");
+    let sent = chat(azure(&base, AzureCredential::ApiKey("azure-key".into())), body.as_bytes()).await;
+    assert!(matches!(sent.outcome, Ok((200, _))), "{:?}", sent.outcome);
+    let request = sent.request();
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(request.uri, "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21");
+    assert_eq!(request.header("host"), Some(AZURE_HOST));
+    assert_eq!(request.header("api-key"), Some("azure-key"));
+    assert_eq!(request.header("authorization"), None, "a key is api-key, not a Bearer token");
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(&request.body[..], body.as_bytes(), "the body passes through byte for byte");
+
+    let embeddings = br#"{"model":"gpt-4o-prod","input":["a","b"]}"#;
+    let endpoint = azure(&base, AzureCredential::ApiKey("azure-key".into()));
+    let sent = exchange(endpoint, Operation::Embeddings, embeddings, Reply::json(200, "{}")).await;
+    assert_eq!(sent.request().uri, "/openai/deployments/gpt-4o-prod/embeddings?api-version=2024-10-21");
+    assert_eq!(&sent.request().body[..], &embeddings[..]);
+
+    // Another api-version, as configured.
+    let mut endpoint = azure(&base, AzureCredential::ApiKey("azure-key".into()));
+    endpoint.auth = Auth::Azure {
+        credential: AzureCredential::ApiKey("azure-key".into()),
+        api_version: "2025-04-01-preview".into(),
+    };
+    let sent = chat(endpoint, body.as_bytes()).await;
+    assert_eq!(sent.request().uri, "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2025-04-01-preview");
+}
+
+/// An Entra ID token is a Bearer token, and no `api-key` is sent.
+#[tokio::test]
+async fn azure_with_an_entra_token_sends_it_as_a_bearer_token() {
+    let body = weather_body(AZURE_DEPLOYMENT, json!({}));
+    let sent =
+        chat(azure(&format!("https://{AZURE_HOST}"), AzureCredential::Entra("eyJ0eXAi.token".into())), &body).await;
+    let request = sent.request();
+    assert_eq!(request.header("authorization"), Some("Bearer eyJ0eXAi.token"));
+    assert_eq!(request.header("api-key"), None);
+    assert_eq!(&request.body[..], &body[..]);
+}
+
+/// An endpoint ending in `/openai/v1` is Azure's v1 API: OpenAI's paths there, no api-version.
+#[tokio::test]
+async fn azure_v1_endpoints_take_openai_paths_without_an_api_version() {
+    let base = format!("https://{AZURE_HOST}/openai/v1");
+    let body = weather_body(AZURE_DEPLOYMENT, json!({"stream": true}));
+    let sent = chat(azure(&base, AzureCredential::ApiKey("azure-key".into())), &body).await;
+    let request = sent.request();
+    assert_eq!(request.uri, "/openai/v1/chat/completions");
+    assert_eq!(request.header("api-key"), Some("azure-key"));
+    assert_eq!(&request.body[..], &body[..]);
+    let embeddings = br#"{"model":"gpt-4o-prod","input":"a"}"#;
+    let endpoint = azure(&base, AzureCredential::ApiKey("azure-key".into()));
+    let sent = exchange(endpoint, Operation::Embeddings, embeddings, Reply::json(200, "{}")).await;
+    assert_eq!(sent.request().uri, "/openai/v1/embeddings");
+}
+
+/// Azure's refusals are OpenAI-shaped and classified as OpenAI's: its content filter, its 401
+/// for a wrong key and its 404 for a deployment that does not exist.
+#[tokio::test]
+async fn azure_refusals_are_classified() {
+    let endpoint = || azure(&format!("https://{AZURE_HOST}"), AzureCredential::ApiKey("k".into()));
+    let filtered = json!({"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        "type": null, "param": "prompt", "code": "content_filter", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {"violence": {"filtered": true, "severity": "medium"}}},
+    }});
+    let too_long =
+        "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.";
+    let cases = [
+        (
+            Reply::json(400, filtered.to_string()),
+            AttemptError::ContentFiltered {
+                message: "The response was filtered due to the prompt triggering Azure OpenAI's content management policy."
+                    .into(),
+                code: Some("content_filter".into()),
+            },
+        ),
+        (
+            // Only the inner code says it.
+            Reply::json(400, json!({"error": {"message": "filtered", "code": "400",
+                "innererror": {"code": "ResponsibleAIPolicyViolation"}}}).to_string()),
+            AttemptError::ContentFiltered { message: "filtered".into(), code: Some("400".into()) },
+        ),
+        (
+            Reply::json(400, json!({"error": {"message": too_long, "type": "invalid_request_error",
+                "param": "messages", "code": "context_length_exceeded"}}).to_string()),
+            AttemptError::ContextLengthExceeded { message: too_long.into() },
+        ),
+        (
+            Reply::json(401, json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}}).to_string()),
+            AttemptError::UpstreamRefused { status: 401 },
+        ),
+        (
+            Reply::json(404, json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}}).to_string()),
+            AttemptError::UpstreamRefused { status: 404 },
+        ),
+        (
+            Reply::json(429, json!({"error": {"code": "429", "message": "Requests ... have exceeded token rate limit"}}).to_string())
+                .with("retry-after-ms", "1500"),
+            AttemptError::RateLimited { retry_after: Some(Duration::from_millis(1500)) },
+        ),
+        (Reply::json(503, "{}"), AttemptError::ServerError { status: 503 }),
+    ];
+    for (reply, expected) in cases {
+        assert_eq!(refused(endpoint(), reply.clone()).await, expected, "{reply:?}");
+    }
 }
 
 #[tokio::test]
