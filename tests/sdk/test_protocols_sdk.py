@@ -6,7 +6,10 @@ OpenAI one with its api-key; the emulator checks each cloud's auth as the cloud 
 - the `anthropic` SDK on /v1/messages, routed to the Bedrock and to the OpenAI deployment:
   a plain message, a stream, tools and a tool-result turn, and errors;
 - the `openai` SDK on /v1/chat/completions, routed to the Bedrock, the Anthropic and the
-  Azure OpenAI deployment: tools (whole and streamed) and a plain stream.
+  Azure OpenAI deployment: tools (whole and streamed) and a plain stream;
+- the `openai` SDK on /v1/responses, routed to each of the four deployments:
+  `responses.create` plain and with `stream=True`, `responses.stream()`, a function call and
+  its output, and `previous_response_id` refused with a 400.
 Usage: python test_protocols_sdk.py PATH_TO_SWITCHYARD_BINARY
 """
 
@@ -160,6 +163,71 @@ def openai_tests(client):
     return tests
 
 
+RESPONSES_WEATHER = {"type": "function", "name": WEATHER["name"], "description": WEATHER["description"],
+                     "parameters": WEATHER["input_schema"]}
+
+
+def responses_tests(client):
+    def plain(alias):
+        raw = client.responses.with_raw_response.create(model=alias, input="Say hello", instructions="Be brief.")
+        assert raw.headers.get("x-switchyard-deployment") == DEPLOYMENT[alias], raw.headers
+        r = raw.parse()
+        assert r.object == "response" and r.status == "completed" and r.model == alias, r
+        assert r.id.startswith("resp_") and r.output_text, r
+        assert r.output[0].type == "message" and r.output[0].content[0].type == "output_text", r.output
+        assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage
+        assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens, r.usage
+
+    def create_stream(alias):
+        events = list(client.responses.create(model=alias, input="Tell me a story", stream=True))
+        types = [e.type for e in events]
+        assert types[:2] == ["response.created", "response.in_progress"], types
+        assert types[-1] == "response.completed", types
+        assert [e.sequence_number for e in events] == list(range(len(events))), types
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        done = events[-1].response
+        assert text and done.output_text == text, (text, done)
+        assert done.usage.output_tokens > 0, done.usage
+        assert len({e.response.id for e in events if hasattr(e, "response")}) == 1, "one response id"
+
+    def stream_helper(alias):
+        with client.responses.stream(model=alias, input="Tell me a story") as s:
+            text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+            final = s.get_final_response()
+        assert text and final.output_text == text, (text, final)
+        assert final.status == "completed" and final.usage.output_tokens > 0, final
+
+    def function_call(alias):
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        r = client.responses.create(model=alias, input=question, tools=[RESPONSES_WEATHER])
+        call = next(item for item in r.output if item.type == "function_call")
+        assert call.name == "get_weather" and isinstance(json.loads(call.arguments).get("city"), str), call
+        turn = question + [
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18 C, clear"},
+        ]
+        answer = client.responses.create(model=alias, input=turn, tools=[RESPONSES_WEATHER])
+        assert answer.status == "completed" and answer.output_text, answer
+        with client.responses.stream(model=alias, input=question, tools=[RESPONSES_WEATHER]) as s:
+            final = s.get_final_response()
+        streamed = next(item for item in final.output if item.type == "function_call")
+        assert streamed.name == "get_weather" and "city" in json.loads(streamed.arguments), streamed
+
+    def no_state(alias):
+        try:
+            client.responses.create(model=alias, input="hi", previous_response_id="resp_123")
+        except openai.BadRequestError as e:
+            assert "keeps no response state" in e.message and e.body["param"] == "previous_response_id", e.body
+        else:
+            raise AssertionError("previous_response_id was accepted")
+
+    tests = []
+    for alias in ("chat-bedrock", "chat-anthropic", "chat-openai", "chat-azure"):
+        for f in (plain, create_stream, stream_helper, function_call, no_state):
+            tests.append((f"responses {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
+    return tests
+
+
 def main():
     binary = sys.argv[1]
     servers = Servers(binary, "switchyard-protocols-sdk-", config="protocols.yaml", env=ENV)
@@ -169,7 +237,7 @@ def main():
         base = f"http://127.0.0.1:{servers.gateway}"
         claude = anthropic.Anthropic(base_url=base, api_key=KEY, max_retries=0, timeout=30)
         gpt = openai.OpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0, timeout=30)
-        for name, test in anthropic_tests(claude, servers.set_faults) + openai_tests(gpt):
+        for name, test in anthropic_tests(claude, servers.set_faults) + openai_tests(gpt) + responses_tests(gpt):
             try:
                 test()
                 passed += 1

@@ -1,5 +1,6 @@
 //! `switchyard demo`: emulated AWS-, Azure- and OCI-shaped clouds and an on-prem cluster (AWS on
-//! Bedrock's protocol with SigV4, on-prem on Anthropic's, the rest on OpenAI's), the gateway in
+//! Bedrock's protocol with SigV4, Azure on Azure OpenAI's, OCI on OpenAI's signed with an OCI
+//! API key made at start, on-prem on Anthropic's), the gateway in
 //! front, mixed traffic from two tenants, one whole cloud taken down midway and brought back;
 //! live progress, a closing table, and a report file.
 
@@ -23,9 +24,12 @@ const WORKERS: usize = 24;
 const CLOUD_DOWN: &str = "aws";
 
 pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::Result<ExitCode> {
-    let emulated = Config::from_yaml(DEMO_CONFIG, &DemoSecrets).context("demo config")?;
+    // OCI's API signing key, made now and held in memory only: the gateway signs with it and
+    // the emulated OCI checks its signatures with the public half.
+    let secrets = DemoSecrets { oci_private_key: switchyard_providers::oci::generate_pem()? };
+    let emulated = Config::from_yaml(DEMO_CONFIG, &secrets).context("demo config")?;
     let emulator = Emulator::start(&emulated, Bind::Ephemeral, None, seed).await?;
-    let mut config = Config::from_yaml(DEMO_CONFIG, &DemoSecrets).context("demo config")?;
+    let mut config = Config::from_yaml(DEMO_CONFIG, &secrets).context("demo config")?;
     for d in &mut config.deployments {
         if let Some(e) = emulator.deployment(&d.name) {
             d.endpoint = e.endpoint();
@@ -167,11 +171,15 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
 /// The demo's made-up credentials, the same for the emulated clouds (which check them as the
 /// real ones do: Bedrock's SigV4 signature, Anthropic's `x-api-key`, Azure's `api-key`) and the
 /// gateway.
-struct DemoSecrets;
+/// The demo's made-up credentials, and the OCI signing key it made at start.
+struct DemoSecrets {
+    oci_private_key: String,
+}
 
 impl SecretSource for DemoSecrets {
     fn env(&self, name: &str) -> Option<String> {
         let value = match name {
+            "DEMO_OCI_PRIVATE_KEY" => self.oci_private_key.as_str(),
             "DEMO_AWS_ACCESS_KEY_ID" => "AKIDSWITCHYARDDEMO",
             "DEMO_AWS_SECRET_ACCESS_KEY" => "demo/secret/access/key/for/sigv4",
             "DEMO_ONPREM_API_KEY" => "sk-onprem-demo",

@@ -265,14 +265,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if let Some(shared) = &shared {
                 let (url, status) = (shared.counters.url(), shared.counters.status().as_str());
-                tracing::info!(message = "Sharing limits and budgets through Redis.", %url, status);
+                tracing::info!(message = "Sharing limits, budgets and deployment signals through Redis.", %url, status);
             }
             let (store, ledger) = opened.unzip();
-            let (shared, shared_budgets) = shared.map(|s| (s.counters, s.budgets)).unzip();
+            let (shared, shared_budgets, shared_signals) = match shared {
+                Some(s) => (Some(s.counters), Some(s.budgets), Some(s.signals)),
+                None => (None, None, None),
+            };
             let parts = switchyard_gateway::Parts {
                 ledger,
                 shared,
                 shared_budgets,
+                shared_signals,
                 store: store.clone(),
                 ..Default::default()
             };

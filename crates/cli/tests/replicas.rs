@@ -1,7 +1,9 @@
 //! Two `switchyard serve` replicas sharing one Redis and one PostgreSQL hold a tenant's tokens
 //! per minute and its daily budget cluster-wide, within the overshoot `crates/shared` documents,
 //! under concurrent load from both sides; and without Redis each replica holds the limit on its
-//! own, so the pair lets about twice as much through. Emulated deployments run in this process.
+//! own, so the pair lets about twice as much through; and an ejection on one replica is
+//! honoured by the other (deployment signals through Redis). Emulated deployments run in this
+//! process.
 //!
 //! The bounds, from `crates/shared`'s docs, with `N` replicas, `W` worker threads per replica
 //! (the threads that may check then reserve at once), `A` the largest reservation and
@@ -26,9 +28,9 @@ use bytes::Bytes;
 use common::{Serve, spend_json};
 use serde_json::Value;
 use switchyard_core::calendar::format_utc;
-use switchyard_core::config::{Config, NoSecrets, key_hash_text};
+use switchyard_core::config::{Config, Fault, FaultKind, FaultWindow, NoSecrets, key_hash_text};
 use switchyard_core::usage::{Usage, list_cost};
-use switchyard_emulator::{Bind, Emulator};
+use switchyard_emulator::{Bind, Emulator, Seen};
 use switchyard_testkit::{Postgres, Redis, TempDir};
 use switchyard_wire::ChatRequest;
 use tokio::task::JoinHandle;
@@ -127,6 +129,77 @@ fn two_replicas_hold_a_daily_budget_together() {
     let began = std::time::Instant::now();
     runtime().block_on(daily_budget(&pg, &redis));
     eprintln!("whole test {:.1}s", began.elapsed().as_secs_f64());
+}
+
+/// `fast-b` goes down. Replica 1 ejects it after three requests on `chat-b` (which tries it
+/// first; each is answered by `fast-a`); replica 2, which sent it nothing, reports it ejected
+/// within about a sync interval and sends its own requests straight to `fast-a`.
+#[test]
+fn an_ejection_on_one_replica_is_honoured_by_the_other() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(redis) = switchyard_testkit::redis() else { return };
+    let began = std::time::Instant::now();
+    runtime().block_on(async {
+        let shared = (redis.url(), "eject".to_owned());
+        let mut cluster = Cluster::start("eject", "none", Some(&shared), "limits: { rpm: 1000000 }").await;
+        let down =
+            Fault { window: FaultWindow { from: Duration::ZERO, until: None }, rate: 1.0, kind: FaultKind::Outage };
+        cluster.emulator.set_faults("fast-b", vec![down]).expect("fast-b is emulated");
+        let (one, two) = (cluster.replicas[0].base.clone(), cluster.replicas[1].base.clone());
+        for i in 0..3 {
+            assert_eq!(chat_b(&cluster.client, &one, i).await, ("fast-a".to_owned(), 2), "request {i} on replica 1");
+        }
+        assert_eq!(ejected(&cluster.client, &one).await, Some(true), "replica 1 ejected fast-b");
+        let waited = Instant::now();
+        while ejected(&cluster.client, &two).await != Some(true) {
+            assert!(waited.elapsed() < Duration::from_secs(3), "replica 2 never heard; logs: {}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!("replica 2 reported fast-b ejected {} ms after replica 1 did", waited.elapsed().as_millis());
+        let resets = || cluster.emulator.deployment("fast-b").expect("fast-b").count(Seen::ConnectionReset);
+        let before = resets();
+        assert_eq!(before, 3);
+        for i in 3..6 {
+            assert_eq!(chat_b(&cluster.client, &two, i).await, ("fast-a".to_owned(), 1), "request {i} on replica 2");
+        }
+        assert_eq!(resets(), before, "replica 2 did not try fast-b");
+        let metrics = cluster.client.get(format!("{two}/metrics")).send().await.expect("metrics");
+        let metrics = metrics.text().await.expect("metrics text");
+        // The link's state is reported (its value is not asserted: a loaded machine may miss a round).
+        assert!(metrics.contains("switchyard_shared_signals_status{state=\"connected\"} "), "{metrics}");
+        assert!(metrics.contains("switchyard_shared_signals_syncs_total{result=\"ok\"} "), "{metrics}");
+        cluster.stop().await;
+    });
+    eprintln!("whole test {:.1}s", began.elapsed().as_secs_f64());
+}
+
+/// A request on `chat-b`: the deployment that answered it, and how many attempts it took.
+async fn chat_b(client: &reqwest::Client, base: &str, i: u32) -> (String, u32) {
+    let body = serde_json::json!({
+        "model": "chat-b",
+        "messages": [{ "role": "user", "content": format!("eject {i}") }],
+        "max_tokens": MAX_TOKENS,
+    });
+    let response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the replica answers");
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let deployment = header("x-switchyard-deployment").unwrap_or_default();
+    let attempts = header("x-switchyard-attempts").and_then(|n| n.parse().ok()).unwrap_or(0);
+    (deployment, attempts)
+}
+
+/// Whether a replica's `/metrics` says `fast-b` is ejected.
+async fn ejected(client: &reqwest::Client, base: &str) -> Option<bool> {
+    let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("switchyard_deployment_ejected{deployment=\"fast-b\"} "))?;
+    Some(line.trim() == "1")
 }
 
 /// What one run of callers against a pair of replicas saw.
@@ -282,7 +355,7 @@ async fn daily_budget(pg: &Postgres, redis: &Redis) {
 /// Dropped in this order: the replicas (killed, if still running), the emulator, the files.
 struct Cluster {
     replicas: Vec<Serve>,
-    _emulator: Emulator,
+    emulator: Emulator,
     client: reqwest::Client,
     config: Config,
     config_path: PathBuf,
@@ -317,7 +390,7 @@ impl Cluster {
             std::fs::create_dir(&home).unwrap();
             replicas.push(Serve::start(&config_path, &home, &format!("{name}-{i}"), &client).await);
         }
-        Cluster { replicas, _emulator: emulator, client, config, config_path, _dir: dir }
+        Cluster { replicas, emulator, client, config, config_path, _dir: dir }
     }
 
     /// [`CALLERS`] per replica, asking until `until` or until told to stop.
@@ -587,6 +660,9 @@ clouds:
 deployments:{a}{b}
 aliases:
   - {{ name: chat, deployments: [fast-a, fast-b] }}
+  - {{ name: chat-b, policy: priority, deployments: [fast-b, fast-a] }}
+routing:
+  outlier: {{ base_ejection_ms: 10000 }}
 tenants:
   - {{ name: {TENANT}, keys: ["{hash}"], jurisdictions: [us], aliases: ["*"], {limits} }}
 ledger:

@@ -235,12 +235,13 @@ impl AttemptSession {
         }
         // A deployment ejected by its last failure (a failed half-open probe, say) is not
         // asked again at once.
-        let retry_same = self.retry_same.take().filter(|r| !state.deployment(r.deployment).health.is_ejected(now));
+        let retry_same =
+            self.retry_same.take().filter(|r| !state.deployment_at(r.deployment, now).health.is_ejected(now));
         let next = match retry_same {
             Some(next) => next,
             None => {
                 let remaining = &self.plan[self.position.min(self.plan.len())..];
-                let healthy = remaining.iter().position(|d| !state.deployment(*d).health.is_ejected(now));
+                let healthy = remaining.iter().position(|d| !state.deployment_at(*d, now).health.is_ejected(now));
                 let skip = healthy.unwrap_or(0);
                 let Some(deployment) = remaining.get(skip).copied() else {
                     return Err(Exhausted::Plan);

@@ -25,6 +25,11 @@ impl Calendar {
     pub fn unix_ms(&self, at: Time) -> i64 {
         self.unix_ms_at_zero.saturating_add(i64::try_from(at.as_micros() / 1_000).unwrap_or(i64::MAX))
     }
+
+    /// The core time of a Unix time (ms); `Time::ZERO` for one before it.
+    pub fn time_of(&self, unix_ms: i64) -> Time {
+        Time::from_millis(u64::try_from(unix_ms.saturating_sub(self.unix_ms_at_zero)).unwrap_or(0))
+    }
 }
 
 /// The window a Unix time falls in: days since 1970 for a day, months since 1970 for a month.

@@ -13,6 +13,8 @@ pub struct Health {
     consecutive_failures: u32,
     /// Ejections since the last successful probe; sets the next backoff.
     n_ejections: u32,
+    /// When the current ejection was made (here, or by another replica: see `adopt`).
+    ejected_at: Time,
     ejected_until: Option<Time>,
     probe_in_flight: bool,
 }
@@ -55,13 +57,17 @@ impl Health {
         }
     }
 
-    pub fn on_success(&mut self) {
+    /// Records a success. Returns whether it was the probe that ended an ejection (the
+    /// deployment recovered).
+    pub fn on_success(&mut self) -> bool {
         self.consecutive_failures = 0;
-        if self.ejected_until.is_some() && self.probe_in_flight {
+        let recovered = self.ejected_until.is_some() && self.probe_in_flight;
+        if recovered {
             self.ejected_until = None;
             self.n_ejections = 0;
         }
         self.probe_in_flight = false;
+        recovered
     }
 
     /// Records a failure; `may_eject` is false when the ejected share is at its cap.
@@ -78,6 +84,41 @@ impl Health {
         let until = now + ejection_time(self.n_ejections, settings);
         self.n_ejections = self.n_ejections.saturating_add(1);
         self.ejected_until = Some(until);
+        self.ejected_at = now;
+        true
+    }
+
+    /// When the ejection now set (running, or over and awaiting its probe) ends.
+    pub fn ejected_until(&self) -> Option<Time> {
+        self.ejected_until
+    }
+
+    /// Takes on an ejection another replica made at `at`, lasting until `until` (the caller
+    /// passes only one still running). Extends an ejection of this replica's that ends sooner;
+    /// counts as an ejection for the next backoff; a probe in flight here stays the probe.
+    pub fn adopt(&mut self, at: Time, until: Time) -> bool {
+        if self.ejected_until.is_some_and(|mine| mine >= until) {
+            return false;
+        }
+        self.ejected_at = match self.ejected_until {
+            Some(_) => self.ejected_at.max(at),
+            None => at,
+        };
+        self.ejected_until = Some(until);
+        self.n_ejections = self.n_ejections.max(1);
+        true
+    }
+
+    /// Another replica's probe succeeded at `at`: an ejection made no later than that is over
+    /// (one made since stands). Returns whether this ended one here.
+    pub fn recover(&mut self, at: Time) -> bool {
+        if self.ejected_until.is_none() || self.ejected_at > at {
+            return false;
+        }
+        self.ejected_until = None;
+        self.n_ejections = 0;
+        self.consecutive_failures = 0;
+        self.probe_in_flight = false;
         true
     }
 
@@ -135,6 +176,30 @@ mod tests {
             let d = ejection_time(n, &s);
             assert!(d >= s.base_ejection && d <= s.max_ejection);
         }
+    }
+
+    #[test]
+    fn an_ejection_from_elsewhere_is_adopted_and_a_recovery_ends_only_older_ones() {
+        let s = settings();
+        let mut h = Health::default();
+        let t = |ms| Time::from_millis(ms);
+        assert!(h.adopt(t(10), t(50)));
+        assert_eq!(h.availability(t(20)), Availability::Ejected { until: t(50) });
+        assert!(!h.adopt(t(12), t(40)), "one ending sooner changes nothing");
+        assert!(!h.recover(t(5)), "a recovery before the ejection does not end it");
+        assert!(h.recover(t(30)));
+        assert_eq!(h.availability(t(30)), Availability::Healthy);
+        // An ejection made here after a recovery heard from elsewhere stands.
+        for _ in 0..3 {
+            h.on_failure(t(40), &s, true);
+        }
+        assert!(!h.recover(t(35)) && h.is_ejected(t(41)));
+        // A probe running here stays the probe when an ejection is adopted meanwhile.
+        let later = t(40) + s.base_ejection;
+        h.on_attempt(later);
+        assert!(h.adopt(later, later + Duration::from_secs(3)));
+        assert!(h.on_success(), "the probe's success recovers");
+        assert_eq!(h.availability(later), Availability::Healthy);
     }
 
     #[test]

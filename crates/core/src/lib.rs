@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod plan;
 pub mod retry_budget;
 pub mod rng;
+pub mod signals;
 pub mod state;
 pub mod tenancy;
 pub mod time;

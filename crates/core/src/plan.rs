@@ -279,7 +279,7 @@ pub fn plan(
             removed.largest_context = removed.largest_context.max(caps.context_window);
             continue;
         }
-        let s = state.deployment(*id);
+        let s = state.deployment_at(*id, now);
         if let Availability::Ejected { until } = s.health.availability(now) {
             ejected.push((until, d));
             continue;

@@ -5,6 +5,13 @@
 //! its own lock (on its own cache line), the retry budget and commitment spend are atomics,
 //! and per-minute allowances sit behind the [`Counters`] seam. Never hold two deployment locks
 //! at once; no method here does.
+//!
+//! Across replicas, ejections, cool-downs, recoveries and attempts in flight go through the
+//! [`Signals`] seam when there is one (`signals.rs`): transitions are published as they happen,
+//! and what other replicas said is taken in whenever a deployment is read to plan or start an
+//! attempt ([`RouterState::deployment_at`]).
+
+mod signals;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +26,7 @@ use crate::counters::{Counters, DeploymentLimits, LocalCounters, Padded, limit_i
 use crate::estimator::LatencyEstimate;
 use crate::health::Health;
 use crate::retry_budget::RetryBudget;
+use crate::signals::{Cluster, Heard, Signals};
 use crate::tenancy::{Admission, Calendar, Estimate, KeyGate, LocalWindows, Refusal, Tenancy, budget_specs};
 use crate::time::Time;
 
@@ -38,6 +46,12 @@ pub struct DeploymentState {
     /// Attempts in flight per tenant, and how many tenants have any (for the fair share).
     by_tenant: Vec<u32>,
     active_tenants: u32,
+    /// What other replicas said, as last taken in: its version and what was applied.
+    heard_version: u64,
+    heard: Heard,
+    /// How the configured concurrency limit is counted, as of the last read with
+    /// [`RouterState::deployment_at`] (always [`Cluster::Alone`] without shared signals).
+    cluster: Cluster,
 }
 
 /// The end of an attempt, as the router needs to know it.
@@ -71,6 +85,11 @@ pub struct RouterState {
     outlier: OutlierSettings,
     fair_share_above: f64,
     tenancy: Tenancy,
+    /// Ejections, cool-downs, recoveries and attempts in flight shared with other replicas;
+    /// `None` (the default) keeps them in this replica, at the cost of one branch.
+    signals: Option<Arc<dyn Signals>>,
+    /// Maps [`Time`] to the wall clock, for instants shared with other replicas.
+    calendar: Calendar,
 }
 
 /// A deployment's state, locked while this lives: read what you need and let it go.
@@ -86,14 +105,25 @@ impl DeploymentState {
     /// when the config has more than one tenant: a tenant alone cannot take the last slots
     /// another would need). Its rate
     /// allowances are the router's: [`RouterState::has_headroom`].
+    ///
+    /// Shared across replicas ([`Cluster::Shared`]), the configured limit counts every
+    /// replica's attempts (the others' as last published) and no more than the unconfirmed
+    /// cap may begin here between confirmations; the learned limit stays this replica's own,
+    /// against its own attempts. Whichever of the two is fuller binds.
+    #[inline]
     pub fn has_concurrency_room(&self, tenant: TenantId, priority: Priority, fair_share_above: f64) -> bool {
         let configured = self.concurrency_limit.map_or(f64::INFINITY, f64::from);
         let learned = self.learned_limit.map_or(f64::INFINITY, |l| l.floor().max(1.0));
-        let limit = configured.min(learned);
+        let (in_flight, limit) = match self.cluster {
+            Cluster::Alone => (f64::from(self.in_flight), configured.min(learned)),
+            cluster => match self.binding(cluster, configured, learned) {
+                Some(binding) => binding,
+                None => return false,
+            },
+        };
         if limit.is_infinite() {
             return true;
         }
-        let in_flight = f64::from(self.in_flight);
         if in_flight >= limit || in_flight >= (limit * priority.share()).floor().max(1.0) {
             return false;
         }
@@ -108,6 +138,25 @@ impl DeploymentState {
         f64::from(mine) < (limit / f64::from(sharing.max(1))).max(1.0)
     }
 
+    /// The count and limit that bind when the configured limit is shared: the cluster's count
+    /// against it, or this replica's against the learned one, whichever is fuller. `None`:
+    /// nothing may start (the store fails closed, or the unconfirmed cap is reached).
+    #[cold]
+    fn binding(&self, cluster: Cluster, configured: f64, learned: f64) -> Option<(f64, f64)> {
+        let local = f64::from(self.in_flight);
+        let total = match cluster {
+            Cluster::Alone => local,
+            Cluster::Closed => return None,
+            Cluster::Shared { unconfirmed, cap, .. } if unconfirmed >= cap.max(1) => return None,
+            Cluster::Shared { others, .. } => local + f64::from(others),
+        };
+        Some(match (configured.is_finite(), learned.is_finite()) {
+            (true, true) if total / configured < local / learned => (local, learned),
+            (true, _) => (total, configured),
+            (false, _) => (local, learned),
+        })
+    }
+
     /// Attempts of a tenant in flight here.
     pub fn tenant_in_flight(&self, tenant: TenantId) -> u32 {
         self.by_tenant.get(usize::from(tenant.0)).copied().unwrap_or(0)
@@ -117,9 +166,20 @@ impl DeploymentState {
         self.cooldown_until.is_some_and(|until| now < until)
     }
 
-    /// In-flight attempts as a share of the concurrency limit (of 64 when unlimited).
+    /// Other replicas' attempts in flight here, as they last published them (0 unless the
+    /// concurrency limit is shared).
+    pub fn in_flight_elsewhere(&self) -> u32 {
+        match self.cluster {
+            Cluster::Shared { others, .. } => others,
+            Cluster::Alone | Cluster::Closed => 0,
+        }
+    }
+
+    /// In-flight attempts (the cluster's, where the limit is shared) as a share of the
+    /// concurrency limit (of 64 when unlimited).
     pub fn load(&self) -> f64 {
-        f64::from(self.in_flight) / f64::from(self.concurrency_limit.unwrap_or(64).max(1))
+        let in_flight = f64::from(self.in_flight) + f64::from(self.in_flight_elsewhere());
+        in_flight / f64::from(self.concurrency_limit.unwrap_or(64).max(1))
     }
 }
 
@@ -163,6 +223,9 @@ impl RouterState {
                     cooldown_until: None,
                     by_tenant: vec![0; n_tenants],
                     active_tenants: 0,
+                    heard_version: 0,
+                    heard: Heard::default(),
+                    cluster: Cluster::Alone,
                 })
             })
             .collect();
@@ -179,6 +242,8 @@ impl RouterState {
             outlier: config.routing.outlier.clone(),
             fair_share_above: config.routing.fair_share_above,
             tenancy,
+            signals: None,
+            calendar,
         }
     }
 
@@ -233,7 +298,9 @@ impl RouterState {
         &self.budgets[i]
     }
 
-    /// A deployment's state, locked: drop the guard before asking for another.
+    /// A deployment's state, locked, as this replica last knew it: drop the guard before
+    /// asking for another. To plan or start an attempt, read it with
+    /// [`RouterState::deployment_at`], which takes in what other replicas said.
     pub fn deployment(&self, id: DeploymentId) -> DeploymentGuard<'_> {
         self.deployments[usize::from(id.0)].lock()
     }
@@ -249,15 +316,15 @@ impl RouterState {
     /// Whether a new attempt of a high-priority tenant fits the deployment's concurrency and
     /// rate limits.
     pub fn has_headroom(&self, id: DeploymentId, estimated_tokens: u32, now: Time) -> bool {
-        let concurrency = self.deployment(id).has_concurrency_room(TenantId(0), Priority::High, 1.0);
+        let concurrency = self.deployment_at(id, now).has_concurrency_room(TenantId(0), Priority::High, 1.0);
         concurrency && self.has_rate_room(id, estimated_tokens, now)
     }
 
     /// Deployments not ejected, and among them those whose latest attempt did not fail: what
     /// the gateway's readiness reports (ready while any is usable).
     pub fn n_available_and_usable(&self, now: Time) -> (usize, usize) {
-        self.deployments.iter().fold((0, 0), |(a, u), d| {
-            let d = d.lock();
+        self.ids().fold((0, 0), |(a, u), id| {
+            let d = self.deployment_at(id, now);
             match d.health.is_ejected(now) {
                 true => (a, u),
                 false => (a + 1, u + usize::from(d.health.consecutive_failures() == 0)),
@@ -266,7 +333,11 @@ impl RouterState {
     }
 
     pub fn n_ejected(&self, now: Time) -> usize {
-        self.deployments.iter().filter(|d| d.lock().health.is_ejected(now)).count()
+        self.ids().filter(|id| self.deployment_at(*id, now).health.is_ejected(now)).count()
+    }
+
+    fn ids(&self) -> impl Iterator<Item = DeploymentId> + '_ {
+        (0..self.deployments.len()).filter_map(|i| u16::try_from(i).ok().map(DeploymentId))
     }
 
     /// Changes a deployment's configured concurrency limit (capacity added or taken away).
@@ -274,6 +345,9 @@ impl RouterState {
         let mut d = self.deployment(id);
         d.concurrency_limit = limit;
         d.learned_limit = None;
+        if limit.is_none() {
+            d.cluster = Cluster::Alone;
+        }
     }
 
     /// Records list-price spend counted against a deployment's commitment (burn-down).
@@ -328,11 +402,11 @@ impl RouterState {
         now: Time,
     ) -> bool {
         {
-            let d = self.deployment(id);
+            let d = self.deployment_at(id, now);
             if !d.has_concurrency_room(tenant, priority, self.fair_share_above) {
                 return false;
             }
-            self.book_begin(d, tenant, now);
+            self.book_begin(id, d, tenant, now);
         }
         self.take_rate(id, estimated_tokens, now);
         true
@@ -341,12 +415,16 @@ impl RouterState {
     /// Books an attempt's start whatever the deployment's room (tests and benchmarks; the
     /// request machine uses [`RouterState::try_begin_attempt`]).
     pub fn begin_attempt(&self, id: DeploymentId, tenant: TenantId, estimated_tokens: u32, now: Time) {
-        self.book_begin(self.deployment(id), tenant, now);
+        self.book_begin(id, self.deployment(id), tenant, now);
         self.take_rate(id, estimated_tokens, now);
     }
 
-    fn book_begin(&self, mut d: DeploymentGuard<'_>, tenant: TenantId, now: Time) {
+    #[inline]
+    fn book_begin(&self, id: DeploymentId, mut d: DeploymentGuard<'_>, tenant: TenantId, now: Time) {
         d.in_flight += 1;
+        if let Some(signals) = &self.signals {
+            signals.began(id);
+        }
         d.health.on_attempt(now);
         if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0)) {
             *n += 1;
@@ -391,7 +469,7 @@ impl RouterState {
                     d.active_tenants -= 1;
                 }
             }
-            self.book_end(&mut d, outcome, n_ejected, now);
+            self.book_end(id, &mut d, outcome, n_ejected, now);
             match outcome {
                 Outcome::Success { total_tokens, .. } => f64::from(estimated_tokens) - total_tokens as f64,
                 Outcome::Failure(_) | Outcome::Abandoned => f64::from(estimated_tokens),
@@ -402,12 +480,19 @@ impl RouterState {
         }
     }
 
-    fn book_end(&self, d: &mut DeploymentState, outcome: Outcome<'_>, n_ejected: usize, now: Time) {
+    fn book_end(&self, id: DeploymentId, d: &mut DeploymentState, outcome: Outcome<'_>, n_ejected: usize, now: Time) {
         let in_flight = d.in_flight;
         d.in_flight = d.in_flight.saturating_sub(1);
+        if in_flight > 0
+            && let Some(signals) = &self.signals
+        {
+            signals.ended(id);
+        }
         match outcome {
             Outcome::Success { ttft, duration, output_tokens, .. } => {
-                d.health.on_success();
+                if d.health.on_success() {
+                    self.publish_recovery(id, now);
+                }
                 d.cooldown_until = None;
                 if let Some(limit) = d.learned_limit {
                     let grown = limit + 1.0 / limit.max(1.0);
@@ -425,13 +510,17 @@ impl RouterState {
                     // Ejecting one more must keep the ejected share within the cap.
                     let n_deployments = self.deployments.len();
                     let may_eject = ((n_ejected + 1) as f64) <= self.outlier.max_ejected_share * n_deployments as f64;
-                    d.health.on_failure(now, &self.outlier, may_eject);
+                    if d.health.on_failure(now, &self.outlier, may_eject) {
+                        self.publish_ejection(id, &d.health, now);
+                    }
                 }
                 HealthSignal::Capacity { retry_after } => {
                     d.health.on_neutral();
                     let cut = (f64::from(in_flight) * 0.9).max(1.0);
                     d.learned_limit = Some(d.learned_limit.map_or(cut, |l| l.min(cut)));
-                    d.cooldown_until = Some(now + retry_after.unwrap_or(DEFAULT_COOLDOWN));
+                    let until = now + retry_after.unwrap_or(DEFAULT_COOLDOWN);
+                    d.cooldown_until = Some(until);
+                    self.publish_cooldown(id, until);
                 }
                 HealthSignal::Neutral => d.health.on_neutral(),
             },

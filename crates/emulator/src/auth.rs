@@ -1,8 +1,9 @@
 //! Who may call a deployment, checked as its cloud checks: a Bearer key (OpenAI, a Bedrock
 //! API key, an Entra ID token for Azure), `x-api-key` (Anthropic), `api-key` (Azure OpenAI), or an AWS Signature Version 4 (Bedrock with access
 //! keys), which is verified by signing the request again with the configured secret key over
-//! the headers it names, at its `x-amz-date`. Each front end writes a [`Denied`] in its
-//! protocol's shape.
+//! the headers it names, at its `x-amz-date`; or an OCI request signature (an `oci-openai`
+//! cloud with an `oci` key), verified with the key's public half over the headers it names.
+//! Each front end writes a [`Denied`] in its protocol's shape.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +11,7 @@ use http::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName};
 use http::request::Parts;
 use switchyard_core::calendar::{civil_from_days, days_from_civil};
 use switchyard_core::config::{Cloud, Deployment, Emulation, Protocol};
+use switchyard_providers::oci::{Signer, Verifier, VerifyError};
 use switchyard_providers::sigv4::{self, Credentials, Scope};
 
 /// How far a signature's time may be from the server's, as AWS allows.
@@ -27,6 +29,9 @@ pub(crate) enum Rule {
     AzureKey(String),
     /// A SigV4 signature by these credentials, scoped to this region and `bedrock`.
     SigV4 { credentials: Credentials, region: String },
+    /// An OCI request signature by this key (`None`: the configured key is unusable, and
+    /// nothing is let in).
+    Oci(Option<Verifier>),
 }
 
 /// Why a caller is refused.
@@ -56,6 +61,7 @@ impl Rule {
     pub(crate) fn of(d: &Deployment, cloud: &Cloud, spec: &Emulation) -> Rule {
         let key = spec.api_key.as_ref().or(cloud.api_key.as_ref()).map(|k| k.expose().to_owned());
         match cloud.protocol {
+            Protocol::OpenAi if let Some(oci) = &cloud.oci => Rule::Oci(Signer::new(oci).ok().map(|s| s.verifier())),
             Protocol::OpenAi => spec.api_key.as_ref().map_or(Rule::Open, |k| Rule::Bearer(k.expose().to_owned())),
             Protocol::Anthropic => key.map_or(Rule::Open, Rule::ApiKey),
             Protocol::AzureOpenAi => match (&spec.api_key, &cloud.entra_token) {
@@ -93,7 +99,22 @@ impl Rule {
             Rule::ApiKey(key) => given(key, header("x-api-key")),
             Rule::AzureKey(key) => given(key, header("api-key")),
             Rule::SigV4 { credentials, region } => verify(parts, body, now, credentials, region),
+            Rule::Oci(None) => Err(Denied::Mismatch),
+            Rule::Oci(Some(verifier)) => {
+                verifier.check(&parts.method, &parts.uri, &parts.headers, body, now).map_err(|e| match e {
+                    VerifyError::Missing => Denied::Missing,
+                    VerifyError::UnknownKey => Denied::UnknownKey,
+                    VerifyError::Date => Denied::Expired(e.to_string()),
+                    VerifyError::Malformed(_) | VerifyError::Unsigned(_) => Denied::Incomplete(e.to_string()),
+                    VerifyError::Body | VerifyError::Mismatch => Denied::Mismatch,
+                })
+            }
         }
+    }
+
+    /// Whether callers are refused in OCI's shape (an `oci-openai` cloud that signs).
+    pub(crate) fn is_oci(&self) -> bool {
+        matches!(self, Rule::Oci(_))
     }
 }
 

@@ -31,6 +31,9 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
     }
     if dep.auth.check(parts, &body, std::time::SystemTime::now()).is_err() {
         dep.record(Seen::Unauthorized, false, false);
+        if dep.auth.is_oci() {
+            return oci_not_authenticated();
+        }
         return error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error", Some("invalid_api_key"));
     }
     let route = if path.ends_with("/embeddings") {
@@ -337,4 +340,13 @@ impl Encode for Chunks {
     fn malformed(&mut self) -> Vec<u8> {
         b"data: {\"choices\": [{\"delta\": {\"content\n\n".to_vec()
     }
+}
+
+/// OCI's 401 for a missing or wrong request signature (the same for every reason).
+fn oci_not_authenticated() -> Reply {
+    let body = json!({
+        "code": "NotAuthenticated",
+        "message": "The required information to complete authentication was not provided or was incorrect."
+    });
+    json_response(StatusCode::UNAUTHORIZED, body.to_string().into_bytes())
 }

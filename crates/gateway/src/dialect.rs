@@ -3,7 +3,9 @@
 //! there, and a [`Dialect`] turns each chunk the caller is to receive into the caller's
 //! protocol. It is chosen once per stream (the relay is generic over it): OpenAI's writes the
 //! chunk as it came, Anthropic's decodes it into canonical events and writes them as Messages
-//! SSE.
+//! SSE, the Responses API's (`responses.rs`) as its typed events.
+
+mod responses;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -14,6 +16,8 @@ use switchyard_wire::{anthropic_codec, openai_codec};
 
 use crate::error::{anthropic_body, anthropic_kind};
 use crate::metrics::Api;
+
+pub(crate) use responses::Responses;
 
 /// How the caller's frames are written.
 pub(crate) trait Dialect: Send + 'static {

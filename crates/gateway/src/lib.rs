@@ -1,4 +1,5 @@
-//! The gateway: an OpenAI-compatible HTTP server, which also answers Anthropic's Messages API,
+//! The gateway: an OpenAI-compatible HTTP server (Chat Completions, Embeddings and the Responses
+//! API), which also answers Anthropic's Messages API,
 //! that routes each request through the core's plan, runs the attempt loop (failover, retries,
 //! larger-context fallback), relays streams and continues interrupted ones, and reports where
 //! every request went.
@@ -19,6 +20,7 @@ mod io;
 mod keys;
 mod messages;
 pub mod metrics;
+mod responses;
 mod stores;
 mod stream;
 
@@ -62,6 +64,8 @@ pub struct Gateway {
     pub ledger: Option<switchyard_ledger::Ledger>,
     /// Allowances shared with other replicas, when Redis is configured.
     pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
+    /// Deployment signals shared with other replicas, when Redis is configured.
+    pub shared_signals: Option<Arc<switchyard_shared::RedisSignals>>,
     /// The ledger's database (records, spend, run-time keys), when there is a ledger.
     store: Option<switchyard_ledger::Store>,
     /// Keys made at run time, read from the ledger.
@@ -80,6 +84,9 @@ pub struct Parts {
     /// Tenants' budget windows shared with other replicas through Redis (over
     /// `budget_specs(config)`, on the gateway's calendar); in-process if `None`.
     pub shared_budgets: Option<Arc<switchyard_shared::RedisWindows>>,
+    /// Deployments' ejections, cool-downs, recoveries and attempts in flight shared with other
+    /// replicas through Redis (over `signal_specs(config)`); this replica's own if `None`.
+    pub shared_signals: Option<Arc<switchyard_shared::RedisSignals>>,
     pub ledger: Option<switchyard_ledger::Ledger>,
     /// The ledger's database, for run-time keys and the admin API's spend.
     pub store: Option<switchyard_ledger::Store>,
@@ -87,7 +94,14 @@ pub struct Parts {
 
 impl Default for Parts {
     fn default() -> Parts {
-        Parts { transport: Transport::Tcp, shared: None, shared_budgets: None, ledger: None, store: None }
+        Parts {
+            transport: Transport::Tcp,
+            shared: None,
+            shared_budgets: None,
+            shared_signals: None,
+            ledger: None,
+            store: None,
+        }
     }
 }
 
@@ -134,7 +148,7 @@ impl Gateway {
 
     /// A gateway from its config and [`Parts`]. Budget windows follow the wall clock read now.
     pub fn assemble(config: Config, seed: u64, parts: Parts) -> Result<Arc<Gateway>, StartError> {
-        let Parts { transport, shared, shared_budgets, ledger, store } = parts;
+        let Parts { transport, shared, shared_budgets, shared_signals, ledger, store } = parts;
         let endpoints: Vec<Endpoint> = config.deployments.iter().map(|d| Endpoint::of(&config, d)).collect();
         let upstream = Upstream::with_transport(config.server.timeouts.connect, &endpoints, transport)?;
         let unix_ms_at_epoch = std::time::SystemTime::now()
@@ -152,7 +166,10 @@ impl Gateway {
                 Arc::new(switchyard_core::tenancy::LocalWindows::new(&budgets, calendar))
             }
         };
-        let router = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
+        let mut router = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
+        if let Some(signals) = &shared_signals {
+            router = router.with_signals(signals.clone());
+        }
         let metrics = metrics::Metrics::new(&config);
         let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();
         let where_values =
@@ -172,6 +189,7 @@ impl Gateway {
             where_values,
             ledger,
             shared,
+            shared_signals,
             store,
             keys: keys::KeyTable::default(),
             unix_ms_at_epoch,
@@ -337,7 +355,9 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions).fallback(not_allowed("POST")))
         .route("/v1/embeddings", post(chat::embeddings).fallback(not_allowed("POST")))
         .route("/v1/messages", post(messages::messages).fallback(messages::not_allowed))
+        .route("/v1/responses", post(responses::responses).fallback(not_allowed("POST")))
         .route("/v1/models", get(models).fallback(not_allowed("GET, HEAD")))
+        .route("/v1/models/{*id}", get(model).fallback(not_allowed("GET, HEAD")))
         .route("/healthz", get(|| async { "ok" }).fallback(not_allowed("GET, HEAD")))
         .route("/readyz", get(readyz).fallback(not_allowed("GET, HEAD")));
     if !gw.config.server.admin_keys.is_empty() {
@@ -462,6 +482,31 @@ async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
     axum::Json(body).into_response()
 }
 
+/// One alias the caller may use, as a model object (in Anthropic's shape when the caller sends
+/// `anthropic-version`); 404 `model_not_found` for one that does not exist or that the key may
+/// not use (the two are not told apart).
+async fn model(
+    State(gw): State<Arc<Gateway>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let shape = error::Shape::of(&headers);
+    let (tenant, _, scope) = match gw.authenticate_key(&headers) {
+        Ok(found) => found,
+        Err(e) => return e.respond(shape),
+    };
+    let tenant = scope.as_ref().map_or(tenant, |s| &*s.view);
+    let Some(alias) = gw.config.alias(&id).filter(|a| gw.config.tenant_may_use(tenant, a.id)) else {
+        return ApiError::UnknownModel(caller_text(&id)).respond(shape);
+    };
+    let body = match shape {
+        error::Shape::OpenAi => json!({"id": alias.name, "object": "model", "created": 0, "owned_by": "switchyard"}),
+        error::Shape::Anthropic => json!({"type": "model", "id": alias.name, "display_name": alias.name,
+            "created_at": "1970-01-01T00:00:00Z"}),
+    };
+    axum::Json(body).into_response()
+}
+
 /// 200 while the gateway can serve: not shutting down, and at least one deployment is neither
 /// ejected nor failing its latest attempts (connection refused, 5xx, timeouts, ...). A load
 /// balancer should take a replica whose `/readyz` fails out of rotation; when every replica
@@ -501,7 +546,7 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         .deployments
         .iter()
         .map(|d| {
-            let s = gw.router().deployment(d.id);
+            let s = gw.router().deployment_at(d.id, now);
             (s.in_flight, s.health.is_ejected(now))
         })
         .unzip();
@@ -515,6 +560,7 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         healthy: l.healthy(),
     });
     let shared = gw.shared.as_ref().map(|s| s.stats());
+    let shared_signals = gw.shared_signals.as_ref().map(|s| s.stats());
     let tenancy = gw.router().tenancy();
     let budgets_left: Vec<_> = gw
         .config
@@ -533,6 +579,7 @@ async fn metrics_text(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         budgets_left: &budgets_left,
         ledger,
         shared,
+        shared_signals,
     };
     let body = gw.metrics.render(&scrape);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

@@ -34,6 +34,8 @@ pub const LEDGER_RECORDS_TOTAL: &str = "switchyard_ledger_records_total";
 pub const LEDGER_HEALTHY: &str = "switchyard_ledger_healthy";
 pub const SHARED_STATUS: &str = "switchyard_shared_status";
 pub const SHARED_SYNCS_TOTAL: &str = "switchyard_shared_syncs_total";
+pub const SHARED_SIGNALS_STATUS: &str = "switchyard_shared_signals_status";
+pub const SHARED_SIGNALS_SYNCS_TOTAL: &str = "switchyard_shared_signals_syncs_total";
 
 /// Why a tenant's request was refused, for `switchyard_tenant_refused_total{reason}`: by the
 /// tenant's own limits and budgets, or by those of its managed key (`key_…`, counted under the
@@ -63,6 +65,8 @@ pub struct Scrape<'a> {
     pub budgets_left: &'a [(Option<f64>, Option<f64>)],
     pub ledger: Option<LedgerGauges>,
     pub shared: Option<switchyard_shared::Stats>,
+    /// The link to Redis of the deployment signals (ejections, cool-downs, concurrency).
+    pub shared_signals: Option<switchyard_shared::Stats>,
 }
 
 /// The ledger as `/metrics` shows it, read at scrape time.
@@ -89,14 +93,18 @@ pub enum Api {
     /// Anthropic's Messages API, answered whole.
     Messages,
     MessagesStream,
+    /// OpenAI's Responses API, answered whole.
+    Responses,
+    ResponsesStream,
 }
 
-const APIS: [&str; 5] = ["chat", "chat_stream", "embeddings", "messages", "messages_stream"];
+const APIS: [&str; 7] =
+    ["chat", "chat_stream", "embeddings", "messages", "messages_stream", "responses", "responses_stream"];
 
 impl Api {
     /// Whether its responses are streams, whose duration is counted when they end.
     pub fn is_stream(self) -> bool {
-        matches!(self, Api::ChatStream | Api::MessagesStream)
+        matches!(self, Api::ChatStream | Api::MessagesStream | Api::ResponsesStream)
     }
 }
 /// Outcomes: ok, each [`ApiError::KINDS`], and `client_closed` (the caller hung up first).
@@ -278,7 +286,8 @@ impl Metrics {
 
     /// Prometheus text exposition: these counters, and the gauges read at scrape time.
     pub fn render(&self, scrape: &Scrape<'_>) -> String {
-        let Scrape { in_flight, ejected, body_bytes, tenants_in_flight, budgets_left, ledger, shared } = *scrape;
+        let Scrape { in_flight, ejected, body_bytes, tenants_in_flight, budgets_left, ledger, shared, shared_signals } =
+            *scrape;
         let mut out = String::with_capacity(8 * 1024);
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -423,6 +432,18 @@ impl Metrics {
             head(&mut out, SHARED_SYNCS_TOTAL, "counter", "Sync rounds with the shared Redis, by result.");
             let _ = writeln!(out, "{SHARED_SYNCS_TOTAL}{{result=\"ok\"}} {}", s.syncs);
             let _ = writeln!(out, "{SHARED_SYNCS_TOTAL}{{result=\"failed\"}} {}", s.sync_failures);
+        }
+        if let Some(s) = shared_signals {
+            let help = "1 for the state of the link to the shared Redis that deployment signals use.";
+            head(&mut out, SHARED_SIGNALS_STATUS, "gauge", help);
+            for state in switchyard_shared::Status::ALL {
+                let on = u8::from(state == s.status);
+                let _ = writeln!(out, "{SHARED_SIGNALS_STATUS}{{state=\"{}\"}} {on}", state.as_str());
+            }
+            let help = "Deployment signal sync rounds with the shared Redis, by result.";
+            head(&mut out, SHARED_SIGNALS_SYNCS_TOTAL, "counter", help);
+            let _ = writeln!(out, "{SHARED_SIGNALS_SYNCS_TOTAL}{{result=\"ok\"}} {}", s.syncs);
+            let _ = writeln!(out, "{SHARED_SIGNALS_SYNCS_TOTAL}{{result=\"failed\"}} {}", s.sync_failures);
         }
         out
     }

@@ -1,5 +1,5 @@
 //! What a gateway keeps outside itself: opening the ledger its config names and the Redis its
-//! replicas share counters through, and reading back at start what the ledger already holds (today's and this month's spend against tenants'
+//! replicas share counters and deployment signals through, and reading back at start what the ledger already holds (today's and this month's spend against tenants'
 //! budgets, each commitment's spend so far).
 
 use std::time::Duration;
@@ -63,21 +63,22 @@ pub async fn close_ledger(ledger: &Ledger, limit: Duration) -> Option<switchyard
     tokio::time::timeout(limit, ledger.shutdown()).await.ok()
 }
 
-/// What replicas share through Redis: tenants' and deployments' allowances, and tenants'
-/// budget windows.
+/// What replicas share through Redis: tenants' and deployments' allowances, tenants' budget
+/// windows, and deployments' ejections, cool-downs, recoveries and attempts in flight.
 pub struct Shared {
     pub counters: std::sync::Arc<switchyard_shared::RedisCounters>,
     pub budgets: std::sync::Arc<switchyard_shared::RedisWindows>,
+    pub signals: std::sync::Arc<switchyard_shared::RedisSignals>,
 }
 
 /// Connects to the Redis of `config.shared`, if any, and starts syncing the config's
-/// allowances and budgets with the other replicas. Blocks for up to a couple of seconds (call
+/// allowances, budgets and deployment signals with the other replicas. Blocks for up to a couple of seconds (call
 /// it before the workers start). With `on_failure: open` a Redis that does not answer yet is
 /// not an error: the replica starts on its own view and connects when Redis does. Budget
 /// windows follow the wall clock read here (the gateway's own reading, moments later, differs
 /// by the start-up time only).
 pub fn start_shared(config: &Config) -> Result<Option<Shared>, switchyard_shared::SharedError> {
-    use switchyard_shared::{RedisCounters, RedisWindows, SharedError};
+    use switchyard_shared::{RedisCounters, RedisSignals, RedisWindows, SharedError};
     let Some(url) = &config.shared.redis else { return Ok(None) };
     let (specs, _) = switchyard_core::counters::limit_specs(config);
     let budgets = switchyard_core::tenancy::budget_specs(config);
@@ -95,9 +96,16 @@ pub fn start_shared(config: &Config) -> Result<Option<Shared>, switchyard_shared
         }
         Err(error) => return Err(error),
     };
-    let budgets = match counters.connected() {
-        true => RedisWindows::start(url.expose(), prefix, &budgets, calendar, settings)?,
-        false => RedisWindows::start_detached(url.expose(), prefix, &budgets, calendar, settings)?,
+    let deployments = switchyard_core::signals::signal_specs(config);
+    let (budgets, signals) = match counters.connected() {
+        true => (
+            RedisWindows::start(url.expose(), prefix, &budgets, calendar, settings.clone())?,
+            RedisSignals::start(url.expose(), prefix, &deployments, settings)?,
+        ),
+        false => (
+            RedisWindows::start_detached(url.expose(), prefix, &budgets, calendar, settings.clone())?,
+            RedisSignals::start_detached(url.expose(), prefix, &deployments, settings)?,
+        ),
     };
-    Ok(Some(Shared { counters, budgets }))
+    Ok(Some(Shared { counters, budgets, signals }))
 }

@@ -16,10 +16,11 @@ use http::{Method, Uri};
 use http_body_util::Full;
 use serde_json::Value;
 use switchyard_core::AttemptError;
-use switchyard_core::config::{Config, Deployment, Protocol};
+use switchyard_core::config::{Config, Deployment, OciCredentials, Protocol};
 use switchyard_wire::canonical::{ErrorClass, ErrorObject, Part, Request as Canonical, Role, Unsupported};
 use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
 
+use crate::oci;
 use crate::sigv4::{self, BEDROCK, Credentials, Scope};
 use crate::{ClientBuildError, Operation, classify_status};
 
@@ -67,6 +68,8 @@ pub enum Auth {
         credential: AzureCredential,
         api_version: String,
     },
+    /// OCI's HTTP signatures with an API signing key (an `oci-openai` cloud's `oci`).
+    Oci(OciCredentials),
 }
 
 /// How Azure OpenAI is authenticated.
@@ -85,6 +88,7 @@ impl Endpoint {
         let cloud = config.cloud_of(d.id);
         let key = cloud.api_key.as_ref().map(|k| k.expose().to_owned());
         let auth = match (cloud.protocol, &cloud.aws, key) {
+            (Protocol::OpenAi, _, _) if let Some(oci) = &cloud.oci => Auth::Oci(oci.clone()),
             (Protocol::Anthropic, _, key) => Auth::Anthropic { key, version: cloud.anthropic_version.clone() },
             (Protocol::AzureOpenAi, _, key) => {
                 let entra = cloud.entra_token.as_ref().map(|t| AzureCredential::Entra(t.expose().to_owned()));
@@ -128,6 +132,7 @@ enum PreparedAuth {
     Header(HeaderName, HeaderValue),
     Anthropic { key: Option<HeaderValue>, version: HeaderValue },
     Aws { credentials: Credentials, region: String },
+    Oci { signer: oci::Signer, compartment: HeaderValue },
 }
 
 impl Target {
@@ -159,6 +164,11 @@ impl Target {
                 PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {token}"))?)
             }
             Auth::Azure { credential: AzureCredential::None, .. } => PreparedAuth::None,
+            Auth::Oci(credentials) => PreparedAuth::Oci {
+                signer: oci::Signer::new(credentials).map_err(|e| ClientBuildError::Client(e.to_string()))?,
+                compartment: HeaderValue::from_str(&credentials.compartment)
+                    .map_err(|_| ClientBuildError::Client("the OCI compartment is not a header value".into()))?,
+            },
         };
         let (chat, stream, embeddings) = match e.protocol {
             Protocol::OpenAi => (uri("/chat/completions")?, uri("/chat/completions")?, uri("/embeddings")?),
@@ -224,7 +234,7 @@ impl Target {
         };
         let unbuildable = |e: http::Error| AttemptError::ConnectFailed { detail: e.to_string() };
         // The body is kept aside only to sign it.
-        let signing = matches!(self.auth, PreparedAuth::Aws { .. }).then(|| body.clone());
+        let signing = matches!(self.auth, PreparedAuth::Aws { .. } | PreparedAuth::Oci { .. }).then(|| body.clone());
         let mut request = http::Request::post(uri)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(body))
@@ -254,6 +264,20 @@ impl Target {
                 let signed = sigv4::sign(&signable, Scope { region, service: BEDROCK }, credentials, now())
                     .map_err(|e| AttemptError::ConnectFailed { detail: format!("cannot sign the request: {e}") })?;
                 request.headers_mut().extend(signed);
+            }
+            PreparedAuth::Oci { signer, compartment } => {
+                let body = signing.unwrap_or_default();
+                let signable = oci::Request {
+                    method: &Method::POST,
+                    uri: request.uri(),
+                    content_type: "application/json",
+                    body: &body,
+                };
+                let signed = signer
+                    .sign(&signable, now())
+                    .map_err(|e| AttemptError::ConnectFailed { detail: format!("cannot sign the request: {e}") })?;
+                request.headers_mut().extend(signed);
+                request.headers_mut().insert(oci::OPC_COMPARTMENT_ID, compartment.clone());
             }
         }
         Ok((request, trimmed))

@@ -12,6 +12,7 @@
 mod adapter;
 mod answer;
 pub mod eventstream;
+pub mod oci;
 pub mod sigv4;
 mod transport;
 

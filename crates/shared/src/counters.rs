@@ -105,7 +105,15 @@ impl RedisCounters {
             url: shown.clone(),
             replica,
         };
-        let launch = Launch { url, shown, settings, wait, thread: "switchyard-redis-sync", what: "shared counters" };
+        let launch = Launch {
+            url,
+            shown,
+            settings,
+            wait,
+            thread: "switchyard-redis-sync",
+            what: "shared counters",
+            meanwhile: sync::limiting,
+        };
         sync::spawn(launch, link, buckets)?;
         Ok(Arc::new(counters))
     }

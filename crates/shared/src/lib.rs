@@ -1,7 +1,10 @@
 //! State shared by gateway replicas through Redis, behind the core's `Counters` seam
 //! (`switchyard_core::counters::Counters`): [`RedisCounters`], per-minute allowances held
 //! cluster-wide, and [`RedisWindows`], tenants' (and managed keys') daily and monthly dollar
-//! budgets held cluster-wide (see [Budgets](#budgets) for what differs).
+//! budgets held cluster-wide (see [Budgets](#budgets) for what differs); and behind the core's
+//! `Signals` seam (`switchyard_core::signals::Signals`), [`RedisSignals`]: deployments'
+//! ejections, cool-downs and recoveries, and their concurrency limits held cluster-wide (see
+//! [Deployment signals](#deployment-signals)).
 //!
 //! # How it works
 //!
@@ -110,6 +113,8 @@
 //! label, [`Status::as_str`]) and the counts of answered and failed syncs, for e.g.
 //! `switchyard_shared_status{state}`, `switchyard_shared_syncs_total` and
 //! `switchyard_shared_sync_failures_total`.
+//! [`RedisSignals::stats`] likewise (`switchyard_shared_signals_status{state}`,
+//! `switchyard_shared_signals_syncs_total{result}`).
 //!
 //! # Budgets
 //!
@@ -176,10 +181,78 @@
 //! Redis that restarted empty gets back, at the next push, every running replica's whole total
 //! for the current window (and the previous one, while unacknowledged); what replicas no
 //! longer running spent, and floors, went with it.
+//!
+//! # Deployment signals
+//!
+//! [`RedisSignals`] shares what one replica learns about a deployment with the others, with
+//! the same architecture again (answers from memory, a sync thread of its own,
+//! `switchyard-redis-signals`, the same [`Settings`], [`Policy`], [`Status`], startup and
+//! flush). The core's `RouterState` publishes each transition as it happens and, whenever it
+//! reads a deployment to plan or start an attempt, takes in what changed (one atomic load when
+//! nothing did).
+//!
+//! - **Keys.** Per deployment, by its name: `{prefix}:signals:{name}`, a hash of the latest
+//!   ejection's start and end, the latest recovery and the latest cool-down's end, in Unix ms
+//!   (each process's core `Time` starts at its own zero; the wall clock is what replicas share,
+//!   through the router's `Calendar`); and `{prefix}:inflight:{name}`, a field per replica
+//!   holding its attempts in flight there and when that count's lease ends.
+//! - **Signals.** One Lua script (`signals.lua`) per round and chunk of deployments merges
+//!   this replica's unconfirmed signals into the hash as the core's `Heard::record` does (a
+//!   recovery moves on; the latest ejection made after the latest recovery is kept; a
+//!   cool-down keeps the later end), renews the key (it lives `key_ttl` past the latest
+//!   instant it holds) and answers what the hash holds. Merging is idempotent, so a push sent
+//!   again after a lost answer changes nothing; a replica keeps its signals until an answer
+//!   confirms them. Publishing a signal asks for a round at once, so the others learn it
+//!   within about one `sync_interval` (their next round). A replica takes in an ejection
+//!   still running (it stops planning the deployment until the end the ejecting replica set,
+//!   then probes it itself), a cool-down still running, and a recovery, which ends every
+//!   ejection made until then (a probe that succeeded on one replica brings the deployment back
+//!   on all of them). Instants are compared across machines, so clock skew between replicas
+//!   moves ends by as much.
+//! - **Concurrency.** A deployment's `limits.concurrency` is a cluster-wide cap. Each round
+//!   writes this replica's attempts in flight there with a lease (`lease`, 2 s; a count of zero
+//!   removes the field) and answers the sum of the other replicas' counts whose lease has not
+//!   run out (dropping the rest): a replica that died, or lost Redis, stops counting within a
+//!   lease. A replica's room check is then its own live count plus the others' last answered
+//!   sum, against the limit. The limit learned from 429s (AIMD) stays each replica's own,
+//!   against its own attempts; whichever is fuller binds.
+//!
+//! ## The overshoot bound for concurrency
+//!
+//! Others' counts are as stale as the last answer, so every replica may admit attempts the
+//! others do not see yet. What bounds it: while connected, at most `S = max(1, ⌊unconfirmed_share ·
+//! limit⌋)` attempts may begin on a replica since the count Redis last confirmed (then the
+//! replica refuses until the next answer; reaching `S` asks for a round at once). A round reads
+//! `begun` before the count it publishes, so every attempt is either in a published count or
+//! among those `S`. And a check and its booking are one step under the deployment's lock, so no
+//! threads race past the check.
+//!
+//! Take the moment the cluster's attempts in flight peak, and the replica `f` whose last
+//! admission before it relied on the freshest answer. That answer summed every other replica's
+//! count as of its last round before it; each of those replicas has since begun at most `S`
+//! more (none of its admissions relied on a later answer), and ended some. And `f`'s own check
+//! kept its count plus that sum within the limit. Hence, with `N` replicas, attempts in
+//! flight on a deployment never pass
+//!
+//! ```text
+//! limit + (N − 1)·S
+//! ```
+//!
+//! With the defaults: a limit of 4 on two replicas admits at most 5; a limit of 100, at most 110.
+//! It does not depend on `sync_interval`. Keeping the cap costs a burst: a replica starts at
+//! most `S` attempts there per round trip to Redis.
+//!
+//! When Redis does not answer: `FailOpen` counts each replica's own attempts alone (so the
+//! cluster may reach `N · limit`); `FailClosed` starts no attempt where a concurrency limit is
+//! set. Either way, ejections and cool-downs heard so far still apply and each replica's own
+//! outlier detection goes on; signals published meanwhile are pushed when Redis answers again
+//! (by then most have ended, which is harmless). A replica cut off for longer than the lease is
+//! no longer counted by the others.
 
 mod budget;
 mod counters;
 mod settings;
+mod signals;
 mod sync;
 mod view;
 mod windows;
@@ -188,6 +261,7 @@ use std::time::Duration;
 
 pub use counters::RedisCounters;
 pub use settings::{Policy, Settings, Stats, Status};
+pub use signals::RedisSignals;
 pub use windows::RedisWindows;
 
 /// Why shared counters could not start, or a flush did not reach Redis.

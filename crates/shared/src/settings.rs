@@ -1,4 +1,4 @@
-//! What both shared stores take and report: the [`Settings`], the failure [`Policy`], and the
+//! What every shared store takes and reports: the [`Settings`], the failure [`Policy`], and the
 //! connection's [`Status`] and [`Stats`].
 
 use std::time::Duration;
@@ -15,7 +15,8 @@ pub enum Policy {
     FailClosed,
 }
 
-/// How [`RedisCounters`](crate::RedisCounters) and [`RedisWindows`](crate::RedisWindows) sync.
+/// How [`RedisCounters`](crate::RedisCounters), [`RedisWindows`](crate::RedisWindows) and
+/// [`RedisSignals`](crate::RedisSignals) sync.
 /// Out-of-range values are brought into range (see each field).
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -38,7 +39,14 @@ pub struct Settings {
     /// How long Redis keeps an allowance nobody touches. At least 2 minutes (a bucket overdrawn
     /// by a whole minute's allowance takes that long to refill); 3 minutes by default. Budget
     /// windows do not use it: a day's is kept 2 days, a month's 32, after its last change.
+    /// Deployment signals ([`RedisSignals`](crate::RedisSignals)) are kept this long after the
+    /// latest instant they hold.
     pub key_ttl: Duration,
+    /// How long a replica's count of attempts in flight on a deployment stands in Redis
+    /// unless renewed (every round renews it), so that the count of a replica that died, or
+    /// lost Redis, stops counting. 200 ms to 60 s, and at least four sync intervals plus two
+    /// call timeouts; 2 s by default. Only [`RedisSignals`](crate::RedisSignals) uses it.
+    pub lease: Duration,
 }
 
 /// Where the connection to Redis stands, for metrics (`as_str` is a bounded label).
@@ -74,6 +82,7 @@ impl Default for Settings {
             call_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(2),
             key_ttl: Duration::from_secs(180),
+            lease: Duration::from_secs(2),
         }
     }
 }
@@ -89,14 +98,17 @@ impl Settings {
     pub(crate) fn normalized(self) -> Settings {
         let share = |s: f64| if s.is_finite() { s.clamp(0.001, 1.0) } else { 0.1 };
         let ms = Duration::from_millis;
+        let sync_interval = self.sync_interval.clamp(ms(1), ms(60_000));
+        let call_timeout = self.call_timeout.clamp(ms(1), ms(10_000));
         Settings {
-            sync_interval: self.sync_interval.clamp(ms(1), ms(60_000)),
+            sync_interval,
             policy: self.policy,
             unconfirmed_share: share(self.unconfirmed_share),
             push_share: share(self.push_share),
-            call_timeout: self.call_timeout.clamp(ms(1), ms(10_000)),
+            call_timeout,
             connect_timeout: self.connect_timeout.clamp(ms(1), ms(60_000)),
             key_ttl: self.key_ttl.clamp(ms(120_000), ms(86_400_000)),
+            lease: self.lease.clamp(ms(200), ms(60_000)).max(sync_interval * 4 + call_timeout * 2),
         }
     }
 }

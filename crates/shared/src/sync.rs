@@ -65,6 +65,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) thread: &'static str,
     /// What the logs call the store, e.g. `shared counters`.
     pub(crate) what: &'static str,
+    /// What the store does under each policy while Redis does not answer, for the log line.
+    pub(crate) meanwhile: fn(Policy) -> &'static str,
 }
 
 struct Syncer<E> {
@@ -74,6 +76,7 @@ struct Syncer<E> {
     settings: Settings,
     url: String,
     what: &'static str,
+    meanwhile: fn(Policy) -> &'static str,
     /// When Redis stopped answering, for the log line when it answers again.
     down_since: Option<Instant>,
 }
@@ -92,7 +95,7 @@ pub(crate) fn spawn<E>(launch: Launch<'_>, link: Arc<Link>, exchange: E) -> Resu
 where
     E: Exchange + Send + 'static,
 {
-    let Launch { url, shown, settings, wait, thread, what } = launch;
+    let Launch { url, shown, settings, wait, thread, what, meanwhile } = launch;
     let client =
         redis::Client::open(url).map_err(|e| SharedError::Url { url: shown.clone(), reason: e.to_string() })?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SharedError::Thread)?;
@@ -118,8 +121,16 @@ where
                         return;
                     }
                 };
-                let mut syncer =
-                    Syncer { link: thread_link, conn, exchange, settings, url: thread_url, what, down_since: None };
+                let mut syncer = Syncer {
+                    link: thread_link,
+                    conn,
+                    exchange,
+                    settings,
+                    url: thread_url,
+                    what,
+                    meanwhile,
+                    down_since: None,
+                };
                 syncer.run(wait.then_some(ready_tx)).await;
             });
         })
@@ -136,6 +147,14 @@ where
             link.stop();
             Err(SharedError::Unreachable { url: shown, within, reason: "no answer".to_owned() })
         }
+    }
+}
+
+/// What an allowance or budget store does while Redis does not answer, for the log line.
+pub(crate) fn limiting(policy: Policy) -> &'static str {
+    match policy {
+        Policy::FailOpen => "fail-open: limiting with this replica's view alone",
+        Policy::FailClosed => "fail-closed: refusing what they cover",
     }
 }
 
@@ -306,10 +325,7 @@ impl<E: Exchange> Syncer<E> {
             }
             (Err(e), Status::Connected | Status::Connecting) => {
                 self.down_since = Some(Instant::now());
-                let policy = match self.link.policy {
-                    Policy::FailOpen => "fail-open: limiting with this replica's view alone",
-                    Policy::FailClosed => "fail-closed: refusing what they cover",
-                };
+                let policy = (self.meanwhile)(self.link.policy);
                 tracing::warn!(url = %self.url, error = %e, "{what}: Redis does not answer; {policy}");
             }
             (Err(e), Status::Disconnected) => {

@@ -130,7 +130,15 @@ impl RedisWindows {
             url: shown.clone(),
             replica,
         };
-        let launch = Launch { url, shown, settings, wait, thread: "switchyard-redis-budgets", what: "shared budgets" };
+        let launch = Launch {
+            url,
+            shown,
+            settings,
+            wait,
+            thread: "switchyard-redis-budgets",
+            what: "shared budgets",
+            meanwhile: sync::limiting,
+        };
         sync::spawn(launch, link, exchange)?;
         Ok(Arc::new(windows))
     }

@@ -1,6 +1,7 @@
 //! Wire formats: the OpenAI Chat Completions and Embeddings shapes, SSE framing, OpenAI-shaped
-//! errors and token estimates, and the canonical model with its protocol codecs. Pure: bytes
-//! and JSON in, typed views out.
+//! errors and token estimates, and the canonical model with its protocol codecs (OpenAI Chat,
+//! Anthropic, Bedrock, and OpenAI's Responses API inbound). Pure: bytes and JSON in, typed
+//! views out.
 
 pub mod anthropic_codec;
 pub mod bedrock_codec;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod object;
 pub mod openai_codec;
 mod read;
+pub mod responses_codec;
 pub mod sse;
 pub mod tokens;
 

@@ -78,7 +78,22 @@ const tests = {
       404,
     );
     if (!(e instanceof OpenAI.NotFoundError)) throw new Error(e.constructor.name);
-    await expectStatus(client.responses.create({ model: "chat", input: "hi" }), 404);
+  },
+
+  async responses_are_answered_plain_and_streamed_and_previous_response_id_is_400() {
+    const r = await client.responses.create({ model: "chat", input: "hi" });
+    if (r.object !== "response" || r.status !== "completed" || r.output[0]?.content[0]?.type !== "output_text") {
+      throw new Error(JSON.stringify(r));
+    }
+    const stream = await client.responses.create({ model: "chat", input: "hi", stream: true });
+    const types = [];
+    for await (const event of stream) types.push(event.type);
+    if (types[0] !== "response.created" || types.at(-1) !== "response.completed") throw new Error(types.join(","));
+    const e = await expectStatus(
+      client.responses.create({ model: "chat", input: "hi", previous_response_id: "resp_1" }),
+      400,
+    );
+    if (!(e instanceof OpenAI.BadRequestError) || !/keeps no response state/.test(e.message)) throw new Error(e.message);
   },
 
   async last_chunk_names_the_model_that_served_after_failover() {

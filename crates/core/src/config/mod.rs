@@ -5,6 +5,7 @@
 //! domain model the rest of the core works on.
 
 pub mod emulation;
+pub mod oci;
 mod protocols;
 pub mod raw;
 mod secret;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
+pub use oci::OciCredentials;
 pub use protocols::inference_profile_jurisdiction;
 pub use secret::{NoSecrets, Secret, SecretSource};
 pub use stores::{LedgerPolicy, LedgerSettings, SharedSettings};
@@ -120,7 +122,8 @@ pub struct RetryBudgetSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     /// OpenAI's Chat Completions API: OpenAI, vLLM, OCI Generative AI's compatible endpoint.
-    /// `api_key` goes in `Authorization: Bearer`.
+    /// `api_key` goes in `Authorization: Bearer`; an `oci-openai` cloud's `oci` key signs each
+    /// request instead (OCI's HTTP signatures).
     OpenAi,
     /// Anthropic's Messages API: `api_key` goes in `x-api-key`, with `anthropic-version`.
     Anthropic,
@@ -187,6 +190,9 @@ pub struct Cloud {
     /// A Microsoft Entra ID access token, sent as `Authorization: Bearer` (Azure OpenAI only,
     /// instead of `api_key`).
     pub entra_token: Option<Secret>,
+    /// An OCI API signing key: requests are signed with OCI's HTTP signatures (`oci-openai`
+    /// only, instead of `api_key`).
+    pub oci: Option<OciCredentials>,
 }
 
 /// An AWS access key pair, and a session token for temporary credentials.

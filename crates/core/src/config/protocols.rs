@@ -10,6 +10,7 @@ use super::{AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DEFAULT_AZURE_API_
 const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock, azure-openai";
 
 pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> Cloud {
+    let oci = super::oci::credentials(c, path, secrets, errors);
     let protocol = match c.protocol.as_str() {
         "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
@@ -82,7 +83,7 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
     if !is_date(&anthropic_version) {
         errors.push(format!("{path}.anthropic_version: must be a date such as {DEFAULT_ANTHROPIC_VERSION}"));
     }
-    Cloud { name: c.name.clone(), protocol, api_key, aws, anthropic_version, api_version, entra_token }
+    Cloud { name: c.name.clone(), protocol, api_key, aws, anthropic_version, api_version, entra_token, oci }
 }
 
 /// Azure's `api-version`: `YYYY-MM-DD`, or that with `-preview`.

@@ -116,6 +116,20 @@ pub struct RawCloud {
     pub api_version: Option<String>,
     /// Azure OpenAI: a secret reference to a Microsoft Entra ID token (instead of `api_key`).
     pub entra_token: Option<String>,
+    /// OCI Generative AI (`oci-openai`): an API signing key (instead of `api_key`).
+    pub oci: Option<RawOciCredentials>,
+}
+
+/// An OCI API signing key: whose it is, and the private key as a secret reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOciCredentials {
+    pub tenancy: String,
+    pub user: String,
+    pub fingerprint: String,
+    pub private_key: String,
+    /// The compartment requests are made in (`opc-compartment-id`); the tenancy by default.
+    pub compartment: Option<String>,
 }
 
 /// Secret references for SigV4 signing.

@@ -7,5 +7,6 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod cross;
+mod oci;
 mod openai;
 mod support;

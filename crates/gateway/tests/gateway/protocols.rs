@@ -110,11 +110,11 @@ tenants:
 "#;
 
 /// Secret references resolved from a map.
-struct Secrets(BTreeMap<&'static str, String>);
+pub(crate) struct Secrets(BTreeMap<&'static str, String>);
 
 impl Secrets {
     /// The credentials the emulator issues.
-    fn issued() -> Secrets {
+    pub(crate) fn issued() -> Secrets {
         Secrets(BTreeMap::from([
             ("AWS_ACCESS_KEY_ID", AWS_KEY_ID.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.to_owned()),
@@ -139,12 +139,12 @@ impl SecretSource for Secrets {
     }
 }
 
-fn config() -> String {
+pub(crate) fn config() -> String {
     CONFIG.replace("KEYHASH", &switchyard_core::config::key_hash_text(KEY))
 }
 
 /// The gateway holding the credentials the emulator issued.
-async fn harness() -> Harness {
+pub(crate) async fn harness() -> Harness {
     Harness::memory_with_secrets(&config(), &Secrets::issued(), &Secrets::issued()).await
 }
 
@@ -154,11 +154,11 @@ async fn harness_holding(secrets: &Secrets) -> Harness {
 }
 
 /// Each single-protocol alias, its deployment, cloud and model id.
-const TRANSLATED: [(&str, &str, &str, &str); 2] =
+pub(crate) const TRANSLATED: [(&str, &str, &str, &str); 2] =
     [("bedrock", "br", "aws", BEDROCK_MODEL), ("anthropic", "an", "ant", ANTHROPIC_MODEL)];
 
 /// The emulator's answer to a conversation it received as these OpenAI messages.
-fn answer_to(openai_messages: &Value) -> String {
+pub(crate) fn answer_to(openai_messages: &Value) -> String {
     let messages = openai_messages.as_array().expect("messages").clone();
     answer_tokens(conversation_key(&messages), (12, 12)).concat()
 }

@@ -105,7 +105,7 @@ async fn refused_bodies_are_read_so_the_client_sees_the_status() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
     let h = Harness::start().await;
-    for path in ["/v1/responses", "/v1/models/chat", "/chat/completions", "/v1/chat/completion"] {
+    for path in ["/v1/response", "/v1/model/chat", "/chat/completions", "/v1/chat/completion"] {
         let r = h.post(path, Some(KEY), "{}".into()).await;
         assert_eq!(r.status, 404, "{path}: {}", r.body);
         assert_eq!(r.body["error"]["type"], "invalid_request_error", "{path}");
@@ -115,6 +115,10 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     assert_eq!(header(r.headers(), "allow"), "POST");
     let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    let r = h.post("/v1/models/chat", Some(KEY), "{}".into()).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    let r = h.net().client.get(format!("{}/v1/responses", h.net().base)).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! receives them, refusals as classified, and answers read back as OpenAI chunks.
 
 mod answers;
+mod oci;
 mod props;
 mod requests;
 

@@ -5,20 +5,21 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use switchyard_core::Time;
 use switchyard_core::counters::LimitSpec;
 use switchyard_core::tenancy::{BudgetSpec, Calendar, Period, days_from_civil};
 
-/// The core's time, from one epoch every replica in a test shares.
+/// The core's time, from one epoch every replica in a test shares, and the Unix time (ms) then.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock(Instant);
+pub(crate) struct Clock(Instant, i64);
 
 impl Clock {
     pub(crate) fn new() -> Clock {
-        Clock(Instant::now())
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Clock(Instant::now(), unix)
     }
 
     pub(crate) fn now(&self) -> Time {
@@ -27,6 +28,11 @@ impl Clock {
 
     pub(crate) fn elapsed(&self) -> Duration {
         self.0.elapsed()
+    }
+
+    /// The Unix time (ms) at this clock's zero.
+    pub(crate) fn unix_ms_at_start(&self) -> i64 {
+        self.1
     }
 }
 

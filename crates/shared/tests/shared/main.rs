@@ -1,6 +1,6 @@
-//! `switchyard-shared` (allowances and budgets) against real Redis servers, started on free
-//! loopback ports from the system's `redis-server` (skipped, saying so, when it is missing,
-//! unless `SWITCHYARD_REQUIRE_SERVICES=1`). The startup checks need no server.
+//! `switchyard-shared` (allowances, budgets and deployment signals) against real Redis servers,
+//! started on free loopback ports from the system's `redis-server` (skipped, saying so, when it
+//! is missing, unless `SWITCHYARD_REQUIRE_SERVICES=1`). The startup checks need no server.
 
 mod boundary;
 mod budget_outage;
@@ -11,4 +11,6 @@ mod limit;
 mod outage;
 mod script;
 mod settle;
+mod signals;
+mod signals_outage;
 mod startup;

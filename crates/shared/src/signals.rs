@@ -1,0 +1,378 @@
+//! [`RedisSignals`]: the core's [`Signals`] seam through Redis: each deployment's ejections,
+//! cool-downs and recoveries, and every replica's attempts in flight there, answered from
+//! memory and synced by a thread of its own (see [Deployment signals](crate#deployment-signals)
+//! in the crate's docs for the protocol and the overshoot bound).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use switchyard_core::DeploymentId;
+use switchyard_core::signals::{Cluster, Heard, Signal, SignalSpec, Signals, unconfirmed_cap};
+
+use crate::SharedError;
+use crate::settings::{Policy, Settings, Stats, Status};
+use crate::sync::{self, CHUNK, Exchange, Launch, Link};
+use crate::view::Slot;
+
+/// The script every round runs (see the file for its contract).
+const SIGNALS_LUA: &str = include_str!("signals.lua");
+
+/// Deployment signals shared with every replica that uses the same Redis and key prefix.
+pub struct RedisSignals {
+    link: Arc<Link>,
+    board: Arc<[Entry]>,
+    unconfirmed_share: f64,
+    url: String,
+    replica: String,
+}
+
+/// One deployment: its keys, what this replica has to say, what was heard, and the counts.
+#[repr(align(64))]
+struct Entry {
+    /// `{prefix}:signals:{name}`.
+    signals: String,
+    /// `{prefix}:inflight:{name}`.
+    flight: String,
+    /// Whether its attempts in flight are counted across replicas (it has a concurrency limit).
+    counted: bool,
+    /// Signals of this replica's that Redis has not confirmed yet.
+    pending: Slot<Heard>,
+    /// What the replicas said, as Redis last answered; `version` moves on when it changes.
+    heard: Slot<Heard>,
+    version: AtomicU64,
+    /// This replica's attempts in flight, and those it ever began.
+    in_flight: AtomicU32,
+    begun: AtomicU64,
+    /// `begun` as of the count Redis last confirmed.
+    acked: AtomicU64,
+    /// Other replicas' attempts in flight, as Redis last answered.
+    others: AtomicU32,
+    /// The unconfirmed cap last answered for (for waking the sync thread early).
+    cap: AtomicU32,
+}
+
+/// The sync thread's side: every deployment, pushed and read through `signals.lua`.
+struct Rounds {
+    board: Arc<[Entry]>,
+    script: Script,
+    field: String,
+    lease_ms: u64,
+    keep_ms: u64,
+}
+
+// === impl RedisSignals ===
+
+impl RedisSignals {
+    /// Connects to Redis at `url`, reads every deployment once, and starts the sync thread.
+    /// Fails within about `connect_timeout` with a [`SharedError`] naming the URL (without its
+    /// password) when the URL is not a Redis URL or Redis does not answer. Keys are
+    /// `{prefix}:signals:{name}` and `{prefix}:inflight:{name}`. Blocks the calling thread
+    /// meanwhile: call it before the workers start (or from `spawn_blocking`).
+    pub fn start(url: &str, prefix: &str, specs: &[SignalSpec], settings: Settings) -> Result<Arc<Self>, SharedError> {
+        Self::launch(url, prefix, specs, settings, true)
+    }
+
+    /// Like [`RedisSignals::start`], but does not wait for Redis: it fails only on a URL that
+    /// is not a Redis URL, and connects in the background. Until the first sync is answered
+    /// the status is [`Status::Connecting`] and the policy applies.
+    pub fn start_detached(
+        url: &str,
+        prefix: &str,
+        specs: &[SignalSpec],
+        settings: Settings,
+    ) -> Result<Arc<Self>, SharedError> {
+        Self::launch(url, prefix, specs, settings, false)
+    }
+
+    fn launch(
+        url: &str,
+        prefix: &str,
+        specs: &[SignalSpec],
+        settings: Settings,
+        wait: bool,
+    ) -> Result<Arc<Self>, SharedError> {
+        let settings = settings.normalized();
+        let shown = crate::redact_url(url);
+        let replica = sync::replica_id();
+        let link = Arc::new(Link::new(settings.policy));
+        let board: Arc<[Entry]> = specs.iter().map(|s| Entry::new(prefix, s, settings.unconfirmed_share)).collect();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let rounds = Rounds {
+            board: board.clone(),
+            script: Script::new(SIGNALS_LUA),
+            field: replica.clone(),
+            lease_ms: millis(settings.lease),
+            keep_ms: millis(settings.key_ttl),
+        };
+        let signals = RedisSignals {
+            link: link.clone(),
+            board,
+            unconfirmed_share: settings.unconfirmed_share,
+            url: shown.clone(),
+            replica,
+        };
+        let launch = Launch {
+            url,
+            shown,
+            settings,
+            wait,
+            thread: "switchyard-redis-signals",
+            what: "shared signals",
+            meanwhile,
+        };
+        sync::spawn(launch, link, rounds)?;
+        Ok(Arc::new(signals))
+    }
+
+    /// The URL, without its password.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// This replica's id in Redis (its field in each deployment's count), random per start.
+    pub fn replica_id(&self) -> &str {
+        &self.replica
+    }
+
+    pub fn status(&self) -> Status {
+        self.link.status()
+    }
+
+    /// Whether the last sync was answered.
+    pub fn connected(&self) -> bool {
+        self.status() == Status::Connected
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.link.policy
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.link.stats()
+    }
+
+    /// What the replicas said about a deployment, as Redis last answered.
+    pub fn heard(&self, deployment: DeploymentId) -> Option<Heard> {
+        self.entry(deployment).map(|e| *e.heard.lock())
+    }
+
+    /// Other replicas' attempts in flight on a deployment, as Redis last answered (0 for one
+    /// that is not counted).
+    pub fn others_in_flight(&self, deployment: DeploymentId) -> u32 {
+        self.entry(deployment).map_or(0, |e| e.others.load(Ordering::Acquire))
+    }
+
+    /// Waits for a sync that begins after this call (asking for one at once): every signal
+    /// and count before it is then in Redis, and what Redis held then is taken in, if Redis
+    /// answered. Errors when it did not.
+    pub async fn flush(&self) -> Result<(), SharedError> {
+        self.link.flush(&self.url).await
+    }
+
+    fn entry(&self, deployment: DeploymentId) -> Option<&Entry> {
+        self.board.get(usize::from(deployment.0))
+    }
+}
+
+/// What this store does while Redis does not answer, for the log line.
+fn meanwhile(policy: Policy) -> &'static str {
+    match policy {
+        Policy::FailOpen => {
+            "fail-open: concurrency limits count this replica's attempts alone; ejections and cool-downs \
+             heard so far still apply"
+        }
+        Policy::FailClosed => {
+            "fail-closed: no attempt starts where a concurrency limit is set; ejections and cool-downs heard \
+             so far still apply"
+        }
+    }
+}
+
+impl Signals for RedisSignals {
+    /// Kept until Redis confirms it, and pushed at once (within a sync interval during an
+    /// outage's retries, or when Redis answers again).
+    fn publish(&self, deployment: DeploymentId, signal: Signal) {
+        if let Some(e) = self.entry(deployment)
+            && e.pending.lock().record(signal)
+        {
+            self.link.wake_early();
+        }
+    }
+
+    fn heard_since(&self, deployment: DeploymentId, seen: u64) -> Option<(u64, Heard)> {
+        let e = self.entry(deployment)?;
+        let version = e.version.load(Ordering::Acquire);
+        (version != seen).then(|| (version, *e.heard.lock()))
+    }
+
+    fn began(&self, deployment: DeploymentId) {
+        let Some(e) = self.entry(deployment).filter(|e| e.counted) else { return };
+        // In flight first: a round reads `begun` before `in_flight`, so an attempt it counts
+        // as begun is in the count it publishes.
+        e.in_flight.fetch_add(1, Ordering::SeqCst);
+        let begun = e.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let unconfirmed = begun.saturating_sub(e.acked.load(Ordering::SeqCst));
+        if unconfirmed >= u64::from(e.cap.load(Ordering::Relaxed)) {
+            self.link.wake_early();
+        }
+    }
+
+    fn ended(&self, deployment: DeploymentId) {
+        if let Some(e) = self.entry(deployment).filter(|e| e.counted) {
+            let _ = e.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+    }
+
+    fn cluster(&self, deployment: DeploymentId, limit: u32) -> Cluster {
+        let Some(e) = self.entry(deployment).filter(|e| e.counted) else { return Cluster::Alone };
+        match (self.link.status(), self.link.policy) {
+            (Status::Connected, _) => {
+                let cap = unconfirmed_cap(limit, self.unconfirmed_share);
+                if e.cap.load(Ordering::Relaxed) != cap {
+                    e.cap.store(cap, Ordering::Relaxed);
+                }
+                let unconfirmed = e.begun.load(Ordering::SeqCst).saturating_sub(e.acked.load(Ordering::SeqCst));
+                let others = e.others.load(Ordering::Acquire);
+                Cluster::Shared { others, unconfirmed: u32::try_from(unconfirmed).unwrap_or(u32::MAX), cap }
+            }
+            (Status::Connecting | Status::Disconnected, Policy::FailOpen) => Cluster::Alone,
+            (Status::Connecting | Status::Disconnected, Policy::FailClosed) => Cluster::Closed,
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSignals")
+            .field("url", &self.url)
+            .field("replica", &self.replica)
+            .field("deployments", &self.board.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Drop for RedisSignals {
+    /// Stops the sync thread after one last round (within `call_timeout`): what is still in
+    /// flight stays counted until its lease runs out. Does not wait for it.
+    fn drop(&mut self) {
+        self.link.stop();
+    }
+}
+
+// === impl Entry ===
+
+impl Entry {
+    fn new(prefix: &str, spec: &SignalSpec, share: f64) -> Entry {
+        Entry {
+            signals: format!("{prefix}:signals:{}", spec.name),
+            flight: format!("{prefix}:inflight:{}", spec.name),
+            counted: spec.concurrency.is_some(),
+            pending: Slot::new(Heard::default()),
+            heard: Slot::new(Heard::default()),
+            version: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            begun: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            others: AtomicU32::new(0),
+            cap: AtomicU32::new(spec.concurrency.map_or(1, |l| unconfirmed_cap(l, share))),
+        }
+    }
+
+    /// Takes in what Redis answered for a round that pushed `sent` and counted `begun`.
+    fn answer(&self, sent: Heard, begun: u64, heard: Heard, others: u32) {
+        {
+            let mut pending = self.pending.lock();
+            if *pending == sent {
+                *pending = Heard::default();
+            }
+        }
+        self.acked.fetch_max(begun, Ordering::SeqCst);
+        self.others.store(others, Ordering::Release);
+        let mut mine = self.heard.lock();
+        if *mine != heard {
+            *mine = heard;
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// `"eat euntil rat cuntil others"`, as the script answers.
+fn parse(text: &str) -> Result<(Heard, u32), String> {
+    let bad = || format!("an answer that is not five integers: {text:?}");
+    let mut numbers = text.split(' ').map(|n| n.parse::<i64>().map_err(|_| bad()));
+    let mut next = || numbers.next().unwrap_or_else(|| Err(bad()));
+    let heard = Heard { ejected_at: next()?, ejected_until: next()?, recovered_at: next()?, cooling_until: next()? };
+    let others = u32::try_from(next()?.max(0)).unwrap_or(u32::MAX);
+    Ok((heard, others))
+}
+
+// === impl Rounds ===
+
+impl Exchange for Rounds {
+    /// Pushes every deployment's unconfirmed signals and count, and takes in what Redis
+    /// answers, chunk by chunk.
+    async fn exchange(&mut self, conn: &mut ConnectionManager, timeout: Duration) -> Result<(), String> {
+        if self.board.is_empty() {
+            return sync::ping(conn, timeout).await;
+        }
+        for chunk in self.board.chunks(CHUNK) {
+            let mut call = self.script.prepare_invoke();
+            call.arg(self.lease_ms).arg(&self.field).arg(self.keep_ms);
+            let mut sent = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                let pending = *e.pending.lock();
+                // `begun` before `in_flight` (see `began`).
+                let begun = e.begun.load(Ordering::SeqCst);
+                let count = if e.counted { i64::from(e.in_flight.load(Ordering::SeqCst)) } else { -1 };
+                call.key(&e.signals).key(&e.flight);
+                call.arg(pending.ejected_at).arg(pending.ejected_until).arg(pending.recovered_at);
+                call.arg(pending.cooling_until).arg(count);
+                sent.push((pending, begun));
+            }
+            let answers = sync::invoke(&call, conn, timeout, chunk.len()).await?;
+            for ((e, (pending, begun)), text) in chunk.iter().zip(sent).zip(&answers) {
+                let (heard, others) = parse(text)?;
+                e.answer(pending, begun, heard, others);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_five_integers() {
+        let heard = Heard { ejected_at: 1, ejected_until: 2, recovered_at: 3, cooling_until: 4 };
+        assert_eq!(parse("1 2 3 4 5"), Ok((heard, 5)));
+        assert_eq!(parse("0 0 0 0 -1").map(|(_, n)| n), Ok(0));
+        assert!(parse("1 2 3 4").is_err());
+        assert!(parse("1 2 3 4 x").is_err());
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn a_confirmed_round_clears_what_it_sent_only() {
+        let e = Entry::new("p", &SignalSpec { name: "d".into(), concurrency: Some(40) }, 0.1);
+        assert_eq!(e.cap.load(Ordering::Relaxed), 4);
+        let first = Signal::Ejected { at: 10, until: 20 };
+        e.pending.lock().record(first);
+        let sent = *e.pending.lock();
+        e.pending.lock().record(Signal::Cooling { until: 30 });
+        let heard = Heard { ejected_at: 10, ejected_until: 20, ..Heard::default() };
+        e.answer(sent, 3, heard, 7);
+        assert_eq!(e.pending.lock().cooling_until, 30, "what came since is pushed next round");
+        assert_eq!((e.acked.load(Ordering::SeqCst), e.others.load(Ordering::SeqCst)), (3, 7));
+        assert_eq!(e.version.load(Ordering::SeqCst), 1);
+        let again = *e.pending.lock();
+        e.answer(again, 3, heard, 7);
+        assert_eq!(*e.pending.lock(), Heard::default());
+        assert_eq!(e.version.load(Ordering::SeqCst), 1, "nothing new heard: the same version");
+    }
+}
