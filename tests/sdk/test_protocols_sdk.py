@@ -14,13 +14,14 @@ Usage: python test_protocols_sdk.py PATH_TO_SWITCHYARD_BINARY
 """
 
 import json
+import os
 import sys
 import traceback
 
 import anthropic
 import openai
 
-from servers import Servers
+from servers import ROOT, Servers
 
 KEY = "sk-local-dev"
 ENV = {
@@ -28,12 +29,15 @@ ENV = {
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
     "ANTHROPIC_API_KEY": "sk-ant-local",
     "AZURE_OPENAI_API_KEY": "azure-local",
+    # A key made for tests only; the emulator checks every request's OCI signature against it.
+    "OCI_PRIVATE_KEY": open(os.path.join(ROOT, "tests", "oci", "test_key.pem")).read(),
 }
 DEPLOYMENT = {
     "chat-bedrock": "bedrock-us",
     "chat-anthropic": "anthropic-us",
     "chat-openai": "openai-us",
     "chat-azure": "azure-us",
+    "chat-oci": "oci-us",
 }
 WEATHER = {
     "name": "get_weather",
@@ -157,7 +161,7 @@ def openai_tests(client):
         assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks), chunks
 
     tests = []
-    for alias in ("chat-bedrock", "chat-anthropic", "chat-azure"):
+    for alias in ("chat-bedrock", "chat-anthropic", "chat-azure", "chat-oci"):
         for f in (tools, streamed_tools, stream):
             tests.append((f"openai {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
     return tests

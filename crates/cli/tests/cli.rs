@@ -49,6 +49,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("AZURE_OPENAI_API_KEY")
+            .env_remove("OCI_PRIVATE_KEY")
             .envs(env.iter().copied())
             .output()
             .expect("the binary runs");
@@ -58,11 +59,14 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let oci_key = std::fs::read_to_string(format!("{}/../../tests/oci/test_key.pem", env!("CARGO_MANIFEST_DIR")))
+        .expect("the test key");
     let (ok, stdout, stderr) = check(&[
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
         ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
         ("ANTHROPIC_API_KEY", "sk-ant-local"),
         ("AZURE_OPENAI_API_KEY", "azure-local"),
+        ("OCI_PRIVATE_KEY", &oci_key),
     ]);
     assert!(ok && stdout.starts_with("config ok:"), "{stdout}{stderr}");
     let (ok, _, stderr) = check(&[("ANTHROPIC_API_KEY", "sk-ant-local")]);
@@ -70,7 +74,8 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
     for missing in [
         "clouds[0].aws.access_key_id: environment variable AWS_ACCESS_KEY_ID is not set",
         "clouds[0].aws.secret_access_key: environment variable AWS_SECRET_ACCESS_KEY is not set",
-        "clouds[3].api_key: environment variable AZURE_OPENAI_API_KEY is not set",
+        "clouds[3].oci.private_key: environment variable OCI_PRIVATE_KEY is not set",
+        "clouds[4].api_key: environment variable AZURE_OPENAI_API_KEY is not set",
     ] {
         assert!(stderr.contains(missing), "{stderr}");
     }
