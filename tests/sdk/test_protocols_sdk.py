@@ -2,11 +2,12 @@
 
 Starts `switchyard emulate` and `switchyard serve` on examples/protocols.yaml (one Bedrock
 deployment signed with SigV4, one Anthropic-protocol deployment, one OpenAI one, one Azure
-OpenAI one with its api-key; the emulator checks each cloud's auth as the cloud does), then:
+OpenAI one with its api-key, one OCI one signed, one Gemini one with its API key; the emulator
+checks each cloud's auth as the cloud does), then:
 - the `anthropic` SDK on /v1/messages, routed to the Bedrock and to the OpenAI deployment:
   a plain message, a stream, tools and a tool-result turn, and errors;
-- the `openai` SDK on /v1/chat/completions, routed to the Bedrock, the Anthropic and the
-  Azure OpenAI deployment: tools (whole and streamed) and a plain stream;
+- the `openai` SDK on /v1/chat/completions, routed to the Bedrock, the Anthropic, the Azure
+  OpenAI, the OCI and the Gemini deployment: tools (whole and streamed) and a plain stream;
 - the `openai` SDK on /v1/responses, routed to each of the four deployments:
   `responses.create` plain and with `stream=True`, `responses.stream()`, a function call and
   its output, and `previous_response_id` refused with a 400.
@@ -29,6 +30,7 @@ ENV = {
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
     "ANTHROPIC_API_KEY": "sk-ant-local",
     "AZURE_OPENAI_API_KEY": "azure-local",
+    "GEMINI_API_KEY": "gemini-local",
     # A key made for tests only; the emulator checks every request's OCI signature against it.
     "OCI_PRIVATE_KEY": open(os.path.join(ROOT, "tests", "oci", "test_key.pem")).read(),
 }
@@ -38,6 +40,7 @@ DEPLOYMENT = {
     "chat-openai": "openai-us",
     "chat-azure": "azure-us",
     "chat-oci": "oci-us",
+    "chat-gemini": "gemini-us",
 }
 WEATHER = {
     "name": "get_weather",
@@ -161,7 +164,7 @@ def openai_tests(client):
         assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks), chunks
 
     tests = []
-    for alias in ("chat-bedrock", "chat-anthropic", "chat-azure", "chat-oci"):
+    for alias in ("chat-bedrock", "chat-anthropic", "chat-azure", "chat-oci", "chat-gemini"):
         for f in (tools, streamed_tools, stream):
             tests.append((f"openai {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
     return tests

@@ -22,6 +22,8 @@ use crate::report::{Phases, summarise};
 const DEMO_CONFIG: &str = include_str!("../../../examples/demo.yaml");
 const WORKERS: usize = 24;
 const CLOUD_DOWN: &str = "aws";
+/// Azure's provisioned-throughput deployment, whose capacity the demo's load exceeds.
+const PTU: &str = "azure-eastus";
 
 pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::Result<ExitCode> {
     // OCI's API signing key, made now and held in memory only: the gateway signs with it and
@@ -88,10 +90,12 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let mut down = false;
     let mut restored = false;
     let mut seen = 0;
+    let mut ptu_ejected = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     while Instant::now() < until {
         tick.tick().await;
+        ptu_ejected |= ever_ejected(&gateway, PTU);
         let elapsed = started.elapsed();
         if !down && elapsed >= outage_from {
             let n = emulator.set_cloud_faults(CLOUD_DOWN, &outage);
@@ -137,7 +141,8 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let outcomes = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
     let continuations = gateway.metrics.continuations();
     let phases = Phases { outage_from, outage_until, cloud_down: CLOUD_DOWN.to_owned() };
-    let summary = summarise(&config, &outcomes, &phases, 1, continuations);
+    let mut summary = summarise(&config, &outcomes, &phases, 1, continuations);
+    summary.text.push_str(&ptu_section(&gateway, &outcomes, ptu_ejected || ever_ejected(&gateway, PTU)));
     outln!("\n{}", summary.text)?;
     if let Some(ledger) = &gateway.ledger {
         ledger.flush().await;
@@ -166,6 +171,29 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     }
     outln!("OK: zero failed requests through the {CLOUD_DOWN} outage; the EU tenant never left the EU.")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the deployment is (or was, and has not yet been probed back) ejected.
+fn ever_ejected(gateway: &Gateway, name: &str) -> bool {
+    let Some(d) = gateway.config.deployment_by_name(name) else { return false };
+    gateway.router().deployment(d.id).health.ejected_until().is_some()
+}
+
+/// How the PTU filled and spilled: what it answered, its 429s (each request moved on at once
+/// to an on-demand deployment), the answers whose headers said it was full (it was planned
+/// around until their reset), and whether it was ever ejected (it should not be).
+fn ptu_section(gateway: &Gateway, outcomes: &[Outcome], ejected: bool) -> String {
+    let Some(d) = gateway.config.deployment_by_name(PTU) else { return String::new() };
+    let answered = outcomes.iter().filter(|o| o.ok && o.deployment.as_deref() == Some(PTU)).count();
+    let n_429 = gateway.metrics.rate_limited_count(d.id);
+    let full = gateway.metrics.reported_full_count(d.id);
+    format!(
+        "\n## Provisioned throughput (PTU) spillover\n\n\
+         | deployment | answered | its 429s (spilled at once) | answers saying it was full | ejected |\n\
+         |---|---:|---:|---:|---|\n\
+         | {PTU} (reserved) | {answered} | {n_429} | {full} | {} |\n",
+        if ejected { "yes" } else { "never" }
+    )
 }
 
 /// The demo's made-up credentials, the same for the emulated clouds (which check them as the

@@ -50,6 +50,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("AZURE_OPENAI_API_KEY")
             .env_remove("OCI_PRIVATE_KEY")
+            .env_remove("GEMINI_API_KEY")
             .envs(env.iter().copied())
             .output()
             .expect("the binary runs");
@@ -67,6 +68,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
         ("ANTHROPIC_API_KEY", "sk-ant-local"),
         ("AZURE_OPENAI_API_KEY", "azure-local"),
         ("OCI_PRIVATE_KEY", &oci_key),
+        ("GEMINI_API_KEY", "gemini-local"),
     ]);
     assert!(ok && stdout.starts_with("config ok:"), "{stdout}{stderr}");
     let (ok, _, stderr) = check(&[("ANTHROPIC_API_KEY", "sk-ant-local")]);
@@ -76,6 +78,7 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
         "clouds[0].aws.secret_access_key: environment variable AWS_SECRET_ACCESS_KEY is not set",
         "clouds[3].oci.private_key: environment variable OCI_PRIVATE_KEY is not set",
         "clouds[4].api_key: environment variable AZURE_OPENAI_API_KEY is not set",
+        "clouds[5].api_key: environment variable GEMINI_API_KEY is not set",
     ] {
         assert!(stderr.contains(missing), "{stderr}");
     }

@@ -258,6 +258,11 @@ impl AttemptSession {
         Ok(next)
     }
 
+    /// Whether the plan has deployments not yet tried.
+    pub fn has_more(&self) -> bool {
+        self.position < self.plan.len()
+    }
+
     /// The attempt `next` gave could not start (its deployment filled up since planning): it
     /// does not count against `max_attempts`, and the plan moves on past it.
     pub fn unstart(&mut self) {

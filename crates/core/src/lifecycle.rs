@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::attempt::{AttemptError, AttemptSession, Decision, Exhausted};
-use crate::config::{AliasId, Config, DeploymentId, Tenant, TenantId};
+use crate::config::{AliasId, Config, DeploymentId, Tenant, TenantId, Tier};
 use crate::plan::{Needs, NoRoute, PlanRequest, plan, plan_larger_context, plan_with_fallbacks};
 use crate::rng::Rng;
 use crate::state::{Outcome, RouterState};
@@ -594,7 +594,11 @@ impl RequestMachine {
     fn fail(&mut self, ctx: &mut Ctx<'_>, id: AttemptId, error: AttemptError, now: Time) {
         let was_winner = self.winner == Some(id);
         let Some(o) = self.close(ctx, id, Closing::Failed(error.clone()), now) else { return };
-        let decision = self.session.on_failure(o.deployment, error.clone(), self.retry_after_cap);
+        // Reserved (provisioned) capacity spills at once: a 429 there says it is full, and
+        // on-demand capacity behind it answers now, rather than after the Retry-After.
+        let spill = ctx.config.deployment(o.deployment).tier == Tier::Reserved && self.session.has_more();
+        let retry_after_cap = if spill { Duration::ZERO } else { self.retry_after_cap };
+        let decision = self.session.on_failure(o.deployment, error.clone(), retry_after_cap);
         if was_winner && self.hold_back.is_some() {
             // Nothing reached the caller: start over, anywhere, as if no content had come.
             self.winner = None;

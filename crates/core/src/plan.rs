@@ -284,9 +284,10 @@ pub fn plan(
             ejected.push((until, d));
             continue;
         }
-        if s.cooling_down(now) {
+        // Cooling down after a 429, or full by its own report: planned around, not ejected.
+        if let Some(until) = s.resting_until(estimated_tokens, now) {
             removed.cooling_down += 1;
-            removed.cooldown_ends = removed.cooldown_ends.min(s.cooldown_until).or(s.cooldown_until);
+            removed.cooldown_ends = Some(removed.cooldown_ends.map_or(until, |soonest| soonest.min(until)));
             continue;
         }
         let tenant = request.tenant;

@@ -11,7 +11,10 @@
 //! and what other replicas said is taken in whenever a deployment is read to plan or start an
 //! attempt ([`RouterState::deployment_at`]).
 
+mod headroom;
 mod signals;
+
+pub use headroom::{DEFAULT_HEADROOM_RESET, Headroom, MAX_HEADROOM_WAIT, Reported};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +46,8 @@ pub struct DeploymentState {
     /// the provider said no, grown back by about one per limit's worth of successes.
     pub learned_limit: Option<f64>,
     pub cooldown_until: Option<Time>,
+    /// The headroom the deployment last reported on an answer (`x-ratelimit-remaining-*`).
+    pub reported: Reported,
     /// Attempts in flight per tenant, and how many tenants have any (for the fair share).
     by_tenant: Vec<u32>,
     active_tenants: u32,
@@ -166,6 +171,15 @@ impl DeploymentState {
         self.cooldown_until.is_some_and(|until| now < until)
     }
 
+    /// Until when a request of `estimated_tokens` is to be planned elsewhere: a 429's
+    /// cool-down, or the deployment's own report that it is full ([`Reported`]). Neither is a
+    /// failure; `None` when neither binds now.
+    #[inline]
+    pub fn resting_until(&self, estimated_tokens: u32, now: Time) -> Option<Time> {
+        let cooling = self.cooldown_until.filter(|until| now < *until);
+        cooling.max(self.reported.full_until(estimated_tokens, now))
+    }
+
     /// Other replicas' attempts in flight here, as they last published them (0 unless the
     /// concurrency limit is shared).
     pub fn in_flight_elsewhere(&self) -> u32 {
@@ -221,6 +235,7 @@ impl RouterState {
                     concurrency_limit: d.limits.concurrency,
                     learned_limit: None,
                     cooldown_until: None,
+                    reported: Reported::default(),
                     by_tenant: vec![0; n_tenants],
                     active_tenants: 0,
                     heard_version: 0,

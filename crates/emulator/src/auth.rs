@@ -1,5 +1,6 @@
 //! Who may call a deployment, checked as its cloud checks: a Bearer key (OpenAI, a Bedrock
-//! API key, an Entra ID token for Azure), `x-api-key` (Anthropic), `api-key` (Azure OpenAI), or an AWS Signature Version 4 (Bedrock with access
+//! API key, an Entra ID token for Azure, an OAuth token for Gemini), `x-api-key` (Anthropic),
+//! `api-key` (Azure OpenAI), `x-goog-api-key` or `?key=` (a Gemini API key), or an AWS Signature Version 4 (Bedrock with access
 //! keys), which is verified by signing the request again with the configured secret key over
 //! the headers it names, at its `x-amz-date`; or an OCI request signature (an `oci-openai`
 //! cloud with an `oci` key), verified with the key's public half over the headers it names.
@@ -27,6 +28,11 @@ pub(crate) enum Rule {
     ApiKey(String),
     /// `api-key: <key>` (Azure OpenAI).
     AzureKey(String),
+    /// `x-goog-api-key: <key>` or `?key=<key>` (a Gemini API key).
+    GoogleKey(String),
+    /// A Bearer token this deployment's token endpoint issued to the cloud's service account
+    /// (`gemini.rs`).
+    GoogleAccount(Box<crate::gemini::Issued>),
     /// A SigV4 signature by these credentials, scoped to this region and `bedrock`.
     SigV4 { credentials: Credentials, region: String },
     /// An OCI request signature by this key (`None`: the configured key is unusable, and
@@ -57,7 +63,9 @@ impl Rule {
     /// The rule of deployment `d` of `cloud`: OpenAI checks the emulation's key; Anthropic the
     /// emulation's key, else the cloud's; Bedrock the cloud's AWS credentials, else a key as
     /// a Bearer token; Azure OpenAI the emulation's key as `api-key`, else the cloud's Entra ID
-    /// token as a Bearer token, else its key as `api-key`.
+    /// token as a Bearer token, else its key as `api-key`; Gemini the emulation's key, else the
+    /// cloud's OAuth token as a Bearer token, or a token its service account got from this
+    /// deployment's token endpoint, else its key (`x-goog-api-key` or `?key=`).
     pub(crate) fn of(d: &Deployment, cloud: &Cloud, spec: &Emulation) -> Rule {
         let key = spec.api_key.as_ref().or(cloud.api_key.as_ref()).map(|k| k.expose().to_owned());
         match cloud.protocol {
@@ -67,6 +75,11 @@ impl Rule {
             Protocol::AzureOpenAi => match (&spec.api_key, &cloud.entra_token) {
                 (None, Some(token)) => Rule::Bearer(token.expose().to_owned()),
                 _ => key.map_or(Rule::Open, Rule::AzureKey),
+            },
+            Protocol::Gemini => match (&spec.api_key, &cloud.bearer_token, &cloud.service_account) {
+                (None, _, Some(account)) => Rule::GoogleAccount(Box::new(crate::gemini::Issued::new(account))),
+                (None, Some(token), None) => Rule::Bearer(token.expose().to_owned()),
+                _ => key.map_or(Rule::Open, Rule::GoogleKey),
             },
             Protocol::Bedrock => match &cloud.aws {
                 Some(aws) => Rule::SigV4 {
@@ -98,6 +111,12 @@ impl Rule {
             }
             Rule::ApiKey(key) => given(key, header("x-api-key")),
             Rule::AzureKey(key) => given(key, header("api-key")),
+            Rule::GoogleKey(key) => given(key, header("x-goog-api-key").or_else(|| crate::gemini::query(parts, "key"))),
+            Rule::GoogleAccount(issued) => match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+                None => Err(Denied::Missing),
+                Some(token) if issued.holds(token, now) => Ok(()),
+                Some(_) => Err(Denied::WrongKey),
+            },
             Rule::SigV4 { credentials, region } => verify(parts, body, now, credentials, region),
             Rule::Oci(None) => Err(Denied::Mismatch),
             Rule::Oci(Some(verifier)) => {

@@ -130,3 +130,16 @@ pub(crate) fn refuse(refusal: &Refusal) -> Option<Reply> {
         Refusal::Status { .. } | Refusal::ContextLength { .. } | Refusal::PrefillRejected => None,
     }
 }
+
+/// The headroom Azure reports on an answer, for a deployment with an emulated capacity:
+/// `x-ratelimit-remaining-requests` is the capacity less the requests in flight (this one too,
+/// while it streams), and `x-ratelimit-reset-requests` the deployment's Retry-After. Empty
+/// without a capacity.
+pub(crate) fn headroom(dep: &EmulatedDeployment) -> Vec<(&'static str, String)> {
+    let Some(capacity) = dep.spec.max_concurrency else { return Vec::new() };
+    let remaining = capacity.saturating_sub(dep.in_flight.load(std::sync::atomic::Ordering::Relaxed));
+    vec![
+        ("x-ratelimit-remaining-requests", remaining.to_string()),
+        ("x-ratelimit-reset-requests", format!("{}ms", dep.spec.retry_after.as_millis())),
+    ]
+}

@@ -1,5 +1,6 @@
 //! Fake clouds on loopback: every configured deployment gets a listener that speaks its cloud's
-//! wire protocol (OpenAI Chat Completions, Azure OpenAI, Anthropic Messages or Bedrock Converse), with its
+//! wire protocol (OpenAI Chat Completions, Azure OpenAI, Anthropic Messages, Bedrock Converse or Gemini
+//! `generateContent`), with its
 //! authentication, timing drawn from the configured distributions, a concurrency capacity,
 //! and typed fault plans set in config or live. Or no listener at all: the deployments are
 //! reached through in-memory pipes ([`Dialer`]). Answers are what models answer: the same
@@ -17,6 +18,7 @@ mod bedrock;
 mod body;
 mod conversation;
 mod embeddings;
+mod gemini;
 mod memory;
 mod openai;
 mod schema;
@@ -160,12 +162,35 @@ impl EmulatedDeployment {
     /// paths (`/model/{id}/converse`) have no version, `http://host:port` (any prefix before
     /// `/model/` is served too), and for Azure OpenAI `http://host:port`, a resource's base
     /// (its deployment URLs), or `http://host:port/openai/v1` (Azure's v1 API) when the
-    /// deployment was configured there. Both are served either way.
+    /// deployment was configured there. Both are served either way. Gemini's is the Gemini
+    /// API's `http://host:port/v1beta` (any prefix before `/models/` is served).
     pub fn endpoint(&self) -> String {
         match self.protocol {
             Protocol::AzureOpenAi if self.azure_v1 => format!("http://{}/openai/v1", self.addr),
             Protocol::Bedrock | Protocol::AzureOpenAi => format!("http://{}", self.addr),
             Protocol::OpenAi | Protocol::Anthropic => format!("http://{}/v1", self.addr),
+            Protocol::Gemini => format!("http://{}/v1beta", self.addr),
+        }
+    }
+
+    /// Every access token this Gemini deployment's token endpoint issued expires now (a
+    /// `service_account` cloud's): the next request with one is a 401, and a new token is to be
+    /// fetched. False when the deployment issues none.
+    pub fn expire_tokens(&self) -> bool {
+        match &self.auth {
+            auth::Rule::GoogleAccount(issued) => {
+                issued.expire();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many access tokens this Gemini deployment's token endpoint has issued.
+    pub fn tokens_issued(&self) -> u64 {
+        match &self.auth {
+            auth::Rule::GoogleAccount(issued) => issued.count(),
+            _ => 0,
         }
     }
 

@@ -254,7 +254,8 @@ impl Speaker for Chat {
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(&answer.finish)}],
             "usage": usage(&answer.usage),
         });
-        json_response(StatusCode::OK, body.to_string().into_bytes())
+        let headroom = if self.flavor == Flavor::Azure { crate::azure::headroom(dep) } else { Vec::new() };
+        server::respond_with(StatusCode::OK, "application/json", None, &headroom, body.to_string().into_bytes())
     }
 
     fn stream(&self, dep: &EmulatedDeployment, plan: &Plan) -> (Chunks, StreamEvent, http::response::Builder) {
@@ -267,9 +268,14 @@ impl Speaker for Chat {
             role_sent: false,
         };
         let start = StreamEvent::MessageStart { id, model: dep.model.clone(), usage: None };
-        let head = http::Response::builder()
+        let mut head = http::Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache");
+        if self.flavor == Flavor::Azure {
+            for (name, value) in crate::azure::headroom(dep) {
+                head = head.header(name, value);
+            }
+        }
         (encoder, start, head)
     }
 }

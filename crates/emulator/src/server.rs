@@ -1,5 +1,6 @@
 //! One deployment's listener: accepts connections (resetting them during outages), hands each
-//! request to its protocol's front end (`openai.rs`, `azure.rs`, `anthropic.rs`, `bedrock.rs`), and runs
+//! request to its protocol's front end (`openai.rs`, `azure.rs`, `anthropic.rs`,
+//! `bedrock.rs`, `gemini.rs`), and runs
 //! the part every protocol shares: the connection faults (reset, no response), capacity (a
 //! free slot, a place in the queue, or a refusal), and the answer's delivery: whole, after the
 //! timing model's wait, or streamed (`stream.rs`). Every wait is a tokio timer (`sleep`,
@@ -22,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use crate::answer::{self, Ask, Plan, Refusal, Verdict};
 use crate::body::EmuBody;
 use crate::stream::{Encode, Player};
-use crate::{EmulatedDeployment, Seen, anthropic, azure, bedrock, openai};
+use crate::{EmulatedDeployment, Seen, anthropic, azure, bedrock, gemini, openai};
 
 /// How long a hung response (no response, stall forever, a missing last event) is held at most.
 pub(crate) const HANG: Duration = Duration::from_secs(600);
@@ -141,6 +142,7 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
         Protocol::Anthropic => anthropic::handle(dep, &parts, body).await,
         Protocol::Bedrock => bedrock::handle(dep, &parts, body).await,
         Protocol::AzureOpenAi => azure::handle(dep, &parts, body).await,
+        Protocol::Gemini => gemini::handle(dep, &parts, body).await,
     }
 }
 

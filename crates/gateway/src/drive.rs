@@ -143,9 +143,21 @@ impl Driver {
                 self.timer.as_mut().reset(self.gw.instant(at));
             }
         }
+        let gw = &self.gw;
         let event = poll_fn(|cx: &mut Context<'_>| {
             for open in &mut self.open {
                 if let Poll::Ready(event) = open.io.poll_event(cx) {
+                    if matches!(event, IoEvent::Headers) {
+                        // The deployment's own word on its room (`x-ratelimit-remaining-*`):
+                        // full, it is planned around until its reset (PTU spillover).
+                        let headroom = open.io.take_headroom();
+                        if headroom.is_reported() {
+                            gw.router().observe_headroom(open.deployment, &headroom, gw.now());
+                            if headroom.requests == Some(0) {
+                                gw.metrics.reported_full(open.deployment);
+                            }
+                        }
+                    }
                     return Poll::Ready(Some((open.id, event)));
                 }
             }

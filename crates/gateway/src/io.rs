@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body::Body as _;
 use hyper::body::Incoming;
 use switchyard_core::AttemptError;
+use switchyard_core::state::Headroom;
 use switchyard_providers::{AnswerDecoder, StreamFault};
 
 /// Most bytes read from a whole upstream answer.
@@ -63,11 +64,19 @@ pub(crate) struct AttemptIo {
     streaming: bool,
     /// Event data decoded, reused between reads.
     decoded: Vec<String>,
+    /// What the answer's headers said of the deployment's remaining allowance, until the
+    /// driver takes it (with [`IoEvent::Headers`]).
+    headroom: Headroom,
 }
 
 impl AttemptIo {
     pub(crate) fn sending(send: Sending, streaming: bool) -> AttemptIo {
-        AttemptIo { state: State::Sending(send), streaming, decoded: Vec::new() }
+        AttemptIo { state: State::Sending(send), streaming, decoded: Vec::new(), headroom: Headroom::default() }
+    }
+
+    /// The headroom the answer's headers reported (taken once; nothing when not reported).
+    pub(crate) fn take_headroom(&mut self) -> Headroom {
+        std::mem::take(&mut self.headroom)
     }
 
     /// The next event, once; after the last one the IO stays pending (the driver drops it).
@@ -84,6 +93,7 @@ impl AttemptIo {
                         }
                         Poll::Ready(Ok(answer)) => answer,
                     };
+                    self.headroom = switchyard_providers::headroom::headroom(response.headers());
                     if self.streaming {
                         let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                         if !decoder.is_stream(content_type) {

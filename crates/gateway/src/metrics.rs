@@ -83,6 +83,7 @@ pub struct LedgerGauges {
 }
 pub const BODY_BYTES_BUFFERED: &str = "switchyard_request_body_bytes_buffered";
 pub const IMPLAUSIBLE_USAGE_TOTAL: &str = "switchyard_upstream_implausible_usage_total";
+pub const REPORTED_FULL_TOTAL: &str = "switchyard_deployment_reported_full_total";
 
 /// The APIs requests are counted under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +145,8 @@ struct PerDeployment {
     spend_nanodollars: AtomicU64,
     malformed: AtomicU64,
     implausible: AtomicU64,
+    /// Answers whose headers said the deployment had no room left (`x-ratelimit-remaining-*`).
+    reported_full: AtomicU64,
 }
 
 pub struct Metrics {
@@ -172,6 +175,7 @@ impl Metrics {
                 spend_nanodollars: AtomicU64::new(0),
                 malformed: AtomicU64::new(0),
                 implausible: AtomicU64::new(0),
+                reported_full: AtomicU64::new(0),
             })
             .collect();
         Metrics {
@@ -280,6 +284,22 @@ impl Metrics {
         (self.continuations[0].load(Relaxed), self.continuations[1].load(Relaxed))
     }
 
+    /// An answer's headers said the deployment is full: it is planned around until its reset.
+    pub fn reported_full(&self, id: DeploymentId) {
+        self.deployment(id).reported_full.fetch_add(1, Relaxed);
+    }
+
+    /// Answers on which the deployment reported no room left.
+    pub fn reported_full_count(&self, id: DeploymentId) -> u64 {
+        self.deployment(id).reported_full.load(Relaxed)
+    }
+
+    /// Attempts on the deployment that ended in a 429 (each moved on or waited it out).
+    pub fn rate_limited_count(&self, id: DeploymentId) -> u64 {
+        let index = AttemptError::RateLimited { retry_after: None }.kind_index();
+        self.deployment(id).attempts[index].load(Relaxed)
+    }
+
     pub fn malformed_events(&self, id: DeploymentId) -> u64 {
         self.deployment(id).malformed.load(Relaxed)
     }
@@ -357,6 +377,11 @@ impl Metrics {
         for d in &self.deployments {
             let n = d.implausible.load(Relaxed);
             let _ = writeln!(out, "{IMPLAUSIBLE_USAGE_TOTAL}{{deployment=\"{}\"}} {n}", d.name);
+        }
+        head(&mut out, REPORTED_FULL_TOTAL, "counter", "Answers whose headers said the deployment had no room left.");
+        for d in &self.deployments {
+            let n = d.reported_full.load(Relaxed);
+            let _ = writeln!(out, "{REPORTED_FULL_TOTAL}{{deployment=\"{}\",cloud=\"{}\"}} {n}", d.name, d.cloud);
         }
         head(&mut out, TOKENS_TOTAL, "counter", "Tokens by deployment and direction.");
         for d in &self.deployments {

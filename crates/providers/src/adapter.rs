@@ -3,7 +3,7 @@
 //!
 //! The gateway always hands over an OpenAI Chat Completions body (the byte pass-through's
 //! shape). An OpenAI or Azure OpenAI deployment gets it as it is: the fast path (Azure differs
-//! only in its URLs and auth). An Anthropic or Bedrock one
+//! only in its URLs and auth). An Anthropic, Bedrock or Gemini one
 //! gets it decoded into the canonical model and encoded in its own protocol; what that protocol
 //! cannot express is a 400 naming the parameter ([`AttemptError::ClientError`], returned to the
 //! caller), never dropped.
@@ -16,10 +16,11 @@ use http::{Method, Uri};
 use http_body_util::Full;
 use serde_json::Value;
 use switchyard_core::AttemptError;
-use switchyard_core::config::{Config, Deployment, OciCredentials, Protocol};
+use switchyard_core::config::{Config, Deployment, OciCredentials, Protocol, ServiceAccount};
 use switchyard_wire::canonical::{ErrorClass, ErrorObject, Part, Request as Canonical, Role, Unsupported};
-use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
+use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, openai_codec};
 
+use crate::google::TokenSource;
 use crate::oci;
 use crate::sigv4::{self, BEDROCK, Credentials, Scope};
 use crate::{ClientBuildError, Operation, classify_status};
@@ -70,6 +71,20 @@ pub enum Auth {
     },
     /// OCI's HTTP signatures with an API signing key (an `oci-openai` cloud's `oci`).
     Oci(OciCredentials),
+    /// Gemini / Vertex AI: an API key or an OAuth access token.
+    Gemini(GeminiCredential),
+}
+
+/// How Gemini and Vertex AI are authenticated.
+#[derive(Clone, Debug)]
+pub enum GeminiCredential {
+    /// A Gemini API key, sent as `x-goog-api-key`.
+    ApiKey(String),
+    /// An OAuth access token, sent as `Authorization: Bearer`.
+    Bearer(String),
+    /// A service account's key, exchanged for OAuth access tokens (`google.rs`).
+    ServiceAccount(ServiceAccount),
+    None,
 }
 
 /// How Azure OpenAI is authenticated.
@@ -94,6 +109,12 @@ impl Endpoint {
                 let entra = cloud.entra_token.as_ref().map(|t| AzureCredential::Entra(t.expose().to_owned()));
                 let credential = entra.or(key.map(AzureCredential::ApiKey)).unwrap_or(AzureCredential::None);
                 Auth::Azure { credential, api_version: cloud.api_version.clone() }
+            }
+            (Protocol::Gemini, _, key) => {
+                let account = cloud.service_account.clone().map(GeminiCredential::ServiceAccount);
+                let bearer = cloud.bearer_token.as_ref().map(|t| GeminiCredential::Bearer(t.expose().to_owned()));
+                let credential = account.or(bearer).or(key.map(GeminiCredential::ApiKey));
+                Auth::Gemini(credential.unwrap_or(GeminiCredential::None))
             }
             (Protocol::Bedrock, Some(aws), _) => Auth::Aws(Credentials {
                 access_key_id: aws.access_key_id.expose().to_owned(),
@@ -133,6 +154,7 @@ enum PreparedAuth {
     Anthropic { key: Option<HeaderValue>, version: HeaderValue },
     Aws { credentials: Credentials, region: String },
     Oci { signer: oci::Signer, compartment: HeaderValue },
+    Google(TokenSource),
 }
 
 impl Target {
@@ -164,6 +186,16 @@ impl Target {
                 PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {token}"))?)
             }
             Auth::Azure { credential: AzureCredential::None, .. } => PreparedAuth::None,
+            Auth::Gemini(GeminiCredential::ApiKey(key)) => {
+                PreparedAuth::Header(HeaderName::from_static("x-goog-api-key"), sensitive(key.clone())?)
+            }
+            Auth::Gemini(GeminiCredential::Bearer(token)) => {
+                PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {token}"))?)
+            }
+            Auth::Gemini(GeminiCredential::ServiceAccount(account)) => {
+                PreparedAuth::Google(TokenSource::new(account).map_err(ClientBuildError::Client)?)
+            }
+            Auth::Gemini(GeminiCredential::None) => PreparedAuth::None,
             Auth::Oci(credentials) => PreparedAuth::Oci {
                 signer: oci::Signer::new(credentials).map_err(|e| ClientBuildError::Client(e.to_string()))?,
                 compartment: HeaderValue::from_str(&credentials.compartment)
@@ -193,8 +225,22 @@ impl Target {
                 let converse = uri(&format!("/model/{model}/converse"))?;
                 (converse.clone(), uri(&format!("/model/{model}/converse-stream"))?, converse)
             }
+            // Gemini API (`…/v1beta`) and Vertex AI (`…/publishers/google`) alike.
+            Protocol::Gemini => {
+                let model = format!("/models/{}", path_segment(&e.model));
+                let generate = uri(&format!("{model}:generateContent"))?;
+                (generate.clone(), uri(&format!("{model}:streamGenerateContent?alt=sse"))?, generate)
+            }
         };
         Ok(Target { protocol: e.protocol, model: e.model.clone(), chat, stream, embeddings, auth })
+    }
+
+    /// A service account's tokens, when the deployment authenticates with one.
+    pub(crate) fn tokens(&self) -> Option<&TokenSource> {
+        match &self.auth {
+            PreparedAuth::Google(tokens) => Some(tokens),
+            _ => None,
+        }
     }
 
     /// The request for one attempt: `body` is an OpenAI body, translated when the deployment
@@ -230,6 +276,11 @@ impl Target {
                 trimmed = trim_prefill(&mut request);
                 let uri = if request.stream { self.stream.clone() } else { self.chat.clone() };
                 (uri, encoded(bedrock_codec::encode_request(&request))?)
+            }
+            (Protocol::Gemini, Operation::ChatCompletions) => {
+                let request = canonical(&body)?;
+                let uri = if request.stream { self.stream.clone() } else { self.chat.clone() };
+                (uri, encoded(gemini_codec::encode_request(&request))?)
             }
         };
         let unbuildable = |e: http::Error| AttemptError::ConnectFailed { detail: e.to_string() };
@@ -279,6 +330,13 @@ impl Target {
                 request.headers_mut().extend(signed);
                 request.headers_mut().insert(oci::OPC_COMPARTMENT_ID, compartment.clone());
             }
+            PreparedAuth::Google(tokens) => {
+                // `Upstream` fetched it just before.
+                let Some(authorization) = tokens.current(now()) else {
+                    return Err(AttemptError::ConnectFailed { detail: "no service account token".into() });
+                };
+                headers.insert(AUTHORIZATION, authorization);
+            }
         }
         Ok((request, trimmed))
     }
@@ -297,6 +355,7 @@ impl Target {
             Protocol::OpenAi | Protocol::AzureOpenAi => return classify_status(status, retry_after, body),
             Protocol::Anthropic => anthropic_codec::decode_error(status, body),
             Protocol::Bedrock => bedrock_codec::decode_error(status, error_type, body),
+            Protocol::Gemini => gemini_codec::decode_error(status, body),
         };
         match status {
             // Anthropic's 529 is `overloaded_error`: out of capacity, like a 429.
@@ -339,7 +398,13 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
         Err(_) => {
             let bits = protocols & !Protocol::PASS_THROUGH;
             use switchyard_wire::canonical::Protocol as Wire;
-            let target = if bits & Protocol::Bedrock.bit() != 0 { Wire::Bedrock } else { Wire::Anthropic };
+            let target = if bits & Protocol::Bedrock.bit() != 0 {
+                Wire::Bedrock
+            } else if bits & Protocol::Gemini.bit() != 0 {
+                Wire::Gemini
+            } else {
+                Wire::Anthropic
+            };
             let reason = "the request uses a form that cannot be translated (read by OpenAI deployments only)";
             return (bits, Some(Unsupported { param: "messages".into(), target, reason }));
         }
@@ -353,6 +418,9 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
     if protocols & Protocol::Bedrock.bit() != 0 {
         check(Protocol::Bedrock, bedrock_codec::encode_request(&request));
     }
+    if protocols & Protocol::Gemini.bit() != 0 {
+        check(Protocol::Gemini, gemini_codec::encode_request(&request));
+    }
     if protocols & Protocol::Anthropic.bit() != 0 {
         request.max_tokens = request.max_tokens.or(Some(DEFAULT_ANTHROPIC_MAX_TOKENS));
         trim_prefill(&mut request);
@@ -363,10 +431,16 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
 
 /// Refusals that say the deployment is set up wrong, under a status that does not: Bedrock's
 /// `ValidationException` for a model id it does not know, or one that needs an inference
-/// profile; Anthropic's 400 for an account out of credit.
+/// profile; Anthropic's 400 for an account out of credit; Gemini's 400 for a bad API key or
+/// a region the API is not offered in.
 fn misconfigured(message: &str) -> bool {
-    const SIGNS: [&str; 3] =
-        ["model identifier is invalid", "with on-demand throughput isn", "credit balance is too low"];
+    const SIGNS: [&str; 5] = [
+        "model identifier is invalid",
+        "with on-demand throughput isn",
+        "credit balance is too low",
+        "api key not valid",
+        "user location is not supported",
+    ];
     let message = message.to_ascii_lowercase();
     SIGNS.iter().any(|sign| message.contains(sign))
 }

@@ -1,6 +1,6 @@
 //! Reading an upstream answer in the deployment's protocol as the gateway's relay reads it:
 //! OpenAI Chat Completions. An OpenAI stream's event data passes through untouched (the fast
-//! path); an Anthropic SSE stream or a Bedrock eventstream is decoded into canonical events and
+//! path); an Anthropic or Gemini SSE stream or a Bedrock eventstream is decoded into canonical events and
 //! written as OpenAI chunks, and a whole answer is translated the same way. An error the
 //! upstream reports inside its stream becomes the attempt's classified failure.
 
@@ -10,9 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use switchyard_core::AttemptError;
 use switchyard_core::config::Protocol;
-use switchyard_wire::canonical::{DecodeError, OutputPart, Response, StreamEvent};
+use switchyard_wire::canonical::{DecodeError, ErrorClass, ErrorObject, OutputPart, Response, StreamEvent};
 use switchyard_wire::sse::{SseEvent, SseParser};
-use switchyard_wire::{anthropic_codec, bedrock_codec, openai_codec};
+use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, openai_codec};
 
 use crate::adapter::in_stream;
 use crate::eventstream::{self, MessageType};
@@ -40,6 +40,7 @@ pub enum AnswerDecoder {
     OpenAi(SseParser),
     Anthropic(Box<Translated<anthropic_codec::StreamDecoder>>),
     Bedrock(Box<Translated<bedrock_codec::StreamDecoder>>),
+    Gemini(Box<Translated<gemini_codec::StreamDecoder>>),
 }
 
 /// A stream decoded into canonical events and written as OpenAI chunks.
@@ -75,6 +76,11 @@ impl AnswerDecoder {
                 bedrock_codec::StreamDecoder::new(),
                 model,
             ))),
+            Protocol::Gemini => AnswerDecoder::Gemini(Box::new(Translated::new(
+                Framing::Sse(SseParser::default()),
+                gemini_codec::StreamDecoder::new(),
+                model,
+            ))),
         }
     }
 
@@ -85,13 +91,14 @@ impl AnswerDecoder {
             AnswerDecoder::OpenAi(_) => {}
             AnswerDecoder::Anthropic(t) => t.skip = whitespace,
             AnswerDecoder::Bedrock(t) => t.skip = whitespace,
+            AnswerDecoder::Gemini(t) => t.skip = whitespace,
         }
     }
 
     /// Whether a streamed answer's content type is this protocol's stream.
     pub fn is_stream(&self, content_type: Option<&str>) -> bool {
         let expected = match self {
-            AnswerDecoder::OpenAi(_) | AnswerDecoder::Anthropic(_) => "text/event-stream",
+            AnswerDecoder::OpenAi(_) | AnswerDecoder::Anthropic(_) | AnswerDecoder::Gemini(_) => "text/event-stream",
             AnswerDecoder::Bedrock(_) => "application/vnd.amazon.eventstream",
         };
         content_type.is_some_and(|v| v.starts_with(expected))
@@ -108,6 +115,7 @@ impl AnswerDecoder {
             }
             AnswerDecoder::Anthropic(t) => t.push(bytes, out, |d, e, events| d.push(e, events)),
             AnswerDecoder::Bedrock(t) => t.push_frames(bytes, out),
+            AnswerDecoder::Gemini(t) => t.push(bytes, out, gemini_push),
         }
     }
 
@@ -122,6 +130,10 @@ impl AnswerDecoder {
         if let AnswerDecoder::Anthropic(t) = self {
             // A last event without its blank line still counts.
             let _ = t.push(b"\n\n", out, |d, e, events| d.push(e, events));
+        }
+        if let AnswerDecoder::Gemini(t) = self {
+            // A last chunk without its blank line still counts.
+            let _ = t.push(b"\n\n", out, gemini_push);
         }
         if let AnswerDecoder::Bedrock(t) = self {
             // Bedrock's usage comes after its stop; a stream that ended without it still ends.
@@ -138,6 +150,12 @@ impl AnswerDecoder {
             AnswerDecoder::OpenAi(_) => return Ok(body),
             AnswerDecoder::Anthropic(t) => (anthropic_codec::decode_response(&body), &t.model),
             AnswerDecoder::Bedrock(t) => (bedrock_codec::decode_response(&body), &t.model),
+            // A prompt Google's filter blocked is an answer without candidates: the filter's
+            // refusal.
+            AnswerDecoder::Gemini(_) if let Some(error) = gemini_codec::blocked(&body) => {
+                return Err(in_stream(filtered(error)));
+            }
+            AnswerDecoder::Gemini(t) => (gemini_codec::decode_response(&body), &t.model),
         };
         let (response, model): (Result<Response, DecodeError>, _) = decoded;
         let mut response = response.map_err(|e| AttemptError::InvalidResponse { detail: e.message })?;
@@ -151,6 +169,7 @@ impl AnswerDecoder {
             AnswerDecoder::OpenAi(_) => "",
             AnswerDecoder::Anthropic(t) => &t.skip,
             AnswerDecoder::Bedrock(t) => &t.skip,
+            AnswerDecoder::Gemini(t) => &t.skip,
         };
         if let Some(OutputPart::Text(text)) = response.content.first_mut() {
             let common: usize =
@@ -272,6 +291,31 @@ impl Translated<bedrock_codec::StreamDecoder> {
         written?;
         result
     }
+}
+
+/// A Gemini SSE event through its decoder; a blocked prompt's error made the caller's content
+/// filter (see [`filtered`]).
+fn gemini_push(
+    decoder: &mut gemini_codec::StreamDecoder,
+    event: &SseEvent,
+    events: &mut Vec<StreamEvent>,
+) -> Result<(), DecodeError> {
+    let result = decoder.push(event, events);
+    if let Some(StreamEvent::Error(error)) = events.last_mut() {
+        *error = filtered(error.clone());
+    }
+    result
+}
+
+/// Google's filter says why it blocked (`SAFETY`, `PROHIBITED_CONTENT`, ...): the caller gets
+/// OpenAI's `content_filter` code, the reason in the message.
+fn filtered(error: ErrorObject) -> ErrorObject {
+    if error.class != ErrorClass::ContentFilter {
+        return error;
+    }
+    let reason = error.code.as_deref().unwrap_or("unspecified");
+    let message = format!("{} (Google's block reason: {reason})", error.message);
+    ErrorObject { message, code: Some("content_filter".into()), ..error }
 }
 
 /// An id for an answer whose protocol gives none: unique in this process, and across restarts

@@ -12,6 +12,8 @@
 mod adapter;
 mod answer;
 pub mod eventstream;
+pub mod google;
+pub mod headroom;
 pub mod oci;
 pub mod sigv4;
 mod transport;
@@ -33,7 +35,9 @@ use switchyard_core::AttemptError;
 use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 
 use adapter::Target;
-pub use adapter::{Auth, AzureCredential, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, untranslatable};
+pub use adapter::{
+    Auth, AzureCredential, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, GeminiCredential, untranslatable,
+};
 pub use answer::{AnswerDecoder, StreamFault};
 use transport::MemoryConnector;
 pub use transport::{Dial, Transport};
@@ -180,13 +184,20 @@ impl Upstream {
         first_byte: Duration,
     ) -> Result<(Response, String), AttemptError> {
         let target = &self.targets[index];
-        let (request, trimmed) = target.build(operation, body, SystemTime::now)?;
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
-        let response = match tokio::time::timeout(first_byte, client.request(request)).await {
-            Err(_) => return Err(AttemptError::FirstByteTimeout),
-            Ok(Err(e)) => return Err(classify_transport(&e)),
-            Ok(Ok(r)) => r,
-        };
+        // A service account's token first; a 401 (it expired or was revoked) gets a new one,
+        // once.
+        let again = target.tokens().map(|tokens| (tokens, body.clone()));
+        if let Some((tokens, _)) = &again {
+            google_token(&client, tokens, first_byte).await?;
+        }
+        let (request, trimmed) = target.build(operation, body, SystemTime::now)?;
+        let mut response = send(&client, request, first_byte).await?;
+        if let Some((tokens, body)) = again.filter(|_| response.status() == http::StatusCode::UNAUTHORIZED) {
+            tokens.invalidate();
+            google_token(&client, tokens, first_byte).await?;
+            response = send(&client, target.build(operation, body, SystemTime::now)?.0, first_byte).await?;
+        }
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok((response, trimmed));
@@ -205,6 +216,38 @@ impl Upstream {
     pub fn decoder(&self, index: usize) -> AnswerDecoder {
         let target = &self.targets[index];
         AnswerDecoder::new(target.protocol, &target.model)
+    }
+}
+
+/// One request, its response headers awaited at most `first_byte`.
+async fn send(
+    client: &Client,
+    request: http::Request<Full<Bytes>>,
+    first_byte: Duration,
+) -> Result<Response, AttemptError> {
+    match tokio::time::timeout(first_byte, client.request(request)).await {
+        Err(_) => Err(AttemptError::FirstByteTimeout),
+        Ok(Err(e)) => Err(classify_transport(&e)),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// Makes sure `tokens` holds a good access token: when it holds none, one is fetched from the
+/// token endpoint (within `limit`). The endpoint's refusal is the deployment's fault (its key
+/// is wrong): `UpstreamRefused`.
+async fn google_token(client: &Client, tokens: &google::TokenSource, limit: Duration) -> Result<(), AttemptError> {
+    let now = SystemTime::now();
+    if tokens.current(now).is_some() {
+        return Ok(());
+    }
+    let failed = |detail: String| AttemptError::ConnectFailed { detail: format!("service account token: {detail}") };
+    let response = send(client, tokens.request(now).map_err(failed)?, limit).await?;
+    let status = response.status().as_u16();
+    let body = read_capped(response.into_body(), limit).await;
+    match status {
+        200..=299 => tokens.accept(&body, now).map_err(|detail| AttemptError::InvalidResponse { detail }),
+        400..=499 => Err(AttemptError::UpstreamRefused { status }),
+        _ => Err(AttemptError::ServerError { status }),
     }
 }
 

@@ -33,6 +33,9 @@ pub enum Protocol {
     Anthropic,
     /// AWS Bedrock Runtime Converse (`/model/{modelId}/converse`, `/converse-stream`).
     Bedrock,
+    /// Google's Gemini API and Vertex AI (`models/{model}:generateContent`,
+    /// `:streamGenerateContent?alt=sse`).
+    Gemini,
 }
 
 /// A request in the canonical model.
@@ -247,6 +250,7 @@ impl fmt::Display for Protocol {
             Protocol::OpenAiChat => "OpenAI Chat Completions",
             Protocol::Anthropic => "Anthropic Messages",
             Protocol::Bedrock => "AWS Bedrock Converse",
+            Protocol::Gemini => "Gemini generateContent",
         })
     }
 }

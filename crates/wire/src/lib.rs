@@ -1,6 +1,6 @@
 //! Wire formats: the OpenAI Chat Completions and Embeddings shapes, SSE framing, OpenAI-shaped
 //! errors and token estimates, and the canonical model with its protocol codecs (OpenAI Chat,
-//! Anthropic, Bedrock, and OpenAI's Responses API inbound). Pure: bytes and JSON in, typed
+//! Anthropic, Bedrock, Gemini, and OpenAI's Responses API inbound). Pure: bytes and JSON in, typed
 //! views out.
 
 pub mod anthropic_codec;
@@ -8,6 +8,7 @@ pub mod bedrock_codec;
 pub mod canonical;
 pub mod chat;
 pub mod display;
+pub mod gemini_codec;
 pub mod error;
 pub mod object;
 pub mod openai_codec;

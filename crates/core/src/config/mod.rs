@@ -5,6 +5,7 @@
 //! domain model the rest of the core works on.
 
 pub mod emulation;
+pub mod google;
 pub mod oci;
 mod protocols;
 pub mod raw;
@@ -17,6 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
+pub use google::ServiceAccount;
 pub use oci::OciCredentials;
 pub use protocols::inference_profile_jurisdiction;
 pub use secret::{NoSecrets, Secret, SecretSource};
@@ -135,6 +137,11 @@ pub enum Protocol {
     /// deployment name) or at Azure's v1 path (an endpoint ending in `/openai/v1`); `api_key`
     /// goes in `api-key`, an `entra_token` in `Authorization: Bearer`.
     AzureOpenAi,
+    /// Google's Gemini API and Vertex AI: `generateContent` and
+    /// `streamGenerateContent?alt=sse` at `{endpoint}/models/{model}:…`; `api_key` goes in
+    /// `x-goog-api-key`, a `bearer_token` (an OAuth access token) in `Authorization: Bearer`, or
+    /// a `service_account` key is exchanged for such tokens.
+    Gemini,
 }
 
 impl Protocol {
@@ -145,6 +152,7 @@ impl Protocol {
             Protocol::Anthropic => 2,
             Protocol::Bedrock => 4,
             Protocol::AzureOpenAi => 8,
+            Protocol::Gemini => 16,
         }
     }
 
@@ -164,6 +172,7 @@ impl Protocol {
             Protocol::Anthropic => "anthropic",
             Protocol::Bedrock => "bedrock",
             Protocol::AzureOpenAi => "azure-openai",
+            Protocol::Gemini => "gemini",
         }
     }
 }
@@ -193,6 +202,12 @@ pub struct Cloud {
     /// An OCI API signing key: requests are signed with OCI's HTTP signatures (`oci-openai`
     /// only, instead of `api_key`).
     pub oci: Option<OciCredentials>,
+    /// An OAuth access token, sent as `Authorization: Bearer` (Gemini only, instead of
+    /// `api_key`).
+    pub bearer_token: Option<Secret>,
+    /// A service account's key, exchanged for access tokens (Gemini only, instead of
+    /// `api_key` or `bearer_token`).
+    pub service_account: Option<ServiceAccount>,
 }
 
 /// An AWS access key pair, and a session token for temporary credentials.

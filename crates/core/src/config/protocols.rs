@@ -1,21 +1,23 @@
 //! Validation of what depends on a cloud's protocol: its auth settings, for Bedrock the
 //! signing region and the jurisdiction an inference profile really spans, and for Azure OpenAI
-//! the `api-version` and the deployment names that go in its URLs.
+//! the `api-version` and the deployment names that go in its URLs, for Gemini its key or token.
 
 use super::raw::RawCloud;
 use super::secret::{SecretSource, resolve};
 use super::{AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DEFAULT_AZURE_API_VERSION, DeploymentKind, Protocol};
 
 /// The protocol names config accepts.
-const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock, azure-openai";
+const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock, azure-openai, gemini";
 
 pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> Cloud {
     let oci = super::oci::credentials(c, path, secrets, errors);
+    let service_account = super::google::service_account(c, path, secrets, errors);
     let protocol = match c.protocol.as_str() {
         "openai" | "vllm" | "oci-openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "bedrock" => Protocol::Bedrock,
         "azure-openai" => Protocol::AzureOpenAi,
+        "gemini" => Protocol::Gemini,
         other => {
             errors.push(format!("{path}.protocol: unknown protocol {other:?} (supported: {PROTOCOLS})"));
             Protocol::OpenAi
@@ -26,6 +28,7 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
     };
     let api_key = c.api_key.as_deref().and_then(|r| secret("api_key", r));
     let entra_token = c.entra_token.as_deref().and_then(|r| secret("entra_token", r));
+    let bearer_token = c.bearer_token.as_deref().and_then(|r| secret("bearer_token", r));
     let aws = c.aws.as_ref().map(|a| {
         let access_key_id = secret("aws.access_key_id", &a.access_key_id);
         let secret_access_key = secret("aws.secret_access_key", &a.secret_access_key);
@@ -70,6 +73,27 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
             errors.push(format!("{path}.api_version: only for the azure-openai protocol"));
         }
     }
+    if protocol == Protocol::Gemini {
+        let given = [c.api_key.is_some(), c.bearer_token.is_some(), c.service_account.is_some()];
+        match given.iter().filter(|g| **g).count() {
+            0 => errors.push(format!(
+                "{path}: the gemini protocol needs api_key (a Gemini API key), bearer_token (an OAuth access token, env: or file:) \
+                 or service_account (a service account's JSON key, file:)"
+            )),
+            1 => {}
+            _ => errors.push(format!(
+                "{path}: give one of api_key (a Gemini API key, sent as x-goog-api-key), bearer_token (an OAuth access token) \
+                 or service_account (a JSON key exchanged for tokens)"
+            )),
+        }
+    } else {
+        if c.bearer_token.is_some() {
+            errors.push(format!("{path}.bearer_token: only for the gemini protocol"));
+        }
+        if c.service_account.is_some() {
+            errors.push(format!("{path}.service_account: only for the gemini protocol"));
+        }
+    }
     let api_version = c.api_version.clone().unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
     if !is_api_version(&api_version) {
         errors.push(format!(
@@ -83,7 +107,18 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
     if !is_date(&anthropic_version) {
         errors.push(format!("{path}.anthropic_version: must be a date such as {DEFAULT_ANTHROPIC_VERSION}"));
     }
-    Cloud { name: c.name.clone(), protocol, api_key, aws, anthropic_version, api_version, entra_token, oci }
+    Cloud {
+        name: c.name.clone(),
+        protocol,
+        api_key,
+        aws,
+        anthropic_version,
+        api_version,
+        entra_token,
+        oci,
+        bearer_token,
+        service_account,
+    }
 }
 
 /// Azure's `api-version`: `YYYY-MM-DD`, or that with `-preview`.

@@ -118,6 +118,11 @@ pub struct RawCloud {
     pub entra_token: Option<String>,
     /// OCI Generative AI (`oci-openai`): an API signing key (instead of `api_key`).
     pub oci: Option<RawOciCredentials>,
+    /// Gemini / Vertex AI: a secret reference to an OAuth access token (instead of `api_key`).
+    pub bearer_token: Option<String>,
+    /// Gemini / Vertex AI: a secret reference to a service account's JSON key (`file:`),
+    /// exchanged for access tokens (instead of `api_key` or `bearer_token`).
+    pub service_account: Option<String>,
 }
 
 /// An OCI API signing key: whose it is, and the private key as a secret reference.

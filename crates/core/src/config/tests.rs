@@ -687,3 +687,37 @@ fn an_inference_profile_carries_the_jurisdiction_it_spans() {
     assert_eq!(inference_profile_jurisdiction("eu.mistral.pixtral-large-2502-v1:0"), Some("eu"));
     assert_eq!(inference_profile_jurisdiction("mistral.pixtral-large-2502-v1:0"), None);
 }
+
+#[test]
+fn gemini_clouds_take_a_key_or_a_bearer_token() {
+    let gemini = BASE.replace("protocol: openai", "protocol: gemini");
+    let config = Config::from_yaml(&gemini, &Env).unwrap();
+    let cloud = &config.clouds[0];
+    assert_eq!((cloud.protocol, cloud.protocol.name(), cloud.protocol.bit()), (Protocol::Gemini, "gemini", 16));
+    assert!(!cloud.protocol.passes_openai_through());
+    assert_eq!(cloud.api_key.as_ref().map(|k| k.expose()), Some("secret-value"));
+    let token = BASE.replace(
+        r#"protocol: openai, api_key: "env:AWS_KEY""#,
+        r#"protocol: gemini, bearer_token: "env:METRICS_TOKEN""#,
+    );
+    let config = Config::from_yaml(&token, &Env).unwrap();
+    let cloud = &config.clouds[0];
+    assert_eq!(
+        (cloud.bearer_token.as_ref().map(|t| t.expose()), cloud.api_key.is_none()),
+        (Some("metrics-secret"), true)
+    );
+    assert!(!format!("{cloud:?}").contains("metrics-secret"), "the token stays out of Debug");
+    check_error(
+        &gemini.replace("protocol: gemini", "protocol: gemini, bearer_token: \"env:AWS_KEY\""),
+        "clouds[0]: give one of api_key (a Gemini API key, sent as x-goog-api-key), bearer_token",
+    );
+    check_error(&gemini.replace(", api_key: \"env:AWS_KEY\"", ""), "clouds[0]: the gemini protocol needs api_key");
+    check_error(
+        &BASE.replace("protocol: openai", "protocol: openai, bearer_token: \"env:AWS_KEY\""),
+        "clouds[0].bearer_token: only for the gemini protocol",
+    );
+    check_error(
+        &gemini.replace("model: m", "model: text-embedding-004\n    kind: embeddings"),
+        "deployments[0].kind: embeddings are served over the openai and azure-openai protocols only",
+    );
+}

@@ -7,6 +7,7 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod cross;
+mod gemini;
 mod oci;
 mod openai;
 mod support;

@@ -20,6 +20,18 @@ pub(crate) const AWS_KEY_ID: &str = "AKIDEMULATOR";
 pub(crate) const AWS_SECRET: &str = "emulator/secret/key";
 pub(crate) const AZURE_KEY: &str = "azure-resource-key";
 pub(crate) const ENTRA_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.entra";
+pub(crate) const GEMINI_KEY: &str = "AIzaSy-emulator";
+pub(crate) const GOOGLE_TOKEN: &str = "ya29.emulator-token";
+pub(crate) const SA_PEM: &str = include_str!("../../../../tests/oci/test_key.pem");
+
+/// A service account's JSON key whose token URI is deployment `gemini-sa` (the 11th: in
+/// memory, 127.0.0.1:11).
+pub(crate) fn service_account_key() -> String {
+    serde_json::json!({"type": "service_account", "project_id": "p", "private_key_id": "kid-1",
+        "private_key": SA_PEM, "client_email": "gateway@p.iam.gserviceaccount.com",
+        "token_uri": "http://127.0.0.1:11/token"})
+    .to_string()
+}
 
 const CONFIG: &str = r#"
 clouds:
@@ -29,6 +41,9 @@ clouds:
   - { name: brk, protocol: bedrock, api_key: "env:BEDROCK_KEY" }
   - { name: az, protocol: azure-openai, api_key: "env:AZURE_KEY" }
   - { name: az-entra, protocol: azure-openai, entra_token: "env:ENTRA_TOKEN" }
+  - { name: gem, protocol: gemini, api_key: "env:GEMINI_KEY" }
+  - { name: vertex, protocol: gemini, bearer_token: "env:GOOGLE_TOKEN" }
+  - { name: gsa, protocol: gemini, service_account: "env:GOOGLE_SA" }
 deployments:
   - name: gpt
     cloud: oa
@@ -98,6 +113,31 @@ deployments:
     endpoint: http://127.0.0.1:8
     price: { input_per_mtok: 1, output_per_mtok: 2 }
     emulation: { ttft_ms: { fixed: 40 }, tokens_per_s: { fixed: 100 }, answer_tokens: [12, 12] }
+  - name: gemini-flash
+    cloud: gem
+    region: global
+    jurisdiction: us
+    model: gemini-2.5-flash
+    endpoint: http://127.0.0.1:9/v1beta
+    price: { input_per_mtok: 1, output_per_mtok: 2 }
+    capabilities: { context_window: 4096, tools: true }
+    emulation: { ttft_ms: { fixed: 40 }, tokens_per_s: { fixed: 100 }, answer_tokens: [12, 12], max_concurrency: 1 }
+  - name: gemini-vertex
+    cloud: vertex
+    region: us-central1
+    jurisdiction: us
+    model: gemini-2.5-pro
+    endpoint: http://127.0.0.1:10/v1/projects/p/locations/us-central1/publishers/google
+    price: { input_per_mtok: 1, output_per_mtok: 2 }
+    emulation: { ttft_ms: { fixed: 40 }, tokens_per_s: { fixed: 100 }, answer_tokens: [12, 12] }
+  - name: gemini-sa
+    cloud: gsa
+    region: us-central1
+    jurisdiction: us
+    model: gemini-2.5-pro
+    endpoint: http://127.0.0.1:11/v1/projects/p/locations/us-central1/publishers/google
+    price: { input_per_mtok: 1, output_per_mtok: 2 }
+    emulation: { ttft_ms: { fixed: 40 }, tokens_per_s: { fixed: 100 }, answer_tokens: [12, 12] }
 aliases:
   - { name: chat, deployments: [gpt, claude, llama, nova] }
   - { name: azure, deployments: [gpt-4o-sweden, gpt-4o-entra] }
@@ -117,6 +157,9 @@ impl SecretSource for Secrets {
             "AWS_SECRET" => AWS_SECRET,
             "AZURE_KEY" => AZURE_KEY,
             "ENTRA_TOKEN" => ENTRA_TOKEN,
+            "GEMINI_KEY" => GEMINI_KEY,
+            "GOOGLE_TOKEN" => GOOGLE_TOKEN,
+            "GOOGLE_SA" => return Some(service_account_key()),
             _ => return None,
         };
         Some(value.to_owned())

@@ -4,11 +4,13 @@
 mod accounts;
 mod api;
 mod faults;
+mod gemini;
 mod key_settings;
 mod leaks;
 mod messages;
 mod oci;
 mod protocols;
+mod ptu;
 mod responses;
 mod streams;
 mod support;

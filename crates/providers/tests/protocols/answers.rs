@@ -21,6 +21,7 @@ pub(crate) fn model_of(protocol: Protocol) -> &'static str {
         Protocol::OpenAi | Protocol::AzureOpenAi => OPENAI_MODEL,
         Protocol::Anthropic => "claude-sonnet-4-5",
         Protocol::Bedrock => BEDROCK_MODEL,
+        Protocol::Gemini => crate::GEMINI_MODEL,
     }
 }
 
@@ -56,18 +57,18 @@ pub(crate) fn normalized(data: &[String]) -> Vec<String> {
 }
 
 /// Every chunk parsed, and checked to end with `[DONE]`.
-fn chunks(data: &[String]) -> Vec<Value> {
+pub(crate) fn chunks(data: &[String]) -> Vec<Value> {
     let (done, chunks) = data.split_last().expect("some data");
     assert_eq!(done, "[DONE]", "{data:#?}");
     chunks.iter().map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}"))).collect()
 }
 
-fn delta(chunk: &Value) -> &Value {
+pub(crate) fn delta(chunk: &Value) -> &Value {
     &chunk["choices"][0]["delta"]
 }
 
 /// Checks that every split of `bytes` in two, and byte by byte, decodes as a whole push does.
-fn assert_split_invariant(protocol: Protocol, bytes: &[u8]) {
+pub(crate) fn assert_split_invariant(protocol: Protocol, bytes: &[u8]) {
     let (whole, fault) = decode(protocol, [bytes]);
     let whole = (normalized(&whole), fault);
     for at in 0..=bytes.len() {
@@ -200,6 +201,7 @@ pub(crate) fn valid_stream(protocol: Protocol) -> Vec<u8> {
         Protocol::OpenAi | Protocol::AzureOpenAi => openai_stream(),
         Protocol::Anthropic => anthropic_stream(),
         Protocol::Bedrock => bedrock_stream(),
+        Protocol::Gemini => crate::gemini::gemini_stream(),
     }
 }
 

@@ -1,7 +1,8 @@
-//! The four upstream protocols through the crate's public API: requests as an in-memory peer
+//! The upstream protocols through the crate's public API: requests as an in-memory peer
 //! receives them, refusals as classified, and answers read back as OpenAI chunks.
 
 mod answers;
+mod gemini;
 mod oci;
 mod props;
 mod requests;
@@ -28,6 +29,7 @@ const BEDROCK_HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 const AZURE_HOST: &str = "contoso-sweden.openai.azure.com";
 /// An Azure deployment name: what goes in the URL, not a model id.
 const AZURE_DEPLOYMENT: &str = "gpt-4o-prod";
+const GEMINI_MODEL: &str = "gemini-2.5-flash";
 
 fn openai() -> Endpoint {
     Endpoint {

@@ -33,7 +33,13 @@ fn feed_all(protocol: Protocol, pieces: &[&[u8]]) -> Vec<String> {
 }
 
 fn protocols() -> impl Strategy<Value = Protocol> {
-    prop_oneof![Just(Protocol::OpenAi), Just(Protocol::AzureOpenAi), Just(Protocol::Anthropic), Just(Protocol::Bedrock)]
+    prop_oneof![
+        Just(Protocol::OpenAi),
+        Just(Protocol::AzureOpenAi),
+        Just(Protocol::Anthropic),
+        Just(Protocol::Bedrock),
+        Just(Protocol::Gemini)
+    ]
 }
 
 proptest! {
@@ -99,7 +105,7 @@ proptest! {
         cuts in proptest::collection::vec(0.0..1.0f64, 0..8),
     ) {
         let bytes: Vec<u8> = match protocol {
-            Protocol::OpenAi | Protocol::AzureOpenAi => unreachable!("not drawn"),
+            Protocol::OpenAi | Protocol::AzureOpenAi | Protocol::Gemini => unreachable!("not drawn"),
             Protocol::Anthropic => {
                 let events = anthropic_events();
                 picks.iter().flat_map(|(i, keep, whole)| {
