@@ -212,6 +212,7 @@ impl SecretSource for DemoSecrets {
             "DEMO_AWS_SECRET_ACCESS_KEY" => "demo/secret/access/key/for/sigv4",
             "DEMO_ONPREM_API_KEY" => "sk-onprem-demo",
             "DEMO_AZURE_API_KEY" => "azure-demo-resource-key",
+            "DEMO_GEMINI_API_KEY" => "gemini-demo-key",
             _ => return None,
         };
         Some(value.to_owned())

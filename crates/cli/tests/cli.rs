@@ -23,6 +23,7 @@ fn shipped_examples_are_valid() {
         ("DEMO_AWS_SECRET_ACCESS_KEY", "y"),
         ("DEMO_ONPREM_API_KEY", "z"),
         ("DEMO_AZURE_API_KEY", "a"),
+        ("DEMO_GEMINI_API_KEY", "g"),
         // A key used only by tests: the demo makes its own at start.
         ("DEMO_OCI_PRIVATE_KEY", include_str!("../../../tests/oci/test_key.pem")),
     ];
