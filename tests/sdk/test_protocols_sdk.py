@@ -229,7 +229,7 @@ def responses_tests(client):
             raise AssertionError("previous_response_id was accepted")
 
     tests = []
-    for alias in ("chat-bedrock", "chat-anthropic", "chat-openai", "chat-azure"):
+    for alias in ("chat-bedrock", "chat-anthropic", "chat-openai", "chat-azure", "chat-oci", "chat-gemini"):
         for f in (plain, create_stream, stream_helper, function_call, no_state):
             tests.append((f"responses {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
     return tests
