@@ -1,13 +1,15 @@
 //! `POST /v1/messages`: Anthropic's Messages API, answered by the same machinery as chat.
 //!
 //! The caller's body is decoded into the canonical model (a refusal is a 400 naming the
-//! parameter), its `model` resolved as an alias like chat's, and the request encoded for the
-//! deployments' protocol: every deployment speaks OpenAI Chat today, so it becomes a Chat
-//! Completions body (what OpenAI cannot express is a 400 naming it, never dropped). That body
-//! is then an ordinary `ChatRequest`: the machine, hedges, continuations, hold-back, usage
-//! and the ledger (as protocol `anthropic`) work on it unchanged. A whole answer is decoded
-//! from OpenAI's shape and written in Anthropic's; a stream goes through the relay with the
-//! Anthropic dialect. Every error is in Anthropic's shape.
+//! parameter), its `model` resolved as an alias like chat's, and the request encoded as the
+//! gateway's own shape, a Chat Completions body, which `providers` re-encodes for each
+//! deployment's protocol. What OpenAI's protocol cannot express rides along whole for the
+//! Anthropic and Bedrock deployments (`carried`), and OpenAI-shaped ones are passed over; with
+//! none of those it is a 400 naming it, never dropped. That body is then an ordinary
+//! `ChatRequest`: the machine, hedges, continuations, hold-back, usage and the ledger (as
+//! protocol `anthropic`) work on it unchanged. A whole answer is decoded from OpenAI's shape
+//! and written in Anthropic's; a stream goes through the relay with the Anthropic dialect.
+//! Every error is in Anthropic's shape.
 
 use std::sync::Arc;
 

@@ -3,9 +3,11 @@
 //! closed [`AttemptError`] — the one place where transport and status codes become decisions.
 //!
 //! Protocols, behind one closed enum (`adapter.rs`): OpenAI Chat Completions (OpenAI, vLLM,
-//! OCI Generative AI's compatible endpoint) as a byte pass-through, Azure OpenAI (the same
-//! pass-through at Azure's URLs, with `api-key` or an Entra ID token), Anthropic Messages, and AWS
-//! Bedrock's Converse and ConverseStream with SigV4; answers are read back as OpenAI chunks
+//! OCI Generative AI's compatible endpoint, with OCI request signing) as a byte pass-through,
+//! Azure OpenAI (the same pass-through at Azure's URLs, with `api-key` or an Entra ID token),
+//! Anthropic Messages, AWS Bedrock's Converse and ConverseStream with SigV4, and Google's
+//! Gemini `generateContent` (API key, token, or a service account); answers are read back as
+//! OpenAI chunks
 //! ([`AnswerDecoder`]). Connections go over TCP, or to an in-memory peer for tests
 //! ([`Transport`]).
 
