@@ -15,6 +15,7 @@ use switchyard_core::counters::{Counters, Grow, LimitId, LimitSpec, add_named, i
 
 use crate::SharedError;
 use crate::settings::{Policy, Settings, Stats, Status};
+use crate::sync::link_accessors;
 use crate::sync::{self, CHUNK, Exchange, Launch, Link};
 use crate::view::{Slot, View};
 
@@ -118,32 +119,7 @@ impl RedisCounters {
         Ok(Arc::new(counters))
     }
 
-    /// The URL, without its password.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// This replica's id in Redis keys, random per start.
-    pub fn replica_id(&self) -> &str {
-        &self.replica
-    }
-
-    pub fn status(&self) -> Status {
-        self.link.status()
-    }
-
-    /// Whether the last sync was answered.
-    pub fn connected(&self) -> bool {
-        self.status() == Status::Connected
-    }
-
-    pub fn policy(&self) -> Policy {
-        self.link.policy
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.link.stats()
-    }
+    link_accessors!("its keys");
 
     /// What this replica sees left of an allowance now.
     pub fn level(&self, limit: LimitId, now: Time) -> Option<f64> {

@@ -14,6 +14,7 @@ use switchyard_core::signals::{Cluster, Heard, Signal, SignalSpec, Signals, unco
 
 use crate::SharedError;
 use crate::settings::{Policy, Settings, Stats, Status};
+use crate::sync::link_accessors;
 use crate::sync::{self, CHUNK, Exchange, Launch, Link};
 use crate::view::Slot;
 
@@ -127,32 +128,7 @@ impl RedisSignals {
         Ok(Arc::new(signals))
     }
 
-    /// The URL, without its password.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// This replica's id in Redis (its field in each deployment's count), random per start.
-    pub fn replica_id(&self) -> &str {
-        &self.replica
-    }
-
-    pub fn status(&self) -> Status {
-        self.link.status()
-    }
-
-    /// Whether the last sync was answered.
-    pub fn connected(&self) -> bool {
-        self.status() == Status::Connected
-    }
-
-    pub fn policy(&self) -> Policy {
-        self.link.policy
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.link.stats()
-    }
+    link_accessors!("its field in each deployment's count");
 
     /// What the replicas said about a deployment, as Redis last answered.
     pub fn heard(&self, deployment: DeploymentId) -> Option<Heard> {

@@ -334,3 +334,37 @@ impl<E: Exchange> Syncer<E> {
         }
     }
 }
+
+/// The accessors every Redis-backed store has, over its `url`, `replica` and `link` fields;
+/// `$replica` says where the replica's id appears in Redis.
+macro_rules! link_accessors {
+    ($replica:literal) => {
+        /// The URL, without its password.
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+
+        #[doc = concat!("This replica's id in Redis (", $replica, "), random per start.")]
+        pub fn replica_id(&self) -> &str {
+            &self.replica
+        }
+
+        pub fn status(&self) -> Status {
+            self.link.status()
+        }
+
+        /// Whether the last sync was answered.
+        pub fn connected(&self) -> bool {
+            self.status() == Status::Connected
+        }
+
+        pub fn policy(&self) -> Policy {
+            self.link.policy
+        }
+
+        pub fn stats(&self) -> Stats {
+            self.link.stats()
+        }
+    };
+}
+pub(crate) use link_accessors;

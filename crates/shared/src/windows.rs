@@ -17,6 +17,7 @@ use switchyard_core::tenancy::{BudgetSpec, Calendar, Period, window_of};
 use crate::SharedError;
 use crate::budget::BudgetView;
 use crate::settings::{Policy, Settings, Stats, Status};
+use crate::sync::link_accessors;
 use crate::sync::{self, CHUNK, Exchange, Launch, Link};
 use crate::view::Slot;
 
@@ -143,32 +144,7 @@ impl RedisWindows {
         Ok(Arc::new(windows))
     }
 
-    /// The URL, without its password.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// This replica's id in Redis (a field of each window's hash), random per start.
-    pub fn replica_id(&self) -> &str {
-        &self.replica
-    }
-
-    pub fn status(&self) -> Status {
-        self.link.status()
-    }
-
-    /// Whether the last sync was answered.
-    pub fn connected(&self) -> bool {
-        self.status() == Status::Connected
-    }
-
-    pub fn policy(&self) -> Policy {
-        self.link.policy
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.link.stats()
-    }
+    link_accessors!("a field of each window's hash");
 
     /// Dollars this replica sees used in the budget's window at `now`: what Redis last said
     /// plus what this replica used since. Zero for a window it does not keep, or no budget.
