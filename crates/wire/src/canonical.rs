@@ -22,7 +22,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 pub use error::{ErrorClass, ErrorObject};
-pub use stream::{BlockKind, StreamCheck, StreamEvent};
+pub use stream::{BlockKind, SseDecoder, StreamCheck, StreamEvent, decode_sse};
 
 /// A wire protocol the codecs speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

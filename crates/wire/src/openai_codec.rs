@@ -20,6 +20,7 @@ mod response;
 mod stream;
 
 pub use error::{decode_error, encode_error};
+pub(crate) use request::read_function;
 pub use request::{decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder, decode_stream};

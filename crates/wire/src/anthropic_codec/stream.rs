@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::error::{error_type, read_error};
 use super::{RawUsage, read_stop_reason, stop_reason, write_usage};
 use crate::canonical::{BlockKind, DecodeError, StreamCheck, StreamEvent, Usage};
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
 struct MessageStart {
@@ -235,17 +235,17 @@ fn parse<T: for<'de> Deserialize<'de>>(value: Value, kind: &str) -> Result<T, De
 
 /// Decodes a whole Messages stream's bytes.
 pub fn decode_stream(bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-    let mut parser = SseParser::default();
-    let mut events = Vec::new();
-    parser.push(bytes, &mut events).map_err(|e| DecodeError::new(e.to_string()))?;
-    parser.finish(&mut events);
-    let mut decoder = StreamDecoder::new();
-    let mut out = Vec::new();
-    for event in &events {
-        decoder.push(event, &mut out)?;
+    crate::canonical::decode_sse(StreamDecoder::new(), bytes)
+}
+
+impl crate::canonical::SseDecoder for StreamDecoder {
+    fn push(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
+        StreamDecoder::push(self, event, out)
     }
-    decoder.finish()?;
-    Ok(out)
+
+    fn finish(&mut self) -> Result<(), DecodeError> {
+        StreamDecoder::finish(self)
+    }
 }
 
 /// Writes canonical stream events as a Messages SSE stream, one `event:`/`data:` pair each.

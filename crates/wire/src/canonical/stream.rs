@@ -2,6 +2,29 @@
 
 use super::{DecodeError, FinishReason, Usage};
 use crate::canonical::ErrorObject;
+use crate::sse::{SseEvent, SseParser};
+
+/// A protocol's decoder of SSE streams into canonical events (OpenAI's, Anthropic's, Gemini's).
+pub trait SseDecoder {
+    /// Takes one SSE event; the canonical events it yields are appended to `out`.
+    fn push(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError>;
+    /// Ends the stream: an error unless it ended as its protocol says a stream ends.
+    fn finish(&mut self) -> Result<(), DecodeError>;
+}
+
+/// A whole SSE body's canonical events, through `decoder`.
+pub fn decode_sse(mut decoder: impl SseDecoder, bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    parser.push(bytes, &mut events).map_err(|e| DecodeError::new(e.to_string()))?;
+    parser.finish(&mut events);
+    let mut out = Vec::new();
+    for event in &events {
+        decoder.push(event, &mut out)?;
+    }
+    decoder.finish()?;
+    Ok(out)
+}
 
 /// One event of a streamed answer.
 ///

@@ -8,7 +8,7 @@ use super::error::{read, status_of};
 use super::response::RawResponse;
 use super::{finish_reason, read_finish, write_usage};
 use crate::canonical::{BlockKind, DecodeError, StreamCheck, StreamEvent, Usage};
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::SseEvent;
 
 /// Turns the chunks of a Gemini stream into canonical stream events, checking their order.
 ///
@@ -145,17 +145,17 @@ impl StreamDecoder {
 
 /// Decodes a whole `streamGenerateContent?alt=sse` body.
 pub fn decode_stream(bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-    let mut parser = SseParser::default();
-    let mut events = Vec::new();
-    parser.push(bytes, &mut events).map_err(|e| DecodeError::new(e.to_string()))?;
-    parser.finish(&mut events);
-    let mut decoder = StreamDecoder::new();
-    let mut out = Vec::new();
-    for event in &events {
-        decoder.push(event, &mut out)?;
+    crate::canonical::decode_sse(StreamDecoder::new(), bytes)
+}
+
+impl crate::canonical::SseDecoder for StreamDecoder {
+    fn push(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
+        StreamDecoder::push(self, event, out)
     }
-    decoder.finish()?;
-    Ok(out)
+
+    fn finish(&mut self) -> Result<(), DecodeError> {
+        StreamDecoder::finish(self)
+    }
 }
 
 /// Writes canonical stream events as a Gemini SSE stream, one `data:` chunk per text delta,

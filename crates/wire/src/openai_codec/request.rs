@@ -274,14 +274,20 @@ fn read_tool(tool: &Value, i: usize) -> Result<Tool, RequestError> {
     let at = format!("{path}.function");
     let f = as_object(t.get("function").unwrap_or(&Value::Null), "tools", &at)?;
     only(f, &["name", "description", "parameters", "strict"], "tools", &at)?;
+    read_function(f, &at)
+}
+
+/// A function's definition (`name`, `description`, `parameters`, `strict`) at `at`: nested
+/// under `function` in Chat Completions, flat in the Responses API's tools.
+pub(crate) fn read_function(f: &Map<String, Value>, at: &str) -> Result<Tool, RequestError> {
     let input_schema = match f.get("parameters") {
         None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
         Some(schema @ Value::Object(_)) => schema.clone(),
         Some(_) => return Err(bad("tools", format_args!("{at}.parameters"), "must be a JSON schema object")),
     };
     Ok(Tool {
-        name: str_field(f, "name", "tools", &at)?,
-        description: opt_str_field(f, "description", "tools", &at)?,
+        name: str_field(f, "name", "tools", at)?,
+        description: opt_str_field(f, "description", "tools", at)?,
         input_schema,
         strict: f.get("strict").filter(|v| !v.is_null()).map(|v| boolean(v, "tools")).transpose()?,
     })

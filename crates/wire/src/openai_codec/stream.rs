@@ -8,7 +8,7 @@ use super::finish_reason;
 use super::read_finish_reason;
 use super::response::{RawUsage, write_usage};
 use crate::canonical::{BlockKind, DecodeError, ErrorObject, FinishReason, StreamCheck, StreamEvent, Usage};
-use crate::sse::{DONE_EVENT, SseEvent, SseParser};
+use crate::sse::{DONE_EVENT, SseEvent};
 
 #[derive(Deserialize)]
 struct RawChunk {
@@ -243,17 +243,17 @@ impl StreamDecoder {
 
 /// Decodes a whole Chat Completions stream's bytes.
 pub fn decode_stream(bytes: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-    let mut parser = SseParser::default();
-    let mut events = Vec::new();
-    parser.push(bytes, &mut events).map_err(|e| DecodeError::new(e.to_string()))?;
-    parser.finish(&mut events);
-    let mut decoder = StreamDecoder::new();
-    let mut out = Vec::new();
-    for event in &events {
-        decoder.push(event, &mut out)?;
+    crate::canonical::decode_sse(StreamDecoder::new(), bytes)
+}
+
+impl crate::canonical::SseDecoder for StreamDecoder {
+    fn push(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) -> Result<(), DecodeError> {
+        StreamDecoder::push(self, event, out)
     }
-    decoder.finish()?;
-    Ok(out)
+
+    fn finish(&mut self) -> Result<(), DecodeError> {
+        StreamDecoder::finish(self)
+    }
 }
 
 /// Writes canonical stream events as Chat Completions chunks. Every chunk carries the id and

@@ -1,6 +1,6 @@
 //! Responses API requests → canonical requests.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::canonical::{
     Image, ImageDetail, Message, Part, Request, ResponseFormat, ResultPart, Role, Tool, ToolChoice, ToolResult, ToolUse,
@@ -252,17 +252,7 @@ fn read_tool(tool: &Value, i: usize) -> Result<Tool, RequestError> {
         None => return Err(bad("tools", format_args!("{path}.type"), "is required")),
     }
     only(t, &["type", "name", "description", "parameters", "strict"], "tools", &path)?;
-    let input_schema = match t.get("parameters") {
-        None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
-        Some(schema @ Value::Object(_)) => schema.clone(),
-        Some(_) => return Err(bad("tools", format_args!("{path}.parameters"), "must be a JSON schema object")),
-    };
-    Ok(Tool {
-        name: str_field(t, "name", "tools", &path)?,
-        description: opt_str_field(t, "description", "tools", &path)?,
-        input_schema,
-        strict: t.get("strict").filter(|v| !v.is_null()).map(|v| boolean(v, "tools")).transpose()?,
-    })
+    crate::openai_codec::read_function(t, &path)
 }
 
 fn read_tool_choice(choice: &Value) -> Result<ToolChoice, RequestError> {
