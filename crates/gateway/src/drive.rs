@@ -151,11 +151,9 @@ impl Driver {
                         // The deployment's own word on its room (`x-ratelimit-remaining-*`):
                         // full, it is planned around until its reset (PTU spillover).
                         let headroom = open.io.take_headroom();
-                        if headroom.is_reported() {
-                            gw.router().observe_headroom(open.deployment, &headroom, gw.now());
-                            if headroom.requests == Some(0) {
-                                gw.metrics.reported_full(open.deployment);
-                            }
+                        if headroom.is_reported() && gw.router().observe_headroom(open.deployment, &headroom, gw.now())
+                        {
+                            gw.metrics.reported_full(open.deployment);
                         }
                     }
                     return Poll::Ready(Some((open.id, event)));

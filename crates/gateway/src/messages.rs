@@ -4,8 +4,9 @@
 //! parameter), its `model` resolved as an alias like chat's, and the request encoded as the
 //! gateway's own shape, a Chat Completions body, which `providers` re-encodes for each
 //! deployment's protocol. What OpenAI's protocol cannot express rides along whole for the
-//! Anthropic and Bedrock deployments (`carried`), and OpenAI-shaped ones are passed over; with
-//! none of those it is a 400 naming it, never dropped. That body is then an ordinary
+//! translated protocols (Anthropic, Bedrock, Gemini: `carried`), each of which takes it if it
+//! can, and OpenAI-shaped deployments are passed over; with none left it is a 400 naming it,
+//! never dropped. That body is then an ordinary
 //! `ChatRequest`: the machine, hedges, continuations, hold-back, usage and the ledger (as
 //! protocol `anthropic`) work on it unchanged. A whole answer is decoded from OpenAI's shape
 //! and written in Anthropic's; a stream goes through the relay with the Anthropic dialect.
@@ -82,8 +83,8 @@ async fn handle(gw: Arc<Gateway>, request: Request, started: Instant, api: &mut 
     }
     let alias = gw.alias_for(tenant, &canonical.model, DeploymentKind::Chat)?;
     // The gateway's own shape is an OpenAI Chat body. What OpenAI's protocol cannot express
-    // rides along for the deployments whose protocol can (Anthropic's, Bedrock's), or, when the
-    // alias has none, is a 400 naming it.
+    // rides along for the deployments whose protocol can (Anthropic's, Bedrock's, Gemini's),
+    // or, when the alias has none, is a 400 naming it.
     let translated = match openai_codec::encode_request(&canonical) {
         Ok(translated) => translated,
         Err(e) if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 => {

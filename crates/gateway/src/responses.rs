@@ -4,7 +4,7 @@
 //! 400 naming the parameter: hosted tools, parameters the gateway does not know, and
 //! `previous_response_id`, since no response state is kept), its `model` resolved as an alias
 //! like chat's, and the request encoded as an OpenAI Chat body, which `providers` re-encodes for
-//! Anthropic or Bedrock deployments. That body is an ordinary `ChatRequest`: the machine,
+//! Anthropic, Bedrock or Gemini deployments. That body is an ordinary `ChatRequest`: the machine,
 //! hedges, continuations, hold-back, usage and the ledger (as protocol `responses`) work on it
 //! unchanged. A whole answer is decoded from OpenAI's shape and written as a `response` object;
 //! a stream goes through the relay with the Responses dialect. Errors are in OpenAI's shape.

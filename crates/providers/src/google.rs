@@ -131,7 +131,8 @@ impl TokenSource {
             .map_err(|_| "the access token holds characters a header cannot".to_owned())?;
         authorization.set_sensitive(true);
         let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(3600).min(86_400));
-        let until = (now + lifetime).checked_sub(MARGIN).unwrap_or(now);
+        // A token shorter-lived than the margin is still used for half its life.
+        let until = now + lifetime.saturating_sub(MARGIN.min(lifetime / 2));
         if let Ok(mut held) = self.held.lock() {
             *held = Some(Held { authorization, until });
         }
@@ -275,6 +276,10 @@ mod tests {
             Some(Some("Bearer ya29.a"))
         );
         assert_eq!(source.current(now + Duration::from_secs(3540)), None, "refreshed a minute before expiry");
+        // A token that lives less than the margin is still used for half its life.
+        source.accept(br#"{"access_token":"ya29.b","expires_in":30}"#, now).expect("taken");
+        assert!(source.current(now + Duration::from_secs(14)).is_some(), "usable at once");
+        assert_eq!(source.current(now + Duration::from_secs(15)), None);
         source.invalidate();
         assert_eq!(source.current(now), None);
         assert!(source.accept(b"{}", now).is_err());

@@ -33,6 +33,11 @@ impl Headroom {
     pub fn is_reported(&self) -> bool {
         self.requests.is_some() || self.tokens.is_some()
     }
+
+    /// Whether the answer said the deployment is full: no requests, or no tokens, left.
+    pub fn says_full(&self) -> bool {
+        self.requests == Some(0) || self.tokens == Some(0)
+    }
 }
 
 /// The latest headroom a deployment reported, as far as it still binds.
@@ -72,10 +77,12 @@ impl Reported {
 impl RouterState {
     /// An answer's headers reported the deployment's headroom (nothing happens when they did
     /// not). Kept until its reset, or until a later answer reports again.
-    pub fn observe_headroom(&self, id: DeploymentId, headroom: &Headroom, now: Time) {
+    /// Returns whether the answer said the deployment is full.
+    pub fn observe_headroom(&self, id: DeploymentId, headroom: &Headroom, now: Time) -> bool {
         if headroom.is_reported() {
             self.deployment(id).reported.observe(headroom, now);
         }
+        headroom.says_full()
     }
 }
 

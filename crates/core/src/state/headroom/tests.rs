@@ -140,3 +140,10 @@ fn fewer_tokens_left_than_a_request_needs_sends_only_that_request_elsewhere() {
     assert_ne!(env.first(&state, 5_000, ms(0)), "ptu");
     assert_eq!(env.first(&state, 5_000, ms(500)), "ptu", "the window reset");
 }
+
+#[test]
+fn an_answer_says_full_with_no_requests_or_no_tokens_left() {
+    let full = |requests, tokens| Headroom { requests, tokens, ..Headroom::default() }.says_full();
+    assert!(full(Some(0), None) && full(None, Some(0)) && full(Some(3), Some(0)));
+    assert!(!full(Some(3), Some(10)) && !full(None, None));
+}
