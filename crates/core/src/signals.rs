@@ -1,6 +1,8 @@
 //! What replicas tell each other about deployments, behind one seam, [`Signals`]: ejections
 //! (outlier detection), 429 cool-downs and recoveries (a half-open probe that succeeded), and
-//! attempts in flight, so that a deployment's concurrency limit holds for the cluster.
+//! attempts in flight, so that a deployment's concurrency limit holds for the cluster; and, as
+//! named gauges, the requests in progress of tenants and managed keys with a concurrency limit,
+//! so that theirs does too ([`Signals::add_gauge`], [`gauge_cap`]).
 //!
 //! Without a shared store the router has no `Signals` at all (`RouterState` keeps an
 //! `Option`): every check is then the replica's own, at the cost of one branch. With one
@@ -124,6 +126,39 @@ pub trait Signals: Send + Sync + std::fmt::Debug {
 
     /// How to count `deployment`'s configured concurrency `limit` now.
     fn cluster(&self, deployment: DeploymentId, limit: u32) -> Cluster;
+
+    /// Adds a gauge of requests in progress under `name` (the same on every replica:
+    /// `tenant/<name>/concurrency`, `key/<id>/concurrency`), or finds the one of that name
+    /// again; `None` when the store cannot add one (the limit cannot be held cluster-wide).
+    fn add_gauge(&self, name: &str) -> Option<GaugeId>;
+
+    /// Stops syncing a gauge no longer used (a revoked key's); adding it again resumes it.
+    fn retire_gauge(&self, gauge: GaugeId);
+
+    /// A request counted by `gauge` began here.
+    fn gauge_began(&self, gauge: GaugeId);
+
+    /// A request counted by `gauge` here ended.
+    fn gauge_ended(&self, gauge: GaugeId);
+
+    /// How to count `gauge` against its `limit` now: for a [`Cluster::Shared`] gauge, `cap`
+    /// is [`gauge_cap`]'s.
+    fn gauge_cluster(&self, gauge: GaugeId, limit: u32) -> Cluster;
+}
+
+/// A gauge of requests in progress in a [`Signals`] store, by the order it was added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GaugeId(pub u32);
+
+/// How many requests a replica may admit between two confirmations of its count against a
+/// gauge's `limit`: its fixed [`unconfirmed_cap`] (`share` of the limit), or its share of the
+/// room the cluster had when its count was last confirmed (`others` in progress elsewhere,
+/// `confirmed` here, among `replicas` replicas alive), whichever is larger. Each replica taking
+/// at most its share of the room, a burst far from the limit is admitted at once, and the
+/// cluster overshoots the limit by at most one fixed cap per replica.
+pub fn gauge_cap(limit: u32, share: f64, others: u32, confirmed: u32, replicas: u32) -> u32 {
+    let room = limit.saturating_sub(others.saturating_add(confirmed));
+    unconfirmed_cap(limit, share).max(room / replicas.max(1))
 }
 
 /// The deployments of `config`, in order, as a shared store is to know them.
@@ -169,6 +204,16 @@ mod tests {
         assert!(!h.record(Signal::Cooling { until: 0 }));
         assert!(h.record(Signal::Cooling { until: 50 }) && !h.record(Signal::Cooling { until: 45 }));
         assert_eq!(h.signals().count(), 3);
+    }
+
+    #[test]
+    fn a_gauges_cap_is_its_share_of_the_room_or_the_fixed_cap() {
+        assert_eq!(gauge_cap(16, 0.1, 0, 0, 1), 16, "alone, the whole room");
+        assert_eq!(gauge_cap(16, 0.1, 0, 0, 2), 8, "half of it with two replicas");
+        assert_eq!(gauge_cap(16, 0.1, 6, 4, 2), 3);
+        assert_eq!(gauge_cap(16, 0.1, 15, 0, 2), 1, "near the limit, the fixed cap");
+        assert_eq!(gauge_cap(16, 0.1, 30, 9, 0), 1, "past it (or no replica known), too");
+        assert_eq!(gauge_cap(100, 0.1, 95, 0, 3), 10);
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! estimates of requests admitted at the same instant (at most one per worker), and by what
 //! requests in flight use beyond their estimates. Both are settled exactly afterwards.
 //!
+//! With shared [`Signals`] (Redis), a tenant's or key's concurrency limit holds for the
+//! cluster: its requests in progress are a gauge (`tenant/<name>/concurrency`,
+//! `key/<id>/concurrency`) every replica publishes its count of, and admission counts the
+//! others' as last heard, within [`gauge_cap`]'s bound on what may begin here unconfirmed.
+//! Without them, or when the store fails open, each replica counts its own.
+//!
 //! A managed key with limits or budgets of its own ([`KeySettings`]) has a [`KeyGate`]: the
 //! same kinds of limits, registered in the same two stores at run time under names stable
 //! across replicas (`key/<id>/tpm`, `key/<id>/daily_usd`), checked, reserved and settled exactly
@@ -33,6 +39,7 @@ pub use crate::calendar::{
 };
 use crate::config::{Config, Tenant, TenantId};
 use crate::counters::{Counters, LimitId};
+use crate::signals::{Cluster, GaugeId, Signals};
 use crate::time::Time;
 
 /// One budget: a name stable across replicas, its window and its dollars.
@@ -141,6 +148,10 @@ struct Limits {
 struct TenantSlot {
     in_flight: AtomicU32,
     limits: Limits,
+    /// Its gauge in the shared signals, when its concurrency limit is held cluster-wide.
+    gauge: Option<GaugeId>,
+    /// `tenant/<name>/concurrency`: the gauge's name.
+    gauge_name: String,
 }
 
 /// Every tenant's admission state, and the managed keys' that have limits of their own.
@@ -152,6 +163,8 @@ pub struct Tenancy {
     /// Per managed key (by id): its requests in progress, kept across reloads of the key, and
     /// the budgets whose earlier spend was counted already (see [`Tenancy::preload_key`]).
     keys: Mutex<HashMap<String, KeyState>>,
+    /// Where concurrency limits are counted cluster-wide, if anywhere.
+    signals: Option<Arc<dyn Signals>>,
 }
 
 /// The budgets a config defines, in a fixed order: each tenant's daily then monthly, where set.
@@ -199,10 +212,29 @@ impl Tenancy {
                     daily: budget(t.budgets.daily_usd),
                     monthly: budget(t.budgets.monthly_usd),
                 };
-                TenantSlot { in_flight: AtomicU32::new(0), limits }
+                let gauge_name = format!("tenant/{}/concurrency", t.name);
+                TenantSlot { in_flight: AtomicU32::new(0), limits, gauge: None, gauge_name }
             })
             .collect();
-        Tenancy { tenants, budgets, calendar, keys: Mutex::default() }
+        Tenancy { tenants, budgets, calendar, keys: Mutex::default(), signals: None }
+    }
+
+    /// Counts concurrency limits cluster-wide through `signals` from now on: each tenant with
+    /// one gets its gauge (keys get theirs as they are registered). A store that cannot add a
+    /// gauge leaves that tenant counted by this replica alone, and says so.
+    pub fn share_in_flight(&mut self, signals: Arc<dyn Signals>) -> Result<(), String> {
+        let mut unshared = Vec::new();
+        for slot in self.tenants.iter_mut().filter(|s| s.limits.concurrency.is_some()) {
+            slot.gauge = signals.add_gauge(&slot.gauge_name);
+            if slot.gauge.is_none() {
+                unshared.push(slot.gauge_name.clone());
+            }
+        }
+        self.signals = Some(signals);
+        match unshared.is_empty() {
+            true => Ok(()),
+            false => Err(format!("the store cannot count {} across replicas", unshared.join(", "))),
+        }
     }
 
     pub fn calendar(&self) -> Calendar {
@@ -227,13 +259,13 @@ impl Tenancy {
             self.check(counters, &key.limits, estimate, now).map_err(Refusal::of_key)?;
         }
         if let Some(slot) = slot {
-            enter(&slot.in_flight, slot.limits.concurrency)?;
+            self.enter(&slot.in_flight, slot.limits.concurrency, slot.gauge)?;
         }
         if let Some(key) = key
-            && let Err(refusal) = enter(&key.in_flight, key.limits.concurrency)
+            && let Err(refusal) = self.enter(&key.in_flight, key.limits.concurrency, key.gauge)
         {
             if let Some(slot) = slot {
-                leave(&slot.in_flight);
+                self.leave(&slot.in_flight, slot.gauge);
             }
             return Err(refusal.of_key());
         }
@@ -286,11 +318,11 @@ impl Tenancy {
     pub fn settle(&self, counters: &dyn Counters, admission: Admission, tokens: u64, usd: f64, now: Time) {
         let usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
         if let Some(slot) = self.tenants.get(usize::from(admission.tenant.0)) {
-            leave(&slot.in_flight);
+            self.leave(&slot.in_flight, slot.gauge);
             self.give_back(counters, &slot.limits, &admission, tokens, usd, now);
         }
         if let Some(key) = &admission.key {
-            leave(&key.in_flight);
+            self.leave(&key.in_flight, key.gauge);
             self.give_back(counters, &key.limits, &admission, tokens, usd, now);
         }
     }
@@ -351,9 +383,41 @@ impl Tenancy {
         self.budgets.remaining(id, now)
     }
 
-    /// Requests of the tenant in progress.
+    /// Requests of the tenant in progress (on this replica).
     pub fn in_flight(&self, tenant: TenantId) -> u32 {
         self.tenants.get(usize::from(tenant.0)).map_or(0, |s| s.in_flight.load(Ordering::Acquire))
+    }
+
+    /// The tenant's gauge in the shared signals, when its concurrency limit is counted there.
+    pub fn gauge(&self, tenant: TenantId) -> Option<GaugeId> {
+        self.tenants.get(usize::from(tenant.0)).and_then(|s| s.gauge)
+    }
+
+    /// Takes a place among the requests in progress, within `limit`: this replica's alone, or
+    /// with `gauge` the cluster's (the others' as last heard), refused when the store fails
+    /// closed or this replica has begun its cap of unconfirmed requests.
+    fn enter(&self, in_flight: &AtomicU32, limit: Option<u32>, gauge: Option<GaugeId>) -> Result<(), Refusal> {
+        let (Some(limit), Some(gauge), Some(signals)) = (limit, gauge, &self.signals) else {
+            return enter(in_flight, limit);
+        };
+        let room = match signals.gauge_cluster(gauge, limit) {
+            Cluster::Alone => limit,
+            Cluster::Closed => return Err(Refusal::Concurrency { limit }),
+            Cluster::Shared { unconfirmed, cap, .. } if unconfirmed >= cap.max(1) => {
+                return Err(Refusal::Concurrency { limit });
+            }
+            Cluster::Shared { others, .. } => limit.saturating_sub(others),
+        };
+        enter(in_flight, Some(room)).map_err(|_| Refusal::Concurrency { limit })?;
+        signals.gauge_began(gauge);
+        Ok(())
+    }
+
+    fn leave(&self, in_flight: &AtomicU32, gauge: Option<GaugeId>) {
+        leave(in_flight);
+        if let (Some(gauge), Some(signals)) = (gauge, &self.signals) {
+            signals.gauge_ended(gauge);
+        }
     }
 }
 

@@ -111,6 +111,8 @@ pub enum StartError {
     Client(#[from] switchyard_providers::ClientBuildError),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
+    #[error("shared signals: {0}")]
+    Shared(String),
 }
 
 /// The protocols (`Protocol::bit`s) of the deployments a request on `alias` may reach: its own
@@ -168,7 +170,7 @@ impl Gateway {
         };
         let mut router = RouterState::with_stores(&config, Time::ZERO, counters, windows, calendar);
         if let Some(signals) = &shared_signals {
-            router = router.with_signals(signals.clone());
+            router = router.with_signals(signals.clone()).map_err(StartError::Shared)?;
         }
         let metrics = metrics::Metrics::new(&config);
         let value = |text: &str| axum::http::HeaderValue::from_str(text).ok();

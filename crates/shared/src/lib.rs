@@ -248,9 +248,36 @@
 //! outlier detection goes on; signals published meanwhile are pushed when Redis answers again
 //! (by then most have ended, which is harmless). A replica cut off for longer than the lease is
 //! no longer counted by the others.
+//!
+//! ## Tenants' and keys' concurrency: gauges
+//!
+//! A tenant's or managed key's `concurrency` limit is counted the same way, as a *gauge* named
+//! `tenant/<name>/concurrency` or `key/<id>/concurrency` (added at run time, found again by
+//! name, retired with its key), in `{prefix}:gauge:{name}`: a field per replica with its count
+//! and lease, written and summed by `gauges.lua` in the same rounds as the deployments. The
+//! same script keeps `{prefix}:replicas`, each replica's presence under its lease, and answers
+//! how many are alive (`R`).
+//!
+//! Admission differs in one respect: a request refused is a caller's 429, not a deployment
+//! skipped, so a burst far from the limit must not wait for Redis. A replica may begin, since
+//! its count was last confirmed, as many requests as the larger of the fixed cap `S` and its
+//! share of the room it then saw, `⌊(limit − others − its count) / R⌋` (the core's
+//! `gauge_cap`); and never past the limit as it sees it (its count plus the others'). Reaching
+//! `S` asks for a round at once. When the replicas' last answers saw the same counts, their
+//! shares add up to the room, and the cluster stays within `limit + N·S`. When one replica's
+//! answer is older than another's admissions, their shares of the same room overlap: the worst
+//! case is every other replica bursting its whole share of a room it saw before the rest was
+//! used, `limit + (N − 1)·max(S, ⌊limit / N⌋)`, under twice the limit. It takes simultaneous
+//! bursts on every replica within one round trip; two replicas bursting at once from idle on a
+//! limit of 10 admit exactly 10 (a test shows it).
+//!
+//! When Redis does not answer, the policies apply as for deployments: `FailOpen` counts each
+//! replica's own requests alone; `FailClosed` refuses the requests of a tenant or key with a
+//! concurrency limit (429).
 
 mod budget;
 mod counters;
+mod gauges;
 mod settings;
 mod signals;
 mod sync;

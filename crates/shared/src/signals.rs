@@ -1,6 +1,7 @@
 //! [`RedisSignals`]: the core's [`Signals`] seam through Redis: each deployment's ejections,
-//! cool-downs and recoveries, and every replica's attempts in flight there, answered from
-//! memory and synced by a thread of its own (see [Deployment signals](crate#deployment-signals)
+//! cool-downs and recoveries, and every replica's attempts in flight there; and tenants' and
+//! keys' requests in progress as gauges (`gauges.rs`); answered from memory and synced by a
+//! thread of its own (see [Deployment signals](crate#deployment-signals)
 //! in the crate's docs for the protocol and the overshoot bound).
 
 use std::sync::Arc;
@@ -10,9 +11,10 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use switchyard_core::DeploymentId;
-use switchyard_core::signals::{Cluster, Heard, Signal, SignalSpec, Signals, unconfirmed_cap};
+use switchyard_core::signals::{Cluster, GaugeId, Heard, Signal, SignalSpec, Signals, unconfirmed_cap};
 
 use crate::SharedError;
+use crate::gauges::Gauges;
 use crate::settings::{Policy, Settings, Stats, Status};
 use crate::sync::link_accessors;
 use crate::sync::{self, CHUNK, Exchange, Launch, Link};
@@ -25,6 +27,7 @@ const SIGNALS_LUA: &str = include_str!("signals.lua");
 pub struct RedisSignals {
     link: Arc<Link>,
     board: Arc<[Entry]>,
+    gauges: Arc<Gauges>,
     unconfirmed_share: f64,
     url: String,
     replica: String,
@@ -58,6 +61,7 @@ struct Entry {
 /// The sync thread's side: every deployment, pushed and read through `signals.lua`.
 struct Rounds {
     board: Arc<[Entry]>,
+    gauges: Arc<Gauges>,
     script: Script,
     field: String,
     lease_ms: u64,
@@ -100,9 +104,11 @@ impl RedisSignals {
         let replica = sync::replica_id();
         let link = Arc::new(Link::new(settings.policy));
         let board: Arc<[Entry]> = specs.iter().map(|s| Entry::new(prefix, s, settings.unconfirmed_share)).collect();
+        let gauges = Arc::new(Gauges::new(prefix));
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let rounds = Rounds {
             board: board.clone(),
+            gauges: gauges.clone(),
             script: Script::new(SIGNALS_LUA),
             field: replica.clone(),
             lease_ms: millis(settings.lease),
@@ -111,6 +117,7 @@ impl RedisSignals {
         let signals = RedisSignals {
             link: link.clone(),
             board,
+            gauges,
             unconfirmed_share: settings.unconfirmed_share,
             url: shown.clone(),
             replica,
@@ -146,6 +153,16 @@ impl RedisSignals {
     /// answered. Errors when it did not.
     pub async fn flush(&self) -> Result<(), SharedError> {
         self.link.flush(&self.url).await
+    }
+
+    /// Other replicas' requests in progress on a gauge, as Redis last answered.
+    pub fn gauge_others(&self, gauge: GaugeId) -> Option<u32> {
+        self.gauges.others(gauge)
+    }
+
+    /// The replicas alive that count gauges (this one included), as Redis last answered.
+    pub fn replicas_alive(&self) -> u32 {
+        self.gauges.replicas()
     }
 
     fn entry(&self, deployment: DeploymentId) -> Option<&Entry> {
@@ -218,6 +235,33 @@ impl Signals for RedisSignals {
             (Status::Connecting | Status::Disconnected, Policy::FailClosed) => Cluster::Closed,
         }
     }
+
+    /// Synced from the next round on, which is asked for at once.
+    fn add_gauge(&self, name: &str) -> Option<GaugeId> {
+        let (id, added) = self.gauges.add(name)?;
+        if added {
+            self.link.wake_early();
+        }
+        Some(id)
+    }
+
+    fn retire_gauge(&self, gauge: GaugeId) {
+        self.gauges.retire(gauge);
+    }
+
+    fn gauge_began(&self, gauge: GaugeId) {
+        if self.gauges.began(gauge) {
+            self.link.wake_early();
+        }
+    }
+
+    fn gauge_ended(&self, gauge: GaugeId) {
+        self.gauges.ended(gauge);
+    }
+
+    fn gauge_cluster(&self, gauge: GaugeId, limit: u32) -> Cluster {
+        self.gauges.cluster(gauge, limit, self.unconfirmed_share, self.link.status(), self.link.policy)
+    }
 }
 
 impl std::fmt::Debug for RedisSignals {
@@ -226,6 +270,7 @@ impl std::fmt::Debug for RedisSignals {
             .field("url", &self.url)
             .field("replica", &self.replica)
             .field("deployments", &self.board.len())
+            .field("gauges", &self.gauges.len())
             .field("stats", &self.stats())
             .finish()
     }
@@ -292,7 +337,7 @@ impl Exchange for Rounds {
     /// Pushes every deployment's unconfirmed signals and count, and takes in what Redis
     /// answers, chunk by chunk.
     async fn exchange(&mut self, conn: &mut ConnectionManager, timeout: Duration) -> Result<(), String> {
-        if self.board.is_empty() {
+        if self.board.is_empty() && self.gauges.len() == 0 {
             return sync::ping(conn, timeout).await;
         }
         for chunk in self.board.chunks(CHUNK) {
@@ -315,7 +360,7 @@ impl Exchange for Rounds {
                 e.answer(pending, begun, heard, others);
             }
         }
-        Ok(())
+        self.gauges.exchange(conn, timeout, &self.field, self.lease_ms).await
     }
 }
 

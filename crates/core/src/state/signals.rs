@@ -22,11 +22,14 @@ use crate::time::Time;
 
 impl RouterState {
     /// This state, with ejections, cool-downs, recoveries and attempts in flight shared
-    /// through `signals`. Instants are converted with the calendar the state was made with
-    /// ([`RouterState::with_stores`]), which must map [`Time`] to the wall clock.
-    pub fn with_signals(mut self, signals: Arc<dyn Signals>) -> RouterState {
+    /// through `signals`, and tenants' and keys' concurrency limits counted there too.
+    /// Instants are converted with the calendar the state was made with
+    /// ([`RouterState::with_stores`]), which must map [`Time`] to the wall clock. Fails,
+    /// naming which, when the store cannot count a tenant's concurrency limit.
+    pub fn with_signals(mut self, signals: Arc<dyn Signals>) -> Result<RouterState, String> {
+        self.tenancy.share_in_flight(signals.clone())?;
         self.signals = Some(signals);
-        self
+        Ok(self)
     }
 
     /// Whether deployment signals are shared with other replicas.

@@ -1,6 +1,7 @@
 //! A managed key's own limits and budgets, made at run time: [`Tenancy::register_key`] adds
 //! them to the router's counters and to the budget windows under names stable across replicas
-//! (`key/<id>/rpm`, `key/<id>/tpm`, `key/<id>/daily_usd`, `key/<id>/monthly_usd`), so a shared
+//! (`key/<id>/rpm`, `key/<id>/tpm`, `key/<id>/daily_usd`, `key/<id>/monthly_usd`; its
+//! concurrency as the gauge `key/<id>/concurrency` in the shared signals, if any), so a shared
 //! store shares them cluster-wide, and returns the key's [`KeyGate`], which admission checks and
 //! settles exactly like the tenant's limits. Registering a key again (each reload of the key
 //! table) finds the same allowances and budgets by name, with the sizes it now has; what a key
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::{BudgetSpec, Limits, Period, Tenancy};
 use crate::config::{TenantBudgets, TenantLimits};
 use crate::counters::{Counters, LimitId, LimitSpec};
+use crate::signals::GaugeId;
 use crate::time::Time;
 
 /// A managed key's limits and budgets as admission uses them. Shared by the key table and the
@@ -22,6 +24,8 @@ pub struct KeyGate {
     key: String,
     pub(super) in_flight: Arc<AtomicU32>,
     pub(super) limits: Limits,
+    /// Its gauge in the shared signals, when its concurrency limit is held cluster-wide.
+    pub(super) gauge: Option<GaugeId>,
 }
 
 /// What the tenancy keeps per key across reloads.
@@ -94,8 +98,15 @@ impl Tenancy {
                 .map(|u| budget("monthly_usd", Period::Month, u).map(|id| (id, u)))
                 .transpose()?,
         };
+        let gauge = match (&self.signals, limits.concurrency) {
+            (Some(signals), Some(_)) => {
+                let name = name("concurrency");
+                Some(signals.add_gauge(&name).ok_or_else(|| cannot(name))?)
+            }
+            _ => None,
+        };
         let in_flight = self.key_state(key, |s| s.in_flight.clone());
-        Ok(Arc::new(KeyGate { key: key.to_owned(), in_flight, limits }))
+        Ok(Arc::new(KeyGate { key: key.to_owned(), in_flight, limits, gauge }))
     }
 
     /// Retires what gates in `old` use and gates in `new` do not (keys revoked, expired or
@@ -107,10 +118,16 @@ impl Tenancy {
             kept_allowances.extend(allowances);
             kept_budgets.extend(budgets);
         }
+        let kept_gauges: HashSet<GaugeId> = new.iter().filter_map(|g| g.gauge).collect();
         for gate in old {
             let (allowances, budgets) = gate.ids();
             allowances.filter(|id| !kept_allowances.contains(id)).for_each(|id| counters.retire(id));
             budgets.filter(|id| !kept_budgets.contains(id)).for_each(|id| self.budgets.retire(id));
+            if let (Some(gauge), Some(signals)) = (gate.gauge, &self.signals)
+                && !kept_gauges.contains(&gauge)
+            {
+                signals.retire_gauge(gauge);
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! `switchyard-shared` (allowances, budgets and deployment signals) against real Redis servers,
+//! `switchyard-shared` (allowances, budgets, deployment signals and gauges) against real Redis servers,
 //! started on free loopback ports from the system's `redis-server` (skipped, saying so, when it
 //! is missing, unless `SWITCHYARD_REQUIRE_SERVICES=1`). The startup checks need no server.
 
@@ -6,6 +6,7 @@ mod boundary;
 mod budget_outage;
 mod budgets;
 mod common;
+mod gauges;
 mod keys;
 mod limit;
 mod outage;

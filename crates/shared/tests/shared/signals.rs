@@ -45,7 +45,7 @@ impl Replica {
         let windows = Arc::new(LocalWindows::new(&budget_specs(config), calendar));
         let signals = RedisSignals::start(url, prefix, &signal_specs(config), settings)?;
         let state =
-            RouterState::with_stores(config, Time::ZERO, counters, windows, calendar).with_signals(signals.clone());
+            RouterState::with_stores(config, Time::ZERO, counters, windows, calendar).with_signals(signals.clone()).map_err(anyhow::Error::msg)?;
         Ok(Replica { state, signals, clock, ahead, config: config.clone() })
     }
 

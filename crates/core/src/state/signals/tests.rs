@@ -11,7 +11,7 @@ use crate::attempt::AttemptError;
 use crate::config::{Config, DeploymentId, Priority, TenantId};
 use crate::counters::LocalCounters;
 use crate::fixture::{bench_request, synthetic_config};
-use crate::signals::{Cluster, Heard, Signal, Signals, unconfirmed_cap};
+use crate::signals::{Cluster, GaugeId, Heard, Signal, Signals, gauge_cap, unconfirmed_cap};
 use crate::state::{Outcome, RouterState};
 use crate::tenancy::{Calendar, LocalWindows, budget_specs};
 use crate::time::Time;
@@ -25,6 +25,19 @@ const B_ZERO: i64 = A_ZERO - 10_000;
 struct Hub {
     heard: Mutex<Vec<Heard>>,
     counts: Mutex<Vec<[u32; 2]>>,
+    /// Each gauge's count per replica, by name.
+    gauges: Mutex<std::collections::HashMap<String, [u32; 2]>>,
+}
+
+/// A gauge in one replica's store: as a deployment's count, and the count last confirmed.
+#[derive(Debug, Default)]
+struct FakeGauge {
+    name: String,
+    in_flight: u32,
+    begun: u64,
+    acked: u64,
+    others: u32,
+    confirmed: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,6 +61,7 @@ struct Fake {
     acked: Vec<AtomicU64>,
     others: Vec<AtomicU32>,
     published: Mutex<Vec<(DeploymentId, Signal)>>,
+    gauges: Mutex<Vec<FakeGauge>>,
 }
 
 impl Fake {
@@ -66,6 +80,7 @@ impl Fake {
             acked: (0..n).map(atomics).collect(),
             others: (0..n).map(|_| AtomicU32::new(0)).collect(),
             published: Mutex::default(),
+            gauges: Mutex::default(),
         })
     }
 
@@ -86,6 +101,12 @@ impl Fake {
             if heard[i].1 != hub[i] {
                 heard[i] = (heard[i].0 + 1, hub[i]);
             }
+        }
+        let mut counts = self.hub.gauges.lock().unwrap();
+        for g in self.gauges.lock().unwrap().iter_mut() {
+            let count = counts.entry(g.name.clone()).or_default();
+            count[self.me] = g.in_flight;
+            (g.acked, g.confirmed, g.others) = (g.begun, g.in_flight, count[1 - self.me]);
         }
     }
 
@@ -118,6 +139,44 @@ impl Signals for Fake {
         self.in_flight[usize::from(deployment.0)].fetch_sub(1, Ordering::SeqCst);
     }
 
+    fn add_gauge(&self, name: &str) -> Option<GaugeId> {
+        let mut gauges = self.gauges.lock().unwrap();
+        let i = match gauges.iter().position(|g| g.name == name) {
+            Some(i) => i,
+            None => {
+                gauges.push(FakeGauge { name: name.to_owned(), ..FakeGauge::default() });
+                gauges.len() - 1
+            }
+        };
+        Some(GaugeId(i as u32))
+    }
+
+    fn retire_gauge(&self, _gauge: GaugeId) {}
+
+    fn gauge_began(&self, gauge: GaugeId) {
+        let mut gauges = self.gauges.lock().unwrap();
+        let g = &mut gauges[gauge.0 as usize];
+        (g.in_flight, g.begun) = (g.in_flight + 1, g.begun + 1);
+    }
+
+    fn gauge_ended(&self, gauge: GaugeId) {
+        self.gauges.lock().unwrap()[gauge.0 as usize].in_flight -= 1;
+    }
+
+    fn gauge_cluster(&self, gauge: GaugeId, limit: u32) -> Cluster {
+        let gauges = self.gauges.lock().unwrap();
+        let g = &gauges[gauge.0 as usize];
+        match *self.mode.lock().unwrap() {
+            Mode::Connected => Cluster::Shared {
+                others: g.others,
+                unconfirmed: (g.begun - g.acked) as u32,
+                cap: gauge_cap(limit, 0.1, g.others, g.confirmed, 2),
+            },
+            Mode::FailOpen => Cluster::Alone,
+            Mode::FailClosed => Cluster::Closed,
+        }
+    }
+
     fn cluster(&self, deployment: DeploymentId, limit: u32) -> Cluster {
         let i = usize::from(deployment.0);
         match *self.mode.lock().unwrap() {
@@ -138,7 +197,9 @@ fn replica(config: &Config, hub: &Arc<Hub>, me: usize, zero: i64) -> (RouterStat
     let counters = Arc::new(LocalCounters::for_config(config, Time::ZERO));
     let windows = Arc::new(LocalWindows::new(&budget_specs(config), calendar));
     let fake = Fake::new(hub, me, config.deployments.len());
-    let state = RouterState::with_stores(config, Time::ZERO, counters, windows, calendar).with_signals(fake.clone());
+    let state = RouterState::with_stores(config, Time::ZERO, counters, windows, calendar)
+        .with_signals(fake.clone())
+        .expect("the fake adds gauges");
     (state, fake)
 }
 
@@ -360,3 +421,5 @@ fn without_signals_reading_a_deployment_takes_nothing_in() {
     assert!(!try_begin(&state, id, Time::ZERO));
     assert_eq!(state.deployment_at(id, Time::ZERO).in_flight_elsewhere(), 0);
 }
+
+mod gauges;
