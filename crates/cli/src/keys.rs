@@ -1,11 +1,11 @@
-//! `switchyard keys create | list | revoke`: API keys in the ledger. A new key's secret is
+//! `switchyard keys create | list | update | revoke`: API keys in the ledger. A new key's secret is
 //! printed once and stored nowhere; the ledger keeps only its hash, and the key's own settings
 //! (aliases, jurisdictions, priority, limits, budgets), which narrow its tenant's.
 
 use std::process::ExitCode;
 
 use switchyard_core::config::{Priority, Workload, check_name};
-use switchyard_core::tenancy::{KeySettingError, KeySettings};
+use switchyard_core::tenancy::{KeyField, KeySettingError, KeySettings};
 use switchyard_ledger::{KeyError, KeyRow};
 use switchyard_placer::table::grid;
 
@@ -21,6 +21,10 @@ pub(crate) enum KeysAction {
         #[arg(long)]
         json: bool,
     },
+    /// Change a key's name, expiry or settings by its id (`key_…`): what is given is set,
+    /// `--clear` fields go back to the tenant's, the rest is kept. Gateways apply it at their
+    /// next read of the keys (within seconds).
+    Update(Box<UpdateArgs>),
     /// Revoke a key by its id (`key_…`); the gateway stops accepting it.
     Revoke { id: String },
 }
@@ -38,6 +42,35 @@ pub(crate) struct CreateArgs {
     /// (`2027-01-31`, `2027-01-31T00:00:00Z`). Default: never.
     #[arg(long, value_parser = parse_when, value_name = "DURATION|DATE")]
     expires: Option<When>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// `keys update`'s arguments.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct UpdateArgs {
+    /// The key's id (`key_…`, as `keys list` shows).
+    id: String,
+    /// A new label.
+    #[arg(long)]
+    name: Option<String>,
+    /// A new expiry: a duration from now (`30d`) or a UTC date.
+    #[arg(long, value_parser = parse_when, value_name = "DURATION|DATE", conflicts_with = "never_expires")]
+    expires: Option<When>,
+    /// Remove its expiry.
+    #[arg(long)]
+    never_expires: bool,
+    /// Settings to take back to the tenant's (comma-separated names: aliases, jurisdictions,
+    /// workload, priority, rpm, tpm, concurrency, daily_usd, monthly_usd).
+    #[arg(long, value_delimiter = ',', value_name = "FIELD,…")]
+    clear: Vec<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// A key's own settings, as flags (`keys create`, `keys update`).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct SettingsArgs {
     /// Aliases the key may use, some of its tenant's (comma-separated). Default: the tenant's.
     #[arg(long, value_delimiter = ',', value_name = "ALIAS,…")]
     aliases: Option<Vec<String>>,
@@ -68,7 +101,7 @@ pub(crate) struct CreateArgs {
     monthly_usd: Option<f64>,
 }
 
-impl CreateArgs {
+impl SettingsArgs {
     fn settings(&self) -> KeySettings {
         let priority = self.priority.as_deref().map(|p| match p {
             "low" => Priority::Low,
@@ -131,6 +164,7 @@ pub(crate) async fn run(args: &LedgerArgs, action: &KeysAction) -> anyhow::Resul
     exit_code(match action {
         KeysAction::Create(create_args) => create(args, create_args).await,
         KeysAction::List { json } => list(args, *json).await,
+        KeysAction::Update(update_args) => update(args, update_args).await,
         KeysAction::Revoke { id } => revoke(args, id).await,
     })
 }
@@ -147,7 +181,7 @@ async fn create(args: &LedgerArgs, new: &CreateArgs) -> anyhow::Result<ExitCode>
     if let Some(e) = errors.pop() {
         return Err(usage(e));
     }
-    let settings = new.settings();
+    let settings = new.settings.settings();
     let wrong = settings.check();
     if !wrong.is_empty() {
         return Err(bad_settings(&wrong));
@@ -236,6 +270,59 @@ async fn list(args: &LedgerArgs, json: bool) -> anyhow::Result<ExitCode> {
         .collect();
     let head = ["id", "tenant", "name", "created (UTC)", "expires", "settings", "status"];
     out!("{}", grid(&head, &rows))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn update(args: &LedgerArgs, change: &UpdateArgs) -> anyhow::Result<ExitCode> {
+    let now = now_ms();
+    let expires_ms = change.expires.map(|w| w.ahead(now));
+    if let Some(at) = expires_ms.filter(|at| *at <= now) {
+        return Err(usage(format!("--expires {} is in the past", show_time(at))));
+    }
+    let mut patch = match serde_json::to_value(change.settings.settings()) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    for field in &change.clear {
+        let Some(known) = KeyField::of_name(field) else {
+            let names: Vec<&str> = KeyField::ALL.iter().map(|f| f.name()).collect();
+            return Err(usage(format!("--clear: no setting {field:?}; settings: {}", names.join(", "))));
+        };
+        if patch.contains_key(known.name()) {
+            return Err(usage(format!("--clear {field} and {} at once", known.flag())));
+        }
+        patch.insert(known.name().to_owned(), serde_json::Value::Null);
+    }
+    let opened = args.open(false).await?;
+    let result = async {
+        let keys = opened.store.keys();
+        let row = match keys.get(&change.id).await {
+            Err(KeyError::Unknown(id)) => anyhow::bail!("no key with id {id:?} (`switchyard keys list` shows them)"),
+            other => other?,
+        };
+        if row.revoked_ms.is_some() {
+            anyhow::bail!("{} is revoked; a revoked key cannot be changed", row.id);
+        }
+        let current = KeySettings::from_json(&row.settings).unwrap_or_default();
+        let settings = current.patched(patch).map_err(usage)?;
+        let wrong =
+            match opened.config.as_ref().and_then(|c| Some((c, c.tenants.iter().find(|t| t.name == row.tenant)?))) {
+                Some((config, tenant)) => settings.check_for(config, tenant),
+                None => settings.check(),
+            };
+        if !wrong.is_empty() {
+            return Err(bad_settings(&wrong));
+        }
+        let name = change.name.as_deref().or(row.name.as_deref());
+        let expires_ms = if change.never_expires { None } else { expires_ms.or(row.expires_ms) };
+        Ok(keys.update(&row.id, name, expires_ms, &settings.to_json()).await?)
+    }
+    .await;
+    opened.store.close().await;
+    let key = result?;
+    let own = KeySettings::from_json(&key.settings).map(|s| if s.is_empty() { "-".to_owned() } else { s.summary() });
+    let expiry = key.expires_ms.map_or("never expires".to_owned(), |e| format!("expires {} UTC", show_time(e)));
+    outln!("{}: updated; settings: {}; {expiry}", key.id, own.unwrap_or_else(|_| "unreadable".to_owned()))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -260,6 +260,59 @@ fn keys_carry_their_own_settings_checked_against_the_tenant() {
 }
 
 #[test]
+fn a_keys_settings_change_and_clear_until_it_is_revoked() {
+    let dir = TempDir::new("switchyard-keys-update").unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());
+    let config = write_config(dir.path(), &ledger);
+    let made = switchyard(&["keys", "create", "--config", &config, "--tenant", "acme", "--name", "ci", "--rpm", "10"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let listed = || -> Value {
+        let json = switchyard(&["keys", "list", "--ledger", &ledger, "--json"]);
+        serde_json::from_str::<Value>(&json.stdout).unwrap()[0].clone()
+    };
+    let id = listed()["id"].as_str().unwrap().to_owned();
+
+    let update = |args: &[&str]| {
+        let mut all = vec!["keys", "update", id.as_str(), "--config", config.as_str()];
+        all.extend_from_slice(args);
+        switchyard(&all)
+    };
+    let changed = update(&["--name", "deploy", "--concurrency", "3", "--clear", "rpm", "--expires", "30d"]);
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    assert!(changed.stdout.starts_with(&format!("{id}: updated")), "{}", changed.stdout);
+    let key = listed();
+    assert_eq!((key["name"].as_str(), &key["settings"]), (Some("deploy"), &serde_json::json!({"concurrency": 3})));
+    assert!(key["expires_ms"].as_i64().is_some_and(|at| at > now_ms()), "{key}");
+    let kept = update(&["--never-expires", "--priority", "low"]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    let key = listed();
+    assert_eq!(key["settings"], serde_json::json!({"concurrency": 3, "priority": "low"}), "the rest kept");
+    assert_eq!((key["name"].as_str(), &key["expires_ms"]), (Some("deploy"), &Value::Null));
+
+    // Bad changes are usage errors at their flag, and change nothing.
+    for (args, says) in [
+        (&["--clear", "colour"][..], "--clear: no setting \"colour\""),
+        (&["--rpm", "0"][..], "--rpm: must be > 0"),
+        (&["--aliases", "nope"][..], "--aliases"),
+        (&["--rpm", "5", "--clear", "rpm"][..], "at once"),
+        (&["--expires", "2020-01-01"][..], "in the past"),
+    ] {
+        let bad = update(args);
+        assert_eq!(bad.code, 2, "{args:?}: {}", bad.stderr);
+        assert!(bad.stderr.contains(says), "{args:?}: {}", bad.stderr);
+    }
+    assert_eq!(listed()["settings"], serde_json::json!({"concurrency": 3, "priority": "low"}));
+
+    let unknown = switchyard(&["keys", "update", "key_000000000000", "--ledger", &ledger, "--rpm", "5"]);
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("no key with id \"key_000000000000\""), "{}", unknown.stderr);
+    assert_eq!(switchyard(&["keys", "revoke", &id, "--ledger", &ledger]).code, 0);
+    let revoked = update(&["--rpm", "5"]);
+    assert_eq!(revoked.code, 1);
+    assert!(revoked.stderr.contains("is revoked"), "{}", revoked.stderr);
+}
+
+#[test]
 fn spend_sums_the_ledger_with_budgets_and_burn_down() {
     let dir = TempDir::new("switchyard-spend").unwrap();
     let ledger = format!("sqlite:{}", dir.path().join("ledger.db").display());

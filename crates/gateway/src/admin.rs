@@ -1,5 +1,6 @@
 //! The admin API (`/admin/…`), for operators holding a key listed in `server.admin_keys`: make
-//! (with the key's own settings), list and revoke API keys, and read spend from the ledger.
+//! (with the key's own settings), list, read, change (name, expiry, settings) and revoke API
+//! keys, and read spend from the ledger.
 //! Errors are OpenAI-shaped like the rest of the API; a bad request is a 400 naming the field.
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::{Gateway, caller_text};
 pub(crate) fn routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/admin/keys", get(list_keys).post(create_key))
-        .route("/admin/keys/{id}", delete(revoke_key))
+        .route("/admin/keys/{id}", delete(revoke_key).get(get_key).patch(update_key))
         .route("/admin/spend", get(spend))
 }
 
@@ -152,6 +153,98 @@ async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: By
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
+async fn get_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = admitted(&gw, &headers)?;
+    let now_ms = gw.unix_ms(gw.now());
+    let row = store.keys().get(&id).await.map_err(|e| key_error(e, &id))?;
+    Ok(axum::Json(key_json(&row, now_ms)).into_response())
+}
+
+/// `PATCH /admin/keys/{id}`: `name` and `expires_ms` (Unix ms) replaced when given (`null`
+/// clears them), and each setting given set, or cleared by `null`; the rest kept. The
+/// settings are checked against the key's tenant as at creation. Takes effect at once on this
+/// replica, and on others at their next read of the keys.
+async fn update_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let store = admitted(&gw, &headers)?;
+    let now_ms = gw.unix_ms(gw.now());
+    let bad = |message: String, param: Option<&'static str>| ApiError::BadRequest {
+        message: format!("invalid key change: {message}"),
+        param,
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| bad(e.to_string(), None))?;
+    let serde_json::Value::Object(mut patch) = value else {
+        return Err(bad("the body must be a JSON object".to_owned(), None));
+    };
+    let row = store.keys().get(&id).await.map_err(|e| key_error(e, &id))?;
+    if row.revoked_ms.is_some() {
+        return Err(key_error(KeyError::Revoked(id.clone()), &id));
+    }
+    let name = match patch.remove("name") {
+        None => row.name.clone(),
+        Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(name)) => Some(caller_text(&name)),
+        Some(other) => return Err(bad(format!("name must be a string or null, not {other}"), Some("name"))),
+    };
+    let expires_ms = match patch.remove("expires_ms") {
+        None => row.expires_ms,
+        Some(serde_json::Value::Null) => None,
+        Some(value) => match value.as_i64() {
+            Some(at) if at > now_ms => Some(at),
+            Some(_) => {
+                let message = format!("expires_ms is in the past (now is {})", format_utc(now_ms));
+                return Err(bad(message, Some("expires_ms")));
+            }
+            None => {
+                return Err(bad(
+                    format!("expires_ms must be Unix milliseconds or null, not {value}"),
+                    Some("expires_ms"),
+                ));
+            }
+        },
+    };
+    if let Some(field) = ["tenant", "id"].into_iter().find(|f| patch.contains_key(*f)) {
+        return Err(bad(format!("a key's {field} cannot change"), None));
+    }
+    // Settings stored unreadable (written by hand) are replaced by what the change says.
+    let current = KeySettings::from_json(&row.settings).unwrap_or_default();
+    let settings = current.patched(patch).map_err(|e| {
+        let param = KeyField::ALL.into_iter().find(|f| e.starts_with(f.name())).map(KeyField::name);
+        bad(e, param)
+    })?;
+    let wrong = match gw.config.tenants.iter().find(|t| t.name == row.tenant) {
+        Some(tenant) => settings.check_for(&gw.config, tenant),
+        None => settings.check(),
+    };
+    if let Some(first) = wrong.first() {
+        let all: Vec<String> = wrong.iter().map(ToString::to_string).collect();
+        return Err(bad(all.join("; "), Some(first.field.name())));
+    }
+    let keys = store.keys();
+    let row =
+        keys.update(&id, name.as_deref(), expires_ms, &settings.to_json()).await.map_err(|e| key_error(e, &id))?;
+    refresh(&gw).await;
+    tracing::info!(message = "API key changed.", key = %row.id, tenant = %row.tenant);
+    Ok(axum::Json(key_json(&row, now_ms)).into_response())
+}
+
+/// A key store's error as the caller's: an unknown key 404, a revoked one 400.
+fn key_error(error: KeyError, id: &str) -> ApiError {
+    match error {
+        KeyError::Unknown(_) => ApiError::UnknownKey(caller_text(id)),
+        KeyError::Revoked(_) => ApiError::BadRequest { message: caller_text(&error.to_string()), param: None },
+        e => ledger_error(e),
+    }
+}
+
 async fn revoke_key(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -165,8 +258,7 @@ async fn revoke_key(
             tracing::info!(message = "API key revoked.", key = %caller_text(&id));
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        Err(KeyError::Unknown(_)) => Err(ApiError::UnknownKey(caller_text(&id))),
-        Err(e) => Err(ledger_error(e)),
+        Err(e) => Err(key_error(e, &id)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! API keys: created with a secret shown once, stored only as the secret's SHA-256, with the
-//! key's own settings (a JSON object), listed, revoked, and loaded by the gateway while active.
+//! key's own settings (a JSON object), listed, changed (name, expiry, settings), revoked, and
+//! loaded by the gateway while active.
 
 use std::fs::File;
 use std::io::Read;
@@ -17,6 +18,8 @@ pub const SECRET_PREFIX: &str = "sk-sy-";
 pub enum KeyError {
     #[error("no key with id {0:?}")]
     Unknown(String),
+    #[error("key {0:?} is revoked; a revoked key cannot be changed")]
+    Revoked(String),
     #[error("no randomness for a new key: {0}")]
     Random(std::io::Error),
     #[error("a key's settings must be a JSON object: {0}")]
@@ -76,6 +79,7 @@ impl KeyError {
     pub fn kind(&self) -> &'static str {
         match self {
             KeyError::Unknown(_) => "unknown_key",
+            KeyError::Revoked(_) => "revoked_key",
             KeyError::Random(_) => "random",
             KeyError::Settings(_) => "bad_settings",
             KeyError::Store(e) => e.kind(),
@@ -124,11 +128,7 @@ impl Keys<'_> {
         settings: &str,
         now_ms: i64,
     ) -> Result<(KeyRow, String), KeyError> {
-        match serde_json::from_str::<serde_json::Value>(settings) {
-            Ok(serde_json::Value::Object(_)) => {}
-            Ok(other) => return Err(KeyError::Settings(format!("got {other}"))),
-            Err(e) => return Err(KeyError::Settings(e.to_string())),
-        }
+        check_object(settings)?;
         let q = self.store.db.sql(schema::INSERT_KEY);
         // Two secrets whose hashes share 12 hex digits would share an id: draw again.
         let mut attempts = 0;
@@ -184,6 +184,46 @@ impl Keys<'_> {
         })
     }
 
+    /// Key `id` as stored; an id that names no key is [`KeyError::Unknown`].
+    pub async fn get(&self, id: &str) -> Result<KeyRow, KeyError> {
+        let q = self.store.db.sql(schema::KEY_BY_ID);
+        let row = on_backend!(&self.store.db, |pool| {
+            let row = sqlx::query(q).bind(id).fetch_optional(pool).await.map_err(StoreError::Sql)?;
+            row.as_ref().map(key_of).transpose()
+        })?;
+        row.ok_or_else(|| KeyError::Unknown(id.to_owned()))
+    }
+
+    /// Replaces key `id`'s name, expiry and settings (a JSON object, checked to be one) and
+    /// returns it as it now is. A revoked key is [`KeyError::Revoked`], an unknown one
+    /// [`KeyError::Unknown`].
+    pub async fn update(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        expires_ms: Option<i64>,
+        settings: &str,
+    ) -> Result<KeyRow, KeyError> {
+        check_object(settings)?;
+        let q = self.store.db.sql(schema::UPDATE_KEY);
+        let changed = on_backend!(&self.store.db, |pool| {
+            let done = sqlx::query(q)
+                .bind(name)
+                .bind(expires_ms)
+                .bind(settings)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(StoreError::Sql)?;
+            done.rows_affected()
+        });
+        let row = self.get(id).await?;
+        match (changed, row.revoked_ms) {
+            (0, Some(_)) => Err(KeyError::Revoked(id.to_owned())),
+            _ => Ok(row),
+        }
+    }
+
     /// Revokes key `id` as of `now_ms`. Revoking a revoked key keeps its first revocation time;
     /// an id that names no key is [`KeyError::Unknown`].
     pub async fn revoke(&self, id: &str, now_ms: i64) -> Result<(), KeyError> {
@@ -202,6 +242,15 @@ impl Keys<'_> {
             true => Ok(()),
             false => Err(KeyError::Unknown(id.to_owned())),
         }
+    }
+}
+
+/// Settings must be a JSON object (what is in it is the caller's to check).
+fn check_object(settings: &str) -> Result<(), KeyError> {
+    match serde_json::from_str::<serde_json::Value>(settings) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(other) => Err(KeyError::Settings(format!("got {other}"))),
+        Err(e) => Err(KeyError::Settings(e.to_string())),
     }
 }
 

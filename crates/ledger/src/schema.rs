@@ -140,6 +140,17 @@ pub(crate) const REVOKE_KEY: Sql = Sql {
     postgres: "UPDATE keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
 };
 
+pub(crate) const KEY_BY_ID: Sql = Sql {
+    sqlite: "SELECT * FROM keys WHERE id = ?",
+    postgres: "SELECT * FROM keys WHERE id = $1",
+};
+
+/// A key's name, expiry and settings replaced, unless it was revoked.
+pub(crate) const UPDATE_KEY: Sql = Sql {
+    sqlite: "UPDATE keys SET name = ?, expires_ms = ?, settings = ? WHERE id = ? AND revoked_ms IS NULL",
+    postgres: "UPDATE keys SET name = $1, expires_ms = $2, settings = $3 WHERE id = $4 AND revoked_ms IS NULL",
+};
+
 pub(crate) const KEY_EXISTS: Sql = Sql {
     sqlite: "SELECT COUNT(*) AS n FROM keys WHERE id = ?",
     postgres: "SELECT COUNT(*) AS n FROM keys WHERE id = $1",

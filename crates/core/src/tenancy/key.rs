@@ -171,6 +171,23 @@ impl KeySettings {
         serde_path_to_error::deserialize(value).map_err(path_error)
     }
 
+    /// These settings with `patch` applied: each field it names is set to its value, or
+    /// cleared by `null` (back to the tenant's); the rest are kept. Errors as
+    /// [`KeySettings::from_value`] does, naming the field.
+    pub fn patched(&self, patch: serde_json::Map<String, serde_json::Value>) -> Result<KeySettings, String> {
+        let mut fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
+        };
+        for (field, value) in patch {
+            match value {
+                serde_json::Value::Null => fields.remove(&field),
+                value => fields.insert(field, value),
+            };
+        }
+        KeySettings::from_value(serde_json::Value::Object(fields))
+    }
+
     /// The JSON object to store: only the settings that are set (`{}` for none).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())

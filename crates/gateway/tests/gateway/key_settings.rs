@@ -182,3 +182,49 @@ async fn bad_key_settings_are_a_400_naming_the_field() {
     let listed = admin(&h, Method::GET, "/admin/keys", Value::Null).await;
     assert_eq!(listed.body["data"], json!([]), "no key was made");
 }
+
+#[tokio::test]
+async fn a_keys_settings_change_through_the_admin_api_and_apply_at_once() {
+    let (h, _store) = Harness::with_ledger(&config()).await;
+    let secret = make_key(&h, json!({"tenant": "global", "name": "team", "aliases": ["solo"]})).await;
+    let listed = admin(&h, Method::GET, "/admin/keys", Value::Null).await;
+    let id = listed.body["data"][0]["id"].as_str().expect("id").to_owned();
+    let path = format!("/admin/keys/{id}");
+    assert_eq!(chat_as(&h, &secret, ask("chat", "held to solo")).await.status, 403);
+
+    // The alias list cleared (back to the tenant's), a name and a concurrency limit set.
+    let changed = admin(&h, Method::PATCH, &path, json!({"aliases": null, "name": "team-b", "concurrency": 4})).await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.body["settings"], json!({"concurrency": 4}));
+    assert_eq!((changed.body["name"].as_str(), changed.body["status"].as_str()), (Some("team-b"), Some("active")));
+    assert_eq!(chat_as(&h, &secret, ask("chat", "any alias now")).await.status, 200, "applied at once");
+    let read = admin(&h, Method::GET, &path, Value::Null).await;
+    assert_eq!((read.status, &read.body), (200, &changed.body));
+
+    // Bad changes: a 400 naming the field, nothing changed.
+    for (patch, param) in [
+        (json!({"rpm": 0}), "rpm"),
+        (json!({"jurisdictions": ["mars"]}), "jurisdictions"),
+        (json!({"expires_ms": 1}), "expires_ms"),
+        (json!({"name": 7}), "name"),
+        (json!({"colour": "red"}), ""),
+        (json!({"tenant": "other"}), ""),
+    ] {
+        let r = admin(&h, Method::PATCH, &path, patch.clone()).await;
+        assert_eq!(r.status, 400, "{patch}: {}", r.body);
+        assert_eq!(r.body["error"]["param"].as_str().unwrap_or_default(), param, "{patch}: {}", r.body);
+    }
+    let r = h.send(Method::PATCH, &path, Some(ADMIN_KEY), "not json".to_owned()).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(admin(&h, Method::GET, &path, Value::Null).await.body, changed.body, "unchanged");
+
+    // An unknown key is a 404; a revoked one cannot change; no admin key, no change.
+    assert_eq!(admin(&h, Method::PATCH, "/admin/keys/key_nosuchkey0", json!({})).await.status, 404);
+    assert_eq!(admin(&h, Method::GET, "/admin/keys/key_nosuchkey0", Value::Null).await.status, 404);
+    let r = h.send(Method::PATCH, &path, Some(&secret), json!({"rpm": 5}).to_string()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(admin(&h, Method::DELETE, &path, Value::Null).await.status, 204);
+    let r = admin(&h, Method::PATCH, &path, json!({"rpm": 5})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("revoked"), "{}", r.body);
+}

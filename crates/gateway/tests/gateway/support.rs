@@ -325,7 +325,7 @@ impl Harness {
         match &self.via {
             Via::Net(net) => {
                 let mut request = net.client.request(method.clone(), format!("{}{path}", net.base));
-                if method == Method::POST {
+                if method == Method::POST || !body.is_empty() {
                     request = request.header("content-type", "application/json").body(body);
                 }
                 if let Some(key) = key {

@@ -109,3 +109,29 @@ async fn run(case: &crate::common::Case, statements: &[String]) {
         }
     }
 }
+
+#[tokio::test]
+async fn a_keys_name_expiry_and_settings_change_until_it_is_revoked() {
+    each_backend(async |case| {
+        let store = case.open().await;
+        let keys = store.keys();
+        let (row, _) = keys.create_with("acme", Some("ci"), None, r#"{"rpm":10}"#, 1_000).await.unwrap();
+        let changed = keys.update(&row.id, Some("deploy"), Some(9_000), r#"{"rpm":20,"concurrency":2}"#).await.unwrap();
+        assert_eq!((changed.name.as_deref(), changed.expires_ms), (Some("deploy"), Some(9_000)));
+        assert_eq!(changed.settings, r#"{"rpm":20,"concurrency":2}"#);
+        assert_eq!((changed.hash.as_str(), changed.created_ms), (row.hash.as_str(), 1_000), "the secret stays");
+        assert_eq!(keys.get(&row.id).await.unwrap(), changed);
+        let cleared = keys.update(&row.id, None, None, "{}").await.unwrap();
+        assert_eq!((cleared.name, cleared.expires_ms, cleared.settings.as_str()), (None, None, "{}"));
+
+        let err = keys.update(&row.id, None, None, "[1]").await.unwrap_err();
+        assert_eq!(err.kind(), "bad_settings", "{err}");
+        let err = keys.update("key_nosuchkey0", None, None, "{}").await.unwrap_err();
+        assert!(matches!(&err, KeyError::Unknown(id) if id == "key_nosuchkey0"), "{err:?}");
+        keys.revoke(&row.id, 2_000).await.unwrap();
+        let err = keys.update(&row.id, Some("again"), None, "{}").await.unwrap_err();
+        assert!(matches!(&err, KeyError::Revoked(_)) && err.kind() == "revoked_key", "{err:?}");
+        assert_eq!(keys.get(&row.id).await.unwrap().name, None, "a revoked key is not changed");
+    })
+    .await;
+}

@@ -154,3 +154,20 @@ fn a_key_narrows_its_tenant_and_never_widens_it() {
     );
     assert_eq!(s.summary(), "aliases=code jurisdictions=eu priority=low", "one line for a table");
 }
+
+#[test]
+fn a_patch_sets_and_clears_fields_and_keeps_the_rest() {
+    let settings = KeySettings::from_json(r#"{"rpm": 10, "aliases": ["chat"], "daily_usd": 5}"#).expect("settings");
+    let patch = |text: &str| match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(patch)) => patch,
+        other => panic!("not an object: {other:?}"),
+    };
+    let patched = settings.patched(patch(r#"{"rpm": 20, "aliases": null, "concurrency": 3}"#)).expect("patched");
+    assert_eq!(patched.rpm, Some(20));
+    assert_eq!(patched.aliases, None, "cleared: the tenant's again");
+    assert_eq!((patched.concurrency, patched.daily_usd), (Some(3), Some(5.0)), "the rest kept");
+    assert_eq!(settings.patched(patch("{}")).expect("nothing"), settings);
+    let wrong = settings.patched(patch(r#"{"tpm": "many"}"#)).expect_err("not a number");
+    assert!(wrong.starts_with("tpm"), "{wrong}");
+    assert!(settings.patched(patch(r#"{"colour": "red"}"#)).is_err(), "an unknown field");
+}
