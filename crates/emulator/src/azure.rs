@@ -9,14 +9,16 @@
 //!
 //! A missing or wrong `api-key` (or Entra ID token) is Azure's 401. Capacity is Azure's 429, a
 //! content filter its 400 with `innererror.code: ResponsibleAIPolicyViolation` and the
-//! `content_filter_result` that says which category.
+//! `content_filter_result` that says which category. Answers carry Azure's annotations: the
+//! prompt's `prompt_filter_results` (a stream's first chunk, with no choices) and each choice's
+//! `content_filter_results` ([`annotations`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
 use http::request::Parts;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::answer::Refusal;
 use crate::auth::Rule;
@@ -129,6 +131,17 @@ pub(crate) fn refuse(refusal: &Refusal) -> Option<Reply> {
         }
         Refusal::Status { .. } | Refusal::ContextLength { .. } | Refusal::PrefillRejected => None,
     }
+}
+
+/// Azure's content-filter annotations on an answer that passed: every category `safe`.
+pub(crate) fn annotations() -> Value {
+    let safe = json!({"filtered": false, "severity": "safe"});
+    json!({"hate": safe, "self_harm": safe, "sexual": safe, "violence": safe})
+}
+
+/// The prompt's annotations, as an answer's `prompt_filter_results`.
+pub(crate) fn prompt_filter_results() -> Value {
+    json!([{"prompt_index": 0, "content_filter_results": annotations()}])
 }
 
 /// The headroom Azure reports on an answer, for a deployment with an emulated capacity:

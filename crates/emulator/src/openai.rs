@@ -249,11 +249,15 @@ impl Speaker for Chat {
                 {"id": id, "type": "function", "function": {"name": name, "arguments": pieces.concat()}},
             ]}),
         };
-        let body = json!({
+        let mut body = json!({
             "id": id(dep, plan), "object": "chat.completion", "created": created(), "model": dep.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(&answer.finish)}],
             "usage": usage(&answer.usage),
         });
+        if self.flavor == Flavor::Azure {
+            body["prompt_filter_results"] = crate::azure::prompt_filter_results();
+            body["choices"][0]["content_filter_results"] = crate::azure::annotations();
+        }
         let headroom = if self.flavor == Flavor::Azure { crate::azure::headroom(dep) } else { Vec::new() };
         server::respond_with(StatusCode::OK, "application/json", None, &headroom, body.to_string().into_bytes())
     }
@@ -266,6 +270,7 @@ impl Speaker for Chat {
             model: dep.model.clone(),
             include_usage: self.include_usage,
             role_sent: false,
+            azure: self.flavor == Flavor::Azure,
         };
         let start = StreamEvent::MessageStart { id, model: dep.model.clone(), usage: None };
         let mut head = http::Response::builder()
@@ -292,6 +297,9 @@ struct Chunks {
     model: String,
     include_usage: bool,
     role_sent: bool,
+    /// Azure's annotations: the prompt's in a first chunk of their own (no id, no choices, as
+    /// Azure sends it), each chunk's choice its own.
+    azure: bool,
 }
 
 impl Chunks {
@@ -299,11 +307,19 @@ impl Chunks {
         if !self.role_sent && finish.is_none() {
             self.role_sent = true;
             delta["role"] = json!("assistant");
+            if self.azure {
+                let prompt = json!({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                    "prompt_filter_results": crate::azure::prompt_filter_results()});
+                out.extend_from_slice(&data_event(prompt.to_string().as_bytes()));
+            }
         }
-        let chunk = json!({
+        let mut chunk = json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         });
+        if self.azure {
+            chunk["choices"][0]["content_filter_results"] = crate::azure::annotations();
+        }
         out.extend_from_slice(&data_event(chunk.to_string().as_bytes()));
     }
 }

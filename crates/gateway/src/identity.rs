@@ -1,4 +1,5 @@
-//! One identity per caller's stream: the `id`, `created` and `model` of its first chunk, which
+//! One identity per caller's stream: the `id`, `created` and `model` of its first chunk that
+//! names one (Azure's prompt annotations come first, with an empty `id`), which
 //! chunks from a continuation (another deployment finishing the answer) are rewritten to carry,
 //! without repeating the assistant's role delta. What really served each part is told apart
 //! in the route comment at the end of the stream and in the logs.
@@ -40,6 +41,13 @@ impl Identity {
             created: created.unwrap_or_else(|| "0".to_owned()),
             model: model_text.unwrap_or_else(|| Value::from(model).to_string()),
         }
+    }
+
+    /// Whether `chunk` names a stream's identity: an `id` that is neither empty nor null.
+    /// Azure's first chunk, the prompt's content-filter annotations, has an empty one.
+    pub(crate) fn named_in(chunk: &[u8]) -> bool {
+        let head = serde_json::from_slice::<Head<'_>>(chunk).ok();
+        head.and_then(|h| h.id).is_some_and(|id| !matches!(id.get(), "\"\"" | "null"))
     }
 
     /// A continuation's chunk under this identity, with no `role` in its deltas. A chunk that
@@ -99,6 +107,14 @@ mod tests {
         assert_eq!(identity.model, "\"chat\"");
         assert_eq!(identity.created, "0");
         assert_eq!(identity.rewrite(b"not json"), b"not json");
+    }
+
+    #[test]
+    fn azures_prompt_annotations_name_no_identity() {
+        let annotations = br#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}"#;
+        assert!(!Identity::named_in(annotations));
+        assert!(!Identity::named_in(br#"{"id":null}"#) && !Identity::named_in(b"{}") && !Identity::named_in(b"[1"));
+        assert!(Identity::named_in(br#"{"id":"chatcmpl-1","choices":[]}"#));
     }
 
     #[test]

@@ -39,7 +39,8 @@ struct Relay<D> {
     out: Vec<Bytes>,
     /// Frames held back until the machine releases them (`hold_back_tokens`).
     withheld: Vec<Bytes>,
-    /// The first chunk the caller got, whose `id`, `created` and `model` are the stream's.
+    /// The first chunk the caller got that names an `id`: its `id`, `created` and `model` are
+    /// the stream's.
     first_chunk: Option<Bytes>,
     identity: Option<Identity>,
     n_continued: usize,
@@ -301,7 +302,7 @@ impl<D: Dialect> Relay<D> {
     fn deliver_bytes(&mut self, data: Bytes, content: &str) {
         self.driver.delivered.push_str(content);
         self.driver.account.first_output();
-        if self.first_chunk.is_none() {
+        if self.first_chunk.is_none() && Identity::named_in(&data) {
             self.first_chunk = Some(data.clone());
         }
         let frame = if self.driver.machine.route().len() <= 1 {

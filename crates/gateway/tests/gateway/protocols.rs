@@ -189,8 +189,8 @@ fn openai_events(text: &str) -> (Vec<Value>, String) {
     (values, comments)
 }
 
-/// An OpenAI stream as a strict client reads it: each chunk names the stream's one id and
-/// `model`, one role delta, content, one finish, a usage-only chunk last when asked for, then
+/// An OpenAI stream as a strict client reads it: each chunk (but Azure's prompt annotation)
+/// names the stream's one id and `model`, one role delta, content, one finish, a usage-only chunk last when asked for, then
 /// `[DONE]`; and the stream decodes with `openai_codec`'s strict decoder. Its text, finish
 /// reason, the usage chunk (if any) and the route comment.
 struct OpenAiStream {
@@ -204,8 +204,13 @@ struct OpenAiStream {
 fn read_openai_stream(raw: &str, model: &str) -> OpenAiStream {
     let (events, comments) = openai_events(raw);
     assert_eq!(events.last().map(Value::as_str), Some(Some("[DONE]")), "ends with [DONE]: {raw}");
-    let chunks: Vec<&Value> = events.iter().filter(|e| e.is_object()).collect();
-    assert_eq!(chunks.len() + 1, events.len(), "nothing but chunks and [DONE]: {raw}");
+    let objects = events.iter().filter(|e| e.is_object()).count();
+    assert_eq!(objects + 1, events.len(), "nothing but chunks and [DONE]: {raw}");
+    // Azure's prompt annotations come in a chunk of their own, with no id and no choices, as
+    // Azure sends it; the rest is the stream proper.
+    let annotation = |e: &Value| e.get("prompt_filter_results").is_some() && e["choices"] == json!([]);
+    let chunks: Vec<&Value> = events.iter().filter(|e| e.is_object() && !annotation(e)).collect();
+    assert!(objects - chunks.len() <= 1, "one prompt annotation at most: {raw}");
     let first = chunks[0];
     assert!(first["id"].as_str().is_some_and(|id| !id.is_empty()), "{first}");
     for chunk in &chunks {
@@ -901,7 +906,8 @@ async fn what_only_openai_can_read_goes_to_openai_and_the_carrier_is_refused() {
 }
 
 /// An OpenAI caller routed to Azure OpenAI deployments, at a deployment URL and at the v1 path:
-/// whole answers, streams and tool calls come back as OpenAI's, passed through.
+/// whole answers, streams and tool calls come back as OpenAI's, passed through, with Azure's
+/// content-filter annotations.
 #[tokio::test(start_paused = true)]
 async fn an_openai_caller_is_answered_by_azure_at_both_kinds_of_url() {
     let h = harness().await;
@@ -914,8 +920,14 @@ async fn an_openai_caller_is_answered_by_azure_at_both_kinds_of_url() {
         assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1");
         assert_eq!((r.body["object"].as_str(), r.body["model"].as_str()), (Some("chat.completion"), Some(model)));
         assert_eq!(r.body["choices"][0]["message"]["content"], expected_answer("hello"), "{alias}");
+        // Azure's content-filter annotations pass through: the prompt's and the choice's.
+        let safe = json!({"filtered": false, "severity": "safe"});
+        assert_eq!(r.body["prompt_filter_results"][0]["content_filter_results"]["hate"], safe, "{}", r.body);
+        assert_eq!(r.body["choices"][0]["content_filter_results"]["violence"], safe, "{}", r.body);
 
         let raw = openai_stream_text(&h, with_usage(ask(alias, "stream it"))).await;
+        let annotated = raw.lines().filter(|l| l.contains("\"content_filter_results\"")).count();
+        assert!(raw.contains("\"prompt_filter_results\"") && annotated > 2, "{alias}: {raw}");
         let s = read_openai_stream(&raw, model);
         assert_eq!((s.text.as_str(), s.finish.as_str()), (expected_answer("stream it").as_str(), "stop"), "{alias}");
         assert_eq!(s.usage.map(|u| u["completion_tokens"].clone()), Some(json!(12)), "{alias}");
