@@ -146,10 +146,21 @@ impl AttemptError {
     }
 }
 
+/// What a deployment's 429 leads to: waiting for its Retry-After on the same deployment (when
+/// it is within `up_to`, once), or spilling to the next deployment at once, whatever it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnRateLimit {
+    /// On-demand capacity: a short Retry-After is waited for on the same deployment.
+    Wait { up_to: Duration },
+    /// Reserved (provisioned) capacity with more deployments planned behind it: a 429 there
+    /// says it is full, and the capacity behind it answers now.
+    Spill,
+}
+
 /// The one place that decides what follows a failed attempt.
 ///
 /// `same_retries` counts retries already made on this deployment for this request.
-pub fn decide(error: &AttemptError, same_retries: u32, retry_after_cap: Duration) -> Decision {
+pub fn decide(error: &AttemptError, same_retries: u32, on_rate_limit: OnRateLimit) -> Decision {
     match error {
         // A deployment that did not answer in time is not asked again.
         AttemptError::ConnectFailed { .. }
@@ -162,9 +173,11 @@ pub fn decide(error: &AttemptError, same_retries: u32, retry_after_cap: Duration
         | AttemptError::UpstreamRefused { .. }
         // Another deployment may still have a pooled connection.
         | AttemptError::LocalResource { .. } => Decision::NextDeployment,
-        AttemptError::RateLimited { retry_after } => match retry_after {
-            Some(wait) if *wait <= retry_after_cap && same_retries == 0 => Decision::RetrySame { after: *wait },
-            Some(_) | None => Decision::NextDeployment,
+        AttemptError::RateLimited { retry_after } => match (on_rate_limit, retry_after) {
+            (OnRateLimit::Wait { up_to }, Some(wait)) if *wait <= up_to && same_retries == 0 => {
+                Decision::RetrySame { after: *wait }
+            }
+            (OnRateLimit::Wait { .. } | OnRateLimit::Spill, _) => Decision::NextDeployment,
         },
         AttemptError::ServerError { status } => match status {
             500 | 502 | 503 | 504 if same_retries == 0 => Decision::RetrySame { after: Duration::ZERO },
@@ -270,8 +283,13 @@ impl AttemptSession {
     }
 
     /// Records a failure and decides what follows.
-    pub fn on_failure(&mut self, deployment: DeploymentId, error: AttemptError, retry_after_cap: Duration) -> Decision {
-        let decision = decide(&error, self.same_retries, retry_after_cap);
+    pub fn on_failure(
+        &mut self,
+        deployment: DeploymentId,
+        error: AttemptError,
+        on_rate_limit: OnRateLimit,
+    ) -> Decision {
+        let decision = decide(&error, self.same_retries, on_rate_limit);
         if let Decision::RetrySame { after } = decision {
             self.same_retries += 1;
             self.retry_same = Some(NextAttempt { deployment, delay: after });
@@ -293,8 +311,10 @@ mod tests {
     use super::*;
     use crate::state::Outcome;
 
+    const WAIT_1S: OnRateLimit = OnRateLimit::Wait { up_to: Duration::from_secs(1) };
+
     fn check(error: AttemptError, same_retries: u32, expected: Decision) {
-        assert_eq!(decide(&error, same_retries, Duration::from_secs(1)), expected, "{error:?}");
+        assert_eq!(decide(&error, same_retries, WAIT_1S), expected, "{error:?}");
     }
 
     #[test]
@@ -314,6 +334,11 @@ mod tests {
         check(E::RateLimited { retry_after: short }, 1, D::NextDeployment);
         check(E::RateLimited { retry_after: Some(Duration::from_secs(30)) }, 0, D::NextDeployment);
         check(E::RateLimited { retry_after: None }, 0, D::NextDeployment);
+        // Reserved capacity spills whatever its Retry-After says, a zero one too.
+        for retry_after in [None, Some(Duration::ZERO), short] {
+            let error = E::RateLimited { retry_after };
+            assert_eq!(decide(&error, 0, OnRateLimit::Spill), D::NextDeployment, "{retry_after:?}");
+        }
         check(E::ServerError { status: 503 }, 0, D::RetrySame { after: Duration::ZERO });
         check(E::ServerError { status: 503 }, 1, D::NextDeployment);
         check(E::ServerError { status: 501 }, 0, D::NextDeployment);
@@ -343,7 +368,7 @@ mod tests {
         assert_eq!(session.next(&state, crate::config::TenantId(0), t).map(|n| n.deployment), Ok(a));
         state.begin_attempt(a, crate::config::TenantId(0), 10, t);
         state.end_attempt(a, crate::config::TenantId(0), 10, Outcome::Failure(&error), t);
-        assert!(matches!(session.on_failure(a, error, Duration::from_secs(1)), Decision::RetrySame { .. }));
+        assert!(matches!(session.on_failure(a, error, WAIT_1S), Decision::RetrySame { .. }));
         assert_eq!(
             session.next(&state, crate::config::TenantId(0), t).map(|n| n.deployment),
             Ok(b),

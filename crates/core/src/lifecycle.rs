@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::attempt::{AttemptError, AttemptSession, Decision, Exhausted};
+use crate::attempt::{AttemptError, AttemptSession, Decision, Exhausted, OnRateLimit};
 use crate::config::{AliasId, Config, DeploymentId, Tenant, TenantId, Tier};
 use crate::plan::{Needs, NoRoute, PlanRequest, plan, plan_larger_context, plan_with_fallbacks};
 use crate::rng::Rng;
@@ -597,8 +597,8 @@ impl RequestMachine {
         // Reserved (provisioned) capacity spills at once: a 429 there says it is full, and
         // on-demand capacity behind it answers now, rather than after the Retry-After.
         let spill = ctx.config.deployment(o.deployment).tier == Tier::Reserved && self.session.has_more();
-        let retry_after_cap = if spill { Duration::ZERO } else { self.retry_after_cap };
-        let decision = self.session.on_failure(o.deployment, error.clone(), retry_after_cap);
+        let on_rate_limit = if spill { OnRateLimit::Spill } else { OnRateLimit::Wait { up_to: self.retry_after_cap } };
+        let decision = self.session.on_failure(o.deployment, error.clone(), on_rate_limit);
         if was_winner && self.hold_back.is_some() {
             // Nothing reached the caller: start over, anywhere, as if no content had come.
             self.winner = None;

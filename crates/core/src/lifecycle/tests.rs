@@ -220,6 +220,20 @@ fn retries_on_the_same_deployment_wait_out_a_short_retry_after() {
 }
 
 #[test]
+fn a_reserved_deployments_429_spills_at_once_whatever_its_retry_after() {
+    for retry_after in [None, Some(Duration::ZERO), Some(Duration::from_millis(300))] {
+        let mut w = World::new();
+        w.config.deployments[0].tier = crate::config::Tier::Reserved;
+        let (z1, s) = (w.id("z1"), spec(&w, false));
+        let mut m = RequestMachine::new(&mut w.ctx(), s, timing(None), at(0));
+        let (id, ..) = started(&drain(&mut m))[0];
+        m.on_failed(&mut w.ctx(), id, AttemptError::RateLimited { retry_after }, at(50));
+        let next = started(&drain(&mut m));
+        assert_eq!(next.iter().map(|n| n.1).collect::<Vec<_>>(), [z1], "{retry_after:?}: spilled, no wait");
+    }
+}
+
+#[test]
 fn the_deadline_abandons_what_is_open() {
     let mut w = World::new();
     let s = spec(&w, true);

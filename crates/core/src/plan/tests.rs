@@ -350,7 +350,11 @@ proptest! {
                 if session.n_attempts() > 1 {
                     n_retries += 1;
                 }
-                session.on_failure(next.deployment, AttemptError::ConnectTimeout, Duration::from_secs(1));
+                session.on_failure(
+                    next.deployment,
+                    AttemptError::ConnectTimeout,
+                    crate::attempt::OnRateLimit::Wait { up_to: Duration::from_secs(1) },
+                );
             }
         }
         let settings = &config.routing.retry_budget;
