@@ -93,6 +93,16 @@ impl Health {
         self.ejected_until
     }
 
+    /// Until when the deployment counts as ejected, as [`Health::is_ejected`] will say: its
+    /// ejection's end, or for as long as its probe is in flight (`Time(u64::MAX)`); `None`
+    /// when it is not ejected at all.
+    pub fn ejected_through(&self) -> Option<Time> {
+        match self.ejected_until {
+            Some(_) if self.probe_in_flight => Some(Time(u64::MAX)),
+            until => until,
+        }
+    }
+
     /// Takes on an ejection another replica made at `at`, lasting until `until` (the caller
     /// passes only one still running). Extends an ejection of this replica's that ends sooner;
     /// counts as an ejection for the next backoff; a probe in flight here stays the probe.

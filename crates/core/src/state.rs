@@ -90,6 +90,10 @@ pub struct RouterState {
     outlier: OutlierSettings,
     fair_share_above: f64,
     tenancy: Tenancy,
+    /// Each deployment's [`Health::ejected_through`] (`Time`'s micros, 0 for none), mirrored
+    /// out of its lock whenever it may change, so that the ejected share is counted without
+    /// taking every deployment's lock (and under one, when adopting another replica's).
+    ejections: Box<[AtomicU64]>,
     /// Ejections, cool-downs, recoveries and attempts in flight shared with other replicas;
     /// `None` (the default) keeps them in this replica, at the cost of one branch.
     signals: Option<Arc<dyn Signals>>,
@@ -257,6 +261,7 @@ impl RouterState {
             outlier: config.routing.outlier.clone(),
             fair_share_above: config.routing.fair_share_above,
             tenancy,
+            ejections: config.deployments.iter().map(|_| AtomicU64::new(0)).collect(),
             signals: None,
             calendar,
         }
@@ -347,8 +352,25 @@ impl RouterState {
         })
     }
 
+    /// Deployments ejected now (a probe in flight keeps one ejected), read without locks.
     pub fn n_ejected(&self, now: Time) -> usize {
-        self.ids().filter(|id| self.deployment_at(*id, now).health.is_ejected(now)).count()
+        self.ejections.iter().filter(|e| e.load(Ordering::Acquire) > now.0).count()
+    }
+
+    /// Whether one more deployment may be ejected now within `max_ejected_share`.
+    pub(crate) fn may_eject_one_more(&self, now: Time) -> bool {
+        ((self.n_ejected(now) + 1) as f64) <= self.outlier.max_ejected_share * self.deployments.len() as f64
+    }
+
+    /// Mirrors `d`'s ejection out of its lock (a store only when it changed).
+    #[inline]
+    pub(crate) fn mirror_ejection(&self, id: DeploymentId, d: &DeploymentState) {
+        let through = d.health.ejected_through().map_or(0, |t| t.0.max(1));
+        if let Some(slot) = self.ejections.get(usize::from(id.0))
+            && slot.load(Ordering::Relaxed) != through
+        {
+            slot.store(through, Ordering::Release);
+        }
     }
 
     fn ids(&self) -> impl Iterator<Item = DeploymentId> + '_ {
@@ -441,6 +463,7 @@ impl RouterState {
             signals.began(id);
         }
         d.health.on_attempt(now);
+        self.mirror_ejection(id, &d);
         if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0)) {
             *n += 1;
             if *n == 1 {
@@ -470,10 +493,6 @@ impl RouterState {
         outcome: Outcome<'_>,
         now: Time,
     ) {
-        // Counted before the deployment is locked (never two locks at once); a failure racing
-        // this one may eject past the cap by one.
-        let failure = matches!(outcome, Outcome::Failure(e) if matches!(e.health_signal(), HealthSignal::Failure));
-        let n_ejected = if failure { self.n_ejected(now) } else { 0 };
         let give_back = {
             let mut d = self.deployment(id);
             if let Some(n) = d.by_tenant.get_mut(usize::from(tenant.0))
@@ -484,7 +503,8 @@ impl RouterState {
                     d.active_tenants -= 1;
                 }
             }
-            self.book_end(id, &mut d, outcome, n_ejected, now);
+            self.book_end(id, &mut d, outcome, now);
+            self.mirror_ejection(id, &d);
             match outcome {
                 Outcome::Success { total_tokens, .. } => f64::from(estimated_tokens) - total_tokens as f64,
                 Outcome::Failure(_) | Outcome::Abandoned => f64::from(estimated_tokens),
@@ -495,7 +515,7 @@ impl RouterState {
         }
     }
 
-    fn book_end(&self, id: DeploymentId, d: &mut DeploymentState, outcome: Outcome<'_>, n_ejected: usize, now: Time) {
+    fn book_end(&self, id: DeploymentId, d: &mut DeploymentState, outcome: Outcome<'_>, now: Time) {
         let in_flight = d.in_flight;
         d.in_flight = d.in_flight.saturating_sub(1);
         if in_flight > 0
@@ -522,9 +542,9 @@ impl RouterState {
             Outcome::Abandoned => d.health.on_neutral(),
             Outcome::Failure(error) => match error.health_signal() {
                 HealthSignal::Failure => {
-                    // Ejecting one more must keep the ejected share within the cap.
-                    let n_deployments = self.deployments.len();
-                    let may_eject = ((n_ejected + 1) as f64) <= self.outlier.max_ejected_share * n_deployments as f64;
+                    // Ejecting one more must keep the ejected share within the cap (counted
+                    // without locks: a failure racing this one may eject past it by one).
+                    let may_eject = self.may_eject_one_more(now);
                     if d.health.on_failure(now, &self.outlier, may_eject) {
                         self.publish_ejection(id, &d.health, now);
                     }

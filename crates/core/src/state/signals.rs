@@ -15,7 +15,6 @@ use super::{DeploymentGuard, DeploymentState, RouterState};
 use crate::config::DeploymentId;
 use crate::health::Health;
 use crate::signals::{Cluster, Signal, Signals};
-use crate::tenancy::Calendar;
 use crate::time::Time;
 
 // === impl RouterState ===
@@ -44,7 +43,7 @@ impl RouterState {
     pub fn deployment_at(&self, id: DeploymentId, now: Time) -> DeploymentGuard<'_> {
         let mut d = self.deployment(id);
         if let Some(signals) = &self.signals {
-            take_in(&mut d, &**signals, id, &self.calendar, now);
+            take_in(self, &mut d, &**signals, id, now);
         }
         d
     }
@@ -72,8 +71,13 @@ impl RouterState {
 /// Applies what changed in what the replicas said since it was last taken in, and sets how
 /// the concurrency limit is counted now. Out of line: without shared signals it is never
 /// called, and the read it sits on stays small.
+///
+/// An ejection is adopted only within `max_ejected_share`, counted as for this replica's own
+/// (one that extends an ejection here always is): replicas each ejecting within the cap must not
+/// together eject more. One passed over is not taken in later, and ends when it would have.
 #[inline(never)]
-fn take_in(d: &mut DeploymentState, signals: &dyn Signals, id: DeploymentId, calendar: &Calendar, now: Time) {
+fn take_in(state: &RouterState, d: &mut DeploymentState, signals: &dyn Signals, id: DeploymentId, now: Time) {
+    let calendar = &state.calendar;
     if let Some((version, heard)) = signals.heard_since(id, d.heard_version) {
         let applied = d.heard;
         if heard.recovered_at > applied.recovered_at {
@@ -83,7 +87,7 @@ fn take_in(d: &mut DeploymentState, signals: &dyn Signals, id: DeploymentId, cal
         let new = (heard.ejected_at, heard.ejected_until) != (applied.ejected_at, applied.ejected_until);
         if stands && new {
             let until = calendar.time_of(heard.ejected_until);
-            if until > now {
+            if until > now && (d.health.is_ejected(now) || state.may_eject_one_more(now)) {
                 d.health.adopt(calendar.time_of(heard.ejected_at), until);
             }
         }
@@ -95,6 +99,7 @@ fn take_in(d: &mut DeploymentState, signals: &dyn Signals, id: DeploymentId, cal
         }
         d.heard_version = version;
         d.heard = heard;
+        state.mirror_ejection(id, d);
     }
     d.cluster = match d.concurrency_limit {
         Some(limit) => signals.cluster(id, limit),

@@ -298,6 +298,44 @@ fn an_ejection_on_one_replica_stops_the_other_planning_it_until_a_recovery() {
 }
 
 #[test]
+fn ejections_adopted_from_another_replica_stay_within_the_ejected_share() {
+    // Four deployments, at most half ejected: A ejects two, B the other two.
+    let config = synthetic_config(4, "balanced");
+    assert_eq!(config.routing.outlier.max_ejected_share, 0.5);
+    let hub = Arc::new(Hub::default());
+    let ((a, fa), (b, fb)) = (replica(&config, &hub, 0, A_ZERO), replica(&config, &hub, 1, B_ZERO));
+    let (ta, tb) = at(5_000);
+    let ids: Vec<DeploymentId> = config.deployments.iter().map(|d| d.id).collect();
+    for (state, now, mine) in [(&a, ta, &ids[..2]), (&b, tb, &ids[2..])] {
+        for id in mine {
+            for _ in 0..3 {
+                fail(state, *id, &DOWN, now);
+            }
+        }
+        assert_eq!(state.n_ejected(now), 2, "each within its own cap");
+    }
+    fa.sync();
+    fb.sync();
+    fa.sync();
+    // Reading every deployment takes in what the other said: none of it is adopted, since
+    // either replica already has its share out.
+    for (state, now) in [(&a, ta), (&b, tb)] {
+        let ejected = ids.iter().filter(|id| state.deployment_at(**id, now).health.is_ejected(now)).count();
+        assert_eq!((ejected, state.n_ejected(now)), (2, 2), "not all four out");
+        assert_eq!(planned(&config, state, now).len(), 2, "two are left to plan");
+    }
+    // Once A's own have ended (half-open after the base second), B's next one is adopted.
+    let (later_a, later_b) = at(6_100);
+    assert_eq!(a.n_ejected(later_a), 0);
+    fail(&b, ids[2], &DOWN, later_b);
+    assert!(b.deployment(ids[2]).health.is_ejected(later_b), "its failed probe ejects it again");
+    fb.sync();
+    fa.sync();
+    assert!(a.deployment_at(ids[2], later_a).health.is_ejected(later_a), "adopted");
+    assert_eq!(a.n_ejected(later_a), 1);
+}
+
+#[test]
 fn a_cooldown_on_one_replica_is_honoured_by_the_other_until_it_ends() {
     let config = synthetic_config(4, "balanced");
     let hub = Arc::new(Hub::default());
