@@ -2,7 +2,8 @@
 //! `x-ratelimit-remaining-requests` / `-tokens`, with their resets): a deployment that says it
 //! has no requests left, or fewer tokens than a request would take, is planned around until its
 //! reset, like one cooling down after a 429. It is not a failure: health is not touched, and a
-//! later answer that shows room brings it back at once.
+//! later answer that shows room brings it back at once. With shared signals, "no requests left"
+//! reaches the other replicas as a cool-down until the reset.
 //!
 //! The values come in as arguments (the gateway reads the headers), so this stays pure.
 
@@ -61,7 +62,8 @@ impl Reported {
         requests.max(tokens)
     }
 
-    fn observe(&mut self, headroom: &Headroom, now: Time) {
+    /// Takes in what an answer reported; returns until when it said no requests are left.
+    fn observe(&mut self, headroom: &Headroom, now: Time) -> Option<Time> {
         let until = |reset: Option<Duration>| now + reset.unwrap_or(DEFAULT_HEADROOM_RESET).min(MAX_HEADROOM_WAIT);
         if let Some(left) = headroom.requests {
             self.requests_until = (left == 0).then(|| until(headroom.requests_reset));
@@ -69,6 +71,7 @@ impl Reported {
         if let Some(left) = headroom.tokens {
             self.tokens = Some((left, until(headroom.tokens_reset)));
         }
+        self.requests_until.filter(|_| headroom.requests == Some(0))
     }
 }
 
@@ -78,9 +81,16 @@ impl RouterState {
     /// An answer's headers reported the deployment's headroom (nothing happens when they did
     /// not). Kept until its reset, or until a later answer reports again.
     /// Returns whether the answer said the deployment is full.
+    ///
+    /// With shared signals, "no requests left" is told to the other replicas as a cool-down
+    /// until its reset: they pass the deployment over too. (How many tokens are left depends
+    /// on each request, so that stays this replica's.)
     pub fn observe_headroom(&self, id: DeploymentId, headroom: &Headroom, now: Time) -> bool {
         if headroom.is_reported() {
-            self.deployment(id).reported.observe(headroom, now);
+            let no_requests_until = self.deployment(id).reported.observe(headroom, now);
+            if let Some(until) = no_requests_until {
+                self.publish_cooldown(id, until);
+            }
         }
         headroom.says_full()
     }

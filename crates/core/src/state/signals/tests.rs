@@ -358,6 +358,30 @@ fn a_cooldown_on_one_replica_is_honoured_by_the_other_until_it_ends() {
     assert!(!b.deployment_at(id, mid_b).cooling_down(mid_b));
 }
 
+#[test]
+fn a_deployment_that_reports_no_requests_left_is_passed_over_by_the_other_replica_too() {
+    let config = synthetic_config(4, "balanced");
+    let hub = Arc::new(Hub::default());
+    let ((a, fa), (b, fb)) = (replica(&config, &hub, 0, A_ZERO), replica(&config, &hub, 1, B_ZERO));
+    let id = config.deployments[1].id;
+    let (ta, tb) = at(1_000);
+    let full = crate::state::Headroom {
+        requests: Some(0),
+        requests_reset: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    assert!(a.observe_headroom(id, &full, ta));
+    // Tokens left are each replica's own business: only "no requests" is told.
+    let tokens = crate::state::Headroom { tokens: Some(5), ..Default::default() };
+    a.observe_headroom(config.deployments[2].id, &tokens, ta);
+    assert_eq!(fa.published(), [Signal::Cooling { until: A_ZERO + 3_000 }]);
+    fa.sync();
+    fb.sync();
+    assert!(!planned(&config, &b, tb).contains(&id), "B passes it over until the reset");
+    let (_, after) = at(3_000);
+    assert!(planned(&config, &b, after).contains(&id), "and takes it back at the reset");
+}
+
 /// The fixture with deployment 0's concurrency limit at `limit` (the rest unlimited), and
 /// the other deployments' out of the way.
 fn limited_config(limit: u32) -> Config {
