@@ -70,9 +70,12 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let total = Duration::from_secs(seconds.max(6));
     let outage_from = total / 3;
     let outage_until = total * 2 / 3;
+    let (burst_from, burst_until) = (total / 6, total / 3);
     outln!(
-        "Traffic: {WORKERS} callers (two tenants, half streaming) for {}s; {CLOUD_DOWN} goes down at {}s and comes back at {}s.\n",
+        "Traffic: {WORKERS} callers (two tenants, half streaming) for {}s, {WORKERS} more from {}s to {}s (a burst); {CLOUD_DOWN} goes down at {}s and comes back at {}s.\n",
         total.as_secs(),
+        burst_from.as_secs_f64(),
+        burst_until.as_secs_f64(),
         outage_from.as_secs(),
         outage_until.as_secs()
     )?;
@@ -83,7 +86,18 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let until = started + total;
-    let traffic = tokio::spawn(load::run(caller, keys, WORKERS, started, until, outcomes.clone()));
+    let traffic = tokio::spawn(load::run(caller.clone(), keys.clone(), WORKERS, started, until, outcomes.clone()));
+    // The burst: as many callers again for a while. The PTU's 429s and its answers saying it
+    // was full are counted as it starts and ends, for its table.
+    let burst = {
+        let (gateway, outcomes) = (gateway.clone(), outcomes.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until((started + burst_from).into()).await;
+            let before = ptu_counts(&gateway);
+            load::run(caller, keys, WORKERS, started, started + burst_until, outcomes).await;
+            (before, ptu_counts(&gateway))
+        })
+    };
 
     let outage =
         [Fault { window: FaultWindow { from: Duration::ZERO, until: None }, rate: 1.0, kind: FaultKind::Outage }];
@@ -135,6 +149,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
         )?;
     }
     let _ = traffic.await;
+    let burst_counts = burst.await.unwrap_or_default();
     let _ = stop_tx.send(());
     let _ = server.await;
 
@@ -142,7 +157,8 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let continuations = gateway.metrics.continuations();
     let phases = Phases { outage_from, outage_until, cloud_down: CLOUD_DOWN.to_owned() };
     let mut summary = summarise(&config, &outcomes, &phases, 1, continuations);
-    summary.text.push_str(&ptu_section(&gateway, &outcomes, ptu_ejected || ever_ejected(&gateway, PTU)));
+    let burst = Burst { from: burst_from, until: burst_until, ptu_counts: burst_counts };
+    summary.text.push_str(&ptu_section(&gateway, &outcomes, &burst, ptu_ejected || ever_ejected(&gateway, PTU)));
     outln!("\n{}", summary.text)?;
     if let Some(ledger) = &gateway.ledger {
         ledger.flush().await;
@@ -150,9 +166,12 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let (spend, n_records) = spend_tables(&store).await?;
     outln!("{spend}")?;
     let report = format!(
-        "# Switchyard demo report\n\n{} callers for {}s over {} deployments in {} clouds; `{CLOUD_DOWN}` down from {}s to {}s. Seed {seed}.\n\n{}",
+        "# Switchyard demo report\n\n{} callers for {}s ({} more from {:.1}s to {:.1}s) over {} deployments in {} clouds; `{CLOUD_DOWN}` down from {}s to {}s. Seed {seed}.\n\n{}",
         WORKERS,
         total.as_secs(),
+        WORKERS,
+        burst_from.as_secs_f64(),
+        burst_until.as_secs_f64(),
         config.deployments.len(),
         config.clouds.len(),
         outage_from.as_secs(),
@@ -179,21 +198,51 @@ fn ever_ejected(gateway: &Gateway, name: &str) -> bool {
     gateway.router().deployment(d.id).health.ejected_until().is_some()
 }
 
+/// The demo's burst: when, and the PTU's [`ptu_counts`] as it began and ended.
+struct Burst {
+    from: Duration,
+    until: Duration,
+    ptu_counts: ([u64; 2], [u64; 2]),
+}
+
+/// The PTU's 429s so far, and its answers that said it was full.
+fn ptu_counts(gateway: &Gateway) -> [u64; 2] {
+    let Some(d) = gateway.config.deployment_by_name(PTU) else { return [0; 2] };
+    [gateway.metrics.rate_limited_count(d.id), gateway.metrics.reported_full_count(d.id)]
+}
+
 /// How the PTU filled and spilled: what it answered, its 429s (each request moved on at once
 /// to an on-demand deployment), the answers whose headers said it was full (it was planned
-/// around until their reset), and whether it was ever ejected (it should not be).
-fn ptu_section(gateway: &Gateway, outcomes: &[Outcome], ejected: bool) -> String {
+/// around until their reset), and whether it was ever ejected (it should not be); then the
+/// same before, during and after the burst, with the PTU's share of the answers.
+fn ptu_section(gateway: &Gateway, outcomes: &[Outcome], burst: &Burst, ejected: bool) -> String {
     let Some(d) = gateway.config.deployment_by_name(PTU) else { return String::new() };
     let answered = outcomes.iter().filter(|o| o.ok && o.deployment.as_deref() == Some(PTU)).count();
     let n_429 = gateway.metrics.rate_limited_count(d.id);
     let full = gateway.metrics.reported_full_count(d.id);
-    format!(
+    let mut text = format!(
         "\n## Provisioned throughput (PTU) spillover\n\n\
          | deployment | answered | its 429s (spilled at once) | answers saying it was full | ejected |\n\
          |---|---:|---:|---:|---|\n\
-         | {PTU} (reserved) | {answered} | {n_429} | {full} | {} |\n",
+         | {PTU} (reserved) | {answered} | {n_429} | {full} | {} |\n\n\
+         | phase | requests | answered by the PTU | its 429s (spilled) | its answers saying it was full |\n\
+         |---|---:|---:|---:|---:|\n",
         if ejected { "yes" } else { "never" }
-    )
+    );
+    let (at_start, at_end) = burst.ptu_counts;
+    let since = |later: [u64; 2], earlier: [u64; 2]| [0, 1].map(|i| later[i].saturating_sub(earlier[i]));
+    let phases = [
+        ("before the burst", Duration::ZERO, burst.from, at_start),
+        ("the burst (twice the callers)", burst.from, burst.until, since(at_end, at_start)),
+        ("after it", burst.until, Duration::MAX, since([n_429, full], at_end)),
+    ];
+    for (name, from, until, [n_429, n_full]) in phases {
+        let sent: Vec<&Outcome> = outcomes.iter().filter(|o| o.at >= from && o.at < until).collect();
+        let by_ptu = sent.iter().filter(|o| o.ok && o.deployment.as_deref() == Some(PTU)).count();
+        let share = if sent.is_empty() { 0.0 } else { 100.0 * by_ptu as f64 / sent.len() as f64 };
+        text.push_str(&format!("| {name} | {} | {by_ptu} ({share:.0}%) | {n_429} | {n_full} |\n", sent.len()));
+    }
+    text
 }
 
 /// The demo's made-up credentials, the same for the emulated clouds (which check them as the
