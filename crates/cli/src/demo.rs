@@ -92,7 +92,7 @@ pub(crate) async fn run(report_path: &Path, seconds: u64, seed: u64) -> anyhow::
     let burst = {
         let (gateway, outcomes) = (gateway.clone(), outcomes.clone());
         tokio::spawn(async move {
-            tokio::time::sleep_until((started + burst_from).into()).await;
+            tokio::time::sleep_until(started + burst_from).await;
             let before = ptu_counts(&gateway);
             load::run(caller, keys, WORKERS, started, started + burst_until, outcomes).await;
             (before, ptu_counts(&gateway))

@@ -140,10 +140,8 @@ pub(crate) const REVOKE_KEY: Sql = Sql {
     postgres: "UPDATE keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
 };
 
-pub(crate) const KEY_BY_ID: Sql = Sql {
-    sqlite: "SELECT * FROM keys WHERE id = ?",
-    postgres: "SELECT * FROM keys WHERE id = $1",
-};
+pub(crate) const KEY_BY_ID: Sql =
+    Sql { sqlite: "SELECT * FROM keys WHERE id = ?", postgres: "SELECT * FROM keys WHERE id = $1" };
 
 /// A key's name, expiry and settings replaced, unless it was revoked.
 pub(crate) const UPDATE_KEY: Sql = Sql {

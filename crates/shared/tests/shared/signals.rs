@@ -44,8 +44,9 @@ impl Replica {
         let counters = Arc::new(LocalCounters::for_config(config, Time::ZERO));
         let windows = Arc::new(LocalWindows::new(&budget_specs(config), calendar));
         let signals = RedisSignals::start(url, prefix, &signal_specs(config), settings)?;
-        let state =
-            RouterState::with_stores(config, Time::ZERO, counters, windows, calendar).with_signals(signals.clone()).map_err(anyhow::Error::msg)?;
+        let state = RouterState::with_stores(config, Time::ZERO, counters, windows, calendar)
+            .with_signals(signals.clone())
+            .map_err(anyhow::Error::msg)?;
         Ok(Replica { state, signals, clock, ahead, config: config.clone() })
     }
 
