@@ -78,8 +78,9 @@ fn the_protocols_example_needs_its_credentials_and_says_which() {
         "clouds[0].aws.access_key_id: environment variable AWS_ACCESS_KEY_ID is not set",
         "clouds[0].aws.secret_access_key: environment variable AWS_SECRET_ACCESS_KEY is not set",
         "clouds[3].oci.private_key: environment variable OCI_PRIVATE_KEY is not set",
-        "clouds[4].api_key: environment variable AZURE_OPENAI_API_KEY is not set",
-        "clouds[5].api_key: environment variable GEMINI_API_KEY is not set",
+        "clouds[4].oci.private_key: environment variable OCI_PRIVATE_KEY is not set",
+        "clouds[5].api_key: environment variable AZURE_OPENAI_API_KEY is not set",
+        "clouds[6].api_key: environment variable GEMINI_API_KEY is not set",
     ] {
         assert!(stderr.contains(missing), "{stderr}");
     }

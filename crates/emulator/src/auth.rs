@@ -3,7 +3,7 @@
 //! `api-key` (Azure OpenAI), `x-goog-api-key` or `?key=` (a Gemini API key), or an AWS Signature Version 4 (Bedrock with access
 //! keys), which is verified by signing the request again with the configured secret key over
 //! the headers it names, at its `x-amz-date`; or an OCI request signature (an `oci-openai`
-//! cloud with an `oci` key), verified with the key's public half over the headers it names.
+//! or `oci` cloud with an `oci` key), verified with the key's public half over the headers it names.
 //! Each front end writes a [`Denied`] in its protocol's shape.
 
 use std::time::{Duration, SystemTime};
@@ -65,11 +65,15 @@ impl Rule {
     /// a Bearer token; Azure OpenAI the emulation's key as `api-key`, else the cloud's Entra ID
     /// token as a Bearer token, else its key as `api-key`; Gemini the emulation's key, else the
     /// cloud's OAuth token as a Bearer token, or a token its service account got from this
-    /// deployment's token endpoint, else its key (`x-goog-api-key` or `?key=`).
+    /// deployment's token endpoint, else its key (`x-goog-api-key` or `?key=`); OCI native the
+    /// cloud's `oci` key's signatures, as `oci-openai`, else a key as a Bearer token.
     pub(crate) fn of(d: &Deployment, cloud: &Cloud, spec: &Emulation) -> Rule {
         let key = spec.api_key.as_ref().or(cloud.api_key.as_ref()).map(|k| k.expose().to_owned());
         match cloud.protocol {
-            Protocol::OpenAi if let Some(oci) = &cloud.oci => Rule::Oci(Signer::new(oci).ok().map(|s| s.verifier())),
+            Protocol::OpenAi | Protocol::Oci if let Some(oci) = &cloud.oci => {
+                Rule::Oci(Signer::new(oci).ok().map(|s| s.verifier()))
+            }
+            Protocol::Oci => key.map_or(Rule::Open, Rule::Bearer),
             Protocol::OpenAi => spec.api_key.as_ref().map_or(Rule::Open, |k| Rule::Bearer(k.expose().to_owned())),
             Protocol::Anthropic => key.map_or(Rule::Open, Rule::ApiKey),
             Protocol::AzureOpenAi => match (&spec.api_key, &cloud.entra_token) {

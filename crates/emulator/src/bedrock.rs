@@ -6,6 +6,7 @@
 //! events; errors are `{"message"}` with their type in `x-amzn-ErrorType`: a full deployment
 //! is a 429 `ThrottlingException`, a prompt over the window a `ValidationException` "Input is
 //! too long for requested model.", and the content filter a `content_filtered` stop.
+//! `…/model/{modelId}/invoke` of an embeddings model (Titan, Cohere) is `embeddings.rs`'.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +21,7 @@ use switchyard_wire::canonical::StreamEvent;
 
 use crate::answer::{Plan, Refusal};
 use crate::auth::Denied;
+use crate::embeddings::{self, Embedded};
 use crate::server::{self, Reply, Speaker, respond_with};
 use crate::stream::Encode;
 use crate::{EmulatedDeployment, Seen, conversation};
@@ -29,6 +31,9 @@ use crate::{EmulatedDeployment, Seen, conversation};
 const COMMON: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
 const BEDROCK: &str = "http://internal.amazon.com/coral/com.amazon.bedrock/";
 
+/// The header `InvokeModel` counts the input tokens in.
+const INPUT_TOKENS: &str = "x-amzn-bedrock-input-token-count";
+
 const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the signature you provided. \
     Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
@@ -36,6 +41,9 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
     if let Err(denied) = dep.auth.check(parts, &body, SystemTime::now()) {
         dep.record(Seen::Unauthorized, false, false);
         return refused(&denied);
+    }
+    if let Some(model_id) = invoked(parts.uri.path()).filter(|_| parts.method == Method::POST) {
+        return invoke(&dep, &model_id, &body).await;
     }
     let Some((model_id, stream)) = route(parts.uri.path()).filter(|_| parts.method == Method::POST) else {
         return error(StatusCode::NOT_FOUND, "UnknownOperationException", COMMON, "Unknown operation", None);
@@ -69,6 +77,36 @@ fn route(path: &str) -> Option<(String, bool)> {
         _ => return None,
     };
     Some((percent_decode(id), stream))
+}
+
+/// `…/model/{modelId}/invoke` → the model id, decoded.
+fn invoked(path: &str) -> Option<String> {
+    let rest = &path[path.find("/model/")? + "/model/".len()..];
+    rest.strip_suffix("/invoke").filter(|id| !id.is_empty() && !id.contains('/')).map(percent_decode)
+}
+
+/// `InvokeModel` of an embeddings model (`embeddings.rs`), its refusals as Bedrock's.
+async fn invoke(dep: &EmulatedDeployment, model_id: &str, body: &[u8]) -> Reply {
+    if model_id != dep.model {
+        dep.record(Seen::BadRequest, false, false);
+        return validation("The provided model identifier is invalid.");
+    }
+    let faults = dep.active_faults();
+    if let Some(reply) = server::hang_up(dep, &faults).await {
+        return reply;
+    }
+    embeddings::take_time(dep).await;
+    match embeddings::bedrock(dep, body, &faults) {
+        Embedded::Answer { body, tokens } => {
+            let headers = [(INPUT_TOKENS, tokens.to_string())];
+            respond_with(StatusCode::OK, "application/json", None, &headers, body.to_string().into_bytes())
+        }
+        Embedded::Invalid(message) => validation(&message),
+        Embedded::Status { status, retry_after } => {
+            let (kind, message) = exception(status);
+            error(server::status(status), kind, BEDROCK, &message, retry_after)
+        }
+    }
 }
 
 fn percent_decode(text: &str) -> String {
@@ -244,6 +282,11 @@ mod tests {
             Some(("arn:aws:bedrock:us-east-1:1:inference-profile/x".to_owned(), false))
         );
         assert_eq!(route("/model/m/invoke"), None);
+        assert_eq!(
+            invoked("/model/amazon.titan-embed-text-v2%3A0/invoke"),
+            Some("amazon.titan-embed-text-v2:0".into())
+        );
+        assert_eq!(invoked("/model/m/converse"), None);
         assert_eq!(route("/converse"), None);
         assert_eq!(percent_decode("a%2"), "a%2");
     }

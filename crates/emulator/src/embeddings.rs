@@ -1,13 +1,26 @@
-//! OpenAI Embeddings: a deterministic unit vector per input (the same input always gets the
-//! same vector), of `dimensions` floats (8 by default), as JSON numbers or, with
-//! `encoding_format: "base64"` (what the openai Node SDK asks for by default), as the base64
-//! of their little-endian `f32` bytes.
+//! Embeddings in each cloud's API, a deterministic unit vector per input text: the same text
+//! gets the same vector whichever API asked (so a failover gives the same answer), of the
+//! dimensions asked for.
+//!
+//! - OpenAI's (and Azure's): `dimensions` floats (8 by default), as JSON numbers or, with
+//!   `encoding_format: "base64"` (what the openai Node SDK asks for by default), as the base64
+//!   of their little-endian `f32` bytes.
+//! - Bedrock `InvokeModel` ([`bedrock`]): Amazon Titan Text Embeddings (one `inputText`; v2's
+//!   `dimensions` 256, 512 or 1024) and Cohere Embed (`texts`, at most 96; answered as a list
+//!   or, with `embedding_types`, by type; the count in `X-Amzn-Bedrock-Input-Token-Count`).
+//! - The Gemini API's `batchEmbedContents` ([`gemini`]: at most 100 requests, each naming the
+//!   model) and Vertex AI's `predict` ([`vertex`]: at most 250 instances, with token counts).
+//!
+//! Over the limit, a batch gets the API's own 400, so a caller that does not split is caught.
+//! A call in a cloud's own API takes a draw of the deployment's `ttft_ms` to answer.
 
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
+use switchyard_core::config::emulation::{Fault, FaultKind};
 use switchyard_core::rng::{Rng, SplitMix64, stable_hash};
 use switchyard_wire::chat::EmbeddingsRequest;
+use switchyard_wire::estimate_tokens;
 
 use crate::server::{Reply, json_response};
 use crate::{EmulatedDeployment, Seen};
@@ -67,6 +80,191 @@ fn respond(dep: &EmulatedDeployment, body: Bytes) -> Result<Reply, (String, Opti
         "usage": {"prompt_tokens": request.input_tokens, "total_tokens": request.input_tokens},
     });
     Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+/// An embeddings call in a cloud's own API, answered or refused.
+pub(crate) enum Embedded {
+    /// The answer's JSON, and the input tokens it counted.
+    Answer { body: Value, tokens: u64 },
+    /// A request the API refuses (400), with its message.
+    Invalid(String),
+    /// A fault plan's error status.
+    Status { status: u16, retry_after: Option<std::time::Duration> },
+}
+
+/// The most texts a Cohere Embed call takes on Bedrock.
+const COHERE_MAX_TEXTS: usize = 96;
+/// The most requests in one Gemini `batchEmbedContents`.
+const GEMINI_MAX_REQUESTS: usize = 100;
+/// The most instances in one Vertex AI `predict`.
+const VERTEX_MAX_INSTANCES: usize = 250;
+
+/// A Bedrock `InvokeModel` of an embeddings model: Titan's `inputText` or Cohere's `texts`.
+pub(crate) fn bedrock(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -> Embedded {
+    if let Some(refused) = status_fault(dep, faults) {
+        return refused;
+    }
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+        return invalid(dep, "Malformed input request, please reformat your input and try again.".into());
+    };
+    let model = dep.model.as_str();
+    if model.contains("amazon.titan-embed") {
+        let Some(text) = request.get("inputText").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+            return invalid(dep, "Malformed input request: #/inputText: expected minLength: 1".into());
+        };
+        let v2 = model.contains("titan-embed-text-v2");
+        let dimensions = match request.get("dimensions").map(Value::as_u64) {
+            None => {
+                if v2 {
+                    1024
+                } else {
+                    1536
+                }
+            }
+            Some(Some(d @ (256 | 512 | 1024))) if v2 => d as usize,
+            Some(_) => return invalid(dep, "Malformed input request: #/dimensions: 256, 512 or 1024".into()),
+        };
+        let tokens = u64::from(estimate_tokens(text));
+        let embedding = vector(&json!(text), dimensions);
+        dep.record(Seen::Completed, false, false);
+        let body =
+            json!({"embedding": embedding, "inputTextTokenCount": tokens, "embeddingsByType": {"float": embedding}});
+        return Embedded::Answer { body, tokens };
+    }
+    if !model.contains("cohere.embed") {
+        return invalid(dep, format!("The model {model} does not make embeddings."));
+    }
+    let texts: Option<Vec<&str>> =
+        request.get("texts").and_then(Value::as_array).map(|t| t.iter().filter_map(Value::as_str).collect());
+    let Some(texts) = texts.filter(|t| !t.is_empty()) else {
+        return invalid(dep, "Malformed input request: #/texts: expected an array of strings".into());
+    };
+    if texts.len() > COHERE_MAX_TEXTS {
+        let n = texts.len();
+        let message = format!(
+            "Malformed input request: #/texts: expected maximum item count: {COHERE_MAX_TEXTS}, found: {n}, please reformat your input and try again."
+        );
+        return invalid(dep, message);
+    }
+    let dimensions = request.get("output_dimension").and_then(Value::as_u64).map_or(1024, |d| d as usize);
+    let vectors: Vec<Vec<f32>> = texts.iter().map(|t| vector(&json!(t), dimensions)).collect();
+    let tokens = texts.iter().map(|t| u64::from(estimate_tokens(t))).sum();
+    dep.record(Seen::Completed, false, false);
+    let body = if request.get("embedding_types").is_some() {
+        json!({"id": "emulated", "texts": texts, "embeddings": {"float": vectors}, "response_type": "embeddings_by_type"})
+    } else {
+        json!({"id": "emulated", "texts": texts, "embeddings": vectors, "response_type": "embeddings_floats"})
+    };
+    Embedded::Answer { body, tokens }
+}
+
+/// The Gemini API's `batchEmbedContents` for `model`: `{embeddings: [{values}]}`, no counts.
+pub(crate) fn gemini(dep: &EmulatedDeployment, model: &str, body: &[u8], faults: &[Fault]) -> Embedded {
+    if let Some(refused) = status_fault(dep, faults) {
+        return refused;
+    }
+    let requests = serde_json::from_slice::<Value>(body).ok().and_then(|b| b.get("requests").cloned());
+    let Some(Value::Array(requests)) = requests else {
+        return invalid(dep, "Invalid JSON payload received. Expected 'requests'.".into());
+    };
+    if requests.len() > GEMINI_MAX_REQUESTS {
+        return invalid(
+            dep,
+            format!("* BatchEmbedContentsRequest.requests: at most {GEMINI_MAX_REQUESTS} requests can be in one batch"),
+        );
+    }
+    let mut embeddings = Vec::with_capacity(requests.len());
+    let mut tokens = 0;
+    for (i, request) in requests.iter().enumerate() {
+        if request.get("model").and_then(Value::as_str) != Some(&format!("models/{model}")) {
+            let message = format!("* BatchEmbedContentsRequest.requests[{i}].model: the model must be models/{model}");
+            return invalid(dep, message);
+        }
+        let text: String = request
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect();
+        let dimensions = match request.get("outputDimensionality") {
+            None => google_dimensions(model),
+            Some(d) => match d.as_u64().filter(|d| (1..=3072).contains(d)) {
+                Some(d) => d as usize,
+                None => return invalid(dep, format!("* requests[{i}].outputDimensionality: must be from 1 to 3072")),
+            },
+        };
+        tokens += u64::from(estimate_tokens(&text));
+        embeddings.push(json!({"values": vector(&json!(text), dimensions)}));
+    }
+    dep.record(Seen::Completed, false, false);
+    Embedded::Answer { body: json!({"embeddings": embeddings}), tokens }
+}
+
+/// Vertex AI's `predict` on an embeddings model: `{predictions: [{embeddings: {values,
+/// statistics}}]}`.
+pub(crate) fn vertex(dep: &EmulatedDeployment, model: &str, body: &[u8], faults: &[Fault]) -> Embedded {
+    if let Some(refused) = status_fault(dep, faults) {
+        return refused;
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return invalid(dep, "Invalid JSON payload received.".into());
+    };
+    let Some(instances) = request.get("instances").and_then(Value::as_array).filter(|i| !i.is_empty()) else {
+        return invalid(dep, "instances: expected a non-empty list".into());
+    };
+    if instances.len() > VERTEX_MAX_INSTANCES {
+        let n = instances.len();
+        return invalid(dep, format!("Batch size {n} exceeds the maximum of {VERTEX_MAX_INSTANCES} instances."));
+    }
+    let dimensions = request
+        .pointer("/parameters/outputDimensionality")
+        .and_then(Value::as_u64)
+        .map_or_else(|| google_dimensions(model), |d| d as usize);
+    let mut tokens = 0;
+    let predictions: Vec<Value> = instances
+        .iter()
+        .map(|instance| {
+            let text = instance.get("content").and_then(Value::as_str).unwrap_or_default();
+            let count = u64::from(estimate_tokens(text));
+            tokens += count;
+            let statistics = json!({"token_count": count, "truncated": false});
+            json!({"embeddings": {"values": vector(&json!(text), dimensions), "statistics": statistics}})
+        })
+        .collect();
+    dep.record(Seen::Completed, false, false);
+    Embedded::Answer {
+        body: json!({"predictions": predictions, "metadata": {"billableCharacterCount": tokens * 4}}),
+        tokens,
+    }
+}
+
+/// How long an embeddings call in a cloud's own API takes: a draw of the deployment's
+/// `ttft_ms` (its time to answer).
+pub(crate) async fn take_time(dep: &EmulatedDeployment) {
+    let ms = dep.sample(&dep.spec.ttft_ms).max(0.0);
+    tokio::time::sleep(std::time::Duration::from_secs_f64(ms / 1000.0)).await;
+}
+
+/// A Google embeddings model's dimensions when none are asked for.
+fn google_dimensions(model: &str) -> usize {
+    if model.starts_with("gemini-embedding") { 3072 } else { 768 }
+}
+
+/// A fault plan's error status, if one is active.
+fn status_fault(dep: &EmulatedDeployment, faults: &[Fault]) -> Option<Embedded> {
+    faults.iter().find_map(|f| match f.kind {
+        FaultKind::Error { status, retry_after } => {
+            dep.record(Seen::ErrorStatus(status), false, false);
+            Some(Embedded::Status { status, retry_after })
+        }
+        _ => None,
+    })
+}
+
+fn invalid(dep: &EmulatedDeployment, message: String) -> Embedded {
+    dep.record(Seen::BadRequest, false, false);
+    Embedded::Invalid(message)
 }
 
 /// The unit vector of `input`: deterministic, of length 1 (as `f32`s).

@@ -11,7 +11,8 @@
 //! SAFETY`, no candidates), as Gemini answers one. A cloud with a `service_account` is served
 //! its token endpoint here too (`POST …/token`, the key's `token_uri` pointed at the
 //! deployment): a JWT signed by the account's key gets an access token, good for an hour or
-//! until [`EmulatedDeployment::expire_tokens`].
+//! until [`EmulatedDeployment::expire_tokens`]. Embeddings (`…:batchEmbedContents`, Vertex
+//! AI's `…:predict`) are `embeddings.rs`', authenticated the same way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,8 @@ use switchyard_wire::gemini_codec;
 
 use crate::answer::{Plan, Refusal};
 use crate::auth::Rule;
-use crate::server::{self, Reply, Speaker, respond, respond_with};
+use crate::embeddings::{self, Embedded};
+use crate::server::{self, Reply, Speaker, json_response, respond, respond_with};
 use crate::stream::Encode;
 use crate::{EmulatedDeployment, Seen, conversation};
 
@@ -97,6 +99,9 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
     {
         return issued.issue(&body, SystemTime::now());
     }
+    if let Some((model, vertex)) = embedding_route(parts.uri.path()).filter(|_| parts.method == Method::POST) {
+        return embed(&dep, parts, &model, vertex, &body).await;
+    }
     let Some((model, stream)) = route(parts.uri.path()).filter(|_| parts.method == Method::POST) else {
         dep.record(Seen::BadRequest, false, false);
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Method not found.", None);
@@ -139,6 +144,47 @@ fn route(path: &str) -> Option<(String, bool)> {
         _ => return None,
     };
     (!model.is_empty() && !model.contains('/')).then(|| (model.to_owned(), stream))
+}
+
+/// `…/models/{model}:batchEmbedContents` (the Gemini API) or `…:predict` (Vertex AI) → the
+/// model, and whether it is Vertex AI's.
+fn embedding_route(path: &str) -> Option<(String, bool)> {
+    let rest = &path[path.rfind("/models/")? + "/models/".len()..];
+    let (model, method) = rest.rsplit_once(':')?;
+    let vertex = match method {
+        "batchEmbedContents" => false,
+        "predict" => true,
+        _ => return None,
+    };
+    (!model.is_empty() && !model.contains('/')).then(|| (model.to_owned(), vertex))
+}
+
+/// Embeddings (`embeddings.rs`), authenticated as generation is, refusals in Google's shape.
+async fn embed(dep: &EmulatedDeployment, parts: &Parts, model: &str, vertex: bool, body: &[u8]) -> Reply {
+    if dep.auth.check(parts, body, SystemTime::now()).is_err() {
+        dep.record(Seen::Unauthorized, false, false);
+        return error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", UNAUTHENTICATED, None);
+    }
+    if model != dep.model {
+        dep.record(Seen::BadRequest, false, false);
+        let message = format!("models/{model} is not found for API version v1beta, or is not supported.");
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", &message, None);
+    }
+    let faults = dep.active_faults();
+    if let Some(reply) = server::hang_up(dep, &faults).await {
+        return reply;
+    }
+    embeddings::take_time(dep).await;
+    let embedded = if vertex {
+        embeddings::vertex(dep, model, body, &faults)
+    } else {
+        embeddings::gemini(dep, model, body, &faults)
+    };
+    match embedded {
+        Embedded::Answer { body, .. } => json_response(StatusCode::OK, body.to_string().into_bytes()),
+        Embedded::Invalid(message) => error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message, None),
+        Embedded::Status { status, retry_after } => status_error(status, retry_after),
+    }
 }
 
 /// A query parameter's value (as given, not decoded).

@@ -1,6 +1,6 @@
 //! Fake clouds on loopback: every configured deployment gets a listener that speaks its cloud's
-//! wire protocol (OpenAI Chat Completions, Azure OpenAI, Anthropic Messages, Bedrock Converse or Gemini
-//! `generateContent`), with its
+//! wire protocol (OpenAI Chat Completions, Azure OpenAI, Anthropic Messages, Bedrock Converse, Gemini
+//! `generateContent` or OCI Generative AI's native chat), with its
 //! authentication, timing drawn from the configured distributions, a concurrency capacity,
 //! and typed fault plans set in config or live. Or no listener at all: the deployments are
 //! reached through in-memory pipes ([`Dialer`]). Answers are what models answer: the same
@@ -20,6 +20,7 @@ mod conversation;
 mod embeddings;
 mod gemini;
 mod memory;
+mod oci;
 mod openai;
 mod schema;
 mod server;
@@ -87,7 +88,12 @@ pub struct EmulatedDeployment {
     /// An Azure OpenAI deployment configured at Azure's v1 API (its endpoint ends in
     /// `/openai/v1`): [`EmulatedDeployment::endpoint`] names that path too.
     pub azure_v1: bool,
+    /// A Gemini-protocol deployment configured at Vertex AI (its endpoint ends in
+    /// `/publishers/google`): [`EmulatedDeployment::endpoint`] is a Vertex AI path too.
+    pub vertex: bool,
     pub(crate) auth: auth::Rule,
+    /// An OCI native cloud's compartment, which every request's `compartmentId` must be.
+    pub(crate) compartment: Option<String>,
     pub(crate) context_window: u32,
     pub(crate) spec: Emulation,
     pub(crate) faults: Mutex<FaultPlan>,
@@ -163,13 +169,18 @@ impl EmulatedDeployment {
     /// `/model/` is served too), and for Azure OpenAI `http://host:port`, a resource's base
     /// (its deployment URLs), or `http://host:port/openai/v1` (Azure's v1 API) when the
     /// deployment was configured there. Both are served either way. Gemini's is the Gemini
-    /// API's `http://host:port/v1beta` (any prefix before `/models/` is served).
+    /// API's `http://host:port/v1beta` (any prefix before `/models/` is served). OCI native's is
+    /// `http://host:port`, OCI's inference host (`/20231130/actions/chat` under it).
     pub fn endpoint(&self) -> String {
         match self.protocol {
             Protocol::AzureOpenAi if self.azure_v1 => format!("http://{}/openai/v1", self.addr),
             Protocol::Bedrock | Protocol::AzureOpenAi => format!("http://{}", self.addr),
             Protocol::OpenAi | Protocol::Anthropic => format!("http://{}/v1", self.addr),
+            Protocol::Gemini if self.vertex => {
+                format!("http://{}/v1/projects/emulated/locations/{}/publishers/google", self.addr, self.region)
+            }
             Protocol::Gemini => format!("http://{}/v1beta", self.addr),
+            Protocol::Oci => format!("http://{}", self.addr),
         }
     }
 
@@ -327,7 +338,9 @@ impl Emulator {
                 protocol: cloud.protocol,
                 region: d.region.clone(),
                 azure_v1: d.endpoint.ends_with("/openai/v1"),
+                vertex: d.endpoint.trim_end_matches('/').ends_with("/publishers/google"),
                 auth: auth::Rule::of(d, cloud, &spec),
+                compartment: cloud.compartment.clone(),
                 context_window: d.capabilities.context_window,
                 spec,
                 faults: Mutex::new(faults),

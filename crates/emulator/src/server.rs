@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use crate::answer::{self, Ask, Plan, Refusal, Verdict};
 use crate::body::EmuBody;
 use crate::stream::{Encode, Player};
-use crate::{EmulatedDeployment, Seen, anthropic, azure, bedrock, gemini, openai};
+use crate::{EmulatedDeployment, Seen, anthropic, azure, bedrock, gemini, oci, openai};
 
 /// How long a hung response (no response, stall forever, a missing last event) is held at most.
 pub(crate) const HANG: Duration = Duration::from_secs(600);
@@ -143,6 +143,7 @@ async fn handle(dep: Arc<EmulatedDeployment>, req: Request<Incoming>) -> Reply {
         Protocol::Bedrock => bedrock::handle(dep, &parts, body).await,
         Protocol::AzureOpenAi => azure::handle(dep, &parts, body).await,
         Protocol::Gemini => gemini::handle(dep, &parts, body).await,
+        Protocol::Oci => oci::handle(dep, &parts, body).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions` and `POST /v1/embeddings`: authenticate, parse, and hand the
 //! request to the core's state machine through the driver; non-streaming answers are passed
-//! through whole, streams go to `stream`.
+//! through whole, streams go to `stream`. Embeddings on a deployment whose API is not OpenAI's
+//! are made by `Upstream::embed` (the calls its API allows, merged).
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use switchyard_core::config::{Alias, Deployment, DeploymentKind, Tenant};
+use switchyard_core::config::{Alias, Deployment, DeploymentId, DeploymentKind, Protocol, Tenant};
 use switchyard_core::lifecycle::{Spec, Timing};
 use switchyard_core::plan::Needs;
 use switchyard_core::usage::Usage;
@@ -230,7 +231,7 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
         tenant: tenant.id,
         input_tokens: embed.input_tokens,
         max_output_tokens: Some(0),
-        needs: Needs::default(),
+        needs: Needs { untranslatable: embeddings_untranslatable(gw, alias, &embed), ..Needs::default() },
         reserved_tokens: embed.input_tokens,
     };
     let account = Account::open(gw, &caller, tenant, alias, false, embed.input_tokens, 0)?;
@@ -241,6 +242,24 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
     let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.bytes).into_response();
     where_headers(&mut response, gw, deployment, driver.machine.n_attempts());
     Ok(response)
+}
+
+/// The protocols of `alias`'s deployments (`Protocol::bit`s) whose embeddings API cannot take
+/// `embed` (token arrays, `dimensions` it does not offer, ...), for the planner to pass over
+/// while a deployment of another protocol can take it. None when every protocol or none can:
+/// then the first deployment's refusal, a 400 naming the parameter, is the caller's answer.
+fn embeddings_untranslatable(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> u8 {
+    if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 {
+        return 0;
+    }
+    let bit = |d: DeploymentId| gw.config.cloud_of(d).protocol.bit();
+    let refused = alias
+        .deployments
+        .iter()
+        .filter(|d| gw.upstream.embeddings_refusal(usize::from(d.0), embed.object.bytes()).is_some())
+        .fold(0, |bits, d| bits | bit(*d));
+    let taken = alias.deployments.iter().any(|d| bit(*d) & refused == 0);
+    if taken { refused } else { 0 }
 }
 
 #[cfg(test)]

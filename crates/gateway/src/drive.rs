@@ -232,12 +232,19 @@ impl Driver {
         // The machine times the attempt; the client's own limit is only the request's.
         let limit = Duration::from_secs(24 * 3600);
         let index = usize::from(deployment.0);
-        let send = Box::pin(async move { gw.upstream.attempt(index, operation, body, limit).await });
+        let io = if operation == Operation::Embeddings && gw.upstream.embeds_by_calls(index) {
+            // Embeddings in the deployment's own API: the calls it allows, merged.
+            let (told, headers) = tokio::sync::oneshot::channel();
+            AttemptIo::embedding(Box::pin(async move { gw.upstream.embed(index, body, limit, told).await }), headers)
+        } else {
+            let send = Box::pin(async move { gw.upstream.attempt(index, operation, body, limit).await });
+            AttemptIo::sending(send, self.payload.streaming())
+        };
         self.account.attempt_started(attempt, deployment);
         self.open.push(Open {
             id: attempt,
             deployment,
-            io: AttemptIo::sending(send, self.payload.streaming()),
+            io,
             n_output_chunks: 0,
             usage: None,
             finished: false,

@@ -2,7 +2,8 @@
 //! stream, reporting each step as an [`IoEvent`]. No timers here: the core's machine times every
 //! stage, and the driver stops an attempt by dropping its IO. What is read goes through the
 //! deployment's [`AnswerDecoder`]: OpenAI's passes through, other protocols come out as OpenAI
-//! chunks.
+//! chunks. Embeddings a deployment makes by calls in its own API come whole from
+//! `Upstream::embed`, headers when its first call answered.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,12 +17,16 @@ use hyper::body::Incoming;
 use switchyard_core::AttemptError;
 use switchyard_core::state::Headroom;
 use switchyard_providers::{AnswerDecoder, StreamFault};
+use tokio::sync::oneshot;
 
 /// Most bytes read from a whole upstream answer.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 type Sending =
     Pin<Box<dyn Future<Output = Result<(switchyard_providers::Response, AnswerDecoder), AttemptError>> + Send>>;
+
+/// Embeddings made by calls in the deployment's own API (`Upstream::embed`): the merged answer.
+pub(crate) type Embedding = Pin<Box<dyn Future<Output = Result<Bytes, AttemptError>> + Send>>;
 
 /// What an attempt's IO produced.
 #[derive(Debug)]
@@ -56,6 +61,13 @@ enum State {
         queue: VecDeque<String>,
         end: Option<IoEvent>,
     },
+    /// Embeddings made by calls: `headers` says when the first call answered.
+    Embedding {
+        calls: Embedding,
+        headers: Option<oneshot::Receiver<()>>,
+    },
+    /// A whole answer to deliver after its headers.
+    Answered(Bytes),
     Over,
 }
 
@@ -74,6 +86,13 @@ impl AttemptIo {
         AttemptIo { state: State::Sending(send), streaming, decoded: Vec::new(), headroom: Headroom::default() }
     }
 
+    /// Embeddings made by calls in the deployment's own API; `headers` is told when the
+    /// first call answered.
+    pub(crate) fn embedding(calls: Embedding, headers: oneshot::Receiver<()>) -> AttemptIo {
+        let state = State::Embedding { calls, headers: Some(headers) };
+        AttemptIo { state, streaming: false, decoded: Vec::new(), headroom: Headroom::default() }
+    }
+
     /// The headroom the answer's headers reported (taken once; nothing when not reported).
     pub(crate) fn take_headroom(&mut self) -> Headroom {
         std::mem::take(&mut self.headroom)
@@ -84,6 +103,38 @@ impl AttemptIo {
         loop {
             match &mut self.state {
                 State::Over => return Poll::Pending,
+                State::Answered(whole) => {
+                    let whole = std::mem::take(whole);
+                    self.state = State::Over;
+                    return Poll::Ready(IoEvent::Whole(whole));
+                }
+                State::Embedding { calls, headers } => {
+                    if let Some(told) = headers
+                        && let Poll::Ready(result) = Pin::new(told).poll(cx)
+                    {
+                        *headers = None;
+                        if result.is_ok() {
+                            return Poll::Ready(IoEvent::Headers);
+                        }
+                    }
+                    let heard = headers.is_none();
+                    match calls.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => {
+                            self.state = State::Over;
+                            return Poll::Ready(IoEvent::Failed(error));
+                        }
+                        // Headers come first, whatever order the two were seen in.
+                        Poll::Ready(Ok(whole)) if heard => {
+                            self.state = State::Over;
+                            return Poll::Ready(IoEvent::Whole(whole));
+                        }
+                        Poll::Ready(Ok(whole)) => {
+                            self.state = State::Answered(whole);
+                            return Poll::Ready(IoEvent::Headers);
+                        }
+                    }
+                }
                 State::Sending(send) => {
                     let (response, decoder) = match send.as_mut().poll(cx) {
                         Poll::Pending => return Poll::Pending,

@@ -3,7 +3,7 @@
 //!
 //! The gateway always hands over an OpenAI Chat Completions body (the byte pass-through's
 //! shape). An OpenAI or Azure OpenAI deployment gets it as it is: the fast path (Azure differs
-//! only in its URLs and auth). An Anthropic, Bedrock or Gemini one
+//! only in its URLs and auth). An Anthropic, Bedrock, Gemini or OCI native one
 //! gets it decoded into the canonical model and encoded in its own protocol; what that protocol
 //! cannot express is a 400 naming the parameter ([`AttemptError::ClientError`], returned to the
 //! caller), never dropped.
@@ -16,9 +16,10 @@ use http::{Method, Uri};
 use http_body_util::Full;
 use serde_json::Value;
 use switchyard_core::AttemptError;
-use switchyard_core::config::{Config, Deployment, OciCredentials, Protocol, ServiceAccount};
+use switchyard_core::config::{Config, Deployment, OciCredentials, OciFormat, Protocol, ServiceAccount};
 use switchyard_wire::canonical::{ErrorClass, ErrorObject, Part, Request as Canonical, Role, Unsupported};
-use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, openai_codec};
+use switchyard_wire::embed_codec::{Api as EmbedApi, Embed};
+use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, oci_codec, openai_codec};
 
 use crate::google::TokenSource;
 use crate::oci;
@@ -73,6 +74,29 @@ pub enum Auth {
     Oci(OciCredentials),
     /// Gemini / Vertex AI: an API key or an OAuth access token.
     Gemini(GeminiCredential),
+    /// OCI Generative AI's native API: the credential, and what goes in every body.
+    OciNative(OciNative),
+}
+
+/// An OCI native deployment's credential and the compartment and format of its requests.
+#[derive(Clone, Debug)]
+pub struct OciNative {
+    /// An API signing key (its compartment is the one below), or an API key as a Bearer token.
+    pub credential: OciCredential,
+    /// The body's `compartmentId`.
+    pub compartment: String,
+    /// The `chatRequest`'s `apiFormat`.
+    pub format: oci_codec::Format,
+}
+
+/// How OCI's native API is authenticated.
+#[derive(Clone, Debug)]
+pub enum OciCredential {
+    /// OCI's HTTP signatures with an API signing key.
+    Signed(OciCredentials),
+    /// An OCI Generative AI API key, sent as `Authorization: Bearer`.
+    ApiKey(String),
+    None,
 }
 
 /// How Gemini and Vertex AI are authenticated.
@@ -104,6 +128,17 @@ impl Endpoint {
         let key = cloud.api_key.as_ref().map(|k| k.expose().to_owned());
         let auth = match (cloud.protocol, &cloud.aws, key) {
             (Protocol::OpenAi, _, _) if let Some(oci) = &cloud.oci => Auth::Oci(oci.clone()),
+            (Protocol::Oci, _, key) => {
+                let signed = cloud.oci.clone().map(OciCredential::Signed);
+                let credential = signed.or(key.map(OciCredential::ApiKey)).unwrap_or(OciCredential::None);
+                let format = match d.oci_format {
+                    Some(OciFormat::Cohere) => oci_codec::Format::Cohere,
+                    Some(OciFormat::Generic) => oci_codec::Format::Generic,
+                    None => oci_codec::Format::of_model(&d.model),
+                };
+                let compartment = cloud.compartment.clone().unwrap_or_default();
+                Auth::OciNative(OciNative { credential, compartment, format })
+            }
             (Protocol::Anthropic, _, key) => Auth::Anthropic { key, version: cloud.anthropic_version.clone() },
             (Protocol::AzureOpenAi, _, key) => {
                 let entra = cloud.entra_token.as_ref().map(|t| AzureCredential::Entra(t.expose().to_owned()));
@@ -143,8 +178,12 @@ pub(crate) struct Target {
     chat: Uri,
     /// ConverseStream (Bedrock); the chat URL otherwise.
     stream: Uri,
-    embeddings: Uri,
+    pub(crate) embeddings: Uri,
+    /// The embeddings API behind `embeddings` when it is not OpenAI's (`embed.rs`).
+    pub(crate) embed: Option<EmbedApi>,
     auth: PreparedAuth,
+    /// An OCI native deployment's compartment and request format.
+    oci: Option<(String, oci_codec::Format)>,
 }
 
 #[derive(Debug)]
@@ -196,11 +235,25 @@ impl Target {
                 PreparedAuth::Google(TokenSource::new(account).map_err(ClientBuildError::Client)?)
             }
             Auth::Gemini(GeminiCredential::None) => PreparedAuth::None,
-            Auth::Oci(credentials) => PreparedAuth::Oci {
+            Auth::Oci(credentials)
+            | Auth::OciNative(OciNative { credential: OciCredential::Signed(credentials), .. }) => PreparedAuth::Oci {
                 signer: oci::Signer::new(credentials).map_err(|e| ClientBuildError::Client(e.to_string()))?,
                 compartment: HeaderValue::from_str(&credentials.compartment)
                     .map_err(|_| ClientBuildError::Client("the OCI compartment is not a header value".into()))?,
             },
+            Auth::OciNative(OciNative { credential: OciCredential::ApiKey(key), .. }) => {
+                PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {key}"))?)
+            }
+            Auth::OciNative(OciNative { credential: OciCredential::None, .. }) => PreparedAuth::None,
+        };
+        let oci = match &e.auth {
+            Auth::OciNative(native) => Some((native.compartment.clone(), native.format)),
+            _ if e.protocol == Protocol::Oci => {
+                return Err(ClientBuildError::Client(
+                    "an oci deployment needs its compartment (Auth::OciNative)".into(),
+                ));
+            }
+            _ => None,
         };
         let (chat, stream, embeddings) = match e.protocol {
             Protocol::OpenAi => (uri("/chat/completions")?, uri("/chat/completions")?, uri("/embeddings")?),
@@ -223,16 +276,51 @@ impl Target {
             Protocol::Bedrock => {
                 let model = path_segment(&e.model);
                 let converse = uri(&format!("/model/{model}/converse"))?;
-                (converse.clone(), uri(&format!("/model/{model}/converse-stream"))?, converse)
+                (converse, uri(&format!("/model/{model}/converse-stream"))?, uri(&format!("/model/{model}/invoke"))?)
             }
             // Gemini API (`…/v1beta`) and Vertex AI (`…/publishers/google`) alike.
             Protocol::Gemini => {
                 let model = format!("/models/{}", path_segment(&e.model));
                 let generate = uri(&format!("{model}:generateContent"))?;
-                (generate.clone(), uri(&format!("{model}:streamGenerateContent?alt=sse"))?, generate)
+                // Embeddings: Vertex AI's `predict`, the Gemini API's `batchEmbedContents`.
+                let embed = match EmbedApi::google(&e.base, &e.model) {
+                    EmbedApi::Vertex { .. } => uri(&format!("{model}:predict"))?,
+                    _ => uri(&format!("{model}:batchEmbedContents"))?,
+                };
+                (generate, uri(&format!("{model}:streamGenerateContent?alt=sse"))?, embed)
+            }
+            // OCI's native API: one action for plain and streamed chat (`isStream` in the body).
+            Protocol::Oci => {
+                let chat = uri("/20231130/actions/chat")?;
+                (chat.clone(), chat, uri("/20231130/actions/embedText")?)
             }
         };
-        Ok(Target { protocol: e.protocol, model: e.model.clone(), chat, stream, embeddings, auth })
+        let embed = match e.protocol {
+            Protocol::Bedrock => EmbedApi::bedrock(&e.model),
+            Protocol::Gemini => Some(EmbedApi::google(&e.base, &e.model)),
+            Protocol::Oci => Some(EmbedApi::oci(&e.model)),
+            _ => None,
+        };
+        Ok(Target { protocol: e.protocol, model: e.model.clone(), chat, stream, embeddings, embed, auth, oci })
+    }
+
+    /// An OCI native deployment's compartment and request format (`Target::new` holds one for
+    /// every `oci` deployment).
+    fn oci_target(&self) -> (&str, oci_codec::Format) {
+        match &self.oci {
+            Some((compartment, format)) => (compartment, *format),
+            None => ("", oci_codec::Format::of_model(&self.model)),
+        }
+    }
+
+    /// The body of an embeddings call of `embed`'s inputs in `range` in `api` (`embed.rs`); an
+    /// OCI deployment's names its compartment.
+    pub(crate) fn embed_body(&self, api: EmbedApi, embed: &Embed, range: std::ops::Range<usize>) -> Bytes {
+        let mut body = api.encode(&self.model, embed, range);
+        if let (Some((compartment, _)), Some(fields)) = (&self.oci, body.as_object_mut()) {
+            fields.insert("compartmentId".into(), Value::String(compartment.clone()));
+        }
+        Bytes::from(body.to_string())
     }
 
     /// A service account's tokens, when the deployment authenticates with one.
@@ -282,7 +370,25 @@ impl Target {
                 let uri = if request.stream { self.stream.clone() } else { self.chat.clone() };
                 (uri, encoded(gemini_codec::encode_request(&request))?)
             }
+            (Protocol::Oci, Operation::ChatCompletions) => {
+                let request = canonical(&body)?;
+                let (compartment, format) = self.oci_target();
+                let chat = oci_codec::encode_request(&request, format).map_err(refusal)?;
+                let details = oci_codec::chat_details(compartment, &self.model, chat);
+                (self.chat.clone(), Bytes::from(details.to_string()))
+            }
         };
+        Ok((self.request(uri, body, now)?, trimmed))
+    }
+
+    /// A POST of `body` (JSON) to `uri` with the deployment's auth: a header, or a signature
+    /// made at `now()`.
+    pub(crate) fn request(
+        &self,
+        uri: Uri,
+        body: Bytes,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<http::Request<Full<Bytes>>, AttemptError> {
         let unbuildable = |e: http::Error| AttemptError::ConnectFailed { detail: e.to_string() };
         // The body is kept aside only to sign it.
         let signing = matches!(self.auth, PreparedAuth::Aws { .. } | PreparedAuth::Oci { .. }).then(|| body.clone());
@@ -338,7 +444,7 @@ impl Target {
                 headers.insert(AUTHORIZATION, authorization);
             }
         }
-        Ok((request, trimmed))
+        Ok(request)
     }
 
     /// A refusal (a non-success status) classified from the protocol's error body.
@@ -356,6 +462,7 @@ impl Target {
             Protocol::Anthropic => anthropic_codec::decode_error(status, body),
             Protocol::Bedrock => bedrock_codec::decode_error(status, error_type, body),
             Protocol::Gemini => gemini_codec::decode_error(status, body),
+            Protocol::Oci => oci_codec::decode_error(status, body),
         };
         match status {
             // Anthropic's 529 is `overloaded_error`: out of capacity, like a 429.
@@ -402,6 +509,8 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
                 Wire::Bedrock
             } else if bits & Protocol::Gemini.bit() != 0 {
                 Wire::Gemini
+            } else if bits & Protocol::Oci.bit() != 0 {
+                Wire::Oci
             } else {
                 Wire::Anthropic
             };
@@ -420,6 +529,11 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
     }
     if protocols & Protocol::Gemini.bit() != 0 {
         check(Protocol::Gemini, gemini_codec::encode_request(&request));
+    }
+    // GENERIC, what most OCI models speak; what only Cohere's format cannot say is refused by
+    // the attempt (a 400 naming it).
+    if protocols & Protocol::Oci.bit() != 0 {
+        check(Protocol::Oci, oci_codec::encode_request(&request, oci_codec::Format::Generic));
     }
     if protocols & Protocol::Anthropic.bit() != 0 {
         request.max_tokens = request.max_tokens.or(Some(DEFAULT_ANTHROPIC_MAX_TOKENS));
@@ -550,14 +664,12 @@ fn trim_prefill(request: &mut Canonical) -> String {
 
 /// An encoded body, or the 400 that names what the protocol cannot express.
 fn encoded(result: Result<Value, Unsupported>) -> Result<Bytes, AttemptError> {
-    match result {
-        Ok(value) => Ok(Bytes::from(value.to_string())),
-        Err(e) => Err(AttemptError::ClientError {
-            status: 400,
-            message: e.to_string(),
-            code: Some("unsupported_parameter".into()),
-        }),
-    }
+    result.map(|value| Bytes::from(value.to_string())).map_err(refusal)
+}
+
+/// The 400 that names what the protocol cannot express.
+fn refusal(e: Unsupported) -> AttemptError {
+    AttemptError::ClientError { status: 400, message: e.to_string(), code: Some("unsupported_parameter".into()) }
 }
 
 /// A path segment percent-encoded as botocore does: all but unreserved characters (a model

@@ -1,6 +1,6 @@
 //! Reading an upstream answer in the deployment's protocol as the gateway's relay reads it:
 //! OpenAI Chat Completions. An OpenAI stream's event data passes through untouched (the fast
-//! path); an Anthropic or Gemini SSE stream or a Bedrock eventstream is decoded into canonical events and
+//! path); an Anthropic, Gemini or OCI SSE stream or a Bedrock eventstream is decoded into canonical events and
 //! written as OpenAI chunks, and a whole answer is translated the same way. An error the
 //! upstream reports inside its stream becomes the attempt's classified failure.
 
@@ -12,7 +12,7 @@ use switchyard_core::AttemptError;
 use switchyard_core::config::Protocol;
 use switchyard_wire::canonical::{DecodeError, ErrorClass, ErrorObject, OutputPart, Response, StreamEvent};
 use switchyard_wire::sse::{SseEvent, SseParser};
-use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, openai_codec};
+use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, oci_codec, openai_codec};
 
 use crate::adapter::in_stream;
 use crate::eventstream::{self, MessageType};
@@ -41,6 +41,7 @@ pub enum AnswerDecoder {
     Anthropic(Box<Translated<anthropic_codec::StreamDecoder>>),
     Bedrock(Box<Translated<bedrock_codec::StreamDecoder>>),
     Gemini(Box<Translated<gemini_codec::StreamDecoder>>),
+    Oci(Box<Translated<oci_codec::StreamDecoder>>),
 }
 
 /// A stream decoded into canonical events and written as OpenAI chunks.
@@ -81,6 +82,11 @@ impl AnswerDecoder {
                 gemini_codec::StreamDecoder::new(),
                 model,
             ))),
+            Protocol::Oci => AnswerDecoder::Oci(Box::new(Translated::new(
+                Framing::Sse(SseParser::default()),
+                oci_codec::StreamDecoder::new(),
+                model,
+            ))),
         }
     }
 
@@ -92,13 +98,17 @@ impl AnswerDecoder {
             AnswerDecoder::Anthropic(t) => t.skip = whitespace,
             AnswerDecoder::Bedrock(t) => t.skip = whitespace,
             AnswerDecoder::Gemini(t) => t.skip = whitespace,
+            AnswerDecoder::Oci(t) => t.skip = whitespace,
         }
     }
 
     /// Whether a streamed answer's content type is this protocol's stream.
     pub fn is_stream(&self, content_type: Option<&str>) -> bool {
         let expected = match self {
-            AnswerDecoder::OpenAi(_) | AnswerDecoder::Anthropic(_) | AnswerDecoder::Gemini(_) => "text/event-stream",
+            AnswerDecoder::OpenAi(_)
+            | AnswerDecoder::Anthropic(_)
+            | AnswerDecoder::Gemini(_)
+            | AnswerDecoder::Oci(_) => "text/event-stream",
             AnswerDecoder::Bedrock(_) => "application/vnd.amazon.eventstream",
         };
         content_type.is_some_and(|v| v.starts_with(expected))
@@ -116,6 +126,7 @@ impl AnswerDecoder {
             AnswerDecoder::Anthropic(t) => t.push(bytes, out, |d, e, events| d.push(e, events)),
             AnswerDecoder::Bedrock(t) => t.push_frames(bytes, out),
             AnswerDecoder::Gemini(t) => t.push(bytes, out, gemini_push),
+            AnswerDecoder::Oci(t) => t.push(bytes, out, |d, e, events| d.push(e, events)),
         }
     }
 
@@ -134,6 +145,16 @@ impl AnswerDecoder {
         if let AnswerDecoder::Gemini(t) = self {
             // A last chunk without its blank line still counts.
             let _ = t.push(b"\n\n", out, gemini_push);
+        }
+        if let AnswerDecoder::Oci(t) = self {
+            // A last event without its blank line still counts; an answer whose usage never
+            // came ends without it.
+            if t.push(b"\n\n", out, |d, e, events| d.push(e, events)).is_ok() {
+                let mut events = std::mem::take(&mut t.events);
+                if t.decoder.finish(&mut events).is_ok() {
+                    let _ = t.write(&mut events, out);
+                }
+            }
         }
         if let AnswerDecoder::Bedrock(t) = self {
             // Bedrock's usage comes after its stop; a stream that ended without it still ends.
@@ -156,6 +177,7 @@ impl AnswerDecoder {
                 return Err(in_stream(filtered(error)));
             }
             AnswerDecoder::Gemini(t) => (gemini_codec::decode_response(&body), &t.model),
+            AnswerDecoder::Oci(t) => (oci_codec::decode_response(&body), &t.model),
         };
         let (response, model): (Result<Response, DecodeError>, _) = decoded;
         let mut response = response.map_err(|e| AttemptError::InvalidResponse { detail: e.message })?;
@@ -170,6 +192,7 @@ impl AnswerDecoder {
             AnswerDecoder::Anthropic(t) => &t.skip,
             AnswerDecoder::Bedrock(t) => &t.skip,
             AnswerDecoder::Gemini(t) => &t.skip,
+            AnswerDecoder::Oci(t) => &t.skip,
         };
         if let Some(OutputPart::Text(text)) = response.content.first_mut() {
             let common: usize =

@@ -6,13 +6,16 @@
 //! OCI Generative AI's compatible endpoint, with OCI request signing) as a byte pass-through,
 //! Azure OpenAI (the same pass-through at Azure's URLs, with `api-key` or an Entra ID token),
 //! Anthropic Messages, AWS Bedrock's Converse and ConverseStream with SigV4, and Google's
-//! Gemini `generateContent` (API key, token, or a service account); answers are read back as
+//! Gemini `generateContent` (API key, token, or a service account), and OCI Generative AI's
+//! native chat (GENERIC or COHERE, signed or with an API key); answers are read back as
 //! OpenAI chunks
-//! ([`AnswerDecoder`]). Connections go over TCP, or to an in-memory peer for tests
-//! ([`Transport`]).
+//! ([`AnswerDecoder`]). Embeddings on Bedrock (Titan, Cohere Embed), the Gemini API, Vertex
+//! AI and OCI are the calls each API allows, merged into one OpenAI answer ([`Upstream::embed`]).
+//! Connections go over TCP, or to an in-memory peer for tests ([`Transport`]).
 
 mod adapter;
 mod answer;
+mod embed;
 pub mod eventstream;
 pub mod google;
 pub mod headroom;
@@ -38,7 +41,8 @@ use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 
 use adapter::Target;
 pub use adapter::{
-    Auth, AzureCredential, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, GeminiCredential, untranslatable,
+    Auth, AzureCredential, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, GeminiCredential, OciCredential,
+    OciNative, untranslatable,
 };
 pub use answer::{AnswerDecoder, StreamFault};
 use transport::MemoryConnector;
@@ -200,18 +204,10 @@ impl Upstream {
             google_token(&client, tokens, first_byte).await?;
             response = send(&client, target.build(operation, body, SystemTime::now)?.0, first_byte).await?;
         }
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
+        if response.status().is_success() {
             return Ok((response, trimmed));
         }
-        let retry_after = retry_after(response.headers());
-        let error_type = response
-            .headers()
-            .get(switchyard_wire::bedrock_codec::ERROR_TYPE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = read_capped(response.into_body(), first_byte).await;
-        Err(target.classify(status, retry_after, error_type.as_deref(), &body))
+        Err(refusal(target, response, first_byte).await)
     }
 
     /// The reader for an answer from deployment `index`, in its protocol.
@@ -219,6 +215,19 @@ impl Upstream {
         let target = &self.targets[index];
         AnswerDecoder::new(target.protocol, &target.model)
     }
+}
+
+/// A non-success answer, classified from the protocol's error body (read for at most `limit`).
+async fn refusal(target: &Target, response: Response, limit: Duration) -> AttemptError {
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let error_type = response
+        .headers()
+        .get(switchyard_wire::bedrock_codec::ERROR_TYPE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read_capped(response.into_body(), limit).await;
+    target.classify(status, retry_after, error_type.as_deref(), &body)
 }
 
 /// One request, its response headers awaited at most `first_byte`.

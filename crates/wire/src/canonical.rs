@@ -36,6 +36,8 @@ pub enum Protocol {
     /// Google's Gemini API and Vertex AI (`models/{model}:generateContent`,
     /// `:streamGenerateContent?alt=sse`).
     Gemini,
+    /// OCI Generative AI's native chat (`/20231130/actions/chat`), GENERIC or COHERE format.
+    Oci,
 }
 
 /// A request in the canonical model.
@@ -251,6 +253,7 @@ impl fmt::Display for Protocol {
             Protocol::Anthropic => "Anthropic Messages",
             Protocol::Bedrock => "AWS Bedrock Converse",
             Protocol::Gemini => "Gemini generateContent",
+            Protocol::Oci => "OCI Generative AI chat",
         })
     }
 }

@@ -142,6 +142,20 @@ pub enum Protocol {
     /// `x-goog-api-key`, a `bearer_token` (an OAuth access token) in `Authorization: Bearer`, or
     /// a `service_account` key is exchanged for such tokens.
     Gemini,
+    /// OCI Generative AI's native inference API: `POST {endpoint}/20231130/actions/chat` with
+    /// the compartment and serving mode in the body, in its GENERIC or COHERE request format
+    /// ([`OciFormat`]); signed with the cloud's `oci` API key, or an OCI Generative AI API key
+    /// as a Bearer token.
+    Oci,
+}
+
+/// The request format of an OCI native deployment's `chatRequest`: `GENERIC` (Meta, xAI, Google,
+/// OpenAI models: messages with typed content) or `COHERE` (Cohere's command models: a message
+/// and its chat history).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OciFormat {
+    Generic,
+    Cohere,
 }
 
 impl Protocol {
@@ -153,6 +167,7 @@ impl Protocol {
             Protocol::Bedrock => 4,
             Protocol::AzureOpenAi => 8,
             Protocol::Gemini => 16,
+            Protocol::Oci => 32,
         }
     }
 
@@ -173,6 +188,7 @@ impl Protocol {
             Protocol::Bedrock => "bedrock",
             Protocol::AzureOpenAi => "azure-openai",
             Protocol::Gemini => "gemini",
+            Protocol::Oci => "oci",
         }
     }
 }
@@ -208,6 +224,9 @@ pub struct Cloud {
     /// A service account's key, exchanged for access tokens (Gemini only, instead of
     /// `api_key` or `bearer_token`).
     pub service_account: Option<ServiceAccount>,
+    /// The compartment an OCI native (`oci`) cloud's requests run in, their `compartmentId`:
+    /// its `oci` key's compartment, or `compartment` with an API key. `None` on other protocols.
+    pub compartment: Option<String>,
 }
 
 /// An AWS access key pair, and a session token for temporary credentials.
@@ -280,6 +299,9 @@ pub struct Deployment {
     /// The commitment this deployment's spend counts against, if any.
     pub commitment: Option<CommitmentId>,
     pub emulation: Option<Emulation>,
+    /// An OCI native (`oci`) deployment's `chatRequest` format (`api_format`, or from the model
+    /// id); `None` on other protocols.
+    pub oci_format: Option<OciFormat>,
 }
 
 /// Index of a commitment in [`Config::commitments`].

@@ -1,4 +1,4 @@
-//! OCI API signing keys in config: an `oci-openai` cloud's `oci` block (tenancy, user,
+//! OCI API signing keys in config: an `oci-openai` or `oci` cloud's `oci` block (tenancy, user,
 //! fingerprint, the RSA private key as a secret reference, optionally the compartment), checked with paths: the OCIDs'
 //! prefixes, the fingerprint's form, and a PEM that holds an RSA private key (PKCS#1 or PKCS#8,
 //! unencrypted, 2048 to 8192 bits). The PEM is decoded here, by hand, to the key's DER, which
@@ -69,8 +69,8 @@ pub(super) fn credentials(
 ) -> Option<OciCredentials> {
     let raw = c.oci.as_ref()?;
     let before = errors.len();
-    if c.protocol != "oci-openai" {
-        errors.push(format!("{path}.oci: only the oci-openai protocol signs with an OCI API key"));
+    if c.protocol != "oci-openai" && c.protocol != "oci" {
+        errors.push(format!("{path}.oci: only the oci-openai and oci protocols sign with an OCI API key"));
     }
     if c.api_key.is_some() {
         errors.push(format!(
@@ -119,7 +119,7 @@ pub(super) fn credentials(
 
 /// `ocid1.<kind>.<realm>.<region>.<unique id>`: five dot-separated parts (the region may be
 /// empty), of letters, digits, `-` and `_`.
-fn is_ocid(value: &str, kind: &str) -> bool {
+pub(super) fn is_ocid(value: &str, kind: &str) -> bool {
     let parts: Vec<&str> = value.split('.').collect();
     let allowed = |p: &str| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     value.len() <= 255

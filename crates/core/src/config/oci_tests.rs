@@ -1,4 +1,5 @@
-//! The `oci` block of an `oci-openai` cloud: OCIDs, the fingerprint and the PEM, with paths.
+//! The `oci` block of an `oci-openai` or `oci` cloud: OCIDs, the fingerprint and the PEM, with
+//! paths; an OCI native cloud's compartment and a deployment's chat format.
 
 use super::*;
 use crate::config::Config;
@@ -84,7 +85,7 @@ fn a_wrong_oci_block_is_refused_with_its_paths() {
         .replace("protocol: oci-openai,", r#"protocol: oci-openai, api_key: "env:API_KEY","#);
     assert!(errors(&both).contains("clouds[0]: give either api_key"), "{}", errors(&both));
     let openai = signed(TENANCY, USER, FINGERPRINT, "env:OCI_KEY").replace("oci-openai", "openai");
-    assert!(errors(&openai).contains("clouds[0].oci: only the oci-openai protocol"), "{}", errors(&openai));
+    assert!(errors(&openai).contains("clouds[0].oci: only the oci-openai and oci protocols"), "{}", errors(&openai));
     let compartment = |c: &str| {
         signed(TENANCY, USER, FINGERPRINT, "env:OCI_KEY")
             .replace("fingerprint:", &format!("compartment: {c}, fingerprint:"))
@@ -112,4 +113,56 @@ fn only_rsa_private_keys_pass() {
     // An EC key in PKCS#8 (P-256, from `openssl genpkey -algorithm EC`).
     let ec = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2\nOF/2NxApJCzGCEDdfSp6VQO30hyhRANCAAQRWz+jn65BtOMvdyHKcvjBeBSDZH2r\n1RTwjmYSi9R/zpBnuQ4EiMnCqfMPWiZqB4QdbAd0E7oHEw1vk4gDIc+W\n-----END PRIVATE KEY-----\n";
     assert!(rsa_private_key_der(ec).unwrap_err().contains("not an RSA key"));
+}
+
+/// An OCI native cloud: signed (its key's compartment) or with an API key and `compartment`;
+/// each deployment's format from its model id unless `api_format` says.
+#[test]
+fn an_oci_native_cloud_has_a_credential_and_a_compartment() {
+    use super::super::{OciFormat, Protocol};
+    let native = signed(TENANCY, USER, FINGERPRINT, "env:OCI_KEY")
+        .replace("protocol: oci-openai,", "protocol: oci,")
+        .replace("fingerprint:", "compartment: ocid1.compartment.oc1..aaaagenai, fingerprint:");
+    let config = Config::from_yaml(&native, &Keys).unwrap();
+    let cloud = &config.clouds[0];
+    assert_eq!((cloud.protocol, cloud.protocol.name()), (Protocol::Oci, "oci"));
+    assert_eq!(cloud.compartment.as_deref(), Some("ocid1.compartment.oc1..aaaagenai"));
+    assert_eq!(config.deployments[0].oci_format, Some(OciFormat::Generic));
+    let keyed = yaml(
+        r#"{ name: oci, protocol: oci, api_key: "env:API_KEY", compartment: "ocid1.compartment.oc1..aaaagenai" }"#,
+    );
+    let config = Config::from_yaml(&keyed, &Keys).unwrap();
+    assert_eq!(config.clouds[0].compartment.as_deref(), Some("ocid1.compartment.oc1..aaaagenai"));
+    let cohere = keyed.replace("model: m,", "model: cohere.command-r-plus,");
+    assert_eq!(Config::from_yaml(&cohere, &Keys).unwrap().deployments[0].oci_format, Some(OciFormat::Cohere));
+    let dedicated =
+        keyed.replace("model: m,", "model: ocid1.generativeaiendpoint.oc1.us-chicago-1.aaaa, api_format: cohere,");
+    assert_eq!(Config::from_yaml(&dedicated, &Keys).unwrap().deployments[0].oci_format, Some(OciFormat::Cohere));
+    assert!(
+        Config::from_yaml(&yaml(r#"{ name: oci, protocol: openai }"#), &Keys).unwrap().deployments[0]
+            .oci_format
+            .is_none()
+    );
+}
+
+#[test]
+fn a_wrong_oci_native_cloud_is_refused_with_its_paths() {
+    let e = errors(&yaml(r#"{ name: oci, protocol: oci }"#));
+    assert!(e.contains("clouds[0]: the oci protocol needs oci (an API signing key"), "{e}");
+    let e = errors(&yaml(r#"{ name: oci, protocol: oci, api_key: "env:API_KEY" }"#));
+    assert!(e.contains("clouds[0].compartment: required with an api_key"), "{e}");
+    let e = errors(&yaml(r#"{ name: oci, protocol: oci, api_key: "env:API_KEY", compartment: genai }"#));
+    assert!(e.contains("clouds[0].compartment: must be a compartment's OCID"), "{e}");
+    let signed_too = signed(TENANCY, USER, FINGERPRINT, "env:OCI_KEY")
+        .replace("protocol: oci-openai,", "protocol: oci, compartment: ocid1.compartment.oc1..aaaagenai,");
+    assert!(errors(&signed_too).contains("clouds[0].compartment: with an oci signing key, set it as oci.compartment"));
+    let elsewhere = yaml(r#"{ name: oci, protocol: openai, compartment: "ocid1.compartment.oc1..aaaagenai" }"#);
+    assert!(errors(&elsewhere).contains("clouds[0].compartment: only for the oci protocol"));
+    let keyed = yaml(
+        r#"{ name: oci, protocol: oci, api_key: "env:API_KEY", compartment: "ocid1.compartment.oc1..aaaagenai" }"#,
+    );
+    let e = errors(&keyed.replace("model: m,", "model: m, api_format: xml,"));
+    assert!(e.contains("deployments[0].api_format: \"xml\" is not an OCI chat format (generic or cohere)"), "{e}");
+    let e = errors(&yaml(r#"{ name: oci, protocol: openai }"#).replace("model: m,", "model: m, api_format: cohere,"));
+    assert!(e.contains("deployments[0].api_format: only for the oci protocol"), "{e}");
 }

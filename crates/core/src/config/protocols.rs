@@ -1,13 +1,16 @@
 //! Validation of what depends on a cloud's protocol: its auth settings, for Bedrock the
 //! signing region and the jurisdiction an inference profile really spans, and for Azure OpenAI
-//! the `api-version` and the deployment names that go in its URLs, for Gemini its key or token.
+//! the `api-version` and the deployment names that go in its URLs, for Gemini its key or token,
+//! for OCI's native API (`oci`) its credential, compartment and each deployment's chat format.
 
 use super::raw::RawCloud;
 use super::secret::{SecretSource, resolve};
-use super::{AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DEFAULT_AZURE_API_VERSION, DeploymentKind, Protocol};
+use super::{
+    AwsCredentials, Cloud, DEFAULT_ANTHROPIC_VERSION, DEFAULT_AZURE_API_VERSION, DeploymentKind, OciFormat, Protocol,
+};
 
 /// The protocol names config accepts.
-const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock, azure-openai, gemini";
+const PROTOCOLS: &str = "openai, vllm, oci-openai, anthropic, bedrock, azure-openai, gemini, oci";
 
 pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors: &mut Vec<String>) -> Cloud {
     let oci = super::oci::credentials(c, path, secrets, errors);
@@ -18,6 +21,7 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
         "bedrock" => Protocol::Bedrock,
         "azure-openai" => Protocol::AzureOpenAi,
         "gemini" => Protocol::Gemini,
+        "oci" => Protocol::Oci,
         other => {
             errors.push(format!("{path}.protocol: unknown protocol {other:?} (supported: {PROTOCOLS})"));
             Protocol::OpenAi
@@ -94,6 +98,7 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
             errors.push(format!("{path}.service_account: only for the gemini protocol"));
         }
     }
+    let compartment = oci_compartment(c, protocol, oci.as_ref().map(|o| o.compartment.as_str()), path, errors);
     let api_version = c.api_version.clone().unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
     if !is_api_version(&api_version) {
         errors.push(format!(
@@ -118,7 +123,82 @@ pub(super) fn cloud(c: &RawCloud, path: &str, secrets: &dyn SecretSource, errors
         oci,
         bearer_token,
         service_account,
+        compartment,
     }
+}
+
+/// An OCI native cloud's compartment: its `oci` key's (`signed`), or `compartment` beside an
+/// `api_key`; checked, and refused on other protocols. Such a cloud needs one credential.
+fn oci_compartment(
+    c: &RawCloud,
+    protocol: Protocol,
+    signed: Option<&str>,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    if protocol != Protocol::Oci {
+        if c.compartment.is_some() {
+            errors
+                .push(format!("{path}.compartment: only for the oci protocol (an oci-openai key has oci.compartment)"));
+        }
+        return None;
+    }
+    match (c.api_key.is_some(), c.oci.is_some(), c.compartment.as_deref()) {
+        (false, false, _) => {
+            errors.push(format!(
+                "{path}: the oci protocol needs oci (an API signing key, with its compartment) or api_key (an OCI \
+                 Generative AI API key, sent as a Bearer token) with compartment"
+            ));
+            None
+        }
+        (_, true, Some(_)) => {
+            errors.push(format!("{path}.compartment: with an oci signing key, set it as oci.compartment"));
+            None
+        }
+        (true, false, None) => {
+            errors.push(format!(
+                "{path}.compartment: required with an api_key: the compartment's OCID (ocid1.compartment.oc1..aaaa…), \
+                 every request's compartmentId"
+            ));
+            None
+        }
+        (true, false, Some(compartment)) => {
+            if !super::oci::is_ocid(compartment, "compartment") && !super::oci::is_ocid(compartment, "tenancy") {
+                errors.push(format!(
+                    "{path}.compartment: must be a compartment's OCID (ocid1.compartment.oc1..aaaa…) or the tenancy's, not {compartment:?}"
+                ));
+            }
+            Some(compartment.to_owned())
+        }
+        // A bad key was reported with its path; the compartment is the key's.
+        (_, true, None) => signed.map(str::to_owned),
+    }
+}
+
+/// An OCI native deployment's `chatRequest` format: `api_format` (`generic` or `cohere`, only
+/// on `oci`), or from its model id.
+pub(super) fn oci_format(
+    protocol: Protocol,
+    model: &str,
+    given: Option<&str>,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Option<OciFormat> {
+    if protocol != Protocol::Oci {
+        if given.is_some() {
+            errors.push(format!("{path}.api_format: only for the oci protocol"));
+        }
+        return None;
+    }
+    Some(match given {
+        None if model.starts_with("cohere.") => OciFormat::Cohere,
+        None | Some("generic") => OciFormat::Generic,
+        Some("cohere") => OciFormat::Cohere,
+        Some(other) => {
+            errors.push(format!("{path}.api_format: {other:?} is not an OCI chat format (generic or cohere)"));
+            OciFormat::Generic
+        }
+    })
 }
 
 /// Azure's `api-version`: `YYYY-MM-DD`, or that with `-preview`.
@@ -154,6 +234,12 @@ pub fn inference_profile_jurisdiction(model: &str) -> Option<&'static str> {
     PROFILES.iter().find(|(prefix, _)| model.starts_with(prefix)).map(|(_, j)| *j)
 }
 
+/// Whether a Bedrock model id (or an inference profile's) is one whose embeddings are made:
+/// Titan Text Embeddings or Cohere Embed (`switchyard_wire::embed_codec::Api::bedrock`).
+fn bedrock_embeds(model: &str) -> bool {
+    ["amazon.titan-embed-text-v", "amazon.titan-embed-g1-text", "cohere.embed-"].iter().any(|m| model.contains(m))
+}
+
 /// What a deployment on `protocol` must satisfy beyond the common checks.
 pub(super) fn check_deployment(
     protocol: Protocol,
@@ -164,10 +250,13 @@ pub(super) fn check_deployment(
     path: &str,
     errors: &mut Vec<String>,
 ) {
-    if kind == DeploymentKind::Embeddings && !protocol.passes_openai_through() {
+    if kind == DeploymentKind::Embeddings && protocol == Protocol::Anthropic {
+        errors.push(format!("{path}.kind: the anthropic protocol serves no embeddings"));
+    }
+    if kind == DeploymentKind::Embeddings && protocol == Protocol::Bedrock && !bedrock_embeds(model) {
         errors.push(format!(
-            "{path}.kind: embeddings are served over the openai and azure-openai protocols only (this cloud speaks {})",
-            protocol.name()
+            "{path}.model: embeddings on bedrock are Amazon Titan Text Embeddings (amazon.titan-embed-text-v2:0, \
+             amazon.titan-embed-text-v1) or Cohere Embed (cohere.embed-...) models, not {model:?}"
         ));
     }
     if protocol == Protocol::AzureOpenAi && !is_azure_deployment_name(model) {

@@ -123,6 +123,9 @@ pub struct RawCloud {
     /// Gemini / Vertex AI: a secret reference to a service account's JSON key (`file:`),
     /// exchanged for access tokens (instead of `api_key` or `bearer_token`).
     pub service_account: Option<String>,
+    /// OCI Generative AI's native API (`oci`) with an `api_key`: the compartment's OCID, the
+    /// body's `compartmentId` (with an `oci` signing key, `oci.compartment` is it).
+    pub compartment: Option<String>,
 }
 
 /// An OCI API signing key: whose it is, and the private key as a secret reference.
@@ -163,6 +166,9 @@ pub struct RawDeployment {
     pub limits: Option<RawLimits>,
     pub capabilities: Option<RawCapabilities>,
     pub emulation: Option<RawEmulation>,
+    /// OCI native (`oci`) chat: the `chatRequest` format, `generic` or `cohere`; by default
+    /// from the model id (`cohere.` → cohere), needed for a dedicated endpoint serving Cohere.
+    pub api_format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

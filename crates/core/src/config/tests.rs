@@ -589,7 +589,7 @@ fn anthropic_and_bedrock_clouds_take_their_auth_and_are_checked() {
     );
     check_error(
         &anthropic.replace("model: m", "model: m\n    kind: embeddings"),
-        "deployments[0].kind: embeddings are served over the openai and azure-openai protocols only",
+        "deployments[0].kind: the anthropic protocol serves no embeddings",
     );
 }
 
@@ -689,6 +689,20 @@ fn an_inference_profile_carries_the_jurisdiction_it_spans() {
 }
 
 #[test]
+fn bedrock_embeddings_are_titan_or_cohere_models() {
+    let bedrock = BASE.replace("protocol: openai", "protocol: bedrock");
+    let embeddings = |model: &str| bedrock.replace("model: m", &format!("model: {model}\n    kind: embeddings"));
+    for model in ["amazon.titan-embed-text-v2:0", "amazon.titan-embed-text-v1", "cohere.embed-english-v3"] {
+        assert!(Config::from_yaml(&embeddings(model), &Env).is_ok(), "{model}");
+    }
+    assert!(Config::from_yaml(&embeddings("us.cohere.embed-v4:0"), &Env).is_ok(), "an inference profile");
+    check_error(
+        &embeddings("amazon.nova-pro-v1:0"),
+        "deployments[0].model: embeddings on bedrock are Amazon Titan Text Embeddings",
+    );
+}
+
+#[test]
 fn gemini_clouds_take_a_key_or_a_bearer_token() {
     let gemini = BASE.replace("protocol: openai", "protocol: gemini");
     let config = Config::from_yaml(&gemini, &Env).unwrap();
@@ -716,8 +730,6 @@ fn gemini_clouds_take_a_key_or_a_bearer_token() {
         &BASE.replace("protocol: openai", "protocol: openai, bearer_token: \"env:AWS_KEY\""),
         "clouds[0].bearer_token: only for the gemini protocol",
     );
-    check_error(
-        &gemini.replace("model: m", "model: text-embedding-004\n    kind: embeddings"),
-        "deployments[0].kind: embeddings are served over the openai and azure-openai protocols only",
-    );
+    let embeddings = gemini.replace("model: m", "model: text-embedding-004\n    kind: embeddings");
+    assert!(Config::from_yaml(&embeddings, &Env).is_ok(), "Gemini serves embeddings");
 }

@@ -443,6 +443,7 @@ fn deployment(
         capabilities,
         commitment: None,
         emulation,
+        oci_format: super::protocols::oci_format(protocol, &d.model, d.api_format.as_deref(), path, errors),
     }
 }
 

@@ -3,12 +3,14 @@
 
 mod accounts;
 mod api;
+mod embeddings;
 mod faults;
 mod gemini;
 mod key_settings;
 mod leaks;
 mod messages;
 mod oci;
+mod oci_native;
 mod protocols;
 mod ptu;
 mod responses;

@@ -19,6 +19,7 @@ use crate::{ANTHROPIC_MODEL, BEDROCK_MODEL, OPENAI_MODEL, Peer, Reply, anthropic
 pub(crate) fn model_of(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::OpenAi | Protocol::AzureOpenAi => OPENAI_MODEL,
+        Protocol::Oci => crate::oci_native::OCI_MODEL,
         Protocol::Anthropic => "claude-sonnet-4-5",
         Protocol::Bedrock => BEDROCK_MODEL,
         Protocol::Gemini => crate::GEMINI_MODEL,
@@ -199,6 +200,7 @@ fn openai_stream() -> Vec<u8> {
 pub(crate) fn valid_stream(protocol: Protocol) -> Vec<u8> {
     match protocol {
         Protocol::OpenAi | Protocol::AzureOpenAi => openai_stream(),
+        Protocol::Oci => crate::oci_native::oci_stream(),
         Protocol::Anthropic => anthropic_stream(),
         Protocol::Bedrock => bedrock_stream(),
         Protocol::Gemini => crate::gemini::gemini_stream(),

@@ -2,8 +2,10 @@
 //! receives them, refusals as classified, and answers read back as OpenAI chunks.
 
 mod answers;
+mod embed;
 mod gemini;
 mod oci;
+mod oci_native;
 mod props;
 mod requests;
 

@@ -38,7 +38,8 @@ fn protocols() -> impl Strategy<Value = Protocol> {
         Just(Protocol::AzureOpenAi),
         Just(Protocol::Anthropic),
         Just(Protocol::Bedrock),
-        Just(Protocol::Gemini)
+        Just(Protocol::Gemini),
+        Just(Protocol::Oci)
     ]
 }
 
@@ -105,7 +106,7 @@ proptest! {
         cuts in proptest::collection::vec(0.0..1.0f64, 0..8),
     ) {
         let bytes: Vec<u8> = match protocol {
-            Protocol::OpenAi | Protocol::AzureOpenAi | Protocol::Gemini => unreachable!("not drawn"),
+            Protocol::OpenAi | Protocol::AzureOpenAi | Protocol::Gemini | Protocol::Oci => unreachable!("not drawn"),
             Protocol::Anthropic => {
                 let events = anthropic_events();
                 picks.iter().flat_map(|(i, keep, whole)| {

@@ -435,8 +435,10 @@ async fn azure_refusals_are_classified() {
     }
 }
 
+/// Embeddings pass through to OpenAI's deployments only: Bedrock's and Gemini's are made by
+/// calls in their own API (`Upstream::embed`, `embed.rs`), never sent as OpenAI bodies.
 #[tokio::test]
-async fn only_openai_deployments_serve_embeddings() {
+async fn only_openai_deployments_take_embeddings_as_they_are() {
     let body = br#"{"model":"m","input":"a"}"#;
     for endpoint in [anthropic(Some("k")), bedrock(Auth::Aws(aws(None)))] {
         let sent = exchange(endpoint, Operation::Embeddings, body, Reply::json(200, "{}")).await;
