@@ -337,17 +337,13 @@ impl Target {
     pub(crate) fn build(
         &self,
         operation: Operation,
-        body: Vec<u8>,
+        body: Bytes,
         now: impl FnOnce() -> SystemTime,
     ) -> Result<(http::Request<Full<Bytes>>, String), AttemptError> {
         let mut trimmed = String::new();
         let (uri, body) = match (self.protocol, operation) {
-            (Protocol::OpenAi | Protocol::AzureOpenAi, Operation::ChatCompletions) => {
-                (self.chat.clone(), Bytes::from(body))
-            }
-            (Protocol::OpenAi | Protocol::AzureOpenAi, Operation::Embeddings) => {
-                (self.embeddings.clone(), Bytes::from(body))
-            }
+            (Protocol::OpenAi | Protocol::AzureOpenAi, Operation::ChatCompletions) => (self.chat.clone(), body),
+            (Protocol::OpenAi | Protocol::AzureOpenAi, Operation::Embeddings) => (self.embeddings.clone(), body),
             (_, Operation::Embeddings) => {
                 let detail = format!("{} deployments serve no embeddings", self.protocol.name());
                 return Err(AttemptError::InvalidResponse { detail });

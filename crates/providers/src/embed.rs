@@ -21,7 +21,7 @@ use switchyard_wire::embed_codec::{self, Answer, Api, BEDROCK_INPUT_TOKENS_HEADE
 use tokio::sync::oneshot;
 
 use crate::adapter::Target;
-use crate::{Client, Response, Upstream, google_token, refusal, send};
+use crate::{Client, Response, Upstream, refusal, send, with_google_token};
 
 /// The most calls of one attempt in flight at once.
 pub(crate) const MAX_CONCURRENT_CALLS: usize = 8;
@@ -120,20 +120,15 @@ impl Call<'_> {
     /// when there is none, and fetched again once on a 401 (it expired or was revoked).
     async fn respond(&self, body: Bytes) -> Result<Response, AttemptError> {
         let (client, target) = (self.client, self.target);
-        let tokens = target.tokens();
-        if let Some(tokens) = tokens {
-            google_token(client, tokens, self.first_byte).await?;
-        }
-        let request = target.request(target.embeddings.clone(), body.clone(), SystemTime::now)?;
-        let response = send(client, request, self.first_byte).await?;
-        match tokens {
-            Some(tokens) if response.status() == http::StatusCode::UNAUTHORIZED => {
-                tokens.invalidate();
-                google_token(client, tokens, self.first_byte).await?;
+        match target.tokens() {
+            None => {
                 let request = target.request(target.embeddings.clone(), body, SystemTime::now)?;
                 send(client, request, self.first_byte).await
             }
-            _ => Ok(response),
+            Some(tokens) => {
+                let build = || Ok((target.request(target.embeddings.clone(), body.clone(), SystemTime::now)?, ()));
+                Ok(with_google_token(client, tokens, self.first_byte, build).await?.0)
+            }
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct TokenSource {
     token_uri: String,
     key: Arc<RsaKeyPair>,
     held: Mutex<Option<Held>>,
+    /// Held while a token is fetched: one fetch at a time per account.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 struct Held {
@@ -77,6 +79,7 @@ impl TokenSource {
             token_uri: account.token_uri.clone(),
             key: Arc::new(key_pair(account.private_key.expose())?),
             held: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -145,11 +148,20 @@ impl TokenSource {
         held.as_ref().filter(|h| now < h.until).map(|h| h.authorization.clone())
     }
 
-    /// Forgets the token held (the deployment refused it).
-    pub fn invalidate(&self) {
-        if let Ok(mut held) = self.held.lock() {
+    /// Forgets the token held if it is still `refused` (the `Authorization` a deployment
+    /// refused; `None`: whatever is held): one fetched since by another request is kept.
+    pub fn invalidate(&self, refused: Option<&HeaderValue>) {
+        if let Ok(mut held) = self.held.lock()
+            && refused.is_none_or(|r| held.as_ref().is_some_and(|h| h.authorization == *r))
+        {
             *held = None;
         }
+    }
+
+    /// The turn to fetch a token: one request at a time per account fetches; the others wait
+    /// and then find the token it fetched.
+    pub async fn fetching(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.fetching.lock().await
     }
 }
 
@@ -280,7 +292,7 @@ mod tests {
         source.accept(br#"{"access_token":"ya29.b","expires_in":30}"#, now).expect("taken");
         assert!(source.current(now + Duration::from_secs(14)).is_some(), "usable at once");
         assert_eq!(source.current(now + Duration::from_secs(15)), None);
-        source.invalidate();
+        source.invalidate(None);
         assert_eq!(source.current(now), None);
         assert!(source.accept(b"{}", now).is_err());
     }

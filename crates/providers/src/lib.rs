@@ -191,19 +191,17 @@ impl Upstream {
     ) -> Result<(Response, String), AttemptError> {
         let target = &self.targets[index];
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
-        // A service account's token first; a 401 (it expired or was revoked) gets a new one,
-        // once.
-        let again = target.tokens().map(|tokens| (tokens, body.clone()));
-        if let Some((tokens, _)) = &again {
-            google_token(&client, tokens, first_byte).await?;
-        }
-        let (request, trimmed) = target.build(operation, body, SystemTime::now)?;
-        let mut response = send(&client, request, first_byte).await?;
-        if let Some((tokens, body)) = again.filter(|_| response.status() == http::StatusCode::UNAUTHORIZED) {
-            tokens.invalidate();
-            google_token(&client, tokens, first_byte).await?;
-            response = send(&client, target.build(operation, body, SystemTime::now)?.0, first_byte).await?;
-        }
+        let body = Bytes::from(body);
+        let (response, trimmed) = match target.tokens() {
+            None => {
+                let (request, trimmed) = target.build(operation, body, SystemTime::now)?;
+                (send(&client, request, first_byte).await?, trimmed)
+            }
+            Some(tokens) => {
+                let build = || target.build(operation, body.clone(), SystemTime::now);
+                with_google_token(&client, tokens, first_byte, build).await?
+            }
+        };
         if response.status().is_success() {
             return Ok((response, trimmed));
         }
@@ -243,14 +241,54 @@ async fn send(
     }
 }
 
+/// The request `build` makes (and what it says beside it), sent to a deployment authenticated
+/// by a service account: its token fetched first when none is held, and once more on a 401
+/// (the token expired or was revoked), the request then built and sent again. The token is
+/// forgotten only if it is still the one refused, so requests refused together fetch one new
+/// token between them. Fetching, sending and sending again share one deadline, `limit` away:
+/// the response's headers are never later than a request without a token would allow.
+async fn with_google_token<T>(
+    client: &Client,
+    tokens: &google::TokenSource,
+    limit: Duration,
+    mut build: impl FnMut() -> Result<(http::Request<Full<Bytes>>, T), AttemptError>,
+) -> Result<(Response, T), AttemptError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let left = || match deadline.saturating_duration_since(tokio::time::Instant::now()) {
+        Duration::ZERO => Err(AttemptError::FirstByteTimeout),
+        left => Ok(left),
+    };
+    google_token(client, tokens, left()?).await?;
+    let (request, said) = build()?;
+    let refused = request.headers().get(http::header::AUTHORIZATION).cloned();
+    let response = send(client, request, left()?).await?;
+    if response.status() != http::StatusCode::UNAUTHORIZED {
+        return Ok((response, said));
+    }
+    drop(response);
+    tokens.invalidate(refused.as_ref());
+    google_token(client, tokens, left()?).await?;
+    let (request, said) = build()?;
+    Ok((send(client, request, left()?).await?, said))
+}
+
 /// Makes sure `tokens` holds a good access token: when it holds none, one is fetched from the
-/// token endpoint (within `limit`). The endpoint's refusal is the deployment's fault (its key
-/// is wrong): `UpstreamRefused`.
+/// token endpoint (within `limit`), by one request at a time per account: others wait for it
+/// and use what it fetched. The endpoint's refusal is the deployment's fault (its key is
+/// wrong): `UpstreamRefused`.
 async fn google_token(client: &Client, tokens: &google::TokenSource, limit: Duration) -> Result<(), AttemptError> {
+    if tokens.current(SystemTime::now()).is_some() {
+        return Ok(());
+    }
+    let started = tokio::time::Instant::now();
+    let Ok(_turn) = tokio::time::timeout(limit, tokens.fetching()).await else {
+        return Err(AttemptError::FirstByteTimeout);
+    };
     let now = SystemTime::now();
     if tokens.current(now).is_some() {
         return Ok(());
     }
+    let limit = limit.saturating_sub(started.elapsed());
     let failed = |detail: String| AttemptError::ConnectFailed { detail: format!("service account token: {detail}") };
     let response = send(client, tokens.request(now).map_err(failed)?, limit).await?;
     let status = response.status().as_u16();

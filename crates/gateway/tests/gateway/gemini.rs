@@ -303,3 +303,26 @@ async fn a_service_account_token_is_fetched_cached_and_refreshed_once_when_it_ex
     assert_eq!(h.seen("gsa", Seen::Unauthorized), 1);
     assert_eq!(h.seen("gsa", Seen::Completed), 3);
 }
+
+/// Requests that need a token at once fetch one between them, and requests refused together
+/// after it expired fetch one new one between them (the token is forgotten only while it is
+/// still the one refused).
+#[tokio::test(start_paused = true)]
+async fn requests_at_once_fetch_one_token_between_them() {
+    let h = harness().await;
+    let deployment = h.emulator.deployment("gsa").expect("emulated").clone();
+    let all = |label: &'static str| {
+        let h = &h;
+        futures_util::future::join_all((0..8).map(move |i| h.chat(ask("gemini-sa", &format!("{label} {i}")))))
+    };
+    for r in all("cold").await {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(deployment.tokens_issued(), 1, "one fetch for eight requests");
+    assert!(deployment.expire_tokens());
+    for r in all("expired").await {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1");
+    }
+    assert_eq!(deployment.tokens_issued(), 2, "one new token for all those refused");
+}
