@@ -49,6 +49,7 @@ pub fn bench_request(config: &Config) -> crate::plan::PlanRequest<'_> {
         needs: crate::plan::Needs { streaming: true, ..crate::plan::Needs::default() },
         min_context_above: 0,
         avoid: None,
+        unfit: &[],
     }
 }
 

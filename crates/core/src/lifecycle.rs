@@ -26,7 +26,7 @@ use crate::time::Time;
 const MIN_HEDGE_DELAY: Duration = Duration::from_millis(20);
 
 /// What is being asked, independent of where it runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Spec {
     pub alias: AliasId,
     pub tenant: TenantId,
@@ -36,6 +36,8 @@ pub struct Spec {
     pub needs: Needs,
     /// Tokens reserved against each deployment's tokens-per-minute allowance per attempt.
     pub reserved_tokens: u32,
+    /// Deployments whose own API cannot take the request ([`PlanRequest::unfit`]).
+    pub unfit: Vec<DeploymentId>,
 }
 
 /// The clock a request runs by: its deadline and each stage's timeout.
@@ -222,12 +224,13 @@ impl RequestMachine {
     ) -> RequestMachine {
         let config = ctx.config;
         debug_assert!(view.as_ref().is_none_or(|v| v.id == spec.tenant), "a view of another tenant");
+        let (alias, tenant, streaming) = (spec.alias, spec.tenant, spec.needs.streaming);
         let mut machine = RequestMachine {
             spec,
             view,
-            planned: Planned { alias: spec.alias, min_context_above: 0 },
+            planned: Planned { alias, min_context_above: 0 },
             timing,
-            streaming: spec.needs.streaming,
+            streaming,
             retry_after_cap: config.server.retry_after_cap,
             session: AttemptSession::new(Vec::new(), config.server.max_attempts),
             open: Vec::new(),
@@ -245,7 +248,7 @@ impl RequestMachine {
             actions: VecDeque::new(),
             done: false,
         };
-        ctx.state.on_request(spec.tenant, now);
+        ctx.state.on_request(tenant, now);
         let request = machine.plan_request(config);
         match plan_with_fallbacks(config, ctx.state, &request, now, ctx.rng) {
             Ok((planned_request, planned)) => {
@@ -287,6 +290,7 @@ impl RequestMachine {
             needs: self.spec.needs,
             min_context_above: self.planned.min_context_above,
             avoid: None,
+            unfit: &self.spec.unfit,
         }
     }
 

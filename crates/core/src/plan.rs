@@ -38,6 +38,10 @@ pub struct PlanRequest<'a> {
     pub min_context_above: u32,
     /// Put this deployment last, if it is a candidate at all (the one that just failed).
     pub avoid: Option<DeploymentId>,
+    /// Deployments whose own API cannot take this request (an embeddings model that does not
+    /// offer the `dimensions` asked for, an OCI format that cannot express a parameter): skipped
+    /// like a protocol that cannot express it. Checked by the caller, per deployment.
+    pub unfit: &'a [DeploymentId],
 }
 
 impl<'a> PlanRequest<'a> {
@@ -269,7 +273,9 @@ pub fn plan(
             }
             continue;
         }
-        if request.needs.untranslatable != 0 && request.needs.untranslatable & config.cloud_of(*id).protocol.bit() != 0
+        if (request.needs.untranslatable != 0
+            && request.needs.untranslatable & config.cloud_of(*id).protocol.bit() != 0)
+            || request.unfit.contains(id)
         {
             removed.untranslatable += 1;
             continue;

@@ -160,6 +160,7 @@ pub(crate) fn admit(
             untranslatable: gw.untranslatable(alias, chat),
         },
         reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
+        unfit: Vec::new(),
     };
     let timing = timing(gw, alias, started);
     let mut account = Account::open(gw, caller, tenant, alias, chat.stream, chat.input_tokens, output_estimate)?;
@@ -231,8 +232,9 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
         tenant: tenant.id,
         input_tokens: embed.input_tokens,
         max_output_tokens: Some(0),
-        needs: Needs { untranslatable: embeddings_untranslatable(gw, alias, &embed), ..Needs::default() },
+        needs: Needs::default(),
         reserved_tokens: embed.input_tokens,
+        unfit: embeddings_unfit(gw, alias, &embed),
     };
     let account = Account::open(gw, &caller, tenant, alias, false, embed.input_tokens, 0)?;
     let mut driver = Driver::start(gw, Arc::new(embed), spec, timing(gw, alias, started), account);
@@ -244,22 +246,35 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
     Ok(response)
 }
 
-/// The protocols of `alias`'s deployments (`Protocol::bit`s) whose embeddings API cannot take
-/// `embed` (token arrays, `dimensions` it does not offer, ...), for the planner to pass over
-/// while a deployment of another protocol can take it. None when every protocol or none can:
-/// then the first deployment's refusal, a 400 naming the parameter, is the caller's answer.
-fn embeddings_untranslatable(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> u8 {
+/// The deployments `alias` may reach (its own, then its fallbacks', transitively) whose
+/// embeddings API cannot take `embed` (token arrays, `dimensions` the model does not offer,
+/// ...), for the planner to pass over, each by its own model's API, while another can take it.
+/// None when every one or none can: then the first deployment's refusal, a 400 naming the
+/// parameter, is the caller's answer.
+fn embeddings_unfit(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> Vec<DeploymentId> {
     if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 {
-        return 0;
+        return Vec::new();
     }
-    let bit = |d: DeploymentId| gw.config.cloud_of(d).protocol.bit();
-    let refused = alias
-        .deployments
-        .iter()
-        .filter(|d| gw.upstream.embeddings_refusal(usize::from(d.0), embed.object.bytes()).is_some())
-        .fold(0, |bits, d| bits | bit(*d));
-    let taken = alias.deployments.iter().any(|d| bit(*d) & refused == 0);
-    if taken { refused } else { 0 }
+    let (mut aliases, mut reached) = (vec![alias.id], Vec::new());
+    let mut i = 0;
+    while let Some(id) = aliases.get(i).copied() {
+        i += 1;
+        let a = &gw.config.aliases[usize::from(id.0)];
+        for d in &a.deployments {
+            if !reached.contains(d) {
+                reached.push(*d);
+            }
+        }
+        for f in &a.fallbacks {
+            if !aliases.contains(f) {
+                aliases.push(*f);
+            }
+        }
+    }
+    let body = embed.object.bytes();
+    let unfit: Vec<DeploymentId> =
+        reached.iter().copied().filter(|d| gw.upstream.embeddings_refusal(usize::from(d.0), body).is_some()).collect();
+    if unfit.len() < reached.len() { unfit } else { Vec::new() }
 }
 
 #[cfg(test)]

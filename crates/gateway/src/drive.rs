@@ -94,6 +94,7 @@ impl Driver {
         let now = gw.now();
         // A managed key's view of its tenant (its aliases, jurisdictions, priority) plans it.
         let view = account.view();
+        let prompt_estimate = spec.input_tokens;
         let machine = gw.with_rng(|rng| {
             let mut ctx = Ctx { config: &gw.config, state: gw.router(), rng };
             RequestMachine::with_view(&mut ctx, spec, view, timing, now)
@@ -109,7 +110,7 @@ impl Driver {
             delivered: String::new(),
             usage: Usage::default(),
             prompt_reported: false,
-            prompt_estimate: spec.input_tokens,
+            prompt_estimate,
             release: false,
             restart: false,
             account,

@@ -208,6 +208,7 @@ impl<'a> Engine<'a> {
             max_output_tokens: Some(output),
             needs: Needs { streaming: stream, ..Needs::default() },
             reserved_tokens: input.saturating_add(output),
+            unfit: Vec::new(),
         };
         let timing = timing_for(&self.config, alias, now);
         let mut ctx = Ctx { config: &self.config, state: &self.state, rng: &mut self.rng_route };

@@ -60,6 +60,7 @@ fn spec(world: &World, streaming: bool) -> Spec {
         max_output_tokens: Some(100),
         needs: Needs { streaming, ..Needs::default() },
         reserved_tokens: 200,
+        unfit: Vec::new(),
     }
 }
 
@@ -344,7 +345,7 @@ fn hedges_stay_within_the_retry_budget() {
         let t0 = at(u64::from(i));
         let mut m = RequestMachine::new(
             &mut w.ctx(),
-            s,
+            s.clone(),
             Timing { deadline: t0 + Duration::from_secs(10), ..timing(Some(Duration::from_millis(1))) },
             t0,
         );
@@ -530,7 +531,7 @@ fn a_keys_view_of_its_tenant_holds_every_plan_the_fallbacks_too() {
     // A key held to `chat`: after a context-length refusal, no `long` fallback for it.
     let narrow = std::sync::Arc::new(Tenant { aliases: Some(vec![chat]), ..tenant.clone() });
     let s = spec(&w, false);
-    let mut m = RequestMachine::with_view(&mut w.ctx(), s, Some(narrow), timing(None), at(0));
+    let mut m = RequestMachine::with_view(&mut w.ctx(), s.clone(), Some(narrow), timing(None), at(0));
     let (id, ..) = started(&drain(&mut m))[0];
     m.on_failed(&mut w.ctx(), id, AttemptError::ContextLengthExceeded { message: "too long".into() }, at(10));
     assert!(matches!(finished(&drain(&mut m)), Some(Finished::Failed(Failure::ContextTooLarge(_)))));

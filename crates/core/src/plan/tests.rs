@@ -52,6 +52,7 @@ fn request<'a>(config: &'a Config, alias: &str, tenant: usize) -> PlanRequest<'a
         needs: Needs::default(),
         min_context_above: 0,
         avoid: None,
+        unfit: &[],
     }
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod embeddings;
+mod embeddings_fit;
 mod faults;
 mod gemini;
 mod key_settings;

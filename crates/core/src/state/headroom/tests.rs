@@ -49,6 +49,7 @@ impl Env {
             needs: Needs::default(),
             min_context_above: 0,
             avoid: None,
+            unfit: &[],
         };
         let plan = plan(&self.config, state, &request, now, &mut SplitMix64::new(7)).expect("a route");
         self.config.deployment(plan.deployments[0]).name.clone()
