@@ -45,6 +45,7 @@ pub fn bench_request(config: &Config) -> crate::plan::PlanRequest<'_> {
         alias: config.aliases[0].id,
         tenant: &config.tenants[0],
         input_tokens: 500,
+        context_tokens: None,
         max_output_tokens: Some(200),
         needs: crate::plan::Needs { streaming: true, ..crate::plan::Needs::default() },
         min_context_above: 0,

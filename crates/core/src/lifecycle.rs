@@ -32,6 +32,9 @@ pub struct Spec {
     pub tenant: TenantId,
     /// Estimated prompt tokens.
     pub input_tokens: u32,
+    /// What one call must fit in a context window, when not the whole prompt
+    /// ([`PlanRequest::context_tokens`]).
+    pub context_tokens: Option<u32>,
     pub max_output_tokens: Option<u32>,
     pub needs: Needs,
     /// Tokens reserved against each deployment's tokens-per-minute allowance per attempt.
@@ -286,6 +289,7 @@ impl RequestMachine {
             alias: self.planned.alias,
             tenant: self.tenant(config),
             input_tokens: self.spec.input_tokens,
+            context_tokens: self.spec.context_tokens,
             max_output_tokens: self.spec.max_output_tokens,
             needs: self.spec.needs,
             min_context_above: self.planned.min_context_above,

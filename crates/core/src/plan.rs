@@ -31,6 +31,9 @@ pub struct PlanRequest<'a> {
     pub tenant: &'a Tenant,
     /// Estimated prompt tokens.
     pub input_tokens: u32,
+    /// What one call must fit in a context window, when that is not the whole prompt:
+    /// embeddings' longest input (each input is embedded on its own).
+    pub context_tokens: Option<u32>,
     /// The request's `max_tokens`, if it set one.
     pub max_output_tokens: Option<u32>,
     pub needs: Needs,
@@ -251,7 +254,8 @@ pub fn plan(
 ) -> Result<Plan, Box<NoRoute>> {
     let alias = &config.aliases[usize::from(request.alias.0)];
     let output_tokens = request.max_output_tokens.unwrap_or(config.routing.default_output_tokens);
-    let needed_context = request.input_tokens.saturating_add(request.max_output_tokens.unwrap_or(0));
+    let prompt = request.context_tokens.unwrap_or(request.input_tokens);
+    let needed_context = prompt.saturating_add(request.max_output_tokens.unwrap_or(0));
     let estimated_tokens = request.input_tokens.saturating_add(output_tokens);
     let mask = request.tenant.jurisdiction_mask;
     let needs = [request.needs.streaming, request.needs.tools, request.needs.vision, request.needs.prefill];

@@ -9,14 +9,19 @@
 //!   `dimensions` 256, 512 or 1024) and Cohere Embed (`texts`, at most 96; answered as a list
 //!   or, with `embedding_types`, by type; the count in `X-Amzn-Bedrock-Input-Token-Count`).
 //! - The Gemini API's `batchEmbedContents` ([`gemini`]: at most 100 requests, each naming the
-//!   model) and Vertex AI's `predict` ([`vertex`]: at most 250 instances, with token counts).
+//!   model, `outputDimensionality` at most 3072) and Vertex AI's `predict` ([`vertex`]: at most
+//!   250 instances and 20,000 tokens, with token counts).
 //!
-//! Over the limit, a batch gets the API's own 400, so a caller that does not split is caught.
+//! Over the limit, a batch gets the API's own 400, so a caller that does not split is caught;
+//! so do dimensions the API does not make. The APIs that count tokens count them with the
+//! emulated tokenizer ([`counted`]), which is not the gateway's estimate, so a gateway that
+//! reports the API's count rather than its own estimate is seen to.
 //! A call in a cloud's own API takes a draw of the deployment's `ttft_ms` to answer.
 
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
+use switchyard_core::config::BedrockEmbedder;
 use switchyard_core::config::emulation::{Fault, FaultKind};
 use switchyard_core::rng::{Rng, SplitMix64, stable_hash};
 use switchyard_wire::chat::EmbeddingsRequest;
@@ -98,6 +103,19 @@ const COHERE_MAX_TEXTS: usize = 96;
 const GEMINI_MAX_REQUESTS: usize = 100;
 /// The most instances in one Vertex AI `predict`.
 const VERTEX_MAX_INSTANCES: usize = 250;
+/// The most input tokens in one Vertex AI `predict`.
+const VERTEX_MAX_TOKENS: u64 = 20_000;
+/// The most dimensions the Google embeddings models make (`gemini-embedding-001`'s).
+const GOOGLE_MAX_DIMENSIONS: u64 = 3072;
+/// The `output_dimension`s Cohere Embed v4 makes on Bedrock.
+const COHERE_V4_DIMENSIONS: [u64; 4] = [256, 512, 1024, 1536];
+
+/// The tokens the emulated tokenizer counts in an input: the project's estimate and one more
+/// (a start-of-text token). Deliberately not the estimate, so that what an API reports can be
+/// told from what the gateway would estimate.
+pub(crate) fn counted(text: &str) -> u64 {
+    u64::from(estimate_tokens(text)) + 1
+}
 
 /// A Bedrock `InvokeModel` of an embeddings model: Titan's `inputText` or Cohere's `texts`.
 pub(crate) fn bedrock(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -> Embedded {
@@ -108,11 +126,12 @@ pub(crate) fn bedrock(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -
         return invalid(dep, "Malformed input request, please reformat your input and try again.".into());
     };
     let model = dep.model.as_str();
-    if model.contains("amazon.titan-embed") {
+    let embedder = BedrockEmbedder::of_model(model);
+    if let Some(titan @ (BedrockEmbedder::TitanV1 | BedrockEmbedder::TitanV2)) = embedder {
         let Some(text) = request.get("inputText").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
             return invalid(dep, "Malformed input request: #/inputText: expected minLength: 1".into());
         };
-        let v2 = model.contains("titan-embed-text-v2");
+        let v2 = titan == BedrockEmbedder::TitanV2;
         let dimensions = match request.get("dimensions").map(Value::as_u64) {
             None => {
                 if v2 {
@@ -124,16 +143,16 @@ pub(crate) fn bedrock(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -
             Some(Some(d @ (256 | 512 | 1024))) if v2 => d as usize,
             Some(_) => return invalid(dep, "Malformed input request: #/dimensions: 256, 512 or 1024".into()),
         };
-        let tokens = u64::from(estimate_tokens(text));
+        let tokens = counted(text);
         let embedding = vector(&json!(text), dimensions);
         dep.record(Seen::Completed, false, false);
         let body =
             json!({"embedding": embedding, "inputTextTokenCount": tokens, "embeddingsByType": {"float": embedding}});
         return Embedded::Answer { body, tokens };
     }
-    if !model.contains("cohere.embed") {
+    let Some(BedrockEmbedder::Cohere { v4 }) = embedder else {
         return invalid(dep, format!("The model {model} does not make embeddings."));
-    }
+    };
     let texts: Option<Vec<&str>> =
         request.get("texts").and_then(Value::as_array).map(|t| t.iter().filter_map(Value::as_str).collect());
     let Some(texts) = texts.filter(|t| !t.is_empty()) else {
@@ -146,9 +165,24 @@ pub(crate) fn bedrock(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -
         );
         return invalid(dep, message);
     }
-    let dimensions = request.get("output_dimension").and_then(Value::as_u64).map_or(1024, |d| d as usize);
+    let dimensions = match request.get("output_dimension") {
+        None => {
+            if v4 {
+                1536
+            } else {
+                1024
+            }
+        }
+        Some(d) => match d.as_u64().filter(|d| v4 && COHERE_V4_DIMENSIONS.contains(d)) {
+            Some(d) => d as usize,
+            None => {
+                let message = "Malformed input request: #/output_dimension: must be 256, 512, 1024 or 1536 (Cohere Embed v4 only), please reformat your input and try again.";
+                return invalid(dep, message.into());
+            }
+        },
+    };
     let vectors: Vec<Vec<f32>> = texts.iter().map(|t| vector(&json!(t), dimensions)).collect();
-    let tokens = texts.iter().map(|t| u64::from(estimate_tokens(t))).sum();
+    let tokens = texts.iter().map(|t| counted(t)).sum();
     dep.record(Seen::Completed, false, false);
     let body = if request.get("embedding_types").is_some() {
         json!({"id": "emulated", "texts": texts, "embeddings": {"float": vectors}, "response_type": "embeddings_by_type"})
@@ -189,12 +223,16 @@ pub(crate) fn gemini(dep: &EmulatedDeployment, model: &str, body: &[u8], faults:
             .collect();
         let dimensions = match request.get("outputDimensionality") {
             None => google_dimensions(model),
-            Some(d) => match d.as_u64().filter(|d| (1..=3072).contains(d)) {
+            Some(d) => match d.as_u64().filter(|d| (1..=GOOGLE_MAX_DIMENSIONS).contains(d)) {
                 Some(d) => d as usize,
-                None => return invalid(dep, format!("* requests[{i}].outputDimensionality: must be from 1 to 3072")),
+                None => {
+                    let message =
+                        format!("* requests[{i}].outputDimensionality: must be from 1 to {GOOGLE_MAX_DIMENSIONS}");
+                    return invalid(dep, message);
+                }
             },
         };
-        tokens += u64::from(estimate_tokens(&text));
+        tokens += counted(&text);
         embeddings.push(json!({"values": vector(&json!(text), dimensions)}));
     }
     dep.record(Seen::Completed, false, false);
@@ -217,18 +255,29 @@ pub(crate) fn vertex(dep: &EmulatedDeployment, model: &str, body: &[u8], faults:
         let n = instances.len();
         return invalid(dep, format!("Batch size {n} exceeds the maximum of {VERTEX_MAX_INSTANCES} instances."));
     }
-    let dimensions = request
-        .pointer("/parameters/outputDimensionality")
-        .and_then(Value::as_u64)
-        .map_or_else(|| google_dimensions(model), |d| d as usize);
-    let mut tokens = 0;
-    let predictions: Vec<Value> = instances
+    let dimensions = match request.pointer("/parameters/outputDimensionality") {
+        None => google_dimensions(model),
+        Some(d) => match d.as_u64().filter(|d| (1..=GOOGLE_MAX_DIMENSIONS).contains(d)) {
+            Some(d) => d as usize,
+            None => {
+                let message = format!("parameters.outputDimensionality: must be from 1 to {GOOGLE_MAX_DIMENSIONS}");
+                return invalid(dep, message);
+            }
+        },
+    };
+    let texts: Vec<&str> =
+        instances.iter().map(|i| i.get("content").and_then(Value::as_str).unwrap_or_default()).collect();
+    let tokens: u64 = texts.iter().map(|t| counted(t)).sum();
+    if tokens > VERTEX_MAX_TOKENS {
+        let message = format!(
+            "Unable to submit request because the input token count is {tokens} but the model supports up to {VERTEX_MAX_TOKENS}. Reduce the input token count and try again."
+        );
+        return invalid(dep, message);
+    }
+    let predictions: Vec<Value> = texts
         .iter()
-        .map(|instance| {
-            let text = instance.get("content").and_then(Value::as_str).unwrap_or_default();
-            let count = u64::from(estimate_tokens(text));
-            tokens += count;
-            let statistics = json!({"token_count": count, "truncated": false});
+        .map(|text| {
+            let statistics = json!({"token_count": counted(text), "truncated": false});
             json!({"embeddings": {"values": vector(&json!(text), dimensions), "statistics": statistics}})
         })
         .collect();
@@ -251,8 +300,8 @@ fn google_dimensions(model: &str) -> usize {
     if model.starts_with("gemini-embedding") { 3072 } else { 768 }
 }
 
-/// A fault plan's error status, if one is active.
-fn status_fault(dep: &EmulatedDeployment, faults: &[Fault]) -> Option<Embedded> {
+/// A fault plan's error status, if one is active (recorded as seen).
+pub(crate) fn status_fault(dep: &EmulatedDeployment, faults: &[Fault]) -> Option<Embedded> {
     faults.iter().find_map(|f| match f.kind {
         FaultKind::Error { status, retry_after } => {
             dep.record(Seen::ErrorStatus(status), false, false);

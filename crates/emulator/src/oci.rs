@@ -19,12 +19,13 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use switchyard_core::config::{Fault, FaultKind};
+use switchyard_core::config::{Fault, OciFormat};
 use switchyard_wire::canonical::{ErrorClass, ErrorObject, StreamEvent};
-use switchyard_wire::estimate_tokens;
+use switchyard_wire::embed_codec::Api as EmbedApi;
 use switchyard_wire::oci_codec::{self, Format};
 
 use crate::answer::{Plan, Refusal};
+use crate::embeddings::Embedded;
 use crate::server::{self, Reply, Speaker, respond, respond_with};
 use crate::stream::Encode;
 use crate::{EmulatedDeployment, Seen, conversation, embeddings};
@@ -70,7 +71,7 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
         dep.record(Seen::BadRequest, stream, false);
         return error(StatusCode::NOT_FOUND, "NotAuthorizedOrNotFound", NOT_FOUND, None);
     }
-    if Format::of_model(&dep.model) == Format::Cohere && details.format != Format::Cohere {
+    if OciFormat::of_model(&dep.model) == OciFormat::Cohere && details.format != Format::Cohere {
         dep.record(Seen::BadRequest, stream, false);
         let message = format!("Please pass in correct format of request: {} takes COHERE", dep.model);
         return error(StatusCode::BAD_REQUEST, "InvalidParameter", &message, None);
@@ -84,14 +85,11 @@ pub(crate) async fn handle(dep: Arc<EmulatedDeployment>, parts: &Parts, body: By
 }
 
 /// An `embedText` call: a deterministic unit vector per input (the same as every other
-/// cloud's for the same text), at most [`MAX_INPUTS`] of them; 1024 dimensions unless
-/// `outputDimensions` says.
+/// cloud's for the same text), at most [`MAX_INPUTS`] of them, at the model's own dimensions
+/// (`embed_codec::Api::oci`'s: 384 for a light v3 model, 1536 for v4, else 1024); the usage
+/// counted with the emulated tokenizer.
 fn embed_text(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -> Reply {
-    if let Some((status, retry_after)) = faults.iter().find_map(|f| match f.kind {
-        FaultKind::Error { status, retry_after } => Some((status, retry_after)),
-        _ => None,
-    }) {
-        dep.record(Seen::ErrorStatus(status), false, false);
+    if let Some(Embedded::Status { status, retry_after }) = embeddings::status_fault(dep, faults) {
         return status_error(status, retry_after);
     }
     let invalid = |message: &str| {
@@ -116,10 +114,10 @@ fn embed_text(dep: &EmulatedDeployment, body: &[u8], faults: &[Fault]) -> Reply 
     if inputs.len() > MAX_INPUTS {
         return invalid(&format!("inputs: size must be between 1 and {MAX_INPUTS}, not {}.", inputs.len()));
     }
-    let dimensions =
-        request.get("outputDimensions").and_then(Value::as_u64).map_or(1024, |d| d.clamp(1, 4096) as usize);
+    // `EmbedTextDetails` takes no dimensions: the model's own.
+    let dimensions = EmbedApi::oci(&dep.model).oci_dimensions().unwrap_or(1024) as usize;
     let vectors: Vec<Vec<f32>> = inputs.iter().map(|t| embeddings::vector(&json!(t), dimensions)).collect();
-    let tokens: u64 = inputs.iter().map(|t| u64::from(estimate_tokens(t))).sum();
+    let tokens: u64 = inputs.iter().map(|t| embeddings::counted(t)).sum();
     dep.record(Seen::Completed, false, false);
     let body = json!({"id": format!("emb-{}", dep.name), "embeddings": vectors, "modelId": dep.model,
         "modelVersion": "1.0", "usage": {"promptTokens": tokens, "totalTokens": tokens}});

@@ -151,6 +151,7 @@ pub(crate) fn admit(
         alias: alias.id,
         tenant: tenant.id,
         input_tokens: chat.input_tokens,
+        context_tokens: None,
         max_output_tokens: chat.max_tokens,
         needs: Needs {
             streaming: chat.stream,
@@ -231,6 +232,7 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
         alias: alias.id,
         tenant: tenant.id,
         input_tokens: embed.input_tokens,
+        context_tokens: Some(embed.longest_input_tokens),
         max_output_tokens: Some(0),
         needs: Needs::default(),
         reserved_tokens: embed.input_tokens,

@@ -7,24 +7,34 @@
 //! gets it decoded into the canonical model and encoded in its own protocol; what that protocol
 //! cannot express is a 400 naming the parameter ([`AttemptError::ClientError`], returned to the
 //! caller), never dropped.
+//!
+//! `auth.rs`: the endpoint as configured and its credentials, prepared and put on requests;
+//! `classify.rs`: a refusal read into an `AttemptError`; `untranslatable.rs`: which protocols
+//! cannot express a request, before planning.
+
+mod auth;
+mod classify;
+mod untranslatable;
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
-use http::{Method, Uri};
+use http::Uri;
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http_body_util::Full;
 use serde_json::Value;
 use switchyard_core::AttemptError;
-use switchyard_core::config::{Config, Deployment, OciCredentials, OciFormat, Protocol, ServiceAccount};
-use switchyard_wire::canonical::{ErrorClass, ErrorObject, Part, Request as Canonical, Role, Unsupported};
+use switchyard_core::config::{BedrockEmbedder, OciFormat, Protocol};
+use switchyard_wire::canonical::{Part, Request as Canonical, Role, Unsupported};
 use switchyard_wire::embed_codec::{Api as EmbedApi, Embed};
 use switchyard_wire::{anthropic_codec, bedrock_codec, gemini_codec, oci_codec, openai_codec};
 
 use crate::google::TokenSource;
-use crate::oci;
-use crate::sigv4::{self, BEDROCK, Credentials, Scope};
-use crate::{ClientBuildError, Operation, classify_status};
+use crate::{ClientBuildError, Operation};
+pub use auth::{Auth, AzureCredential, Endpoint, GeminiCredential, OciCredential, OciNative};
+use auth::{PreparedAuth, oci_format};
+pub(crate) use classify::in_stream;
+pub use untranslatable::untranslatable;
 
 /// The field of a gateway body that carries an Anthropic caller's own request, when it asks for
 /// what OpenAI's protocol cannot express (`top_k`, a prefill, `thinking`, ...). The rest of the
@@ -34,140 +44,6 @@ pub const CARRIED_ANTHROPIC: &str = "x_switchyard_anthropic";
 
 /// `max_tokens` sent to Anthropic when the caller gave none: Anthropic requires one.
 pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 4096;
-
-/// A deployment's endpoint as configured: where, in which protocol, with which credentials.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// The API's base URL, e.g. `http://127.0.0.1:9101/v1` (OpenAI, Anthropic),
-    /// `https://bedrock-runtime.us-east-1.amazonaws.com` (Bedrock), or
-    /// `https://res.openai.azure.com` (Azure OpenAI's deployment URLs; ending in `/openai/v1`,
-    /// its v1 API).
-    pub base: String,
-    pub protocol: Protocol,
-    pub auth: Auth,
-    /// The provider's model id (Bedrock puts it in the URL path), or Azure's deployment name
-    /// (in the URL path of its deployment URLs).
-    pub model: String,
-    /// The deployment's region: Bedrock's SigV4 signing region.
-    pub region: String,
-}
-
-/// How requests to an endpoint are authenticated.
-#[derive(Clone, Debug)]
-pub enum Auth {
-    None,
-    /// `Authorization: Bearer` (OpenAI; a Bedrock API key).
-    Bearer(String),
-    /// Anthropic's `x-api-key` (optional) and `anthropic-version`.
-    Anthropic {
-        key: Option<String>,
-        version: String,
-    },
-    /// AWS SigV4 over the whole request.
-    Aws(Credentials),
-    /// Azure OpenAI: its credential, and the `api-version` its deployment URLs take.
-    Azure {
-        credential: AzureCredential,
-        api_version: String,
-    },
-    /// OCI's HTTP signatures with an API signing key (an `oci-openai` cloud's `oci`).
-    Oci(OciCredentials),
-    /// Gemini / Vertex AI: an API key or an OAuth access token.
-    Gemini(GeminiCredential),
-    /// OCI Generative AI's native API: the credential, and what goes in every body.
-    OciNative(OciNative),
-}
-
-/// An OCI native deployment's credential and the compartment and format of its requests.
-#[derive(Clone, Debug)]
-pub struct OciNative {
-    /// An API signing key (its compartment is the one below), or an API key as a Bearer token.
-    pub credential: OciCredential,
-    /// The body's `compartmentId`.
-    pub compartment: String,
-    /// The `chatRequest`'s `apiFormat`.
-    pub format: oci_codec::Format,
-}
-
-/// How OCI's native API is authenticated.
-#[derive(Clone, Debug)]
-pub enum OciCredential {
-    /// OCI's HTTP signatures with an API signing key.
-    Signed(OciCredentials),
-    /// An OCI Generative AI API key, sent as `Authorization: Bearer`.
-    ApiKey(String),
-    None,
-}
-
-/// How Gemini and Vertex AI are authenticated.
-#[derive(Clone, Debug)]
-pub enum GeminiCredential {
-    /// A Gemini API key, sent as `x-goog-api-key`.
-    ApiKey(String),
-    /// An OAuth access token, sent as `Authorization: Bearer`.
-    Bearer(String),
-    /// A service account's key, exchanged for OAuth access tokens (`google.rs`).
-    ServiceAccount(ServiceAccount),
-    None,
-}
-
-/// How Azure OpenAI is authenticated.
-#[derive(Clone, Debug)]
-pub enum AzureCredential {
-    /// A resource key, sent as `api-key`.
-    ApiKey(String),
-    /// A Microsoft Entra ID access token, sent as `Authorization: Bearer`.
-    Entra(String),
-    None,
-}
-
-impl Endpoint {
-    /// `d`'s endpoint, with its cloud's protocol and credentials.
-    pub fn of(config: &Config, d: &Deployment) -> Endpoint {
-        let cloud = config.cloud_of(d.id);
-        let key = cloud.api_key.as_ref().map(|k| k.expose().to_owned());
-        let auth = match (cloud.protocol, &cloud.aws, key) {
-            (Protocol::OpenAi, _, _) if let Some(oci) = &cloud.oci => Auth::Oci(oci.clone()),
-            (Protocol::Oci, _, key) => {
-                let signed = cloud.oci.clone().map(OciCredential::Signed);
-                let credential = signed.or(key.map(OciCredential::ApiKey)).unwrap_or(OciCredential::None);
-                let format = match d.oci_format {
-                    Some(OciFormat::Cohere) => oci_codec::Format::Cohere,
-                    Some(OciFormat::Generic) => oci_codec::Format::Generic,
-                    None => oci_codec::Format::of_model(&d.model),
-                };
-                let compartment = cloud.compartment.clone().unwrap_or_default();
-                Auth::OciNative(OciNative { credential, compartment, format })
-            }
-            (Protocol::Anthropic, _, key) => Auth::Anthropic { key, version: cloud.anthropic_version.clone() },
-            (Protocol::AzureOpenAi, _, key) => {
-                let entra = cloud.entra_token.as_ref().map(|t| AzureCredential::Entra(t.expose().to_owned()));
-                let credential = entra.or(key.map(AzureCredential::ApiKey)).unwrap_or(AzureCredential::None);
-                Auth::Azure { credential, api_version: cloud.api_version.clone() }
-            }
-            (Protocol::Gemini, _, key) => {
-                let account = cloud.service_account.clone().map(GeminiCredential::ServiceAccount);
-                let bearer = cloud.bearer_token.as_ref().map(|t| GeminiCredential::Bearer(t.expose().to_owned()));
-                let credential = account.or(bearer).or(key.map(GeminiCredential::ApiKey));
-                Auth::Gemini(credential.unwrap_or(GeminiCredential::None))
-            }
-            (Protocol::Bedrock, Some(aws), _) => Auth::Aws(Credentials {
-                access_key_id: aws.access_key_id.expose().to_owned(),
-                secret_access_key: aws.secret_access_key.expose().to_owned(),
-                session_token: aws.session_token.as_ref().map(|t| t.expose().to_owned()),
-            }),
-            (_, _, Some(key)) => Auth::Bearer(key),
-            (_, _, None) => Auth::None,
-        };
-        Endpoint {
-            base: d.endpoint.clone(),
-            protocol: cloud.protocol,
-            auth,
-            model: d.model.clone(),
-            region: d.region.clone(),
-        }
-    }
-}
 
 /// A deployment's prepared target: its URLs and auth, built once.
 #[derive(Debug)]
@@ -186,16 +62,6 @@ pub(crate) struct Target {
     oci: Option<(String, oci_codec::Format)>,
 }
 
-#[derive(Debug)]
-enum PreparedAuth {
-    None,
-    Header(HeaderName, HeaderValue),
-    Anthropic { key: Option<HeaderValue>, version: HeaderValue },
-    Aws { credentials: Credentials, region: String },
-    Oci { signer: oci::Signer, compartment: HeaderValue },
-    Google(TokenSource),
-}
-
 impl Target {
     pub(crate) fn new(e: &Endpoint) -> Result<Target, ClientBuildError> {
         let uri = |path: &str| {
@@ -203,49 +69,7 @@ impl Target {
                 .parse::<Uri>()
                 .map_err(|err| ClientBuildError::Url(e.base.clone(), err.to_string()))
         };
-        let sensitive = |value: String| {
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| ClientBuildError::Client("a credential holds characters a header cannot".into()))?;
-            value.set_sensitive(true);
-            Ok::<_, ClientBuildError>(value)
-        };
-        let auth = match &e.auth {
-            Auth::None => PreparedAuth::None,
-            Auth::Bearer(key) => PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {key}"))?),
-            Auth::Anthropic { key, version } => PreparedAuth::Anthropic {
-                key: key.clone().map(sensitive).transpose()?,
-                version: HeaderValue::from_str(version)
-                    .map_err(|_| ClientBuildError::Client("anthropic_version is not a header value".into()))?,
-            },
-            Auth::Aws(credentials) => PreparedAuth::Aws { credentials: credentials.clone(), region: e.region.clone() },
-            Auth::Azure { credential: AzureCredential::ApiKey(key), .. } => {
-                PreparedAuth::Header(HeaderName::from_static("api-key"), sensitive(key.clone())?)
-            }
-            Auth::Azure { credential: AzureCredential::Entra(token), .. } => {
-                PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {token}"))?)
-            }
-            Auth::Azure { credential: AzureCredential::None, .. } => PreparedAuth::None,
-            Auth::Gemini(GeminiCredential::ApiKey(key)) => {
-                PreparedAuth::Header(HeaderName::from_static("x-goog-api-key"), sensitive(key.clone())?)
-            }
-            Auth::Gemini(GeminiCredential::Bearer(token)) => {
-                PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {token}"))?)
-            }
-            Auth::Gemini(GeminiCredential::ServiceAccount(account)) => {
-                PreparedAuth::Google(TokenSource::new(account).map_err(ClientBuildError::Client)?)
-            }
-            Auth::Gemini(GeminiCredential::None) => PreparedAuth::None,
-            Auth::Oci(credentials)
-            | Auth::OciNative(OciNative { credential: OciCredential::Signed(credentials), .. }) => PreparedAuth::Oci {
-                signer: oci::Signer::new(credentials).map_err(|e| ClientBuildError::Client(e.to_string()))?,
-                compartment: HeaderValue::from_str(&credentials.compartment)
-                    .map_err(|_| ClientBuildError::Client("the OCI compartment is not a header value".into()))?,
-            },
-            Auth::OciNative(OciNative { credential: OciCredential::ApiKey(key), .. }) => {
-                PreparedAuth::Header(AUTHORIZATION, sensitive(format!("Bearer {key}"))?)
-            }
-            Auth::OciNative(OciNative { credential: OciCredential::None, .. }) => PreparedAuth::None,
-        };
+        let auth = PreparedAuth::new(e)?;
         let oci = match &e.auth {
             Auth::OciNative(native) => Some((native.compartment.clone(), native.format)),
             _ if e.protocol == Protocol::Oci => {
@@ -296,7 +120,11 @@ impl Target {
             }
         };
         let embed = match e.protocol {
-            Protocol::Bedrock => EmbedApi::bedrock(&e.model),
+            Protocol::Bedrock => BedrockEmbedder::of_model(&e.model).map(|model| match model {
+                BedrockEmbedder::TitanV1 => EmbedApi::TitanV1,
+                BedrockEmbedder::TitanV2 => EmbedApi::TitanV2,
+                BedrockEmbedder::Cohere { v4 } => EmbedApi::Cohere { v4 },
+            }),
             Protocol::Gemini => Some(EmbedApi::google(&e.base, &e.model)),
             Protocol::Oci => Some(EmbedApi::oci(&e.model)),
             _ => None,
@@ -309,7 +137,7 @@ impl Target {
     fn oci_target(&self) -> (&str, oci_codec::Format) {
         match &self.oci {
             Some((compartment, format)) => (compartment, *format),
-            None => ("", oci_codec::Format::of_model(&self.model)),
+            None => ("", oci_format(OciFormat::of_model(&self.model))),
         }
     }
 
@@ -387,192 +215,13 @@ impl Target {
     ) -> Result<http::Request<Full<Bytes>>, AttemptError> {
         let unbuildable = |e: http::Error| AttemptError::ConnectFailed { detail: e.to_string() };
         // The body is kept aside only to sign it.
-        let signing = matches!(self.auth, PreparedAuth::Aws { .. } | PreparedAuth::Oci { .. }).then(|| body.clone());
+        let signing = self.auth.signs().then(|| body.clone());
         let mut request = http::Request::post(uri)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(body))
             .map_err(unbuildable)?;
-        let headers = request.headers_mut();
-        match &self.auth {
-            PreparedAuth::None => {}
-            PreparedAuth::Header(name, value) => {
-                headers.insert(name.clone(), value.clone());
-            }
-            PreparedAuth::Anthropic { key, version } => {
-                if let Some(key) = key {
-                    headers.insert(HeaderName::from_static("x-api-key"), key.clone());
-                }
-                headers.insert(HeaderName::from_static("anthropic-version"), version.clone());
-            }
-            PreparedAuth::Aws { credentials, region } => {
-                let uri = request.uri().clone();
-                let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
-                let host = HeaderValue::from_str(&host).map_err(|_| AttemptError::ConnectFailed {
-                    detail: "the endpoint's host is not a header value".into(),
-                })?;
-                request.headers_mut().insert(HOST, host);
-                let body = signing.unwrap_or_default();
-                let signable =
-                    sigv4::Request { method: &Method::POST, uri: &uri, headers: request.headers(), body: &body };
-                let signed = sigv4::sign(&signable, Scope { region, service: BEDROCK }, credentials, now())
-                    .map_err(|e| AttemptError::ConnectFailed { detail: format!("cannot sign the request: {e}") })?;
-                request.headers_mut().extend(signed);
-            }
-            PreparedAuth::Oci { signer, compartment } => {
-                let body = signing.unwrap_or_default();
-                let signable = oci::Request {
-                    method: &Method::POST,
-                    uri: request.uri(),
-                    content_type: "application/json",
-                    body: &body,
-                };
-                let signed = signer
-                    .sign(&signable, now())
-                    .map_err(|e| AttemptError::ConnectFailed { detail: format!("cannot sign the request: {e}") })?;
-                request.headers_mut().extend(signed);
-                request.headers_mut().insert(oci::OPC_COMPARTMENT_ID, compartment.clone());
-            }
-            PreparedAuth::Google(tokens) => {
-                // `Upstream` fetched it just before.
-                let Some(authorization) = tokens.current(now()) else {
-                    return Err(AttemptError::ConnectFailed { detail: "no service account token".into() });
-                };
-                headers.insert(AUTHORIZATION, authorization);
-            }
-        }
+        self.auth.apply(&mut request, signing, now)?;
         Ok(request)
-    }
-
-    /// A refusal (a non-success status) classified from the protocol's error body.
-    pub(crate) fn classify(
-        &self,
-        status: u16,
-        retry_after: Option<std::time::Duration>,
-        error_type: Option<&str>,
-        body: &[u8],
-    ) -> AttemptError {
-        let error = match self.protocol {
-            // Azure's error bodies are OpenAI's shape; its content filter is `content_filter`
-            // with `innererror.code: ResponsibleAIPolicyViolation`, which both read.
-            Protocol::OpenAi | Protocol::AzureOpenAi => return classify_status(status, retry_after, body),
-            Protocol::Anthropic => anthropic_codec::decode_error(status, body),
-            Protocol::Bedrock => bedrock_codec::decode_error(status, error_type, body),
-            Protocol::Gemini => gemini_codec::decode_error(status, body),
-            Protocol::Oci => oci_codec::decode_error(status, body),
-        };
-        match status {
-            // Anthropic's 529 is `overloaded_error`: out of capacity, like a 429.
-            429 | 529 => AttemptError::RateLimited { retry_after },
-            401 | 403 | 404 => AttemptError::UpstreamRefused { status },
-            // Bedrock's ModelTimeoutException (408) and ModelErrorException (424) are the
-            // model's failures, not the caller's.
-            408 | 424 => AttemptError::ServerError { status },
-            // Payment required (Anthropic's `billing_error`): the account, not the request.
-            402 => AttemptError::UpstreamRefused { status },
-            400..=499 => match error.class {
-                ErrorClass::RateLimit | ErrorClass::Overloaded => AttemptError::RateLimited { retry_after },
-                // Our credentials or model id are wrong, whatever the status says: the deployment
-                // is misconfigured, and it is not the caller's doing.
-                ErrorClass::Authentication | ErrorClass::Permission | ErrorClass::NotFound => {
-                    AttemptError::UpstreamRefused { status }
-                }
-                _ if misconfigured(&error.message) => AttemptError::UpstreamRefused { status },
-                _ => by_class(error, status),
-            },
-            500..=599 => AttemptError::ServerError { status },
-            _ => AttemptError::InvalidResponse { detail: format!("unexpected status {status}") },
-        }
-    }
-}
-
-/// Which of `protocols` (`Protocol::bit`s) cannot express `body`, an OpenAI body, as bits; and
-/// why the first of them cannot. OpenAI's own protocol always can (its bodies pass through), and
-/// so can Azure OpenAI's ([`Protocol::PASS_THROUGH`]).
-/// A body that does not decode is left for the attempt to report.
-pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
-    let (mut bits, mut first) = (0, None);
-    if protocols & !Protocol::PASS_THROUGH == 0 {
-        return (0, None);
-    }
-    let mut request = match canonical(body) {
-        Ok(request) => request,
-        // What the strict codec cannot read can be sent only as it is: to OpenAI (and Azure
-        // OpenAI) deployments.
-        Err(_) => {
-            let bits = protocols & !Protocol::PASS_THROUGH;
-            use switchyard_wire::canonical::Protocol as Wire;
-            let target = if bits & Protocol::Bedrock.bit() != 0 {
-                Wire::Bedrock
-            } else if bits & Protocol::Gemini.bit() != 0 {
-                Wire::Gemini
-            } else if bits & Protocol::Oci.bit() != 0 {
-                Wire::Oci
-            } else {
-                Wire::Anthropic
-            };
-            let reason = "the request uses a form that cannot be translated (read by OpenAI deployments only)";
-            return (bits, Some(Unsupported { param: "messages".into(), target, reason }));
-        }
-    };
-    let mut check = |protocol: Protocol, result: Result<Value, Unsupported>| {
-        if let Err(e) = result {
-            bits |= protocol.bit();
-            first.get_or_insert(e);
-        }
-    };
-    if protocols & Protocol::Bedrock.bit() != 0 {
-        check(Protocol::Bedrock, bedrock_codec::encode_request(&request));
-    }
-    if protocols & Protocol::Gemini.bit() != 0 {
-        check(Protocol::Gemini, gemini_codec::encode_request(&request));
-    }
-    // GENERIC, what most OCI models speak; what only Cohere's format cannot say is refused by
-    // the attempt (a 400 naming it).
-    if protocols & Protocol::Oci.bit() != 0 {
-        check(Protocol::Oci, oci_codec::encode_request(&request, oci_codec::Format::Generic));
-    }
-    if protocols & Protocol::Anthropic.bit() != 0 {
-        request.max_tokens = request.max_tokens.or(Some(DEFAULT_ANTHROPIC_MAX_TOKENS));
-        trim_prefill(&mut request);
-        check(Protocol::Anthropic, anthropic_codec::encode_request(&request));
-    }
-    (bits, first)
-}
-
-/// Refusals that say the deployment is set up wrong, under a status that does not: Bedrock's
-/// `ValidationException` for a model id it does not know, or one that needs an inference
-/// profile; Anthropic's 400 for an account out of credit; Gemini's 400 for a bad API key or
-/// a region the API is not offered in.
-fn misconfigured(message: &str) -> bool {
-    const SIGNS: [&str; 5] = [
-        "model identifier is invalid",
-        "with on-demand throughput isn",
-        "credit balance is too low",
-        "api key not valid",
-        "user location is not supported",
-    ];
-    let message = message.to_ascii_lowercase();
-    SIGNS.iter().any(|sign| message.contains(sign))
-}
-
-/// An error reported inside a stream (no status of its own), classified by its class.
-pub(crate) fn in_stream(error: ErrorObject) -> AttemptError {
-    match error.class {
-        ErrorClass::RateLimit | ErrorClass::Overloaded => AttemptError::RateLimited { retry_after: None },
-        ErrorClass::Server => AttemptError::ServerError { status: 500 },
-        ErrorClass::Authentication | ErrorClass::Permission | ErrorClass::NotFound => {
-            AttemptError::UpstreamRefused { status: 403 }
-        }
-        _ => by_class(error, 400),
-    }
-}
-
-fn by_class(error: ErrorObject, status: u16) -> AttemptError {
-    let ErrorObject { class, message, code, .. } = error;
-    match class {
-        ErrorClass::ContextLength => AttemptError::ContextLengthExceeded { message },
-        ErrorClass::ContentFilter => AttemptError::ContentFiltered { message, code },
-        _ => AttemptError::ClientError { status, message, code },
     }
 }
 
@@ -665,7 +314,13 @@ fn encoded(result: Result<Value, Unsupported>) -> Result<Bytes, AttemptError> {
 
 /// The 400 that names what the protocol cannot express.
 fn refusal(e: Unsupported) -> AttemptError {
-    AttemptError::ClientError { status: 400, message: e.to_string(), code: Some("unsupported_parameter".into()) }
+    unsupported(e.to_string())
+}
+
+/// The 400 for a parameter the deployment's API cannot take (`message` names it): the
+/// caller's to fix, never failed over.
+pub(crate) fn unsupported(message: String) -> AttemptError {
+    AttemptError::ClientError { status: 400, message, code: Some("unsupported_parameter".into()) }
 }
 
 /// A path segment percent-encoded as botocore does: all but unreserved characters (a model
@@ -685,35 +340,6 @@ fn path_segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A deployment set up wrong (a model id Bedrock does not know, an Anthropic account out of
-    /// credit) fails over and counts against it, whatever status it came with.
-    #[test]
-    fn misconfiguration_is_the_deployments_fault_under_any_status() {
-        let target = |protocol| {
-            let auth = Auth::None;
-            let e = Endpoint { base: "http://h".into(), protocol, auth, model: "m".into(), region: "us-east-1".into() };
-            Target::new(&e).expect("target")
-        };
-        let bedrock = target(Protocol::Bedrock);
-        let invalid = br#"{"message":"The provided model identifier is invalid."}"#;
-        let refused = bedrock.classify(400, None, Some("ValidationException"), invalid);
-        assert_eq!(refused, AttemptError::UpstreamRefused { status: 400 });
-        let profile =
-            br#"{"message":"Invocation of model ID anthropic.claude-x with on-demand throughput isn't supported."}"#;
-        assert_eq!(
-            bedrock.classify(400, None, Some("ValidationException"), profile),
-            AttemptError::UpstreamRefused { status: 400 }
-        );
-        let anthropic = target(Protocol::Anthropic);
-        let billing = br#"{"type":"error","error":{"type":"billing_error","message":"billing"}}"#;
-        assert_eq!(anthropic.classify(402, None, None, billing), AttemptError::UpstreamRefused { status: 402 });
-        let credit = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#;
-        assert_eq!(anthropic.classify(400, None, None, credit), AttemptError::UpstreamRefused { status: 400 });
-        let plain =
-            br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: field required"}}"#;
-        assert!(matches!(anthropic.classify(400, None, None, plain), AttemptError::ClientError { status: 400, .. }));
-    }
 
     #[test]
     fn model_ids_are_encoded_in_the_path() {

@@ -2,8 +2,12 @@
 //! the Gemini API, Vertex AI, OCI Generative AI's `embedText`): one OpenAI embeddings request becomes the calls the API allows
 //! (`switchyard_wire::embed_codec` says how many inputs each takes and writes and reads them),
 //! sent at most [`MAX_CONCURRENT_CALLS`] at a time with the deployment's auth, and their answers
-//! merged into one OpenAI embeddings response. Any call that fails fails the attempt with its
-//! classified [`AttemptError`], so the gateway fails the whole request over; what the API
+//! merged into one OpenAI embeddings response. Each answer is read up to [`MAX_ANSWER`]
+//! (16 MiB: 250 vectors of 3072 dimensions are a few MB of JSON), so one attempt holds at most
+//! 128 MiB of answers in flight. A call that fails with a 429 (whose Retry-After, if any, is
+//! short: at most [`MAX_RETRY_WAIT`], and ends within the call's first-byte budget) or a 500,
+//! 502, 503 or 504 is made once more; a call that fails (again) fails the attempt with its
+//! classified [`AttemptError`], so the gateway fails the whole request over. What the API
 //! cannot take is a 400 naming the parameter, and nothing is sent.
 //!
 //! OpenAI's and Azure OpenAI's embeddings do not come here: their bytes pass through
@@ -19,15 +23,19 @@ use http_body_util::{BodyExt, Limited};
 use switchyard_core::AttemptError;
 use switchyard_wire::embed_codec::{self, Answer, Api, BEDROCK_INPUT_TOKENS_HEADER};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-use crate::adapter::Target;
+use crate::adapter::{Target, unsupported};
 use crate::{Client, Response, Upstream, refusal, send, with_google_token};
 
 /// The most calls of one attempt in flight at once.
 pub(crate) const MAX_CONCURRENT_CALLS: usize = 8;
 
 /// The most bytes read from one call's answer.
-const MAX_ANSWER: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// The longest Retry-After a failed call is made again after, within the attempt.
+pub(crate) const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 impl Upstream {
     /// Whether deployment `index` makes embeddings through [`Upstream::embed`]: its API is not
@@ -59,11 +67,7 @@ impl Upstream {
             let detail = format!("{} deployments serve no embeddings", target.protocol.name());
             return Err(AttemptError::InvalidResponse { detail });
         };
-        let embed = api.read(&body).map_err(|refusal| AttemptError::ClientError {
-            status: 400,
-            message: refusal.message,
-            code: Some("unsupported_parameter".into()),
-        })?;
+        let embed = api.read(&body).map_err(|refusal| unsupported(refusal.message))?;
         let client = self.client().map_err(|e| AttemptError::ConnectFailed { detail: e.to_string() })?;
         let calls: Vec<Range<usize>> = api.calls(&embed).collect();
         let told = Mutex::new(Some(headers));
@@ -95,8 +99,24 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// One call of `n` inputs: its answer read, or its failure classified.
+    /// One call of `n` inputs, made once more when it failed in a way that a second try may
+    /// not ([`retry_wait`]).
     async fn send(self, body: Bytes, n: usize) -> Result<Answer, AttemptError> {
+        let started = Instant::now();
+        match self.once(body.clone(), n).await {
+            Err(error) => match retry_wait(&error, self.first_byte.saturating_sub(started.elapsed())) {
+                Some(wait) => {
+                    tokio::time::sleep(wait).await;
+                    self.once(body, n).await
+                }
+                None => Err(error),
+            },
+            answered => answered,
+        }
+    }
+
+    /// One call of `n` inputs: its answer read, or its failure classified.
+    async fn once(self, body: Bytes, n: usize) -> Result<Answer, AttemptError> {
         let response = self.respond(body).await?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
@@ -130,5 +150,42 @@ impl Call<'_> {
                 Ok(with_google_token(client, tokens, self.first_byte, build).await?.0)
             }
         }
+    }
+}
+
+/// How long to wait before making a failed call again, if it is to be: after a 429 its
+/// Retry-After (none: at once) when at most [`MAX_RETRY_WAIT`] and shorter than `left` (what
+/// is left of the call's first-byte budget); after a 500, 502, 503 or 504 at once.
+pub(crate) fn retry_wait(error: &AttemptError, left: Duration) -> Option<Duration> {
+    match *error {
+        AttemptError::RateLimited { retry_after } => {
+            let wait = retry_after.unwrap_or(Duration::ZERO);
+            (wait <= MAX_RETRY_WAIT && wait < left).then_some(wait)
+        }
+        AttemptError::ServerError { status: 500 | 502 | 503 | 504 } => Some(Duration::ZERO),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_short_429_or_a_5xx_is_tried_again() {
+        let left = Duration::from_secs(3);
+        let limited = |after: Option<u64>| AttemptError::RateLimited { retry_after: after.map(Duration::from_millis) };
+        assert_eq!(retry_wait(&limited(None), left), Some(Duration::ZERO));
+        assert_eq!(retry_wait(&limited(Some(400)), left), Some(Duration::from_millis(400)));
+        assert_eq!(retry_wait(&limited(Some(1500)), left), None, "longer than a short wait");
+        assert_eq!(retry_wait(&limited(Some(400)), Duration::from_millis(300)), None, "past the budget");
+        for status in [500, 502, 503, 504] {
+            assert_eq!(retry_wait(&AttemptError::ServerError { status }, left), Some(Duration::ZERO));
+        }
+        assert_eq!(retry_wait(&AttemptError::ServerError { status: 501 }, left), None);
+        assert_eq!(retry_wait(&AttemptError::FirstByteTimeout, left), None);
+        assert_eq!(retry_wait(&AttemptError::UpstreamRefused { status: 403 }, left), None);
+        let refused = AttemptError::ClientError { status: 400, message: "no".into(), code: None };
+        assert_eq!(retry_wait(&refused, left), None);
     }
 }

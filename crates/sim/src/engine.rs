@@ -205,6 +205,7 @@ impl<'a> Engine<'a> {
             alias,
             tenant,
             input_tokens: input,
+            context_tokens: None,
             max_output_tokens: Some(output),
             needs: Needs { streaming: stream, ..Needs::default() },
             reserved_tokens: input.saturating_add(output),

@@ -46,7 +46,11 @@ pub struct ChatRequest {
 pub struct EmbeddingsRequest {
     pub object: RawObject,
     pub model: String,
+    /// Estimated tokens of every input together (what is reserved and billed).
     pub input_tokens: u32,
+    /// Estimated tokens of the longest input: what a model's context window must hold, each
+    /// input being embedded on its own.
+    pub longest_input_tokens: u32,
 }
 
 /// The most tokens one usage number of one request can plausibly count: 100 million, ten
@@ -308,23 +312,29 @@ impl EmbeddingsRequest {
         let object = parse_object(bytes)?;
         let model = model_of(&object)?;
         let input: Option<Value> = object.get("input").and_then(|i| serde_json::from_str(i).ok());
-        let input_tokens = match input {
-            Some(Value::String(s)) => estimate_tokens(&s),
+        let (input_tokens, longest_input_tokens) = match input {
+            Some(Value::String(s)) => (estimate_tokens(&s), estimate_tokens(&s)),
+            // One array of token ids is one input.
+            Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_number) => {
+                let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+                (n, n)
+            }
             Some(Value::Array(items)) if !items.is_empty() => {
-                let mut n: u32 = 0;
+                let (mut n, mut longest): (u32, u32) = (0, 0);
                 for item in items {
-                    n = n.saturating_add(match item {
+                    let tokens = match item {
                         Value::String(s) => estimate_tokens(&s),
                         Value::Number(_) => 1,
                         Value::Array(tokens) => u32::try_from(tokens.len()).unwrap_or(u32::MAX),
                         _ => return Err(bad("'input' items must be strings or token arrays", Some("input"))),
-                    });
+                    };
+                    (n, longest) = (n.saturating_add(tokens), longest.max(tokens));
                 }
-                n
+                (n, longest)
             }
             _ => return Err(bad("'input' must be a string or a non-empty array", Some("input"))),
         };
-        Ok(EmbeddingsRequest { object, model, input_tokens })
+        Ok(EmbeddingsRequest { object, model, input_tokens, longest_input_tokens })
     }
 
     pub fn upstream_body(&self, provider_model: &str) -> Vec<u8> {

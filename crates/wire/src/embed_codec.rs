@@ -1,7 +1,9 @@
 //! Embeddings in the clouds' own APIs. An OpenAI embeddings request is read into [`Embed`]
 //! (text inputs, `dimensions`, `encoding_format`; what an API cannot take is a [`Refusal`]
-//! naming the parameter), split into the calls the deployment's [`Api`] allows
-//! ([`Api::max_inputs`]), each call written ([`Api::encode`]) and its answer read
+//! naming the parameter; more than [`MAX_INPUTS`] inputs is refused as OpenAI refuses them),
+//! split into the calls the deployment's [`Api`] allows ([`Api::calls`]: at most
+//! [`Api::max_inputs`] each, and for Vertex AI under its tokens-per-call limit by the
+//! project's estimate, with a margin), each call written ([`Api::encode`]) and its answer read
 //! ([`Api::decode`]), and the answers merged into one OpenAI embeddings response ([`merge`]):
 //! `data[i].index` in input order, usage summed, base64 written here when the caller asked for
 //! it. Pure: the calls themselves are `switchyard-providers`' (`embed.rs`).
@@ -36,9 +38,10 @@ pub enum Api {
     /// for `gemini-embedding-*`).
     Vertex { one_per_call: bool },
     /// OCI Generative AI's `embedText` (Cohere Embed models, or a dedicated endpoint): up to
-    /// 96 `inputs` per call; `v4` (`cohere.embed-v4.0`) takes `outputDimensions`. The body
-    /// [`Api::encode`] writes lacks the `compartmentId`, which is the deployment's cloud's.
-    Oci { v4: bool },
+    /// 96 `inputs` per call, each answered at the model's own `dimensions` (`EmbedTextDetails`
+    /// has no field to ask for others: `dimensions` is taken only when it is that size). The
+    /// body [`Api::encode`] writes lacks the `compartmentId`, which is the deployment's cloud's.
+    Oci { dimensions: u32 },
 }
 
 /// A caller's embeddings request, as the APIs here take it.
@@ -68,22 +71,21 @@ pub struct Answer {
 /// The header Bedrock counts a call's input tokens in (Cohere's answers carry no count).
 pub const BEDROCK_INPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-input-token-count";
 
-impl Api {
-    /// The API of a Bedrock model id (a cross-region inference profile's too), if it embeds.
-    pub fn bedrock(model: &str) -> Option<Api> {
-        if model.contains("amazon.titan-embed-text-v2") {
-            Some(Api::TitanV2)
-        } else if model.contains("amazon.titan-embed-text-v1") || model.contains("amazon.titan-embed-g1-text") {
-            Some(Api::TitanV1)
-        } else if model.contains("cohere.embed-v4") {
-            Some(Api::Cohere { v4: true })
-        } else if model.contains("cohere.embed-") {
-            Some(Api::Cohere { v4: false })
-        } else {
-            None
-        }
-    }
+/// The most inputs one embeddings request may have: OpenAI's own limit (its embeddings API
+/// refuses more), held to on the APIs whose calls are made here.
+pub const MAX_INPUTS: usize = 2048;
 
+/// The most `dimensions` the Gemini API and Vertex AI make (`gemini-embedding-001`'s 3072).
+pub const GOOGLE_MAX_DIMENSIONS: u32 = 3072;
+
+/// The most input tokens one Vertex AI `predict` of a text embeddings model takes.
+pub const VERTEX_MAX_TOKENS: u64 = 20_000;
+
+/// The tokens, by the project's estimate, the calls are packed under for Vertex AI: a fifth
+/// below [`VERTEX_MAX_TOKENS`], as the estimate is not Vertex AI's tokenizer.
+const VERTEX_PACKED_TOKENS: u64 = VERTEX_MAX_TOKENS / 5 * 4;
+
+impl Api {
     /// The API of a Google endpoint: Vertex AI's `predict` under a publisher
     /// (`…/publishers/google`), else the Gemini API's `batchEmbedContents`.
     pub fn google(base: &str, model: &str) -> Api {
@@ -94,9 +96,18 @@ impl Api {
         }
     }
 
-    /// The API of an OCI native deployment's model.
+    /// The API of an OCI native deployment's model, with the dimensions it makes: Cohere Embed
+    /// v4 1536, a v3 light model (`-light-`) 384, the other v3 models (and a dedicated
+    /// endpoint, whose model the id does not say) 1024.
     pub fn oci(model: &str) -> Api {
-        Api::Oci { v4: model.contains("embed-v4") }
+        let dimensions = if model.contains("embed-v4") {
+            1536
+        } else if model.contains("-light-") {
+            384
+        } else {
+            1024
+        };
+        Api::Oci { dimensions }
     }
 
     /// What the API is called in refusals.
@@ -121,10 +132,29 @@ impl Api {
         }
     }
 
-    /// The calls `embed` takes, in order: each a range of its inputs.
+    /// The calls `embed` takes, in order: each a range of its inputs, at most
+    /// [`Api::max_inputs`] of them, packed greedily; for Vertex AI also under
+    /// [`VERTEX_MAX_TOKENS`] (less a margin) by the project's estimate. An input alone over it
+    /// is a call of its own, for Vertex AI to refuse.
     pub fn calls(self, embed: &Embed) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
-        let (n, size) = (embed.inputs.len(), self.max_inputs());
-        (0..n.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(n))
+        let (size, budget) = match self {
+            Api::Vertex { one_per_call: false } => (self.max_inputs(), VERTEX_PACKED_TOKENS),
+            _ => (self.max_inputs(), u64::MAX),
+        };
+        let mut calls = Vec::with_capacity(embed.inputs.len().div_ceil(size));
+        let (mut start, mut tokens) = (0, 0u64);
+        for (i, text) in embed.inputs.iter().enumerate() {
+            let cost = u64::from(estimate_tokens(text));
+            if i > start && (i - start == size || tokens.saturating_add(cost) > budget) {
+                calls.push(start..i);
+                (start, tokens) = (i, 0);
+            }
+            tokens = tokens.saturating_add(cost);
+        }
+        if start < embed.inputs.len() {
+            calls.push(start..embed.inputs.len());
+        }
+        calls.into_iter()
     }
 
     /// Reads an OpenAI embeddings body for this API; what it cannot take is refused, naming
@@ -174,22 +204,39 @@ impl Api {
         if embed.inputs.is_empty() {
             return Err(refuse("input", "'input' must be a string or a non-empty array".into()));
         }
+        if embed.inputs.len() > MAX_INPUTS {
+            let message = format!("'input' has {} items: at most {MAX_INPUTS} are taken", embed.inputs.len());
+            return Err(refuse("input", message));
+        }
         if let Some(d) = embed.dimensions {
+            let native = [self.oci_dimensions().unwrap_or(0)];
             let allowed: &[u32] = match self {
                 Api::TitanV1 => &[1536],
                 Api::TitanV2 => &[256, 512, 1024],
                 Api::Cohere { v4: false } => &[1024],
-                Api::Cohere { v4: true } | Api::Oci { v4: true } => &[256, 512, 1024, 1536],
-                // Cohere Embed v3 (and its light models): what the model makes, not sent.
-                Api::Oci { v4: false } => &[384, 1024],
+                Api::Cohere { v4: true } => &[256, 512, 1024, 1536],
+                // What the model makes, which is not sent.
+                Api::Oci { .. } => &native,
                 Api::Gemini | Api::Vertex { .. } => &[],
             };
+            if matches!(self, Api::Gemini | Api::Vertex { .. }) && d > GOOGLE_MAX_DIMENSIONS {
+                let message = format!("{} takes 'dimensions' up to {GOOGLE_MAX_DIMENSIONS}, not {d}", self.name());
+                return Err(refuse("dimensions", message));
+            }
             if !allowed.is_empty() && !allowed.contains(&d) {
                 let message = format!("{} takes 'dimensions' {allowed:?} only, not {d}", self.name());
                 return Err(refuse("dimensions", message));
             }
         }
         Ok(embed)
+    }
+
+    /// The dimensions an OCI model makes ([`Api::oci`]).
+    pub fn oci_dimensions(self) -> Option<u32> {
+        match self {
+            Api::Oci { dimensions } => Some(dimensions),
+            _ => None,
+        }
     }
 
     /// The body of the call for `embed`'s inputs in `range`, to `model`.
@@ -225,14 +272,9 @@ impl Api {
                     .collect();
                 json!({"requests": requests})
             }
-            Api::Oci { v4 } => {
-                let mut body = json!({"servingMode": crate::oci_codec::serving_mode(model), "inputs": inputs,
-                    "inputType": "SEARCH_DOCUMENT", "truncate": "NONE"});
-                if let Some(d) = embed.dimensions.filter(|_| v4) {
-                    body["outputDimensions"] = json!(d);
-                }
-                body
-            }
+            // `dimensions`, when given, is the model's own ([`Api::read`]): nothing to send.
+            Api::Oci { .. } => json!({"servingMode": crate::oci_codec::serving_mode(model), "inputs": inputs,
+                "inputType": "SEARCH_DOCUMENT", "truncate": "NONE"}),
             Api::Vertex { .. } => {
                 let instances: Vec<Value> = inputs.iter().map(|text| json!({"content": text})).collect();
                 let mut body = json!({"instances": instances});

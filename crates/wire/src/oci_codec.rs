@@ -10,9 +10,9 @@
 //!   and `tools` as `FUNCTION`s, `toolChoice`, `responseFormat`) or `COHERE` (the last user
 //!   turn as `message` or `toolResults`, the rest as `chatHistory` with roles `USER`,
 //!   `CHATBOT`, `SYSTEM`, `TOOL`, the system prompt as `preambleOverride`, tools with
-//!   `parameterDefinitions`). [`Format::of_model`] picks the format from the model id
-//!   (`cohere.` → COHERE). OpenAI's `frequency_penalty`, `presence_penalty` and `seed` (and
-//!   `logit_bias`, GENERIC only) have their places; what OCI cannot express (a prefill, the
+//!   `parameterDefinitions`). Which format a model speaks is config's (`api_format`, or
+//!   `switchyard_core`'s `OciFormat::of_model`). OpenAI's `frequency_penalty`,
+//!   `presence_penalty` and `seed` (and `logit_bias`, GENERIC only) have their places; what OCI cannot express (a prefill, the
 //!   user id, strict tools, images or tool choice for Cohere, ...) is
 //!   [`Unsupported`](crate::canonical::Unsupported). [`decode_request`] reads such a body,
 //!   for the emulator.
@@ -62,12 +62,6 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a model id speaks by default: Cohere's (`cohere.command-…`) COHERE, any other
-    /// GENERIC. A dedicated endpoint's OCID names no model: its format is configured.
-    pub fn of_model(model: &str) -> Format {
-        if model.starts_with("cohere.") { Format::Cohere } else { Format::Generic }
-    }
-
     /// The `apiFormat` value.
     pub fn name(self) -> &'static str {
         match self {

@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use emulation::{Dist, Emulation, Fault, FaultKind, FaultWindow};
 pub use google::ServiceAccount;
 pub use oci::OciCredentials;
-pub use protocols::inference_profile_jurisdiction;
+pub use protocols::{BedrockEmbedder, inference_profile_jurisdiction};
 pub use secret::{NoSecrets, Secret, SecretSource};
 pub use stores::{LedgerPolicy, LedgerSettings, SharedSettings};
 pub use validate::{check_commitment_numbers, check_jurisdiction, check_name, hash_key, key_hash_text, parse_key_hash};

@@ -191,14 +191,54 @@ pub(super) fn oci_format(
         return None;
     }
     Some(match given {
-        None if model.starts_with("cohere.") => OciFormat::Cohere,
-        None | Some("generic") => OciFormat::Generic,
+        None => OciFormat::of_model(model),
+        Some("generic") => OciFormat::Generic,
         Some("cohere") => OciFormat::Cohere,
         Some(other) => {
             errors.push(format!("{path}.api_format: {other:?} is not an OCI chat format (generic or cohere)"));
             OciFormat::Generic
         }
     })
+}
+
+impl OciFormat {
+    /// The format an OCI model id speaks when no `api_format` says: COHERE for Cohere's models
+    /// (`cohere.…`), GENERIC for the others and for a dedicated endpoint's OCID. The one rule
+    /// for config, the gateway's adapter and the emulator.
+    pub fn of_model(model: &str) -> OciFormat {
+        if model.starts_with("cohere.") { OciFormat::Cohere } else { OciFormat::Generic }
+    }
+}
+
+/// A Bedrock model that makes embeddings, by its id (a cross-region inference profile's too):
+/// the one rule for config (an embeddings deployment on bedrock must be one) and the adapter
+/// (which API its calls speak, `switchyard_wire::embed_codec::Api`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BedrockEmbedder {
+    /// Amazon Titan Text Embeddings G1 (`amazon.titan-embed-text-v1`, `amazon.titan-embed-g1-text-02`).
+    TitanV1,
+    /// Amazon Titan Text Embeddings v2 (`amazon.titan-embed-text-v2:0`).
+    TitanV2,
+    /// Cohere Embed (`cohere.embed-english-v3`, `cohere.embed-multilingual-v3`; `v4`:
+    /// `cohere.embed-v4:0`).
+    Cohere { v4: bool },
+}
+
+impl BedrockEmbedder {
+    /// The embeddings model `model` is, if it is one.
+    pub fn of_model(model: &str) -> Option<BedrockEmbedder> {
+        if model.contains("amazon.titan-embed-text-v2") {
+            Some(BedrockEmbedder::TitanV2)
+        } else if model.contains("amazon.titan-embed-text-v1") || model.contains("amazon.titan-embed-g1-text") {
+            Some(BedrockEmbedder::TitanV1)
+        } else if model.contains("cohere.embed-v4") {
+            Some(BedrockEmbedder::Cohere { v4: true })
+        } else if model.contains("cohere.embed-") {
+            Some(BedrockEmbedder::Cohere { v4: false })
+        } else {
+            None
+        }
+    }
 }
 
 /// Azure's `api-version`: `YYYY-MM-DD`, or that with `-preview`.
@@ -234,12 +274,6 @@ pub fn inference_profile_jurisdiction(model: &str) -> Option<&'static str> {
     PROFILES.iter().find(|(prefix, _)| model.starts_with(prefix)).map(|(_, j)| *j)
 }
 
-/// Whether a Bedrock model id (or an inference profile's) is one whose embeddings are made:
-/// Titan Text Embeddings or Cohere Embed (`switchyard_wire::embed_codec::Api::bedrock`).
-fn bedrock_embeds(model: &str) -> bool {
-    ["amazon.titan-embed-text-v", "amazon.titan-embed-g1-text", "cohere.embed-"].iter().any(|m| model.contains(m))
-}
-
 /// What a deployment on `protocol` must satisfy beyond the common checks.
 pub(super) fn check_deployment(
     protocol: Protocol,
@@ -253,7 +287,8 @@ pub(super) fn check_deployment(
     if kind == DeploymentKind::Embeddings && protocol == Protocol::Anthropic {
         errors.push(format!("{path}.kind: the anthropic protocol serves no embeddings"));
     }
-    if kind == DeploymentKind::Embeddings && protocol == Protocol::Bedrock && !bedrock_embeds(model) {
+    if kind == DeploymentKind::Embeddings && protocol == Protocol::Bedrock && BedrockEmbedder::of_model(model).is_none()
+    {
         errors.push(format!(
             "{path}.model: embeddings on bedrock are Amazon Titan Text Embeddings (amazon.titan-embed-text-v2:0, \
              amazon.titan-embed-text-v1) or Cohere Embed (cohere.embed-...) models, not {model:?}"
@@ -284,5 +319,28 @@ pub(super) fn check_deployment(
         errors.push(format!(
             "{path}.jurisdiction: model {model:?} is {what}: its jurisdiction must be {spans:?}, not {jurisdiction:?}"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_names_each_model_family() {
+        assert_eq!(OciFormat::of_model("cohere.command-a-03-2025"), OciFormat::Cohere);
+        assert_eq!(OciFormat::of_model("meta.llama-4-scout"), OciFormat::Generic);
+        assert_eq!(OciFormat::of_model("ocid1.generativeaiendpoint.oc1.us-chicago-1.e"), OciFormat::Generic);
+        let of = BedrockEmbedder::of_model;
+        assert_eq!(of("amazon.titan-embed-text-v2:0"), Some(BedrockEmbedder::TitanV2));
+        assert_eq!(of("amazon.titan-embed-text-v1"), Some(BedrockEmbedder::TitanV1));
+        assert_eq!(of("amazon.titan-embed-g1-text-02"), Some(BedrockEmbedder::TitanV1));
+        assert_eq!(of("cohere.embed-english-v3"), Some(BedrockEmbedder::Cohere { v4: false }));
+        assert_eq!(of("cohere.embed-multilingual-v3"), Some(BedrockEmbedder::Cohere { v4: false }));
+        assert_eq!(of("us.cohere.embed-v4:0"), Some(BedrockEmbedder::Cohere { v4: true }));
+        assert_eq!(of("anthropic.claude-3-haiku"), None);
+        // A Titan model no API here speaks is no embeddings model (config refuses it).
+        assert_eq!(of("amazon.titan-embed-text-v3"), None);
+        assert_eq!(of("amazon.titan-embed-image-v1"), None);
     }
 }

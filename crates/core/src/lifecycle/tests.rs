@@ -57,6 +57,7 @@ fn spec(world: &World, streaming: bool) -> Spec {
         alias: world.config.alias("chat").expect("alias").id,
         tenant: world.config.tenants[0].id,
         input_tokens: 100,
+        context_tokens: None,
         max_output_tokens: Some(100),
         needs: Needs { streaming, ..Needs::default() },
         reserved_tokens: 200,

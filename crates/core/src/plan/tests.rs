@@ -48,6 +48,7 @@ fn request<'a>(config: &'a Config, alias: &str, tenant: usize) -> PlanRequest<'a
         alias: config.alias(alias).expect("alias").id,
         tenant: &config.tenants[tenant],
         input_tokens: 100,
+        context_tokens: None,
         max_output_tokens: Some(100),
         needs: Needs::default(),
         min_context_above: 0,

@@ -1,8 +1,9 @@
 //! Embeddings in each cloud's own API: Bedrock `InvokeModel` of Titan (v2's dimensions) and
 //! Cohere Embed (96 texts at most, a list or by type, the count in a header), the Gemini API's
 //! `batchEmbedContents` (100 at most, each naming the model) and Vertex AI's `predict` (250 at
-//! most, with token counts); over a limit, the API's own 400; the same text the same vector
-//! whichever API asked; credentials checked as for generation.
+//! most and 20,000 tokens, with token counts); over a limit (dimensions too), the API's own
+//! 400; the counts the emulated tokenizer's (the estimate and one per text); the same text the
+//! same vector whichever API asked; credentials checked as for generation.
 
 use http::Method;
 use serde_json::{Value, json};
@@ -79,8 +80,9 @@ async fn titan_embeds_one_text_at_the_dimensions_asked_for() {
     let body = r.json();
     assert_eq!(floats(&body["embedding"]).len(), 256);
     assert_eq!(body["embeddingsByType"]["float"], body["embedding"]);
-    assert_eq!(body["inputTextTokenCount"], 3);
-    assert_eq!(r.header("x-amzn-bedrock-input-token-count"), "3");
+    // The emulated tokenizer: the estimate (3) and one.
+    assert_eq!(body["inputTextTokenCount"], 4);
+    assert_eq!(r.header("x-amzn-bedrock-input-token-count"), "4");
     let default = invoke(&emulator, "titan", model, json!({"inputText": "hello there"})).await.json();
     assert_eq!(floats(&default["embedding"]).len(), 1024);
 
@@ -112,11 +114,18 @@ async fn cohere_takes_96_texts_at_most_and_answers_by_type_when_asked() {
         (Some("embeddings_floats"), Some(96))
     );
     assert_eq!(floats(&body["embeddings"][0]).len(), 1024);
-    assert_eq!(r.header("x-amzn-bedrock-input-token-count"), (96 * 2).to_string(), "each text is two tokens");
+    assert_eq!(r.header("x-amzn-bedrock-input-token-count"), (96 * 3).to_string(), "each text is three tokens");
 
     let typed = invoke(&emulator, "cohere", model, json!({"texts": ["a"], "embedding_types": ["float"]})).await.json();
     assert_eq!(typed["response_type"], "embeddings_by_type");
     assert_eq!(floats(&typed["embeddings"]["float"][0]).len(), 1024);
+
+    // v3 makes 1024 dimensions only; no output_dimension (a huge one least of all).
+    for d in [json!(512), json!(4_000_000_000u64)] {
+        let r = invoke(&emulator, "cohere", model, json!({"texts": ["a"], "output_dimension": d})).await;
+        assert_eq!(r.status, 400, "{d}");
+        assert!(r.header("x-amzn-errortype").starts_with("ValidationException"));
+    }
 
     let over = invoke(&emulator, "cohere", model, json!({"texts": texts(97)})).await;
     assert_eq!(over.status, 400);
@@ -155,9 +164,26 @@ async fn gemini_batches_100_requests_at_most_and_vertex_250_instances() {
         .await
         .json();
     let first = &body["predictions"][0]["embeddings"];
-    assert_eq!((floats(&first["values"]).len(), first["statistics"]["token_count"].as_u64()), (16, Some(2)));
+    assert_eq!((floats(&first["values"]).len(), first["statistics"]["token_count"].as_u64()), (16, Some(3)));
     let instances: Vec<Value> = texts(251).iter().map(|t| json!({"content": t})).collect();
     assert_eq!(google(&emulator, vertex, json!({"instances": instances})).await.status, 400);
+    // 20,000 tokens a call: 200 texts of 100 tokens (by the emulated tokenizer) are taken,
+    // one more refused with Vertex AI's INVALID_ARGUMENT.
+    let long = |n: usize| -> Vec<Value> {
+        (0..n).map(|i| json!({"content": format!("{i:>4} {}", "a".repeat(391))})).collect()
+    };
+    let r = google(&emulator, vertex, json!({"instances": long(200)})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = google(&emulator, vertex, json!({"instances": long(201)})).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["status"].as_str()), (400, Some("INVALID_ARGUMENT")));
+    let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("input token count is 20100 but the model supports up to 20000"), "{message}");
+    // Dimensions beyond what the models make are refused, not allocated.
+    for d in [0, 3073, 4_000_000_000u64] {
+        let body = json!({"instances": [{"content": "x"}], "parameters": {"outputDimensionality": d}});
+        let r = google(&emulator, vertex, body).await;
+        assert_eq!((r.status.as_u16(), r.json()["error"]["status"].as_str()), (400, Some("INVALID_ARGUMENT")), "{d}");
+    }
 
     let wrong = [("x-goog-api-key", "nope")];
     let r = send(&emulator, "gem", Method::POST, path, &wrong, json!({"requests": [request("x")]}).to_string())

@@ -160,8 +160,15 @@ async fn reference(h: &Harness, inputs: &[String], dimensions: u32) -> Vec<Vec<f
     vectors(&r)
 }
 
+/// The project's estimate of `inputs`' tokens: the usage when the API counts none.
 fn estimated(inputs: &[String]) -> u64 {
     inputs.iter().map(|t| u64::from(switchyard_wire::estimate_tokens(t))).sum()
+}
+
+/// What an emulated API that counts tokens counts (the emulated tokenizer: the estimate and
+/// one per input), so an answer's usage shows whose count it is.
+fn counted(inputs: &[String]) -> u64 {
+    estimated(inputs) + inputs.len() as u64
 }
 
 #[tokio::test(start_paused = true)]
@@ -176,7 +183,7 @@ async fn titan_is_called_once_per_input_and_answers_in_order() {
     assert_eq!(h.requests("titan"), 5);
     assert_eq!(got, reference(&h, &inputs, 256).await, "the same vectors, in input order");
     // Titan counts each input's tokens; the sum is the usage.
-    assert_eq!(r.body["usage"], json!({"prompt_tokens": estimated(&inputs), "total_tokens": estimated(&inputs)}));
+    assert_eq!(r.body["usage"], json!({"prompt_tokens": counted(&inputs), "total_tokens": counted(&inputs)}));
 
     // One string is one input; 1024 dimensions by default.
     let one = embed(&h, json!({"model": "titan", "input": "a single text"})).await;
@@ -218,7 +225,7 @@ async fn cohere_takes_200_inputs_in_three_calls() {
         assert_eq!(got[i], expected[k], "input {i}");
     }
     // Counted by Bedrock's token-count header, summed over the calls.
-    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(estimated(&inputs)));
+    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(counted(&inputs)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,7 +256,43 @@ async fn vertex_takes_300_inputs_in_two_predict_calls_with_its_counts() {
     assert_eq!(h.seen("vx", Seen::Completed), 2, "250 + 50 instances");
     assert_eq!(got, reference(&h, &inputs, 32).await);
     // Counted by Vertex AI (statistics.token_count), summed.
-    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(estimated(&inputs)));
+    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(counted(&inputs)));
+}
+
+/// 250 inputs of 200 tokens are 50,000 tokens, and Vertex AI takes 20,000 a call: they go in
+/// four calls (80, 80, 80 and 10), none of them refused. (The gateway holds a whole
+/// embeddings request to the deployment's context window, 8192 unless configured: this one's
+/// is set above the request's 50,000.)
+#[tokio::test(start_paused = true)]
+async fn vertex_takes_250_long_inputs_in_calls_under_its_token_limit() {
+    let config = CONFIG.replace("KEYHASH", &switchyard_core::config::key_hash_text(KEY)).replace(
+        "model: text-embedding-005\n",
+        "model: text-embedding-005\n    capabilities: { context_window: 65536 }\n",
+    );
+    let h = Harness::memory_with_secrets(&config, &issued(), &issued()).await;
+    let inputs: Vec<String> = (0..250).map(|i| format!("{i:>4} {}", "word ".repeat(159))).collect();
+    let r = embed(&h, json!({"model": "vertex", "input": inputs, "dimensions": 8})).await;
+    assert_eq!(vectors(&r).len(), 250);
+    assert_eq!(h.seen("vx", Seen::BadRequest), 0, "no call over 20,000 tokens");
+    assert_eq!(h.seen("vx", Seen::Completed), 4);
+    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(counted(&inputs)));
+}
+
+/// Some calls of a batch failing (a fault plan's 503 on a share of them) are each made once
+/// more within the attempt: the batch is answered whole by its deployment.
+#[tokio::test(start_paused = true)]
+async fn calls_that_fail_now_and_then_are_made_again_within_the_attempt() {
+    let h = harness().await;
+    h.faults("titan", r#"[{"kind": "error", "status": 503, "rate": 0.2}]"#);
+    let inputs = texts(16);
+    let r = embed(&h, json!({"model": "titan-openai", "input": inputs, "dimensions": 256})).await;
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "titan", "{}", r.body["error"]);
+    assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1");
+    let failed = h.seen("titan", Seen::ErrorStatus(503));
+    assert!(failed > 0, "some calls failed");
+    assert_eq!(h.seen("titan", Seen::Completed), 16);
+    assert_eq!(h.requests("titan"), 16 + failed, "each failed call made once more");
+    assert_eq!(vectors(&r), reference(&h, &inputs, 256).await);
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,11 +306,12 @@ async fn a_failing_embeddings_deployment_fails_over_to_another_protocol() {
     assert_eq!(h.seen("cohere", Seen::ConnectionReset), 1);
     assert_eq!(vectors(&r), reference(&h, &inputs, 1024).await, "the same vectors the other cloud gives");
 
-    // A 500 from Bedrock: retried once there, then the next deployment.
+    // A 500 from Bedrock: the call made once more in each attempt, the attempt retried once
+    // there, then the next deployment.
     h.faults("cohere", r#"[{"kind": "error", "status": 500}]"#);
     let r = embed(&h, json!({"model": "cohere-gemini", "input": inputs, "dimensions": 1024})).await;
     assert_eq!(header(&r.headers, "x-switchyard-deployment"), "gem", "{}", r.body);
-    assert_eq!(h.seen("cohere", Seen::ErrorStatus(500)), 2);
+    assert_eq!(h.seen("cohere", Seen::ErrorStatus(500)), 4);
     assert_eq!(vectors(&r), reference(&h, &inputs, 1024).await);
 }
 
@@ -284,7 +328,13 @@ async fn what_an_api_cannot_take_is_a_400_naming_it_and_nothing_is_sent() {
     let unknown = embed(&h, json!({"model": "gemini", "input": "x", "input_type": "query"})).await;
     assert_eq!(unknown.status, 400, "{}", unknown.body);
     assert!(unknown.body["error"]["message"].as_str().is_some_and(|m| m.contains("'input_type'")));
-    assert_eq!((h.requests("titan"), h.requests("gem")), (0, 0), "nothing sent");
+    let many = embed(&h, json!({"model": "gemini", "input": vec!["x"; 2049]})).await;
+    assert_eq!(many.status, 400, "{}", many.body);
+    assert!(many.body["error"]["message"].as_str().is_some_and(|m| m.contains("'input'") && m.contains("2048")));
+    let wide = embed(&h, json!({"model": "vertex", "input": "x", "dimensions": 4_000_000_000u64})).await;
+    assert_eq!(wide.status, 400, "{}", wide.body);
+    assert!(wide.body["error"]["message"].as_str().is_some_and(|m| m.contains("'dimensions'")));
+    assert_eq!((h.requests("titan"), h.requests("gem"), h.requests("vx")), (0, 0, 0), "nothing sent");
     // OpenAI's own deployment takes token arrays as they are; planned past Titan, which
     // cannot, in an alias of both.
     let passed = embed(&h, json!({"model": "titan-openai", "input": [[1, 2, 3], [4]]})).await;

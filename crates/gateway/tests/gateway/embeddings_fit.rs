@@ -74,5 +74,25 @@ async fn a_model_that_cannot_take_the_request_is_passed_over_for_one_of_its_prot
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "unsupported_parameter", "{}", r.body);
     assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("'dimensions'")), "{}", r.body);
-    assert_eq!(h.requests("cohere") + h.requests("titan"), 2, "nothing sent for it");
+    assert_eq!(
+        h.requests("cohere") + h.requests("titan"),
+        3,
+        "nothing sent for it (two Titan calls and one Cohere before)"
+    );
+}
+
+/// A model's context window holds each input, not all of them: inputs that fit one by one are
+/// embedded however many there are; one that does not fit has no route.
+#[tokio::test(start_paused = true)]
+async fn the_context_window_holds_the_longest_input_not_all_of_them() {
+    let config = CONFIG.replace("KEYHASH", &switchyard_core::config::key_hash_text(KEY));
+    let h = Harness::memory_with_secrets(&config, &Secrets, &Secrets).await;
+    let long = "capacity ".repeat(2_000);
+    let body = json!({"model": "bedrock", "input": [long, long, long, long, long]});
+    let r = h.post("/v1/embeddings", Some(KEY), body.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(5));
+    let too_long = "capacity ".repeat(20_000);
+    let r = h.post("/v1/embeddings", Some(KEY), json!({"model": "bedrock", "input": [too_long]}).to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
 }

@@ -269,8 +269,9 @@ async fn embeddings_take_200_inputs_in_three_embed_text_calls() {
     assert_eq!((got.len(), header(&r.headers, "x-switchyard-deployment")), (200, "oci-embed"));
     assert_eq!(h.seen("oci-embed", Seen::Completed), 3, "96 + 96 + 8 inputs, each call with its compartment");
     assert_eq!(h.seen("oci-embed", Seen::BadRequest), 0, "no call over the limit of 96");
-    let estimated: u64 = inputs.iter().map(|t| u64::from(switchyard_wire::estimate_tokens(t))).sum();
-    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(estimated), "usage.promptTokens summed");
+    // OCI's own count (the emulated tokenizer's: the estimate and one per input), summed.
+    let counted: u64 = inputs.iter().map(|t| u64::from(switchyard_wire::estimate_tokens(t)) + 1).sum();
+    assert_eq!(r.body["usage"]["prompt_tokens"].as_u64(), Some(counted), "usage.promptTokens summed");
     let sample: Vec<&String> = [0, 95, 96, 199].iter().map(|&i| &inputs[i]).collect();
     let body = json!({"model": "openai-embed", "input": sample, "dimensions": 1024});
     let expected = embedded(&h.post("/v1/embeddings", Some(KEY), body.to_string()).await);

@@ -1,8 +1,10 @@
 //! Embeddings made by calls in a cloud's own API (`Upstream::embed`), against an in-memory
 //! Bedrock peer that takes 100 ms per call on a paused clock: the calls are each signed, run
 //! at most eight at a time, the first one's answer is told as the attempt's headers, the
-//! answers are merged in input order, and one failed call fails the whole.
+//! answers are merged in input order, a call failed with a 5xx or a short 429 is made once
+//! more, one that fails again fails the whole, and an answer over 16 MiB is not read.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +24,9 @@ const TITAN: &str = "amazon.titan-embed-text-v2:0";
 const CALL_TIME: Duration = Duration::from_millis(100);
 
 /// A Titan peer: each call answers after [`CALL_TIME`] with a vector naming its text's number
-/// (`"text 7"` → `[7.0, 0.5]`); the text `"fail"` gets a 500. It counts calls in flight.
+/// (`"text 7"` → `[7.0, 0.5]`); the text `"fail"` gets a 500, `"flaky"` a 503 on its first
+/// call, `"busy"` a 429 with a Retry-After of `retry-after-ms` on its first, and `"huge"` an
+/// answer of 17 MiB. It counts calls in flight.
 struct Titan {
     dial: Dial,
     in_flight: Arc<AtomicUsize>,
@@ -35,11 +39,12 @@ impl Titan {
         let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (flying, peak, log) = (in_flight.clone(), most.clone(), seen.clone());
+        let tried: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let dial: Dial = Arc::new(move |_: &Uri| {
             let (near, far) = tokio::io::duplex(64 * 1024);
-            let (flying, peak, log) = (flying.clone(), peak.clone(), log.clone());
+            let (flying, peak, log, tried) = (flying.clone(), peak.clone(), log.clone(), tried.clone());
             let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-                let (flying, peak, log) = (flying.clone(), peak.clone(), log.clone());
+                let (flying, peak, log, tried) = (flying.clone(), peak.clone(), log.clone(), tried.clone());
                 async move {
                     let (parts, body) = request.into_parts();
                     let body: Value = serde_json::from_slice(&body.collect().await?.to_bytes()).unwrap_or_default();
@@ -50,11 +55,27 @@ impl Titan {
                     tokio::time::sleep(CALL_TIME).await;
                     flying.fetch_sub(1, Ordering::SeqCst);
                     let response = http::Response::builder().header("content-type", "application/json");
-                    let response = if text == "fail" {
+                    let tries = {
+                        let mut tried = tried.lock().expect("not poisoned");
+                        let count = tried.entry(text.clone()).or_insert(0);
+                        *count += 1;
+                        *count
+                    };
+                    let response = if text == "fail" || (text == "flaky" && tries == 1) {
                         response
-                            .status(500)
                             .header("x-amzn-errortype", "InternalServerException:http://internal.amazon.com/")
+                            .status(if text == "fail" { 500 } else { 503 })
                             .body(Full::new(bytes::Bytes::from(json!({"message": "boom"}).to_string())))
+                    } else if text.starts_with("busy") && tries == 1 {
+                        let wait = text.trim_start_matches("busy ");
+                        response
+                            .status(429)
+                            .header("retry-after-ms", wait)
+                            .header("x-amzn-errortype", "ThrottlingException:http://internal.amazon.com/")
+                            .body(Full::new(bytes::Bytes::from(json!({"message": "Too many requests"}).to_string())))
+                    } else if text == "huge" {
+                        let answer = format!(r#"{{"embedding": [0.5], "pad": "{}"}}"#, "x".repeat(17 << 20));
+                        response.status(200).body(Full::new(bytes::Bytes::from(answer)))
                     } else {
                         let n: f64 = text.trim_start_matches("text ").parse().unwrap_or(-1.0);
                         let answer = json!({"embedding": [n, 0.5], "inputTextTokenCount": 3});
@@ -136,7 +157,7 @@ async fn one_failed_call_fails_the_whole_and_what_cannot_be_sent_is_not() {
     let upstream = titan.upstream();
     let (told, _headers) = tokio::sync::oneshot::channel();
     let failed = upstream.embed(0, body(&["text 0", "fail", "text 2"]), Duration::from_secs(5), told).await;
-    assert_eq!(failed, Err(AttemptError::ServerError { status: 500 }));
+    assert_eq!(failed, Err(AttemptError::ServerError { status: 500 }), "a 500 made again, and again a 500");
 
     let (told, headers) = tokio::sync::oneshot::channel();
     let tokens = json!({"model": TITAN, "input": [[1, 2, 3]]}).to_string().into_bytes();
@@ -148,5 +169,39 @@ async fn one_failed_call_fails_the_whole_and_what_cannot_be_sent_is_not() {
     assert!(headers.await.is_err(), "no headers told for a request never sent");
     assert_eq!(upstream.embeddings_refusal(0, &tokens).map(|m| m.contains("'input'")), Some(true));
     assert_eq!(upstream.embeddings_refusal(0, &body(&["fine"])), None);
-    assert_eq!(titan.seen.lock().expect("not poisoned").len(), 3, "only the first request's calls were sent");
+    assert_eq!(titan.seen.lock().expect("not poisoned").len(), 4, "only the first request's calls were sent");
+}
+
+/// A call failed with a 503, or a 429 with a short Retry-After, is made once more within the
+/// attempt, and the batch is answered whole; a 429 asking for longer fails the attempt.
+#[tokio::test(start_paused = true)]
+async fn a_call_that_fails_for_a_moment_is_made_again() {
+    let titan = Titan::new();
+    let upstream = titan.upstream();
+    let (told, _headers) = tokio::sync::oneshot::channel();
+    let started = Instant::now();
+    let inputs = ["text 0", "flaky", "text 2", "busy 300"];
+    let merged = upstream.embed(0, body(&inputs), Duration::from_secs(5), told).await.expect("answered");
+    let merged: Value = serde_json::from_slice(&merged).expect("JSON");
+    assert_eq!(merged["data"].as_array().map(Vec::len), Some(4));
+    assert_eq!(titan.seen.lock().expect("not poisoned").len(), 6, "four calls, two of them made again");
+    // The 429's call: 100 ms, its 300 ms Retry-After, 100 ms again.
+    assert_eq!(started.elapsed(), CALL_TIME * 2 + Duration::from_millis(300));
+
+    let (told, _headers) = tokio::sync::oneshot::channel();
+    let long = upstream.embed(0, body(&["busy 5000"]), Duration::from_secs(5), told).await;
+    assert_eq!(long, Err(AttemptError::RateLimited { retry_after: Some(Duration::from_secs(5)) }));
+}
+
+/// An answer over 16 MiB is not read: the attempt fails as an invalid response.
+#[tokio::test(start_paused = true)]
+async fn an_answer_over_16_mib_is_not_read() {
+    let titan = Titan::new();
+    let upstream = titan.upstream();
+    let (told, _headers) = tokio::sync::oneshot::channel();
+    let failed = upstream.embed(0, body(&["huge"]), Duration::from_secs(5), told).await;
+    assert!(
+        matches!(&failed, Err(AttemptError::InvalidResponse { detail }) if detail.contains("too large")),
+        "{failed:?}"
+    );
 }

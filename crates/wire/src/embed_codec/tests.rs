@@ -11,13 +11,6 @@ fn embed(n: usize) -> Embed {
 
 #[test]
 fn models_choose_their_api() {
-    assert_eq!(Api::bedrock("amazon.titan-embed-text-v2:0"), Some(Api::TitanV2));
-    assert_eq!(Api::bedrock("amazon.titan-embed-text-v1"), Some(Api::TitanV1));
-    assert_eq!(Api::bedrock("amazon.titan-embed-g1-text-02"), Some(Api::TitanV1));
-    assert_eq!(Api::bedrock("cohere.embed-english-v3"), Some(Api::Cohere { v4: false }));
-    assert_eq!(Api::bedrock("cohere.embed-multilingual-v3"), Some(Api::Cohere { v4: false }));
-    assert_eq!(Api::bedrock("us.cohere.embed-v4:0"), Some(Api::Cohere { v4: true }));
-    assert_eq!(Api::bedrock("anthropic.claude-3-haiku"), None);
     assert_eq!(Api::google("https://generativelanguage.googleapis.com/v1beta", "text-embedding-004"), Api::Gemini);
     let vertex = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google";
     assert_eq!(Api::google(vertex, "text-embedding-005"), Api::Vertex { one_per_call: false });
@@ -34,6 +27,54 @@ fn inputs_split_into_the_calls_each_api_allows() {
     assert_eq!(sizes(Api::Vertex { one_per_call: false }, 251), [250, 1]);
     let ranges: Vec<_> = Api::Gemini.calls(&embed(201)).collect();
     assert_eq!(ranges, [0..100, 100..200, 200..201], "in order, covering every input once");
+}
+
+/// 250 inputs of 200 tokens each are 50,000 tokens: Vertex AI takes 20,000 a call, so they go
+/// in calls of at most 80 (16,000 by the estimate, a fifth of margin).
+#[test]
+fn vertex_calls_are_packed_under_its_token_limit_too() {
+    let long = |n: usize| Embed {
+        inputs: (0..n).map(|i| format!("{i:>4} {}", "word ".repeat(159))).collect(),
+        dimensions: None,
+        base64: false,
+    };
+    let e = long(250);
+    assert!(e.inputs.iter().all(|t| estimate_tokens(t) == 200));
+    let vertex = Api::Vertex { one_per_call: false };
+    let calls: Vec<_> = vertex.calls(&e).collect();
+    assert_eq!(calls, [0..80, 80..160, 160..240, 240..250]);
+    for call in &calls {
+        let tokens: u64 = e.inputs[call.clone()].iter().map(|t| u64::from(estimate_tokens(t))).sum();
+        assert!(tokens <= VERTEX_MAX_TOKENS * 4 / 5, "{call:?}: {tokens}");
+    }
+    // Short inputs still go 250 a call; an input alone over the limit is a call of its own.
+    assert_eq!(vertex.calls(&embed(500)).map(|r| r.len()).collect::<Vec<_>>(), [250, 250]);
+    let mut huge = embed(3);
+    huge.inputs[1] = "x".repeat(100_000);
+    assert_eq!(vertex.calls(&huge).collect::<Vec<_>>(), [0..1, 1..2, 2..3]);
+    // Other APIs split by count only.
+    assert_eq!(Api::Gemini.calls(&long(250)).map(|r| r.len()).collect::<Vec<_>>(), [100, 100, 50]);
+}
+
+/// OpenAI's limit of 2048 inputs a request, and Google's of 3072 dimensions, are held to
+/// before any call is made.
+#[test]
+fn too_many_inputs_or_dimensions_are_refused_by_name() {
+    let many = |n: usize| json!({"model": "m", "input": vec!["x"; n]}).to_string();
+    let refused = Api::Gemini.read(many(2049).as_bytes()).expect_err("over OpenAI's limit");
+    assert_eq!(refused.param, "input");
+    assert!(refused.message.contains("2048"), "{refused}");
+    assert_eq!(Api::TitanV2.read(many(2049).as_bytes()).map_err(|r| r.param), Err("input".to_owned()));
+    assert_eq!(Api::Gemini.read(many(2048).as_bytes()).map(|e| e.inputs.len()), Ok(2048));
+    for api in [Api::Gemini, Api::Vertex { one_per_call: false }, Api::Vertex { one_per_call: true }] {
+        let huge = api.read(br#"{"input": "x", "dimensions": 4000000000}"#).expect_err("too many dimensions");
+        assert_eq!(huge.param, "dimensions");
+        assert_eq!(
+            api.read(br#"{"input": "x", "dimensions": 3073}"#).map_err(|r| r.param),
+            Err("dimensions".to_owned())
+        );
+        assert_eq!(api.read(br#"{"input": "x", "dimensions": 3072}"#).map(|e| e.dimensions), Ok(Some(3072)));
+    }
 }
 
 #[test]

@@ -22,13 +22,13 @@ struct RawResult {
 pub(super) struct RawChat {
     #[serde(default)]
     pub(super) api_format: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     choices: Vec<RawChoice>,
     #[serde(default)]
     pub(super) message: Option<RawMessage>,
     #[serde(default)]
     pub(super) text: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(super) tool_calls: Vec<RawCall>,
     #[serde(default)]
     pub(super) finish_reason: Option<String>,
@@ -52,7 +52,7 @@ pub(super) struct RawMessage {
     role: Option<String>,
     #[serde(default)]
     pub(super) content: Option<Vec<RawContent>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub(super) tool_calls: Vec<RawCall>,
 }
 
@@ -76,6 +76,15 @@ pub(super) struct RawCall {
     pub(super) arguments: Option<String>,
     #[serde(default)]
     pub(super) parameters: Option<Value>,
+}
+
+/// A list that OCI may write as `null` (`"toolCalls": null`, `"choices": null`): empty.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 // === impl RawChat ===

@@ -45,6 +45,7 @@ impl Env {
             alias: self.config.alias("chat").expect("alias").id,
             tenant: &self.config.tenants[0],
             input_tokens: tokens,
+            context_tokens: None,
             max_output_tokens: Some(100),
             needs: Needs::default(),
             min_context_above: 0,

@@ -12,7 +12,7 @@ fn embed(n: usize, dimensions: Option<u32>) -> Embed {
 #[test]
 fn oci_embeddings_are_split_96_a_call_and_written_in_ocis_shape() {
     let api = Api::oci("cohere.embed-multilingual-v3.0");
-    assert_eq!(api, Api::Oci { v4: false });
+    assert_eq!(api, Api::Oci { dimensions: 1024 });
     let calls: Vec<_> = api.calls(&embed(200, None)).collect();
     assert_eq!(calls, [0..96, 96..192, 192..200]);
     check_json(
@@ -21,13 +21,28 @@ fn oci_embeddings_are_split_96_a_call_and_written_in_ocis_shape() {
             "inputs":["text 0","text 1"],"inputType":"SEARCH_DOCUMENT","truncate":"NONE"}"#,
     );
     let v4 = Api::oci("cohere.embed-v4.0");
-    let body = v4.encode("ocid1.generativeaiendpoint.oc1..e", &embed(1, Some(512)), 0..1);
-    assert_eq!(
-        (body["servingMode"]["servingType"].as_str(), body["outputDimensions"].as_u64()),
-        (Some("DEDICATED"), Some(512))
-    );
-    assert_eq!(v4.read(br#"{"input":"x","dimensions":512}"#).map(|e| e.dimensions), Ok(Some(512)));
-    assert_eq!(api.read(br#"{"input":"x","dimensions":512}"#).map_err(|r| r.param), Err("dimensions".to_owned()));
+    let body = v4.encode("ocid1.generativeaiendpoint.oc1..e", &embed(1, Some(1536)), 0..1);
+    assert_eq!(body["servingMode"]["servingType"].as_str(), Some("DEDICATED"));
+    assert_eq!(body.get("outputDimensions"), None, "EmbedTextDetails has no field for dimensions");
+}
+
+/// `EmbedTextDetails` takes no dimensions: each model answers at its own size, and
+/// `dimensions` is taken only when it is that size (a light v3 model's 384, another v3's
+/// 1024, v4's 1536), refused by name otherwise.
+#[test]
+fn oci_embeddings_take_only_the_models_own_dimensions() {
+    let dimensions = |model: &str, d: u32| {
+        let body = format!(r#"{{"input":"x","dimensions":{d}}}"#);
+        Api::oci(model).read(body.as_bytes()).map(|e| e.dimensions).map_err(|r| r.param)
+    };
+    assert_eq!(Api::oci("cohere.embed-english-light-v3.0"), Api::Oci { dimensions: 384 });
+    assert_eq!(Api::oci("cohere.embed-v4.0"), Api::Oci { dimensions: 1536 });
+    assert_eq!(dimensions("cohere.embed-english-light-v3.0", 384), Ok(Some(384)));
+    assert_eq!(dimensions("cohere.embed-english-light-v3.0", 1024), Err("dimensions".to_owned()));
+    assert_eq!(dimensions("cohere.embed-multilingual-v3.0", 1024), Ok(Some(1024)));
+    assert_eq!(dimensions("cohere.embed-multilingual-v3.0", 384), Err("dimensions".to_owned()));
+    assert_eq!(dimensions("cohere.embed-v4.0", 1536), Ok(Some(1536)));
+    assert_eq!(dimensions("cohere.embed-v4.0", 512), Err("dimensions".to_owned()));
 }
 
 #[test]

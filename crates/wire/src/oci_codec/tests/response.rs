@@ -83,6 +83,25 @@ fn answers_encode_as_oci_writes_them_and_decode_back() {
     }
 }
 
+/// OCI writes an absent list as `null` as well: read as empty, in whole answers and stream
+/// events alike.
+#[test]
+fn null_lists_are_read_as_empty() {
+    let generic = r#"{"modelId":"m","chatResponse":{"apiFormat":"GENERIC","choices":[{"index":0,
+        "message":{"role":"ASSISTANT","content":[{"type":"TEXT","text":"Hi."}],"toolCalls":null},
+        "finishReason":"stop"}],"toolCalls":null}}"#;
+    let response = decode_response(generic.as_bytes()).expect("decodes");
+    assert_eq!((response.content, response.finish), (vec![OutputPart::Text("Hi.".into())], FinishReason::Stop));
+    let cohere = r#"{"modelId":"cohere.command-r","chatResponse":{"apiFormat":"COHERE","text":"Hi.",
+        "finishReason":"COMPLETE","toolCalls":null,"choices":null}}"#;
+    let response = decode_response(cohere.as_bytes()).expect("decodes");
+    assert_eq!(response.content, vec![OutputPart::Text("Hi.".into())]);
+    let stream = "data: {\"index\":0,\"message\":{\"role\":\"ASSISTANT\",\"content\":[{\"type\":\"TEXT\",\"text\":\"Hi\"}],\"toolCalls\":null}}\n\n\
+                  data: {\"finishReason\":\"stop\",\"toolCalls\":null}\n\n";
+    let events = crate::oci_codec::decode_stream(stream.as_bytes()).expect("decodes");
+    assert!(!events.is_empty(), "{events:?}");
+}
+
 #[test]
 fn answers_that_are_not_oci_are_refused() {
     for body in [
