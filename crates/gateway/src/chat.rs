@@ -153,15 +153,9 @@ pub(crate) fn admit(
         input_tokens: chat.input_tokens,
         context_tokens: None,
         max_output_tokens: chat.max_tokens,
-        needs: Needs {
-            streaming: chat.stream,
-            tools: chat.tools,
-            vision: chat.vision,
-            prefill: false,
-            untranslatable: gw.untranslatable(alias, chat),
-        },
+        needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false, untranslatable },
         reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
-        unfit: Vec::new(),
+        unfit: gw.unfit_formats(alias, chat, untranslatable),
     };
     let timing = timing(gw, alias, started);
     let mut account = Account::open(gw, caller, tenant, alias, chat.stream, chat.input_tokens, output_estimate)?;
@@ -257,22 +251,7 @@ fn embeddings_unfit(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> V
     if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 {
         return Vec::new();
     }
-    let (mut aliases, mut reached) = (vec![alias.id], Vec::new());
-    let mut i = 0;
-    while let Some(id) = aliases.get(i).copied() {
-        i += 1;
-        let a = &gw.config.aliases[usize::from(id.0)];
-        for d in &a.deployments {
-            if !reached.contains(d) {
-                reached.push(*d);
-            }
-        }
-        for f in &a.fallbacks {
-            if !aliases.contains(f) {
-                aliases.push(*f);
-            }
-        }
-    }
+    let reached = gw.reach(alias);
     let body = embed.object.bytes();
     let unfit: Vec<DeploymentId> =
         reached.iter().copied().filter(|d| gw.upstream.embeddings_refusal(usize::from(d.0), body).is_some()).collect();

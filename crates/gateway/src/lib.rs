@@ -216,6 +216,55 @@ impl Gateway {
         if carried { bits | pass_through } else { bits }
     }
 
+    /// The deployments a request on `alias` may reach: its own, then its fallbacks'
+    /// (transitively), each once.
+    pub(crate) fn reach(&self, alias: &Alias) -> Vec<switchyard_core::config::DeploymentId> {
+        let (mut aliases, mut reached) = (vec![alias.id], Vec::new());
+        let mut i = 0;
+        while let Some(id) = aliases.get(i).copied() {
+            i += 1;
+            let a = &self.config.aliases[usize::from(id.0)];
+            for d in &a.deployments {
+                if !reached.contains(d) {
+                    reached.push(*d);
+                }
+            }
+            for f in &a.fallbacks {
+                if !aliases.contains(f) {
+                    aliases.push(*f);
+                }
+            }
+        }
+        reached
+    }
+
+    /// The OCI deployments `alias` may reach that speak OCI's COHERE format, when that format
+    /// cannot express `chat` (the protocol-wide check, [`Gateway::untranslatable`], is of the
+    /// GENERIC format): the planner passes them over while another deployment can take it.
+    /// None when no other can: the first one's refusal, naming the parameter, is the answer.
+    pub(crate) fn unfit_formats(
+        &self,
+        alias: &Alias,
+        chat: &switchyard_wire::ChatRequest,
+        untranslatable: u8,
+    ) -> Vec<switchyard_core::config::DeploymentId> {
+        use switchyard_core::config::OciFormat;
+        if self.protocols(alias.id) & Protocol::Oci.bit() == 0 {
+            return Vec::new();
+        }
+        let reached = self.reach(alias);
+        let cohere = |d: &switchyard_core::config::DeploymentId| {
+            self.config.deployment(*d).oci_format == Some(OciFormat::Cohere)
+        };
+        if !reached.iter().any(cohere) || switchyard_providers::cohere_untranslatable(chat.object.bytes()).is_none() {
+            return Vec::new();
+        }
+        let unfit: Vec<_> = reached.iter().copied().filter(cohere).collect();
+        let protocol = |d: &switchyard_core::config::DeploymentId| self.config.cloud_of(*d).protocol.bit();
+        let other = reached.iter().any(|d| !cohere(d) && protocol(d) & untranslatable == 0);
+        if other { unfit } else { Vec::new() }
+    }
+
     /// The protocols `alias`'s deployments speak (`Protocol::bit`s).
     pub(crate) fn protocols(&self, alias: AliasId) -> u8 {
         self.alias_protocols.get(usize::from(alias.0)).copied().unwrap_or(0)

@@ -34,7 +34,7 @@ use crate::{ClientBuildError, Operation};
 pub use auth::{Auth, AzureCredential, Endpoint, GeminiCredential, OciCredential, OciNative};
 use auth::{PreparedAuth, oci_format};
 pub(crate) use classify::in_stream;
-pub use untranslatable::untranslatable;
+pub use untranslatable::{cohere_untranslatable, untranslatable};
 
 /// The field of a gateway body that carries an Anthropic caller's own request, when it asks for
 /// what OpenAI's protocol cannot express (`top_k`, a prefill, `thinking`, ...). The rest of the

@@ -42,7 +42,7 @@ use switchyard_wire::chat::{UpstreamRejection, classify_rejection};
 use adapter::Target;
 pub use adapter::{
     Auth, AzureCredential, CARRIED_ANTHROPIC, DEFAULT_ANTHROPIC_MAX_TOKENS, Endpoint, GeminiCredential, OciCredential,
-    OciNative, untranslatable,
+    OciNative, cohere_untranslatable, untranslatable,
 };
 pub use answer::{AnswerDecoder, StreamFault};
 use transport::MemoryConnector;

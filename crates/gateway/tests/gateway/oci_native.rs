@@ -82,6 +82,7 @@ aliases:
   - { name: llama, policy: priority, deployments: [llama] }
   - { name: command, policy: priority, deployments: [command] }
   - { name: llama-oa, policy: priority, deployments: [llama, oa] }
+  - { name: command-llama, policy: priority, deployments: [command, llama] }
 tenants:
   - { name: global, keys: ["KEYHASH"], jurisdictions: [us], aliases: ["*"] }
 "#;
@@ -218,6 +219,19 @@ async fn what_cohere_cannot_do_is_a_400_naming_it() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("tool_choice")), "{}", r.body);
     assert_eq!(h.requests("command"), 0, "refused before sending");
+
+    // Where an OCI deployment in the GENERIC format can take it, the Cohere one is passed over.
+    let mut body = ask("command-llama", "Weather in Paris?");
+    body["tools"] = json!([weather_tool()]);
+    body["tool_choice"] = json!("required");
+    let r = h.chat(body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(header(&r.headers, "x-switchyard-deployment"), "llama");
+    assert_eq!(header(&r.headers, "x-switchyard-attempts"), "1");
+    assert_eq!(h.requests("command"), 0, "nothing sent to Cohere's format");
+    // What Cohere's format can say still goes to it, first in the alias.
+    let r = h.chat(ask("command-llama", "hello")).await;
+    assert_eq!((r.status, header(&r.headers, "x-switchyard-deployment")), (200, "command"), "{}", r.body);
 }
 
 #[tokio::test(start_paused = true)]

@@ -62,3 +62,11 @@ pub fn untranslatable(body: &[u8], protocols: u8) -> (u8, Option<Unsupported>) {
     }
     (bits, first)
 }
+
+/// Why OCI's COHERE format cannot express `body`, an OpenAI body, if it cannot (what
+/// [`untranslatable`] checks for OCI is the GENERIC format, what most OCI models speak). A body
+/// that does not decode is left to [`untranslatable`].
+pub fn cohere_untranslatable(body: &[u8]) -> Option<Unsupported> {
+    let request = canonical(body).ok()?;
+    oci_codec::encode_request(&request, oci_codec::Format::Cohere).err()
+}
