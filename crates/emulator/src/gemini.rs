@@ -31,7 +31,7 @@ use crate::answer::{Plan, Refusal};
 use crate::auth::Rule;
 use crate::embeddings::{self, Embedded};
 use crate::server::{self, Reply, Speaker, json_response, respond, respond_with};
-use crate::stream::Encode;
+use crate::stream::{HeldEnd, WriteEvent};
 use crate::{EmulatedDeployment, Seen, conversation};
 
 const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, \
@@ -226,7 +226,7 @@ struct Gemini {
 }
 
 impl Speaker for Gemini {
-    type Encoder = Chunks;
+    type Encoder = HeldEnd<gemini_codec::StreamEncoder>;
     const IN_BAND_FILTER: bool = false;
     const TOOL_ID_PREFIX: &'static str = "call_";
 
@@ -272,40 +272,23 @@ impl Speaker for Gemini {
         respond(StatusCode::OK, "application/json", None, body)
     }
 
-    fn stream(&self, dep: &EmulatedDeployment, plan: &Plan) -> (Chunks, StreamEvent, http::response::Builder) {
+    fn stream(&self, dep: &EmulatedDeployment, plan: &Plan) -> (Self::Encoder, StreamEvent, http::response::Builder) {
         let start = StreamEvent::MessageStart { id: response_id(plan), model: dep.model.clone(), usage: None };
         let head = http::Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache");
-        (Chunks { encoder: gemini_codec::StreamEncoder::new(), end: None }, start, head)
+        (HeldEnd::new(gemini_codec::StreamEncoder::new(), MALFORMED), start, head)
     }
 }
 
-/// Gemini's SSE chunks. The last chunk (what the answer's `MessageDelta` is written as) is
-/// held until the stream's `MessageStop`, so that a stream that never ends lacks its
-/// `finishReason`.
-struct Chunks {
-    encoder: gemini_codec::StreamEncoder,
-    end: Option<StreamEvent>,
-}
-
-impl Encode for Chunks {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        match event {
-            StreamEvent::MessageDelta { .. } => self.end = Some(event.clone()),
-            StreamEvent::MessageStop => {
-                if let Some(end) = self.end.take() {
-                    self.encoder.encode(&end, out);
-                }
-            }
-            _ => self.encoder.encode(event, out),
-        }
-    }
-
-    fn malformed(&mut self) -> Vec<u8> {
-        b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\n\n".to_vec()
+impl WriteEvent for gemini_codec::StreamEncoder {
+    fn write(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        self.encode(event, out);
     }
 }
+
+/// A Gemini chunk cut in the middle of its text.
+const MALFORMED: &[u8] = b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\n\n";
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ use switchyard_wire::oci_codec::{self, Format};
 use crate::answer::{Plan, Refusal};
 use crate::embeddings::Embedded;
 use crate::server::{self, Reply, Speaker, respond, respond_with};
-use crate::stream::Encode;
+use crate::stream::{HeldEnd, WriteEvent};
 use crate::{EmulatedDeployment, Seen, conversation, embeddings};
 
 const NOT_AUTHENTICATED: &str =
@@ -151,7 +151,7 @@ struct Oci {
 }
 
 impl Speaker for Oci {
-    type Encoder = Events;
+    type Encoder = HeldEnd<oci_codec::StreamEncoder>;
     const IN_BAND_FILTER: bool = true;
     const TOOL_ID_PREFIX: &'static str = "call_";
 
@@ -192,37 +192,20 @@ impl Speaker for Oci {
         respond(StatusCode::OK, "application/json", None, body)
     }
 
-    fn stream(&self, _dep: &EmulatedDeployment, _plan: &Plan) -> (Events, StreamEvent, http::response::Builder) {
+    fn stream(&self, _dep: &EmulatedDeployment, _plan: &Plan) -> (Self::Encoder, StreamEvent, http::response::Builder) {
         let start = StreamEvent::MessageStart { id: String::new(), model: String::new(), usage: None };
         let head = http::Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache");
-        (Events { encoder: oci_codec::StreamEncoder::new(self.format), end: None }, start, head)
+        (HeldEnd::new(oci_codec::StreamEncoder::new(self.format), MALFORMED), start, head)
     }
 }
 
-/// OCI's SSE events. The end (what the answer's `MessageDelta` is written as: the
-/// `finishReason` and the usage) is held until the stream's `MessageStop`, so that a stream
-/// that never ends lacks its `finishReason`.
-struct Events {
-    encoder: oci_codec::StreamEncoder,
-    end: Option<StreamEvent>,
-}
-
-impl Encode for Events {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        match event {
-            StreamEvent::MessageDelta { .. } => self.end = Some(event.clone()),
-            StreamEvent::MessageStop => {
-                if let Some(end) = self.end.take() {
-                    self.encoder.encode(&end, out);
-                }
-            }
-            _ => self.encoder.encode(event, out),
-        }
-    }
-
-    fn malformed(&mut self) -> Vec<u8> {
-        b"data: {\"index\":0,\"message\":{\"content\":[{\"type\":\"TEXT\",\"text\n\n".to_vec()
+impl WriteEvent for oci_codec::StreamEncoder {
+    fn write(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        self.encode(event, out);
     }
 }
+
+/// An OCI event cut in the middle of its text.
+const MALFORMED: &[u8] = b"data: {\"index\":0,\"message\":{\"content\":[{\"type\":\"TEXT\",\"text\n\n";

@@ -26,6 +26,46 @@ pub(crate) trait Encode: Send + 'static {
     fn malformed(&mut self) -> Vec<u8>;
 }
 
+/// A protocol's stream writer whose last event carries the answer's end (Gemini's and OCI's:
+/// the finish reason and usage ride on it).
+pub(crate) trait WriteEvent: Send + 'static {
+    fn write(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+}
+
+/// A stream whose end (what the answer's `MessageDelta` is written as) is held until the
+/// stream's `MessageStop`, so that a stream that never ends lacks its finish reason, as a cut
+/// one does from such a provider.
+pub(crate) struct HeldEnd<W> {
+    writer: W,
+    end: Option<StreamEvent>,
+    /// One event the protocol's decoders cannot read.
+    malformed: &'static [u8],
+}
+
+impl<W: WriteEvent> HeldEnd<W> {
+    pub(crate) fn new(writer: W, malformed: &'static [u8]) -> HeldEnd<W> {
+        HeldEnd { writer, end: None, malformed }
+    }
+}
+
+impl<W: WriteEvent> Encode for HeldEnd<W> {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        match event {
+            StreamEvent::MessageDelta { .. } => self.end = Some(event.clone()),
+            StreamEvent::MessageStop => {
+                if let Some(end) = self.end.take() {
+                    self.writer.write(&end, out);
+                }
+            }
+            _ => self.writer.write(event, out),
+        }
+    }
+
+    fn malformed(&mut self) -> Vec<u8> {
+        self.malformed.to_vec()
+    }
+}
+
 /// A stream to play: the plan, and its opening event (`MessageStart`, with the protocol's id).
 pub(crate) struct Player<E> {
     pub(crate) dep: Arc<EmulatedDeployment>,

@@ -70,18 +70,7 @@ fn classify(status: Option<u16>, kind: Option<&str>, message: &str) -> ErrorClas
             "internalserverexception" | "modelerrorexception" | "modeltimeoutexception" | "modelstreamerrorexception",
         ) => ErrorClass::Server,
         // A type this codec does not know, or none: the status says.
-        Some(_) | None => match status {
-            Some(400 | 413 | 422) if too_long(message) => ErrorClass::ContextLength,
-            Some(400 | 413 | 422) => ErrorClass::InvalidRequest,
-            Some(401) => ErrorClass::Authentication,
-            Some(403) => ErrorClass::Permission,
-            Some(404) => ErrorClass::NotFound,
-            Some(429) => ErrorClass::RateLimit,
-            Some(503 | 529) => ErrorClass::Overloaded,
-            Some(408 | 424) => ErrorClass::Server,
-            Some(s) if (400..500).contains(&s) => ErrorClass::InvalidRequest,
-            Some(_) | None => ErrorClass::Server,
-        },
+        Some(_) | None => ErrorClass::of_status(status, too_long(message)),
     }
 }
 

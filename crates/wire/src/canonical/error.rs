@@ -41,6 +41,25 @@ pub struct ErrorObject {
 // === impl ErrorClass ===
 
 impl ErrorClass {
+    /// The class an HTTP status says, for an error whose body names no type the codec knows;
+    /// `too_long`: its message says the prompt does not fit (a 400, 413 or 422 then is
+    /// [`ErrorClass::ContextLength`]). A 503 or Anthropic's 529 is no capacity; a 408 or 424
+    /// (Bedrock's model timeout and model error) the provider's failure. No status (an error
+    /// inside a stream) is the provider's.
+    pub fn of_status(status: Option<u16>, too_long: bool) -> ErrorClass {
+        match status {
+            Some(400 | 413 | 422) if too_long => ErrorClass::ContextLength,
+            Some(401) => ErrorClass::Authentication,
+            Some(403) => ErrorClass::Permission,
+            Some(404) => ErrorClass::NotFound,
+            Some(429) => ErrorClass::RateLimit,
+            Some(503 | 529) => ErrorClass::Overloaded,
+            Some(408 | 424) => ErrorClass::Server,
+            Some(s) if (400..500).contains(&s) => ErrorClass::InvalidRequest,
+            Some(_) | None => ErrorClass::Server,
+        }
+    }
+
     /// A bounded label, for metrics.
     pub fn kind(self) -> &'static str {
         match self {

@@ -39,16 +39,7 @@ fn classify(status: Option<u16>, code: Option<&str>, message: &str) -> ErrorClas
         Some("NotAuthorized" | "Forbidden" | "NotAllowed") => ErrorClass::Permission,
         Some("NotAuthorizedOrNotFound" | "NotFound" | "NamespaceNotFound") => ErrorClass::NotFound,
         Some("InternalServerError" | "InternalError" | "GatewayTimeout") => ErrorClass::Server,
-        Some(_) | None => match status {
-            Some(400 | 413) if too_long(message) => ErrorClass::ContextLength,
-            Some(401) => ErrorClass::Authentication,
-            Some(403) => ErrorClass::Permission,
-            Some(404) => ErrorClass::NotFound,
-            Some(429) => ErrorClass::RateLimit,
-            Some(503) => ErrorClass::Overloaded,
-            Some(s) if (400..500).contains(&s) => ErrorClass::InvalidRequest,
-            Some(_) | None => ErrorClass::Server,
-        },
+        Some(_) | None => ErrorClass::of_status(status, too_long(message)),
     }
 }
 
