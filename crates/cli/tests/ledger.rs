@@ -80,12 +80,12 @@ fn record(
     cost: f64,
 ) -> RequestRecord {
     let mut r = RequestRecord::new(id, at_ms, tenant, format!("key_{tenant}"));
-    r.alias = "chat".to_owned();
-    r.deployment = deployment.map(|(d, _)| d.to_owned());
-    r.cloud = deployment.map(|(_, c)| c.to_owned());
+    r.alias = "chat".into();
+    r.deployment = deployment.map(|(d, _)| d.into());
+    r.cloud = deployment.map(|(_, c)| c.into());
     (r.input_tokens, r.output_tokens, r.cost_usd) = (tokens.0, tokens.1, cost);
     if deployment.is_none() {
-        (r.status, r.outcome) = (429, "no_route".to_owned());
+        (r.status, r.outcome) = (429, "no_route".into());
     }
     r
 }

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::config::{Alias, DeploymentId, Price, Tenant};
+use switchyard_core::config::{Alias, Config, DeploymentId, KeyId, Price, Tenant};
 use switchyard_core::lifecycle::{Abandon, AttemptEnd, AttemptId};
 use switchyard_core::tenancy::{Admission, Estimate, Refusal};
 use switchyard_core::usage::{Usage, list_cost};
-use switchyard_ledger::{AttemptRecord, RequestRecord};
+use switchyard_ledger::{AttemptRecord, RequestRecord, Text};
 use tokio::time::Instant;
 
 use crate::Gateway;
@@ -83,9 +83,10 @@ impl Account {
         let gate = scope.and_then(|s| s.gate.as_ref());
         let admission = gw.router().admit_key(tenant, gate, estimate, now).map_err(|r| refused(gw, tenant, r))?;
         let record = gw.ledger.as_ref().map(|_| {
-            let key_id = caller.key_id.to_string();
-            let mut record = RequestRecord::new(&*caller.request_id, gw.unix_ms(now), &tenant.name, key_id);
-            record.alias = alias.name.clone();
+            let (names, at_ms) = (&gw.names, gw.unix_ms(now));
+            let key_id = key_text(caller.key_id);
+            let mut record = RequestRecord::new(caller.request_id.clone(), at_ms, names.tenant(tenant), key_id);
+            record.alias = names.alias(alias);
             record.stream = stream;
             record
         });
@@ -110,11 +111,9 @@ impl Account {
     }
 
     /// The caller's protocol, as the ledger names it (`openai`, `anthropic`).
-    pub(crate) fn set_protocol(&mut self, protocol: &str) {
-        if let Some(record) = &mut self.record
-            && record.protocol != protocol
-        {
-            protocol.clone_into(&mut record.protocol);
+    pub(crate) fn set_protocol(&mut self, protocol: &'static str) {
+        if let Some(record) = &mut self.record {
+            record.protocol = Text::from_static(protocol);
         }
     }
 
@@ -149,8 +148,8 @@ impl Account {
             AttemptEnd::Abandoned(Abandon::CallerGone) => "client_closed",
         };
         record.attempts.push(AttemptRecord {
-            deployment: self.gw.config.deployment(deployment).name.clone(),
-            outcome: outcome.to_owned(),
+            deployment: self.gw.names.deployment(deployment)[0].clone(),
+            outcome: Text::from_static(outcome),
             started_ms: millis(started.saturating_duration_since(self.started)),
             duration_ms: millis(started.elapsed()),
             output_tokens,
@@ -180,7 +179,7 @@ impl Account {
         usage: &Usage,
         answered_by: Option<DeploymentId>,
         status: u16,
-        outcome: &str,
+        outcome: &'static str,
     ) -> Option<RequestRecord> {
         if std::mem::replace(&mut self.concluded, true) {
             return None;
@@ -192,14 +191,12 @@ impl Account {
         }
         let mut r = self.record.take()?;
         if let Some(d) = answered_by.or(self.last_tried) {
-            let d = self.gw.config.deployment(d);
-            r.deployment = Some(d.name.clone());
-            r.cloud = Some(self.gw.config.cloud_of(d.id).name.clone());
-            r.region = Some(d.region.clone());
-            r.jurisdiction = Some(d.jurisdiction.clone());
+            let [name, cloud, region, jurisdiction] = self.gw.names.deployment(d).clone();
+            (r.deployment, r.cloud, r.region, r.jurisdiction) =
+                (Some(name), Some(cloud), Some(region), Some(jurisdiction));
         }
         r.status = status;
-        r.outcome = outcome.to_owned();
+        r.outcome = Text::from_static(outcome);
         r.input_tokens = usage.prompt_tokens;
         r.output_tokens = usage.completion_tokens;
         r.cached_tokens = usage.cached_prompt_tokens;
@@ -268,6 +265,66 @@ pub(crate) async fn durable(gw: &Gateway, record: Option<RequestRecord>) -> Resu
     }
 }
 
+/// The names a record carries, each held once for the gateway's life: a record shares them
+/// instead of copying them per request.
+pub(crate) struct Names {
+    tenants: Vec<Text>,
+    aliases: Vec<Text>,
+    /// Per deployment: its name, its cloud's, its region and its jurisdiction.
+    deployments: Vec<[Text; 4]>,
+}
+
+impl Names {
+    pub(crate) fn new(config: &Config) -> Names {
+        let text = |s: &str| Text::from(s);
+        Names {
+            tenants: config.tenants.iter().map(|t| text(&t.name)).collect(),
+            aliases: config.aliases.iter().map(|a| text(&a.name)).collect(),
+            deployments: config
+                .deployments
+                .iter()
+                .map(|d| [text(&d.name), text(&config.cloud_of(d.id).name), text(&d.region), text(&d.jurisdiction)])
+                .collect(),
+        }
+    }
+
+    /// The tenant's name (a key's narrowed view of it keeps its id and name).
+    fn tenant(&self, tenant: &Tenant) -> Text {
+        let held = self.tenants.get(usize::from(tenant.id.0)).filter(|n| **n == *tenant.name);
+        held.cloned().unwrap_or_else(|| Text::from(tenant.name.as_str()))
+    }
+
+    fn alias(&self, alias: &Alias) -> Text {
+        let held = self.aliases.get(usize::from(alias.id.0)).filter(|n| **n == *alias.name);
+        held.cloned().unwrap_or_else(|| Text::from(alias.name.as_str()))
+    }
+
+    /// A deployment of the config the names were made from: name, cloud, region, jurisdiction.
+    fn deployment(&self, id: DeploymentId) -> &[Text; 4] {
+        &self.deployments[usize::from(id.0)]
+    }
+}
+
+/// A key id as a record holds it (`key_…`), formatted once per key and worker thread: each
+/// thread keeps up to 64 (then forgets them all and starts again).
+fn key_text(id: KeyId) -> Text {
+    const KEPT: usize = 64;
+    thread_local! {
+        static KEYS: std::cell::RefCell<Vec<(KeyId, Text)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    KEYS.with_borrow_mut(|keys| {
+        if let Some((_, text)) = keys.iter().find(|(k, _)| *k == id) {
+            return text.clone();
+        }
+        if keys.len() == KEPT {
+            keys.clear();
+        }
+        let text = Text::from(id.to_string());
+        keys.push((id, text.clone()));
+        text
+    })
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -279,4 +336,25 @@ fn refused(gw: &Gateway, tenant: &Tenant, refusal: Refusal) -> ApiError {
     let whose = if refusal.is_key() { "Refused by the key's own limits." } else { "Refused by the tenant's limits." };
     tracing::info!(message = whose, tenant = %tenant.name, ?refusal);
     ApiError::TenantLimit(refusal)
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_core::config::key_id;
+
+    use super::*;
+
+    #[test]
+    fn key_ids_are_formatted_once_and_always_right() {
+        let ids: Vec<KeyId> = (0..200u8).map(|i| key_id(&[i; 32])).collect();
+        // Twice round more ids than a thread keeps, so that some are forgotten and made again.
+        for _ in 0..2 {
+            for id in &ids {
+                assert_eq!(key_text(*id), id.to_string());
+            }
+        }
+        let first = key_text(ids[0]);
+        let again = key_text(ids[0]);
+        assert!(matches!((&first, &again), (Text::Shared(a), Text::Shared(b)) if Arc::ptr_eq(a, b)), "held once");
+    }
 }

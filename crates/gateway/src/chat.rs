@@ -144,9 +144,10 @@ pub(crate) fn admit(
     alias: &Alias,
     chat: &ChatRequest,
     started: Instant,
-    protocol: &str,
+    protocol: &'static str,
 ) -> Result<(Spec, Timing, Account), ApiError> {
     let output_estimate = chat.max_tokens.unwrap_or(gw.config.routing.default_output_tokens);
+    let untranslatable = gw.untranslatable(alias, chat);
     let spec = Spec {
         alias: alias.id,
         tenant: tenant.id,

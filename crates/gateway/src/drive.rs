@@ -342,7 +342,7 @@ impl Driver {
     }
 
     /// Ends the request's account (see [`Account::conclude`]) with the caller's usage.
-    pub(crate) fn conclude(&mut self, status: u16, outcome: &str) -> Option<switchyard_ledger::RequestRecord> {
+    pub(crate) fn conclude(&mut self, status: u16, outcome: &'static str) -> Option<switchyard_ledger::RequestRecord> {
         let answered_by = self.machine.route().last().copied();
         self.account.conclude(&self.usage, answered_by, status, outcome)
     }

@@ -62,6 +62,8 @@ pub struct Gateway {
     alias_protocols: Vec<u8>,
     /// Where every request's record goes, when there is a ledger.
     pub ledger: Option<switchyard_ledger::Ledger>,
+    /// The names ledger records carry, held once.
+    names: account::Names,
     /// Allowances shared with other replicas, when Redis is configured.
     pub shared: Option<Arc<switchyard_shared::RedisCounters>>,
     /// Deployment signals shared with other replicas, when Redis is configured.
@@ -177,8 +179,10 @@ impl Gateway {
         let where_values =
             config.deployments.iter().map(|d| (value(&d.name), value(&config.cloud_of(d.id).name))).collect();
         let alias_protocols = config.aliases.iter().map(|a| protocols_reached(&config, a)).collect();
+        let names = account::Names::new(&config);
         Ok(Arc::new(Gateway {
             alias_protocols,
+            names,
             config: Arc::new(config),
             router,
             seed,

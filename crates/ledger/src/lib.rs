@@ -4,7 +4,9 @@
 //! - [`Store`] is the database, opened from a URL (`sqlite:PATH`, a path, `sqlite::memory:`, or
 //!   `postgres://…`), with the same schema and ordered migrations on both backends.
 //! - [`Ledger`] is the writer: [`Ledger::submit`] queues a [`RequestRecord`] in a bounded queue
-//!   and returns a [`Receipt`]; one task writes what is queued in batches, one transaction each.
+//!   and returns a [`Receipt`]; one task writes what is queued in batches, one transaction each
+//!   (on a SQLite file, on a thread of its own, through its own connection: `direct.rs`, over
+//!   the FFI in `lite.rs`, the crate's only unsafe code).
 //! - [`Keys`] creates, lists and revokes API keys; only a secret's SHA-256 is stored.
 //!
 //! # Durability
@@ -15,8 +17,10 @@
 //! restart. The argument, step by step:
 //!
 //! 1. A receipt resolves [`Durable::Committed`] only after the transaction holding its record
-//!    committed: on SQLite a batch of up to 512 is one statement, which commits as it returns
-//!    (a larger batch is an explicit transaction and its `COMMIT`); on PostgreSQL, `COMMIT`.
+//!    committed. On a SQLite file the writer's own connection writes a batch between
+//!    `BEGIN IMMEDIATE` and `COMMIT` (a batch of one is a single statement, which commits as it
+//!    ends); through the pool (an in-memory database, a spool replay) a batch of up to 512 is
+//!    one statement (a larger one an explicit transaction); on PostgreSQL, `COMMIT`.
 //!    Many receipts share one transaction (group commit), so waiting costs one commit per
 //!    batch, not per request.
 //! 2. SQLite runs in WAL mode with `synchronous=NORMAL`: a commit appends its pages to the WAL
@@ -43,7 +47,9 @@
 //! request id once its receipt resolves, kills it with SIGKILL mid-load, reopens the store and
 //! finds every printed id, on SQLite and on PostgreSQL.
 
+mod direct;
 pub mod keys;
+mod lite;
 pub mod record;
 mod schema;
 mod spool;
@@ -51,6 +57,7 @@ pub mod store;
 pub mod writer;
 
 pub use keys::{KeyError, KeyRow, Keys, hash_secret};
-pub use record::{AttemptRecord, RequestRecord};
+pub use lite::LiteError;
+pub use record::{AttemptRecord, RequestRecord, Text};
 pub use store::{Backend, Group, SpendRow, Store, StoreError};
 pub use writer::{Counts, Durable, Ledger, Policy, Receipt, Settings, SubmitError, Unrecorded};

@@ -5,6 +5,7 @@
 //! function generic over the backend's row type.
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,14 +15,14 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ColumnIndex, Connection, Decode, Row, Type};
 
-use crate::record::{AttemptRecord, RequestRecord};
+use crate::record::{AttemptRecord, RequestRecord, Text};
 use crate::schema::{self, Sql};
 
 /// How long opening a database (or taking a connection later) may wait for it to answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a SQLite statement waits for another writer's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +38,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("ledger database: corrupt row: {0}")]
     Corrupt(String),
+    #[error("ledger database: {0}")]
+    Lite(#[from] crate::lite::LiteError),
     #[error("ledger database: injected write failure (Store::fail_next_writes)")]
     Injected,
 }
@@ -76,6 +79,9 @@ pub struct Store {
     pub(crate) db: Db,
     /// The URL without its password, for messages.
     url: Arc<str>,
+    /// The SQLite file, for a store on one (not in memory): the ledger's writer opens a
+    /// connection of its own to it (`direct.rs`).
+    file: Option<Arc<Path>>,
     /// Writes still to fail on purpose ([`Store::fail_next_writes`]).
     faults: Arc<AtomicU32>,
 }
@@ -107,7 +113,7 @@ impl StoreError {
             StoreError::Unreachable { .. } => "unreachable",
             StoreError::Timeout { .. } => "timeout",
             StoreError::NewerSchema { .. } => "newer_schema",
-            StoreError::Sql(_) => "sql",
+            StoreError::Sql(_) | StoreError::Lite(_) => "sql",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Injected => "injected",
         }
@@ -157,6 +163,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let shown: Arc<str> = redact(url).into();
         let bad = |reason: String| StoreError::BadUrl { url: shown.to_string(), reason };
+        let mut file = None;
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
             // One plain connection first: the pool retries a refused connection until its
@@ -167,6 +174,9 @@ impl Store {
         } else {
             let options = sqlite_options(url).map_err(bad)?;
             let memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !memory {
+                file = Some(Arc::from(options.get_filename()));
+            }
             let pool = SqlitePoolOptions::new().acquire_timeout(CONNECT_TIMEOUT);
             // An in-memory database lives as long as its one connection.
             let pool = match memory {
@@ -175,7 +185,7 @@ impl Store {
             };
             Db::Sqlite(connect(pool.connect_with(options), &shown).await?)
         };
-        let store = Store { db, url: shown, faults: Arc::new(AtomicU32::new(0)) };
+        let store = Store { db, url: shown, file, faults: Arc::new(AtomicU32::new(0)) };
         store.migrate().await?;
         Ok(store)
     }
@@ -192,7 +202,8 @@ impl Store {
         &self.url
     }
 
-    /// Closes the pool; clones of this store stop working too.
+    /// Closes the pool; clones of this store stop working too. (A [`crate::Ledger`] on a SQLite
+    /// file writes through a connection of its own, closed when the ledger shuts down.)
     pub async fn close(&self) {
         match &self.db {
             Db::Sqlite(pool) => pool.close().await,
@@ -205,6 +216,16 @@ impl Store {
     /// without touching the database. `0` clears it.
     pub fn fail_next_writes(&self, n: u32) {
         self.faults.store(n, Ordering::SeqCst);
+    }
+
+    /// Takes one of the failures [`Store::fail_next_writes`] asked for, if any are left.
+    pub(crate) fn take_fault(&self) -> bool {
+        self.faults.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    }
+
+    /// The SQLite file this store is on; `None` for PostgreSQL and an in-memory database.
+    pub(crate) fn sqlite_file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Applies the migrations the database has not had, in one transaction; on PostgreSQL under
@@ -244,7 +265,7 @@ impl Store {
     /// Writes `records` in one transaction and returns how many were new: a record whose
     /// `request_id` is already there (re-sent, replayed from the spool) is skipped.
     pub async fn insert_batch(&self, records: &[RequestRecord]) -> Result<u64, StoreError> {
-        if self.faults.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self.take_fault() {
             return Err(StoreError::Injected);
         }
         if records.is_empty() {
@@ -434,7 +455,7 @@ fn bind_row<'q>(
 
 /// A record's `attempts` as stored: the JSON that serde writes for `Vec<AttemptRecord>` (and
 /// reads back), written by hand.
-fn write_attempts(out: &mut String, attempts: &[AttemptRecord]) {
+pub(crate) fn write_attempts(out: &mut String, attempts: &[AttemptRecord]) {
     out.push('[');
     for (i, a) in attempts.iter().enumerate() {
         if i > 0 {
@@ -489,7 +510,7 @@ fn json_uint(out: &mut String, n: u64) {
 }
 
 /// Non-finite costs are stored as 0 (SQLite would turn NaN into NULL, JSON has no NaN).
-fn stored_cost(v: f64) -> f64 {
+pub(crate) fn stored_cost(v: f64) -> f64 {
     if v.is_finite() { v } else { 0.0 }
 }
 
@@ -606,14 +627,14 @@ impl<'a> Bound<'a> {
 }
 
 /// Text as stored: PostgreSQL refuses NUL in text, so both backends store U+FFFD instead.
-fn text(s: &str) -> Cow<'_, str> {
+pub(crate) fn text(s: &str) -> Cow<'_, str> {
     match s.contains('\0') {
         true => Cow::Owned(s.replace('\0', "\u{FFFD}")),
         false => Cow::Borrowed(s),
     }
 }
 
-fn opt(v: &Option<String>) -> Option<Cow<'_, str>> {
+pub(crate) fn opt(v: &Option<Text>) -> Option<Cow<'_, str>> {
     v.as_deref().map(text)
 }
 
@@ -641,19 +662,19 @@ where
         serde_json::from_str(&attempts).map_err(|e| StoreError::Corrupt(format!("attempts: {e}")))?;
     let status: i64 = r.try_get("status")?;
     Ok(RequestRecord {
-        request_id: r.try_get("request_id")?,
+        request_id: r.try_get::<String, _>("request_id")?.into(),
         at_ms: r.try_get("at_ms")?,
-        tenant: r.try_get("tenant")?,
-        key_id: r.try_get("key_id")?,
-        alias: r.try_get("alias")?,
-        deployment: r.try_get("deployment")?,
-        cloud: r.try_get("cloud")?,
-        region: r.try_get("region")?,
-        jurisdiction: r.try_get("jurisdiction")?,
-        protocol: r.try_get("protocol")?,
+        tenant: r.try_get::<String, _>("tenant")?.into(),
+        key_id: r.try_get::<String, _>("key_id")?.into(),
+        alias: r.try_get::<String, _>("alias")?.into(),
+        deployment: r.try_get::<Option<String>, _>("deployment")?.map(Text::from),
+        cloud: r.try_get::<Option<String>, _>("cloud")?.map(Text::from),
+        region: r.try_get::<Option<String>, _>("region")?.map(Text::from),
+        jurisdiction: r.try_get::<Option<String>, _>("jurisdiction")?.map(Text::from),
+        protocol: r.try_get::<String, _>("protocol")?.into(),
         stream: r.try_get("stream")?,
         status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
-        outcome: r.try_get("outcome")?,
+        outcome: r.try_get::<String, _>("outcome")?.into(),
         input_tokens: nat(r.try_get("input_tokens")?),
         output_tokens: nat(r.try_get("output_tokens")?),
         cached_tokens: nat(r.try_get("cached_tokens")?),

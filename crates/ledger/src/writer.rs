@@ -5,8 +5,14 @@
 //! most `linger` for more), writes it in one transaction, and resolves every receipt of the batch
 //! (group commit). When a write fails, [`Policy`] decides: spool to a local file and keep going,
 //! or hold the batch, report unhealthy and retry until the store answers.
+//!
+//! On a SQLite file the task runs on a thread of its own (`switchyard-ledger`, with a
+//! single-threaded runtime) and writes through a connection of its own (`direct.rs`), in place:
+//! a batch costs one wake-up of that thread, not a hand-off to sqlx's connection thread and
+//! back. On PostgreSQL (and an in-memory SQLite database) it is a task on the caller's runtime
+//! and writes through the store's pool.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,12 +20,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
+use crate::direct::Direct;
 use crate::record::RequestRecord;
 use crate::spool::Spool;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How the writer is tuned, and what it does when a write fails.
 #[derive(Clone, Debug)]
@@ -100,7 +106,8 @@ pub struct Ledger {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// Resolves when the writer has finished (an error: it panicked).
+    done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 #[expect(
@@ -161,8 +168,9 @@ impl SubmitError {
 // === impl Ledger ===
 
 impl Ledger {
-    /// Starts the writer task on the current tokio runtime. With [`Policy::Spool`], whatever the
-    /// spool holds from an earlier run is replayed into the store first.
+    /// Starts the writer: on a SQLite file, on a thread of its own; otherwise as a task on the
+    /// current tokio runtime. With [`Policy::Spool`], whatever the spool holds from an earlier
+    /// run is replayed into the store first.
     pub fn start(store: Store, settings: Settings) -> Ledger {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let (stop, stop_rx) = watch::channel(false);
@@ -175,8 +183,10 @@ impl Ledger {
             spooling: AtomicBool::new(false),
             healthy: watch::Sender::new(true),
         });
-        let writer = Writer {
+        let file = store.sqlite_file().map(Path::to_path_buf);
+        let mut writer = Writer {
             store,
+            direct: None,
             rx,
             stop: stop_rx,
             stopping: false,
@@ -187,8 +197,41 @@ impl Ledger {
             replay_at: None,
             settings,
         };
-        let task = tokio::spawn(writer.run());
-        Ledger { tx, shared, stop, task: Mutex::new(Some(task)) }
+        let (done_tx, done) = oneshot::channel();
+        let own_thread =
+            file.and_then(|file| match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => Some((file, runtime)),
+                Err(error) => {
+                    tracing::warn!(%error, "no runtime for the ledger's writer thread; it runs on the caller's");
+                    None
+                }
+            });
+        let run = |writer: Writer| async move {
+            writer.run().await;
+            let _ = done_tx.send(());
+        };
+        match own_thread {
+            Some((file, runtime)) => {
+                let spawned = std::thread::Builder::new().name("switchyard-ledger".to_owned()).spawn(move || {
+                    writer.direct = match Direct::open(&file) {
+                        Ok(direct) => Some(direct),
+                        Err(error) => {
+                            tracing::warn!(%error, file = %file.display(), "the ledger's writer writes through the pool instead");
+                            None
+                        }
+                    };
+                    runtime.block_on(run(writer));
+                });
+                if let Err(error) = spawned {
+                    // The writer went with the closure: receipts resolve `Unrecorded`, submits fail.
+                    tracing::error!(%error, "the ledger's writer thread did not start");
+                }
+            }
+            None => {
+                tokio::spawn(run(writer));
+            }
+        }
+        Ledger { tx, shared, stop, done: Mutex::new(Some(done)) }
     }
 
     /// Queues `record` and returns its receipt. When the queue is full this waits for room:
@@ -234,11 +277,11 @@ impl Ledger {
     /// once.
     pub async fn shutdown(&self) -> Counts {
         self.stop.send_replace(true);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task
-            && let Err(error) = task.await
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(done) = done
+            && done.await.is_err()
         {
-            tracing::error!(%error, "the ledger's writer task failed");
+            tracing::error!("the ledger's writer failed before it finished");
         }
         self.counts()
     }
@@ -295,6 +338,8 @@ impl Ledger {
 
 struct Writer {
     store: Store,
+    /// The writer's own connection, on a SQLite file; `None` writes through `store`.
+    direct: Option<Direct>,
     rx: mpsc::Receiver<Msg>,
     stop: watch::Receiver<bool>,
     /// Shutting down: the queue is closed, what is in it is still written.
@@ -400,7 +445,7 @@ impl Writer {
             // the spool, and let the replay timer find out when the store is back.
             let spooling = self.spool.as_ref().is_some_and(Spool::is_dirty);
             if !spooling || retrying {
-                match self.store.insert_batch(records).await {
+                match self.insert(records).await {
                     Ok(_) => {
                         self.shared.written.fetch_add(n, Ordering::Relaxed);
                         self.backoff = self.settings.retry_min;
@@ -446,6 +491,15 @@ impl Writer {
                 self.backoff = (self.backoff * 2).min(self.settings.retry_max);
             }
         }
+    }
+
+    /// One transaction of `records`, through the writer's own connection if it has one.
+    async fn insert(&mut self, records: &[RequestRecord]) -> Result<u64, StoreError> {
+        let Some(direct) = &mut self.direct else { return self.store.insert_batch(records).await };
+        if self.store.take_fault() {
+            return Err(StoreError::Injected);
+        }
+        Ok(direct.insert(records)?)
     }
 
     /// Replays the spool into the store, if it holds anything; on failure, schedules the next

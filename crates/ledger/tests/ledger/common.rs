@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{AssertSqlSafe, Connection, Executor};
-use switchyard_ledger::{AttemptRecord, Backend, RequestRecord, Store};
+use switchyard_ledger::{AttemptRecord, Backend, RequestRecord, Store, Text};
 use switchyard_testkit::{Postgres, TempDir};
 
 /// One backend a test runs against, with a fresh, empty database and a scratch directory.
@@ -61,13 +61,13 @@ async fn postgres_database() -> Option<String> {
 pub(crate) fn record(i: usize) -> RequestRecord {
     let clouds = ["aws", "azure", "oci"];
     let cloud = clouds[i % 3];
-    let deployment = format!("{cloud}-d{}", i % 2);
+    let deployment: Text = format!("{cloud}-d{}", i % 2).into();
     RequestRecord {
-        alias: format!("alias-{}", i % 4),
+        alias: format!("alias-{}", i % 4).into(),
         deployment: Some(deployment.clone()),
-        cloud: Some(cloud.to_owned()),
-        region: Some(format!("{cloud}-east")),
-        jurisdiction: Some("eu".to_owned()),
+        cloud: Some(cloud.into()),
+        region: Some(format!("{cloud}-east").into()),
+        jurisdiction: Some(Text::from_static("eu")),
         stream: i.is_multiple_of(2),
         input_tokens: 100 + i as u64,
         output_tokens: 10 + i as u64,
@@ -77,7 +77,7 @@ pub(crate) fn record(i: usize) -> RequestRecord {
         ttft_ms: Some(20),
         attempts: vec![AttemptRecord {
             deployment,
-            outcome: "ok".to_owned(),
+            outcome: Text::from_static("ok"),
             started_ms: 0,
             duration_ms: 50,
             output_tokens: 10 + i as u64,

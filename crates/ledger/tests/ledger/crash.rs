@@ -77,7 +77,7 @@ fn child() {
                             break;
                         }
                         let mut r = record(i);
-                        r.request_id = format!("crash-{t}-{i}");
+                        r.request_id = format!("crash-{t}-{i}").into();
                         let id = r.request_id.clone();
                         let receipt = ledger.submit(r).await.expect("submit");
                         receipt.await.expect("durable");

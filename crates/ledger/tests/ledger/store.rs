@@ -13,8 +13,8 @@ async fn records_round_trip_and_persist() {
         full.attempts.insert(
             0,
             AttemptRecord {
-                deployment: "aws-d9".to_owned(),
-                outcome: "rate_limited".to_owned(),
+                deployment: "aws-d9".into(),
+                outcome: "rate_limited".into(),
                 started_ms: 0,
                 duration_ms: 3,
                 output_tokens: 0,
@@ -23,7 +23,7 @@ async fn records_round_trip_and_persist() {
         full.cost_usd = 0.123_456_789;
         let mut bare = RequestRecord::new("req-bare", 7, "t", "key_x");
         bare.status = 503;
-        bare.outcome = "exhausted".to_owned();
+        bare.outcome = "exhausted".into();
         assert_eq!(store.insert_batch(&[full.clone(), bare.clone()]).await.unwrap(), 2);
         assert_eq!(store.get("req-1").await.unwrap(), Some(full.clone()));
         assert_eq!(store.get("req-bare").await.unwrap(), Some(bare.clone()));
@@ -44,7 +44,7 @@ async fn odd_values_are_stored_safely() {
     each_backend(async |case| {
         let store = case.open().await;
         let mut odd = record(2);
-        odd.alias = "nul\0in alias".to_owned();
+        odd.alias = "nul\0in alias".into();
         odd.cost_usd = f64::NAN;
         odd.input_tokens = u64::MAX;
         store.insert_batch(std::slice::from_ref(&odd)).await.unwrap();
@@ -168,15 +168,15 @@ async fn attempts_with_odd_text_round_trip() {
         let store = case.open().await;
         let mut r = record(3);
         r.attempts.push(AttemptRecord {
-            deployment: "quote\" back\\slash \n\t\r \u{1} ünï 🦀".to_owned(),
-            outcome: "nul\0here".to_owned(),
+            deployment: "quote\" back\\slash \n\t\r \u{1} ünï 🦀".into(),
+            outcome: "nul\0here".into(),
             started_ms: u64::MAX,
             duration_ms: 0,
             output_tokens: 12,
         });
         store.insert_batch(std::slice::from_ref(&r)).await.unwrap();
         let back = store.get("req-3").await.unwrap().unwrap();
-        r.attempts[1].outcome = "nul\u{FFFD}here".to_owned();
+        r.attempts[1].outcome = "nul\u{FFFD}here".into();
         assert_eq!(back.attempts, r.attempts);
     })
     .await;
