@@ -10,7 +10,8 @@ checks each cloud's auth as the cloud does), then:
 - the `openai` SDK on /v1/chat/completions, routed to the Bedrock, the Anthropic, the Azure
   OpenAI, the OCI (OpenAI-compatible, and native in its GENERIC and COHERE formats) and the
   Gemini deployment: tools (whole and streamed) and a plain stream;
-- the `openai` SDK on /v1/responses, routed to each of the four deployments:
+- the `openai` SDK on /v1/responses, routed to a deployment of each protocol (OCI's native one
+  in both of its formats):
   `responses.create` plain and with `stream=True`, `responses.stream()`, a function call and
   its output, and `previous_response_id` refused with a 400;
 - the `openai` SDK's `embeddings.create` with a list of inputs, routed to the Bedrock Titan,
@@ -251,7 +252,9 @@ def responses_tests(client):
             raise AssertionError("previous_response_id was accepted")
 
     tests = []
-    for alias in ("chat-bedrock", "chat-anthropic", "chat-openai", "chat-azure", "chat-oci", "chat-gemini"):
+    aliases = ("chat-bedrock", "chat-anthropic", "chat-openai", "chat-azure", "chat-oci", "chat-oci-native",
+               "chat-oci-cohere", "chat-gemini")
+    for alias in aliases:
         for f in (plain, create_stream, stream_helper, function_call, no_state):
             tests.append((f"responses {f.__name__} via {DEPLOYMENT[alias]}", lambda f=f, alias=alias: f(alias)))
     return tests
