@@ -1,5 +1,5 @@
 //! `switchyard demo`: emulated AWS-, Azure- and OCI-shaped clouds and an on-prem cluster (AWS on
-//! Bedrock's protocol with SigV4, Azure on Azure OpenAI's, OCI on OpenAI's signed with an OCI
+//! Bedrock's protocol with SigV4, Azure on Azure OpenAI's, OCI on its own Generative AI API signed with an OCI
 //! API key made at start, on-prem on Anthropic's), the gateway in
 //! front, mixed traffic from two tenants, one whole cloud taken down midway and brought back;
 //! live progress, a closing table, and a report file.
