@@ -21,16 +21,6 @@ fn say(prompt: &str) -> Value {
     json!({"model": "claude-sonnet-4", "max_tokens": 256, "messages": [{"role": "user", "content": prompt}]})
 }
 
-fn texts(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn plain_and_streamed_answers() {
     let emulator = emulator().await;
@@ -53,7 +43,7 @@ async fn plain_and_streamed_answers() {
     let events = anthropic_codec::decode_stream(&r.body).expect("a well-formed stream");
     assert!(matches!(events.first(), Some(StreamEvent::MessageStart { .. })));
     assert!(events.contains(&StreamEvent::Ping));
-    assert_eq!(texts(&events), expected);
+    assert_eq!(StreamEvent::text_of(&events), expected);
     assert!(
         events.iter().any(|e| matches!(e, StreamEvent::MessageDelta { finish: FinishReason::Stop, usage: Some(u) }
         if u.output_tokens == 12 && u.input_tokens == body["usage"]["input_tokens"].as_u64().unwrap()))

@@ -76,16 +76,6 @@ fn decode(body: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
     Ok(events)
 }
 
-fn text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn converse_and_converse_stream() {
     let emulator = emulator().await;
@@ -101,7 +91,7 @@ async fn converse_and_converse_stream() {
     let r = converse_stream(&emulator, &say("hello")).await.unwrap();
     assert_eq!(r.header("content-type"), "application/vnd.amazon.eventstream");
     let events = decode(&r.body).expect("a well-formed stream");
-    assert_eq!(text(&events), expected);
+    assert_eq!(StreamEvent::text_of(&events), expected);
     assert!(
         events.iter().any(|e| matches!(e, StreamEvent::MessageDelta { finish: FinishReason::Stop, usage: Some(u) }
         if u.output_tokens == 12 && u.input_tokens == body["usage"]["inputTokens"].as_u64().unwrap()))

@@ -12,16 +12,6 @@ use crate::support::*;
 const OPENAI: [(&str, &str); 1] = [("authorization", "Bearer sk-openai")];
 const ANTHROPIC: [(&str, &str); 2] = [("x-api-key", ANTHROPIC_KEY), ("anthropic-version", "2023-06-01")];
 
-fn text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn one_conversation_one_answer_across_protocols() {
     let emulator = emulator().await;
@@ -66,7 +56,7 @@ async fn a_stream_cut_on_openai_continues_on_anthropic() {
     let r =
         send(&emulator, "claude", Method::POST, "/v1/messages", &ANTHROPIC, continuation.to_string()).await.unwrap();
     let events = anthropic_codec::decode_stream(&r.body).expect("well-formed");
-    assert_eq!(format!("{delivered}{}", text(&events)), full);
+    assert_eq!(format!("{delivered}{}", StreamEvent::text_of(&events)), full);
 
     // And back: OpenAI continues what Anthropic began.
     let openai = json!({"model": "gpt-4o", "stream": true, "continue_final_message": true, "messages": [
@@ -76,7 +66,7 @@ async fn a_stream_cut_on_openai_continues_on_anthropic() {
     faults(&emulator, "gpt", "[]");
     let r = send(&emulator, "gpt", Method::POST, "/v1/chat/completions", &OPENAI, openai.to_string()).await.unwrap();
     let events = openai_codec::decode_stream(&r.body).expect("well-formed");
-    assert_eq!(format!("{}{}", &full[..9], text(&events)), full);
+    assert_eq!(format!("{}{}", &full[..9], StreamEvent::text_of(&events)), full);
 }
 
 #[tokio::test(start_paused = true)]

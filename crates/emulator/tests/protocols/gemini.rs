@@ -26,16 +26,6 @@ fn say(text: &str) -> Value {
     json!({"contents": [{"role": "user", "parts": [{"text": text}]}]})
 }
 
-fn text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn answers_and_streams_say_what_openai_says() {
     let emulator = emulator().await;
@@ -54,7 +44,7 @@ async fn answers_and_streams_say_what_openai_says() {
     let r = post("gemini-flash", &emulator, &path, &[], &say("hello")).await;
     assert_eq!((r.status.as_u16(), r.header("content-type")), (200, "text/event-stream"));
     let events = gemini_codec::decode_stream(&r.body).expect("a well-formed stream");
-    assert_eq!(text(&events), expected);
+    assert_eq!(StreamEvent::text_of(&events), expected);
     assert!(
         events.iter().any(|e| matches!(e, StreamEvent::MessageDelta { finish: FinishReason::Stop, usage: Some(u) }
         if u.output_tokens == 12))

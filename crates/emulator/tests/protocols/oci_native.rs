@@ -123,16 +123,6 @@ async fn keyed_post(emulator: &Emulator, key: &str, body: &[u8]) -> Reply {
     send(emulator, "command", Method::POST, CHAT, &[("authorization", &auth)], body.to_vec()).await.expect("a response")
 }
 
-fn text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn both_formats_answer_and_stream_what_openai_says() {
     let emulator = emulator().await;
@@ -150,7 +140,7 @@ async fn both_formats_answer_and_stream_what_openai_says() {
     let r = signed_post(&emulator, &details(LLAMA, streamed)).await;
     assert_eq!((r.status.as_u16(), r.header("content-type")), (200, "text/event-stream"));
     let events = oci_codec::decode_stream(&r.body).expect("a well-formed stream");
-    assert_eq!(text(&events), expected);
+    assert_eq!(StreamEvent::text_of(&events), expected);
     assert!(events.iter().any(|e| matches!(e, StreamEvent::MessageDelta { finish: FinishReason::Stop, usage: Some(u) } if u.output_tokens == 12)));
 
     let r = keyed_post(&emulator, "sk-oci-native", &details(COHERE, cohere("hello"))).await;
@@ -163,7 +153,7 @@ async fn both_formats_answer_and_stream_what_openai_says() {
     streamed["isStream"] = json!(true);
     let r = keyed_post(&emulator, "sk-oci-native", &details(COHERE, streamed)).await;
     let events = oci_codec::decode_stream(&r.body).expect("a well-formed Cohere stream");
-    assert_eq!(text(&events), expected);
+    assert_eq!(StreamEvent::text_of(&events), expected);
 }
 
 #[tokio::test(start_paused = true)]

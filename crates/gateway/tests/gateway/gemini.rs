@@ -125,16 +125,6 @@ async fn stream_text(h: &Harness, mut body: Value) -> String {
     opened.text().await
 }
 
-fn streamed_text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_openai_caller_is_answered_by_gemini_and_vertex_whole_and_streamed() {
     let h = harness().await;
@@ -152,7 +142,7 @@ async fn an_openai_caller_is_answered_by_gemini_and_vertex_whole_and_streamed() 
 
         let raw = stream_text(&h, ask(alias, "stream it")).await;
         let events = openai_codec::decode_stream(raw.as_bytes()).expect("a well-formed Chat Completions stream");
-        assert_eq!(streamed_text(&events), expected_answer("stream it"), "{alias}");
+        assert_eq!(StreamEvent::text_of(&events), expected_answer("stream it"), "{alias}");
         assert!(
             events.iter().any(|e| matches!(e, StreamEvent::MessageDelta { finish: FinishReason::Stop, usage: Some(u) }
                 if u.output_tokens == 12)),
@@ -225,7 +215,7 @@ async fn an_anthropic_caller_is_answered_by_gemini() {
     assert_eq!(opened.status, 200);
     let text = opened.text().await;
     let events = anthropic_codec::decode_stream(text.as_bytes()).expect("a well-formed Messages stream");
-    assert_eq!(streamed_text(&events), expected_answer("hello"));
+    assert_eq!(StreamEvent::text_of(&events), expected_answer("hello"));
 
     let mut tools = say;
     tools["messages"] = json!([{"role": "user", "content": "Weather in Rome?"}]);
@@ -289,7 +279,7 @@ async fn a_service_account_token_is_fetched_cached_and_refreshed_once_when_it_ex
     assert_eq!(deployment.tokens_issued(), 1, "a token fetched at the emulator's token endpoint");
     let raw = stream_text(&h, ask("gemini-sa", "stream it")).await;
     let events = openai_codec::decode_stream(raw.as_bytes()).expect("a well-formed stream");
-    assert_eq!(streamed_text(&events), expected_answer("stream it"));
+    assert_eq!(StreamEvent::text_of(&events), expected_answer("stream it"));
     assert_eq!(deployment.tokens_issued(), 1, "the token is cached until it expires");
 
     // The deployment says the token expired: the gateway fetches another and sends again,

@@ -133,16 +133,6 @@ async fn stream_events(h: &Harness, mut body: Value) -> (String, Vec<StreamEvent
     (raw, events)
 }
 
-fn streamed_text(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_openai_caller_is_answered_in_both_formats_whole_and_streamed() {
     let h = harness().await;
@@ -157,7 +147,7 @@ async fn an_openai_caller_is_answered_in_both_formats_whole_and_streamed() {
         assert_eq!((&b["choices"][0]["finish_reason"], &b["usage"]["completion_tokens"]), (&json!("stop"), &json!(12)));
 
         let (raw, events) = stream_events(&h, ask(alias, "stream it")).await;
-        assert_eq!(streamed_text(&events), expected_answer("stream it"), "{alias}");
+        assert_eq!(StreamEvent::text_of(&events), expected_answer("stream it"), "{alias}");
         assert!(
             events.iter().any(|e| matches!(e, StreamEvent::MessageDelta { finish: FinishReason::Stop, usage: Some(u) }
                 if u.output_tokens == 12)),

@@ -68,6 +68,21 @@ pub enum StreamEvent {
     Error(ErrorObject),
 }
 
+// === impl StreamEvent ===
+
+impl StreamEvent {
+    /// The text `events` carry, in order (their text deltas joined).
+    pub fn text_of(events: &[StreamEvent]) -> String {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::TextDelta { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// What a content block holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockKind {
