@@ -54,6 +54,7 @@ impl<'a> PlanRequest<'a> {
     pub fn continuation(&self, delivered_tokens: u32, broken: DeploymentId) -> PlanRequest<'a> {
         PlanRequest {
             input_tokens: self.input_tokens.saturating_add(delivered_tokens),
+            context_tokens: None,
             needs: Needs { streaming: true, prefill: true, ..self.needs },
             avoid: Some(broken),
             ..*self

@@ -54,6 +54,10 @@ pub struct DeploymentState {
     /// What other replicas said, as last taken in: its version and what was applied.
     heard_version: u64,
     heard: Heard,
+    /// The end (Unix ms) of the cool-down this replica published for a report of no requests
+    /// left: heard back from the store, it is not taken for a 429's (a later report of room
+    /// here ends it at once).
+    reported_cooling: i64,
     /// How the configured concurrency limit is counted, as of the last read with
     /// [`RouterState::deployment_at`] (always [`Cluster::Alone`] without shared signals).
     cluster: Cluster,
@@ -244,6 +248,7 @@ impl RouterState {
                     active_tenants: 0,
                     heard_version: 0,
                     heard: Heard::default(),
+                    reported_cooling: 0,
                     cluster: Cluster::Alone,
                 })
             })

@@ -112,6 +112,8 @@ impl Gauges {
         let Some(g) = self.get(id) else { return Cluster::Alone };
         match (status, policy) {
             (Status::Connected, _) => {
+                // The acknowledgement first (see `exchange`).
+                let acked = g.acked.load(Ordering::SeqCst);
                 let others = g.others.load(Ordering::Acquire);
                 let confirmed = g.confirmed.load(Ordering::Acquire);
                 let cap = gauge_cap(limit, share, others, confirmed, self.replicas.load(Ordering::Acquire));
@@ -121,7 +123,7 @@ impl Gauges {
                 if g.cap.load(Ordering::Relaxed) != fixed {
                     g.cap.store(fixed, Ordering::Relaxed);
                 }
-                let unconfirmed = g.begun.load(Ordering::SeqCst).saturating_sub(g.acked.load(Ordering::SeqCst));
+                let unconfirmed = g.begun.load(Ordering::SeqCst).saturating_sub(acked);
                 Cluster::Shared { others, unconfirmed: u32::try_from(unconfirmed).unwrap_or(u32::MAX), cap }
             }
             (Status::Connecting | Status::Disconnected, Policy::FailOpen) => Cluster::Alone,
@@ -167,9 +169,12 @@ impl Gauges {
             let replicas = answers.first().map(|t| count(t)).transpose()?.unwrap_or(1);
             self.replicas.store(replicas.max(1), Ordering::Release);
             for ((g, (begun, sent)), text) in chunk.iter().zip(sent).zip(&answers[1..]) {
-                g.acked.fetch_max(begun, Ordering::SeqCst);
-                g.confirmed.store(sent, Ordering::Release);
+                // The counts before the acknowledgement: a reader that sees the new `acked`
+                // (little unconfirmed) sees the counts it goes with; one that sees the old
+                // `acked` is only stricter.
                 g.others.store(count(text)?, Ordering::Release);
+                g.confirmed.store(sent, Ordering::Release);
+                g.acked.fetch_max(begun, Ordering::SeqCst);
             }
         }
         Ok(())

@@ -87,8 +87,9 @@ impl RouterState {
     /// on each request, so that stays this replica's.)
     pub fn observe_headroom(&self, id: DeploymentId, headroom: &Headroom, now: Time) -> bool {
         if headroom.is_reported() {
-            let no_requests_until = self.deployment(id).reported.observe(headroom, now);
-            if let Some(until) = no_requests_until {
+            let mut d = self.deployment(id);
+            if let Some(until) = d.reported.observe(headroom, now) {
+                d.reported_cooling = self.calendar.unix_ms(until);
                 self.publish_cooldown(id, until);
             }
         }

@@ -91,7 +91,9 @@ fn take_in(state: &RouterState, d: &mut DeploymentState, signals: &dyn Signals, 
                 d.health.adopt(calendar.time_of(heard.ejected_at), until);
             }
         }
-        if heard.cooling_until > applied.cooling_until {
+        // This replica's own report of no requests left, heard back, is its `reported` headroom
+        // already (which a later report of room ends): not a 429's cool-down.
+        if heard.cooling_until > applied.cooling_until && heard.cooling_until != d.reported_cooling {
             let until = calendar.time_of(heard.cooling_until);
             if until > now && d.cooldown_until.is_none_or(|mine| mine < until) {
                 d.cooldown_until = Some(until);

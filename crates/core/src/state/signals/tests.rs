@@ -380,6 +380,12 @@ fn a_deployment_that_reports_no_requests_left_is_passed_over_by_the_other_replic
     assert!(!planned(&config, &b, tb).contains(&id), "B passes it over until the reset");
     let (_, after) = at(3_000);
     assert!(planned(&config, &b, after).contains(&id), "and takes it back at the reset");
+    // On A, its own report heard back is no cool-down: a report of room ends it at once.
+    let (ta, _) = at(1_100);
+    let room = crate::state::Headroom { requests: Some(50), ..Default::default() };
+    assert!(!a.observe_headroom(id, &room, ta));
+    assert!(a.deployment_at(id, ta).resting_until(10, ta).is_none(), "room again on A");
+    assert!(planned(&config, &a, ta).contains(&id));
 }
 
 /// The fixture with deployment 0's concurrency limit at `limit` (the rest unlimited), and
