@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use switchyard_core::config::{Priority, Workload, check_name};
 use switchyard_core::tenancy::{KeyField, KeySettingError, KeySettings};
-use switchyard_ledger::{KeyError, KeyRow};
+use switchyard_ledger::{Changed, KeyError, KeyRow};
 use switchyard_placer::table::grid;
 
 use crate::ledger_args::{LedgerArgs, When, exit_code, now_ms, parse_when, show_time, usage};
@@ -294,30 +294,30 @@ async fn update(args: &LedgerArgs, change: &UpdateArgs) -> anyhow::Result<ExitCo
         patch.insert(known.name().to_owned(), serde_json::Value::Null);
     }
     let opened = args.open(false).await?;
-    let result = async {
-        let keys = opened.store.keys();
-        let row = match keys.get(&change.id).await {
-            Err(KeyError::Unknown(id)) => anyhow::bail!("no key with id {id:?} (`switchyard keys list` shows them)"),
-            other => other?,
-        };
-        if row.revoked_ms.is_some() {
-            anyhow::bail!("{} is revoked; a revoked key cannot be changed", row.id);
-        }
+    // Applied to the key as stored, again if another change lands meanwhile.
+    let apply = |row: &KeyRow| {
         let current = KeySettings::from_json(&row.settings).unwrap_or_default();
-        let settings = current.patched(patch).map_err(usage)?;
-        let wrong =
-            match opened.config.as_ref().and_then(|c| Some((c, c.tenants.iter().find(|t| t.name == row.tenant)?))) {
-                Some((config, tenant)) => settings.check_for(config, tenant),
-                None => settings.check(),
-            };
+        let settings = current.patched(patch.clone()).map_err(usage)?;
+        let config = opened.config.as_ref();
+        let wrong = match config.and_then(|c| Some((c, c.tenants.iter().find(|t| t.name == row.tenant)?))) {
+            Some((config, tenant)) => settings.check_for(config, tenant),
+            None => settings.check(),
+        };
         if !wrong.is_empty() {
             return Err(bad_settings(&wrong));
         }
-        let name = change.name.as_deref().or(row.name.as_deref());
+        let name = change.name.clone().or_else(|| row.name.clone());
         let expires_ms = if change.never_expires { None } else { expires_ms.or(row.expires_ms) };
-        Ok(keys.update(&row.id, name, expires_ms, &settings.to_json()).await?)
-    }
-    .await;
+        Ok((name, expires_ms, settings.to_json()))
+    };
+    let result = match opened.store.keys().change(&change.id, apply).await {
+        Ok(key) => Ok(key),
+        Err(Changed::Refused(error)) => Err(error),
+        Err(Changed::Key(KeyError::Unknown(id))) => {
+            Err(anyhow::anyhow!("no key with id {id:?} (`switchyard keys list` shows them)"))
+        }
+        Err(Changed::Key(error)) => Err(error.into()),
+    };
     opened.store.close().await;
     let key = result?;
     let own = KeySettings::from_json(&key.settings).map(|s| if s.is_empty() { "-".to_owned() } else { s.summary() });

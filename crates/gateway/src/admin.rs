@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use switchyard_core::tenancy::{KeyField, KeySettings, format_utc};
-use switchyard_ledger::{Group, KeyError, KeyRow, Store};
+use switchyard_ledger::{Changed, Group, KeyError, KeyRow, Store};
 
 use crate::error::ApiError;
 use crate::{Gateway, caller_text};
@@ -184,63 +184,66 @@ async fn update_key(
     let serde_json::Value::Object(mut patch) = value else {
         return Err(bad("the body must be a JSON object".to_owned(), None));
     };
-    let row = store.keys().get(&id).await.map_err(|e| key_error(e, &id))?;
-    if row.revoked_ms.is_some() {
-        return Err(key_error(KeyError::Revoked(id.clone()), &id));
-    }
     let name = match patch.remove("name") {
-        None => row.name.clone(),
-        Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(name)) => Some(caller_text(&name)),
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(name)) => Some(Some(caller_text(&name))),
         Some(other) => return Err(bad(format!("name must be a string or null, not {other}"), Some("name"))),
     };
     let expires_ms = match patch.remove("expires_ms") {
-        None => row.expires_ms,
-        Some(serde_json::Value::Null) => None,
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
         Some(value) => match value.as_i64() {
-            Some(at) if at > now_ms => Some(at),
+            Some(at) if at > now_ms => Some(Some(at)),
             Some(_) => {
                 let message = format!("expires_ms is in the past (now is {})", format_utc(now_ms));
                 return Err(bad(message, Some("expires_ms")));
             }
             None => {
-                return Err(bad(
-                    format!("expires_ms must be Unix milliseconds or null, not {value}"),
-                    Some("expires_ms"),
-                ));
+                let message = format!("expires_ms must be Unix milliseconds or null, not {value}");
+                return Err(bad(message, Some("expires_ms")));
             }
         },
     };
     if let Some(field) = ["tenant", "id"].into_iter().find(|f| patch.contains_key(*f)) {
         return Err(bad(format!("a key's {field} cannot change"), None));
     }
-    // Settings stored unreadable (written by hand) are replaced by what the change says.
-    let current = KeySettings::from_json(&row.settings).unwrap_or_default();
-    let settings = current.patched(patch).map_err(|e| {
-        let param = KeyField::ALL.into_iter().find(|f| e.starts_with(f.name())).map(KeyField::name);
-        bad(e, param)
-    })?;
-    let wrong = match gw.config.tenants.iter().find(|t| t.name == row.tenant) {
-        Some(tenant) => settings.check_for(&gw.config, tenant),
-        None => settings.check(),
+    // Applied to the key as stored, again if another change lands meanwhile.
+    let change = |row: &KeyRow| {
+        // Settings stored unreadable (written by hand) are replaced by what the change says.
+        let current = KeySettings::from_json(&row.settings).unwrap_or_default();
+        let settings = current.patched(patch.clone()).map_err(|e| {
+            let param = KeyField::ALL.into_iter().find(|f| e.starts_with(f.name())).map(KeyField::name);
+            bad(e, param)
+        })?;
+        let wrong = match gw.config.tenants.iter().find(|t| t.name == row.tenant) {
+            Some(tenant) => settings.check_for(&gw.config, tenant),
+            None => settings.check(),
+        };
+        if let Some(first) = wrong.first() {
+            let all: Vec<String> = wrong.iter().map(ToString::to_string).collect();
+            return Err(bad(all.join("; "), Some(first.field.name())));
+        }
+        let name = name.clone().unwrap_or_else(|| row.name.clone());
+        Ok((name, expires_ms.unwrap_or(row.expires_ms), settings.to_json()))
     };
-    if let Some(first) = wrong.first() {
-        let all: Vec<String> = wrong.iter().map(ToString::to_string).collect();
-        return Err(bad(all.join("; "), Some(first.field.name())));
-    }
-    let keys = store.keys();
-    let row =
-        keys.update(&id, name.as_deref(), expires_ms, &settings.to_json()).await.map_err(|e| key_error(e, &id))?;
+    let row = match store.keys().change(&id, change).await {
+        Ok(row) => row,
+        Err(Changed::Refused(error)) => return Err(error),
+        Err(Changed::Key(error)) => return Err(key_error(error, &id)),
+    };
     refresh(&gw).await;
     tracing::info!(message = "API key changed.", key = %row.id, tenant = %row.tenant);
     Ok(axum::Json(key_json(&row, now_ms)).into_response())
 }
 
-/// A key store's error as the caller's: an unknown key 404, a revoked one 400.
+/// A key store's error as the caller's: an unknown key 404, a revoked one 400, one that kept
+/// changing under this change 503 (try again).
 fn key_error(error: KeyError, id: &str) -> ApiError {
     match error {
         KeyError::Unknown(_) => ApiError::UnknownKey(caller_text(id)),
         KeyError::Revoked(_) => ApiError::BadRequest { message: caller_text(&error.to_string()), param: None },
+        KeyError::Contended(_) => ApiError::Unavailable(caller_text(&error.to_string())),
         e => ledger_error(e),
     }
 }

@@ -245,9 +245,9 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
 
 /// The deployments `alias` may reach (its own, then its fallbacks', transitively) whose
 /// embeddings API cannot take `embed` (token arrays, `dimensions` the model does not offer,
-/// ...), for the planner to pass over, each by its own model's API, while another can take it.
-/// None when every one or none can: then the first deployment's refusal, a 400 naming the
-/// parameter, is the caller's answer.
+/// ...), for the planner to pass over, each by its own model's API, while another of the
+/// alias's own deployments can take it. None when none of those can: then the first
+/// deployment's refusal, a 400 naming the parameter, is the caller's answer.
 fn embeddings_unfit(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> Vec<DeploymentId> {
     if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 {
         return Vec::new();
@@ -256,7 +256,10 @@ fn embeddings_unfit(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> V
     let body = embed.object.bytes();
     let unfit: Vec<DeploymentId> =
         reached.iter().copied().filter(|d| gw.upstream.embeddings_refusal(usize::from(d.0), body).is_some()).collect();
-    if unfit.len() < reached.len() { unfit } else { Vec::new() }
+    // Judged by the alias's own deployments, what is planned first (its fallbacks only after a
+    // context-length refusal).
+    let other = alias.deployments.iter().any(|d| !unfit.contains(d));
+    if other { unfit } else { Vec::new() }
 }
 
 #[cfg(test)]

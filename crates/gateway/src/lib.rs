@@ -244,8 +244,9 @@ impl Gateway {
 
     /// The OCI deployments `alias` may reach that speak OCI's COHERE format, when that format
     /// cannot express `chat` (the protocol-wide check, [`Gateway::untranslatable`], is of the
-    /// GENERIC format): the planner passes them over while another deployment can take it.
-    /// None when no other can: the first one's refusal, naming the parameter, is the answer.
+    /// GENERIC format): the planner passes them over while another of the alias's own
+    /// deployments (what is planned first) can take it. None when none can: then the first
+    /// one's refusal, naming the parameter, is the answer.
     pub(crate) fn unfit_formats(
         &self,
         alias: &Alias,
@@ -265,7 +266,7 @@ impl Gateway {
         }
         let unfit: Vec<_> = reached.iter().copied().filter(cohere).collect();
         let protocol = |d: &switchyard_core::config::DeploymentId| self.config.cloud_of(*d).protocol.bit();
-        let other = reached.iter().any(|d| !cohere(d) && protocol(d) & untranslatable == 0);
+        let other = alias.deployments.iter().any(|d| !cohere(d) && protocol(d) & untranslatable == 0);
         if other { unfit } else { Vec::new() }
     }
 

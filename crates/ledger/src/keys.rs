@@ -20,12 +20,21 @@ pub enum KeyError {
     Unknown(String),
     #[error("key {0:?} is revoked; a revoked key cannot be changed")]
     Revoked(String),
+    #[error("key {0:?} kept changing while this change was made; try again")]
+    Contended(String),
     #[error("no randomness for a new key: {0}")]
     Random(std::io::Error),
     #[error("a key's settings must be a JSON object: {0}")]
     Settings(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why [`Keys::change`] did not change a key: the store's reason, or the change's own.
+#[derive(Debug)]
+pub enum Changed<E> {
+    Key(KeyError),
+    Refused(E),
 }
 
 /// A key as stored: everything but the secret.
@@ -80,6 +89,7 @@ impl KeyError {
         match self {
             KeyError::Unknown(_) => "unknown_key",
             KeyError::Revoked(_) => "revoked_key",
+            KeyError::Contended(_) => "contended_key",
             KeyError::Random(_) => "random",
             KeyError::Settings(_) => "bad_settings",
             KeyError::Store(e) => e.kind(),
@@ -222,6 +232,58 @@ impl Keys<'_> {
             (0, Some(_)) => Err(KeyError::Revoked(id.to_owned())),
             _ => Ok(row),
         }
+    }
+
+    /// Changes key `id` to what `change` makes of it as stored (its new name, expiry and
+    /// settings, a JSON object), without losing a change made meanwhile: the row is written only
+    /// if it is still what was read, and otherwise read again and `change` applied to that, a
+    /// few times at most ([`KeyError::Contended`] then). Returns the key as it now is. A revoked
+    /// key is [`KeyError::Revoked`], an unknown one [`KeyError::Unknown`]; `change`'s own
+    /// refusal is passed back as it is.
+    pub async fn change<E>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&KeyRow) -> Result<(Option<String>, Option<i64>, String), E>,
+    ) -> Result<KeyRow, Changed<E>> {
+        for _ in 0..5 {
+            let row = self.get(id).await.map_err(Changed::Key)?;
+            if row.revoked_ms.is_some() {
+                return Err(Changed::Key(KeyError::Revoked(id.to_owned())));
+            }
+            let (name, expires_ms, settings) = change(&row).map_err(Changed::Refused)?;
+            if self.write_if(&row, name.as_deref(), expires_ms, &settings).await.map_err(Changed::Key)? {
+                return self.get(id).await.map_err(Changed::Key);
+            }
+        }
+        Err(Changed::Key(KeyError::Contended(id.to_owned())))
+    }
+
+    /// Writes `read`'s key's new name, expiry and settings if the stored row is still `read`
+    /// (and not revoked); whether it was.
+    pub async fn write_if(
+        &self,
+        read: &KeyRow,
+        name: Option<&str>,
+        expires_ms: Option<i64>,
+        settings: &str,
+    ) -> Result<bool, KeyError> {
+        check_object(settings)?;
+        let q = self.store.db.sql(schema::UPDATE_KEY_IF);
+        let written = on_backend!(&self.store.db, |pool| {
+            let done = sqlx::query(q)
+                .bind(name)
+                .bind(expires_ms)
+                .bind(settings)
+                .bind(&read.id)
+                .bind(&read.settings)
+                .bind(&read.name)
+                .bind(read.expires_ms)
+                .execute(pool)
+                .await
+                .map_err(StoreError::Sql)?;
+            done.rows_affected()
+        });
+        Ok(written > 0)
     }
 
     /// Revokes key `id` as of `now_ms`. Revoking a revoked key keeps its first revocation time;

@@ -56,7 +56,7 @@ mod spool;
 pub mod store;
 pub mod writer;
 
-pub use keys::{KeyError, KeyRow, Keys, hash_secret};
+pub use keys::{Changed, KeyError, KeyRow, Keys, hash_secret};
 pub use lite::LiteError;
 pub use record::{AttemptRecord, RequestRecord, Text};
 pub use store::{Backend, Group, SpendRow, Store, StoreError};

@@ -143,6 +143,15 @@ pub(crate) const REVOKE_KEY: Sql = Sql {
 pub(crate) const KEY_BY_ID: Sql =
     Sql { sqlite: "SELECT * FROM keys WHERE id = ?", postgres: "SELECT * FROM keys WHERE id = $1" };
 
+/// A key's name, expiry and settings replaced if they are still what was read (and it was not
+/// revoked meanwhile): a change made in between is not overwritten.
+pub(crate) const UPDATE_KEY_IF: Sql = Sql {
+    sqlite: "UPDATE keys SET name = ?, expires_ms = ?, settings = ? WHERE id = ? AND revoked_ms IS NULL
+        AND settings = ? AND name IS ? AND expires_ms IS ?",
+    postgres: "UPDATE keys SET name = $1, expires_ms = $2, settings = $3 WHERE id = $4 AND revoked_ms IS NULL
+        AND settings = $5 AND name IS NOT DISTINCT FROM $6 AND expires_ms IS NOT DISTINCT FROM $7",
+};
+
 /// A key's name, expiry and settings replaced, unless it was revoked.
 pub(crate) const UPDATE_KEY: Sql = Sql {
     sqlite: "UPDATE keys SET name = ?, expires_ms = ?, settings = ? WHERE id = ? AND revoked_ms IS NULL",

@@ -135,3 +135,37 @@ async fn a_keys_name_expiry_and_settings_change_until_it_is_revoked() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_change_made_meanwhile_is_not_overwritten() {
+    each_backend(async |case| {
+        let store = case.open().await;
+        let keys = store.keys();
+        let (row, _) = keys.create_with("acme", None, None, r#"{"rpm":10}"#, 1_000).await.unwrap();
+        // Read, then another change lands (a name set, settings changed): a write from the
+        // stale read is refused, null name and expiry compared as equal.
+        let stale = keys.get(&row.id).await.unwrap();
+        keys.update(&row.id, Some("ops"), None, r#"{"rpm":10,"tpm":500}"#).await.unwrap();
+        assert!(!keys.write_if(&stale, None, None, r#"{"rpm":20}"#).await.unwrap(), "the row moved on");
+        let fresh = keys.get(&row.id).await.unwrap();
+        assert!(keys.write_if(&fresh, fresh.name.as_deref(), Some(9_000), &fresh.settings).await.unwrap());
+        // `change` reads again when it must: here it applies to what is stored.
+        let mut seen = Vec::new();
+        let changed = keys
+            .change(&row.id, |r| {
+                seen.push(r.settings.clone());
+                Ok::<_, ()>((r.name.clone(), r.expires_ms, r.settings.replace("10", "20")))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, [r#"{"rpm":10,"tpm":500}"#]);
+        assert_eq!((changed.name.as_deref(), changed.expires_ms), (Some("ops"), Some(9_000)));
+        assert_eq!(changed.settings, r#"{"rpm":20,"tpm":500}"#);
+        keys.revoke(&row.id, 2_000).await.unwrap();
+        let revoked = keys.change(&row.id, |r| Ok::<_, ()>((r.name.clone(), None, "{}".to_owned()))).await;
+        assert!(matches!(revoked, Err(switchyard_ledger::Changed::Key(KeyError::Revoked(_)))), "{revoked:?}");
+        let refused = keys.get(&row.id).await.unwrap();
+        assert_eq!(refused.settings, r#"{"rpm":20,"tpm":500}"#);
+    })
+    .await;
+}
