@@ -56,6 +56,12 @@ impl Connection {
     /// Opens (creating if missing) the database file at `path`, the way sqlx opens it: a
     /// `file:` URI is taken as one. Statements wait up to `busy` for another connection's lock.
     pub(crate) fn open(path: &Path, busy: Duration) -> Result<Connection, LiteError> {
+        // SAFETY: a plain query of how the library was built.
+        if unsafe { ffi::sqlite3_threadsafe() } == 0 {
+            // `Send` (below) rests on a library built thread-safe.
+            let message = "this SQLite was built without thread safety".to_owned();
+            return Err(LiteError { code: ffi::SQLITE_MISUSE, message });
+        }
         let name = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| LiteError { code: ffi::SQLITE_MISUSE, message: "a NUL byte in the path".to_owned() })?;
         let flags =
@@ -84,8 +90,9 @@ impl Connection {
         let len = c_int::try_from(sql.len())
             .map_err(|_| LiteError { code: ffi::SQLITE_TOOBIG, message: "statement too long".to_owned() })?;
         let mut stmt = ptr::null_mut();
+        let mut tail: *const c_char = ptr::null();
         // SAFETY: `sql` is valid for `len` bytes during the call (SQLite copies what it keeps);
-        // `stmt` is a valid out pointer; the tail pointer may be null.
+        // `stmt` and `tail` are valid out pointers.
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
                 self.db.as_ptr(),
@@ -93,13 +100,20 @@ impl Connection {
                 len,
                 ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut stmt,
-                ptr::null_mut(),
+                &mut tail,
             )
         };
         self.check(rc)?;
         let stmt = NonNull::new(stmt)
             .ok_or_else(|| LiteError { code: ffi::SQLITE_MISUSE, message: "no statement in the text".to_owned() })?;
+        // Owned from here: pushed, it is finalized with the connection.
         self.stmts.push(stmt);
+        // What follows the first statement: `tail` points into `sql` (or is null).
+        let used = if tail.is_null() { sql.len() } else { (tail as usize).saturating_sub(sql.as_ptr() as usize) };
+        if !sql.get(used..).unwrap_or_default().trim().trim_end_matches(';').trim().is_empty() {
+            let message = "more than one statement in the text".to_owned();
+            return Err(LiteError { code: ffi::SQLITE_MISUSE, message });
+        }
         Ok(Stmt(self.stmts.len() - 1))
     }
 
@@ -257,6 +271,10 @@ mod tests {
         let e = c.prepare("SELEC 1").unwrap_err();
         assert_eq!(e.code, ffi::SQLITE_ERROR);
         assert!(e.message.contains("syntax error"), "{e}");
+        // One statement a text: a second is refused, not left unrun; a trailing `;` is fine.
+        let e = c.execute("CREATE TABLE x (a); DROP TABLE x").unwrap_err();
+        assert!(e.message.contains("more than one statement"), "{e}");
+        c.prepare("SELECT 1;  ").unwrap();
 
         c.execute("CREATE TABLE t (a TEXT NOT NULL UNIQUE)").unwrap();
         let insert = c.prepare("INSERT INTO t VALUES (?)").unwrap();

@@ -280,7 +280,9 @@ async fn google_token(client: &Client, tokens: &google::TokenSource, limit: Dura
     if tokens.current(SystemTime::now()).is_some() {
         return Ok(());
     }
-    let started = tokio::time::Instant::now();
+    // Waiting for the turn, the answer's headers and its body, all within `limit`.
+    let deadline = tokio::time::Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     let Ok(_turn) = tokio::time::timeout(limit, tokens.fetching()).await else {
         return Err(AttemptError::FirstByteTimeout);
     };
@@ -288,11 +290,19 @@ async fn google_token(client: &Client, tokens: &google::TokenSource, limit: Dura
     if tokens.current(now).is_some() {
         return Ok(());
     }
-    let limit = limit.saturating_sub(started.elapsed());
     let failed = |detail: String| AttemptError::ConnectFailed { detail: format!("service account token: {detail}") };
-    let response = send(client, tokens.request(now).map_err(failed)?, limit).await?;
+    let response = send(client, tokens.request(now).map_err(failed)?, left()).await?;
     let status = response.status().as_u16();
-    let body = read_capped(response.into_body(), limit).await;
+    let read = Limited::new(response.into_body(), MAX_ERROR_BODY).collect();
+    let body = match tokio::time::timeout(left(), read).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(AttemptError::InvalidResponse {
+                detail: "service account token: an answer cut off or too large".into(),
+            });
+        }
+        Err(_) => return Err(AttemptError::FirstByteTimeout),
+    };
     match status {
         200..=299 => tokens.accept(&body, now).map_err(|detail| AttemptError::InvalidResponse { detail }),
         400..=499 => Err(AttemptError::UpstreamRefused { status }),
