@@ -204,36 +204,6 @@ impl Keys<'_> {
         row.ok_or_else(|| KeyError::Unknown(id.to_owned()))
     }
 
-    /// Replaces key `id`'s name, expiry and settings (a JSON object, checked to be one) and
-    /// returns it as it now is. A revoked key is [`KeyError::Revoked`], an unknown one
-    /// [`KeyError::Unknown`].
-    pub async fn update(
-        &self,
-        id: &str,
-        name: Option<&str>,
-        expires_ms: Option<i64>,
-        settings: &str,
-    ) -> Result<KeyRow, KeyError> {
-        check_object(settings)?;
-        let q = self.store.db.sql(schema::UPDATE_KEY);
-        let changed = on_backend!(&self.store.db, |pool| {
-            let done = sqlx::query(q)
-                .bind(name)
-                .bind(expires_ms)
-                .bind(settings)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map_err(StoreError::Sql)?;
-            done.rows_affected()
-        });
-        let row = self.get(id).await?;
-        match (changed, row.revoked_ms) {
-            (0, Some(_)) => Err(KeyError::Revoked(id.to_owned())),
-            _ => Ok(row),
-        }
-    }
-
     /// Changes key `id` to what `change` makes of it as stored (its new name, expiry and
     /// settings, a JSON object), without losing a change made meanwhile: the row is written only
     /// if it is still what was read, and otherwise read again and `change` applied to that, a

@@ -152,12 +152,6 @@ pub(crate) const UPDATE_KEY_IF: Sql = Sql {
         AND settings = $5 AND name IS NOT DISTINCT FROM $6 AND expires_ms IS NOT DISTINCT FROM $7",
 };
 
-/// A key's name, expiry and settings replaced, unless it was revoked.
-pub(crate) const UPDATE_KEY: Sql = Sql {
-    sqlite: "UPDATE keys SET name = ?, expires_ms = ?, settings = ? WHERE id = ? AND revoked_ms IS NULL",
-    postgres: "UPDATE keys SET name = $1, expires_ms = $2, settings = $3 WHERE id = $4 AND revoked_ms IS NULL",
-};
-
 pub(crate) const KEY_EXISTS: Sql = Sql {
     sqlite: "SELECT COUNT(*) AS n FROM keys WHERE id = ?",
     postgres: "SELECT COUNT(*) AS n FROM keys WHERE id = $1",

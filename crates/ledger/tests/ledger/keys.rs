@@ -1,6 +1,6 @@
 //! API keys: a secret shown once and stored as its hash; list, revoke, expiry.
 
-use switchyard_ledger::{Backend, KeyError, hash_secret};
+use switchyard_ledger::{Backend, Changed, KeyError, hash_secret};
 
 use crate::common::each_backend;
 
@@ -110,26 +110,41 @@ async fn run(case: &crate::common::Case, statements: &[String]) {
     }
 }
 
+/// `change` as a caller that sets the key to fixed values uses it.
+async fn set(
+    keys: &switchyard_ledger::Keys<'_>,
+    id: &str,
+    name: Option<&str>,
+    expires_ms: Option<i64>,
+    settings: &str,
+) -> Result<switchyard_ledger::KeyRow, KeyError> {
+    let to = (name.map(str::to_owned), expires_ms, settings.to_owned());
+    keys.change(id, |_| Ok::<_, ()>(to.clone())).await.map_err(|e| match e {
+        Changed::Key(e) => e,
+        Changed::Refused(()) => unreachable!("never refused"),
+    })
+}
+
 #[tokio::test]
 async fn a_keys_name_expiry_and_settings_change_until_it_is_revoked() {
     each_backend(async |case| {
         let store = case.open().await;
         let keys = store.keys();
         let (row, _) = keys.create_with("acme", Some("ci"), None, r#"{"rpm":10}"#, 1_000).await.unwrap();
-        let changed = keys.update(&row.id, Some("deploy"), Some(9_000), r#"{"rpm":20,"concurrency":2}"#).await.unwrap();
+        let changed = set(&keys, &row.id, Some("deploy"), Some(9_000), r#"{"rpm":20,"concurrency":2}"#).await.unwrap();
         assert_eq!((changed.name.as_deref(), changed.expires_ms), (Some("deploy"), Some(9_000)));
         assert_eq!(changed.settings, r#"{"rpm":20,"concurrency":2}"#);
         assert_eq!((changed.hash.as_str(), changed.created_ms), (row.hash.as_str(), 1_000), "the secret stays");
         assert_eq!(keys.get(&row.id).await.unwrap(), changed);
-        let cleared = keys.update(&row.id, None, None, "{}").await.unwrap();
+        let cleared = set(&keys, &row.id, None, None, "{}").await.unwrap();
         assert_eq!((cleared.name, cleared.expires_ms, cleared.settings.as_str()), (None, None, "{}"));
 
-        let err = keys.update(&row.id, None, None, "[1]").await.unwrap_err();
+        let err = set(&keys, &row.id, None, None, "[1]").await.unwrap_err();
         assert_eq!(err.kind(), "bad_settings", "{err}");
-        let err = keys.update("key_nosuchkey0", None, None, "{}").await.unwrap_err();
+        let err = set(&keys, "key_nosuchkey0", None, None, "{}").await.unwrap_err();
         assert!(matches!(&err, KeyError::Unknown(id) if id == "key_nosuchkey0"), "{err:?}");
         keys.revoke(&row.id, 2_000).await.unwrap();
-        let err = keys.update(&row.id, Some("again"), None, "{}").await.unwrap_err();
+        let err = set(&keys, &row.id, Some("again"), None, "{}").await.unwrap_err();
         assert!(matches!(&err, KeyError::Revoked(_)) && err.kind() == "revoked_key", "{err:?}");
         assert_eq!(keys.get(&row.id).await.unwrap().name, None, "a revoked key is not changed");
     })
@@ -145,7 +160,7 @@ async fn a_change_made_meanwhile_is_not_overwritten() {
         // Read, then another change lands (a name set, settings changed): a write from the
         // stale read is refused, null name and expiry compared as equal.
         let stale = keys.get(&row.id).await.unwrap();
-        keys.update(&row.id, Some("ops"), None, r#"{"rpm":10,"tpm":500}"#).await.unwrap();
+        set(&keys, &row.id, Some("ops"), None, r#"{"rpm":10,"tpm":500}"#).await.unwrap();
         assert!(!keys.write_if(&stale, None, None, r#"{"rpm":20}"#).await.unwrap(), "the row moved on");
         let fresh = keys.get(&row.id).await.unwrap();
         assert!(keys.write_if(&fresh, fresh.name.as_deref(), Some(9_000), &fresh.settings).await.unwrap());
