@@ -200,15 +200,7 @@ fn error(status: StatusCode, kind: &str, message: &str, retry_after: Option<Dura
 
 /// An emulated status's error, with the Google status name its code has.
 fn status_error(status: u16, retry_after: Option<Duration>) -> Reply {
-    let class = match status {
-        401 => ErrorClass::Authentication,
-        403 => ErrorClass::Permission,
-        404 => ErrorClass::NotFound,
-        429 => ErrorClass::RateLimit,
-        503 => ErrorClass::Overloaded,
-        400..=499 => ErrorClass::InvalidRequest,
-        _ => ErrorClass::Server,
-    };
+    let class = ErrorClass::of_status(Some(status), false);
     let (_, body) = gemini_codec::encode_error(&ErrorObject::new(class, format!("emulated error {status}")));
     let mut body = body;
     body["error"]["code"] = json!(status);

@@ -132,15 +132,7 @@ fn error(status: StatusCode, code: &str, message: &str, retry_after: Option<Dura
 
 /// An emulated status's error, with the code OCI gives it.
 fn status_error(status: u16, retry_after: Option<Duration>) -> Reply {
-    let class = match status {
-        401 => ErrorClass::Authentication,
-        403 => ErrorClass::Permission,
-        404 => ErrorClass::NotFound,
-        429 => ErrorClass::RateLimit,
-        503 => ErrorClass::Overloaded,
-        400..=499 => ErrorClass::InvalidRequest,
-        _ => ErrorClass::Server,
-    };
+    let class = ErrorClass::of_status(Some(status), false);
     let (_, body) = oci_codec::encode_error(&ErrorObject::new(class, format!("emulated error {status}")));
     respond(server::status(status), "application/json", retry_after, body.to_string().into_bytes())
 }

@@ -54,19 +54,6 @@ impl Responses {
     }
 }
 
-/// The class of an error the gateway would have answered with `status`.
-fn class_of(status: u16) -> ErrorClass {
-    match status {
-        401 => ErrorClass::Authentication,
-        403 => ErrorClass::Permission,
-        404 => ErrorClass::NotFound,
-        429 => ErrorClass::RateLimit,
-        503 => ErrorClass::Overloaded,
-        400..=499 => ErrorClass::InvalidRequest,
-        _ => ErrorClass::Server,
-    }
-}
-
 impl Dialect for Responses {
     const API: Api = Api::ResponsesStream;
 
@@ -79,7 +66,7 @@ impl Dialect for Responses {
     }
 
     fn error(&mut self, message: &str, code: &str, status: u16) -> Bytes {
-        let error = ErrorObject::new(class_of(status), message).with_code(code);
+        let error = ErrorObject::new(ErrorClass::of_status(Some(status), false), message).with_code(code);
         let mut out = Vec::new();
         self.encoder.fail(&error, &mut out);
         Bytes::from(out)
