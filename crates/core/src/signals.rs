@@ -99,6 +99,22 @@ pub enum Cluster {
     Closed,
 }
 
+// === impl Cluster ===
+
+impl Cluster {
+    /// What the other replicas have in flight, to count with this replica's own against the
+    /// limit (none when counted alone); `None`: nothing may start now (the store fails closed,
+    /// or this replica has begun its cap of unconfirmed attempts).
+    pub fn others(self) -> Option<u32> {
+        match self {
+            Cluster::Alone => Some(0),
+            Cluster::Closed => None,
+            Cluster::Shared { unconfirmed, cap, .. } if unconfirmed >= cap.max(1) => None,
+            Cluster::Shared { others, .. } => Some(others),
+        }
+    }
+}
+
 /// What a shared store is told about each deployment, by its place in the config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignalSpec {

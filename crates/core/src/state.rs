@@ -157,12 +157,7 @@ impl DeploymentState {
     #[cold]
     fn binding(&self, cluster: Cluster, configured: f64, learned: f64) -> Option<(f64, f64)> {
         let local = f64::from(self.in_flight);
-        let total = match cluster {
-            Cluster::Alone => local,
-            Cluster::Closed => return None,
-            Cluster::Shared { unconfirmed, cap, .. } if unconfirmed >= cap.max(1) => return None,
-            Cluster::Shared { others, .. } => local + f64::from(others),
-        };
+        let total = local + f64::from(cluster.others()?);
         Some(match (configured.is_finite(), learned.is_finite()) {
             (true, true) if total / configured < local / learned => (local, learned),
             (true, _) => (total, configured),

@@ -39,7 +39,7 @@ pub use crate::calendar::{
 };
 use crate::config::{Config, Tenant, TenantId};
 use crate::counters::{Counters, LimitId};
-use crate::signals::{Cluster, GaugeId, Signals};
+use crate::signals::{GaugeId, Signals};
 use crate::time::Time;
 
 /// One budget: a name stable across replicas, its window and its dollars.
@@ -400,14 +400,8 @@ impl Tenancy {
         let (Some(limit), Some(gauge), Some(signals)) = (limit, gauge, &self.signals) else {
             return enter(in_flight, limit);
         };
-        let room = match signals.gauge_cluster(gauge, limit) {
-            Cluster::Alone => limit,
-            Cluster::Closed => return Err(Refusal::Concurrency { limit }),
-            Cluster::Shared { unconfirmed, cap, .. } if unconfirmed >= cap.max(1) => {
-                return Err(Refusal::Concurrency { limit });
-            }
-            Cluster::Shared { others, .. } => limit.saturating_sub(others),
-        };
+        let others = signals.gauge_cluster(gauge, limit).others().ok_or(Refusal::Concurrency { limit })?;
+        let room = limit.saturating_sub(others);
         enter(in_flight, Some(room)).map_err(|_| Refusal::Concurrency { limit })?;
         signals.gauge_began(gauge);
         Ok(())

@@ -6,14 +6,15 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 use switchyard_core::counters::Grow;
-use switchyard_core::signals::{Cluster, GaugeId, gauge_cap};
+use switchyard_core::signals::{Cluster, GaugeId, gauge_cap, unconfirmed_cap};
 
+use crate::flight::Flight;
 use crate::settings::{Policy, Status};
 use crate::sync::{self, CHUNK};
 
@@ -32,22 +33,13 @@ pub(crate) struct Gauges {
     script: Script,
 }
 
-/// One gauge: its key, and this replica's count as deployments' entries keep theirs.
+/// One gauge: its key, and its count as deployments' entries keep theirs.
 struct Gauge {
     /// `{prefix}:gauge:{name}`.
     key: String,
     /// Whether it is in use (a retired one, a revoked key's, is no longer synced).
     live: AtomicBool,
-    in_flight: AtomicU32,
-    begun: AtomicU64,
-    /// `begun` as of the count Redis last confirmed, and that count.
-    acked: AtomicU64,
-    confirmed: AtomicU32,
-    /// Other replicas' requests in progress, as Redis last answered.
-    others: AtomicU32,
-    /// The fixed unconfirmed cap of the limit last asked about (for waking the sync thread
-    /// early).
-    cap: AtomicU32,
+    count: Flight,
 }
 
 impl Gauges {
@@ -70,16 +62,8 @@ impl Gauges {
             self.get(id)?.live.store(true, Ordering::Release);
             return Some((id, false));
         }
-        let gauge = Gauge {
-            key: format!("{}:gauge:{name}", self.prefix),
-            live: AtomicBool::new(true),
-            in_flight: AtomicU32::new(0),
-            begun: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            confirmed: AtomicU32::new(0),
-            others: AtomicU32::new(0),
-            cap: AtomicU32::new(1),
-        };
+        let gauge =
+            Gauge { key: format!("{}:gauge:{name}", self.prefix), live: AtomicBool::new(true), count: Flight::new(1) };
         let id = GaugeId(u32::try_from(self.table.push(gauge)?).ok()?);
         names.insert(name.to_owned(), id);
         Some((id, true))
@@ -93,47 +77,29 @@ impl Gauges {
 
     /// A request began: whether this replica has now begun its cap unconfirmed (time to sync).
     pub(crate) fn began(&self, id: GaugeId) -> bool {
-        let Some(g) = self.get(id) else { return false };
-        // In progress first: a round reads `begun` before `in_flight`, so a request it counts
-        // as begun is in the count it publishes.
-        g.in_flight.fetch_add(1, Ordering::SeqCst);
-        let begun = g.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        begun.saturating_sub(g.acked.load(Ordering::SeqCst)) >= u64::from(g.cap.load(Ordering::Relaxed))
+        self.get(id).is_some_and(|g| g.count.began())
     }
 
     pub(crate) fn ended(&self, id: GaugeId) {
         if let Some(g) = self.get(id) {
-            let _ = g.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            g.count.ended();
         }
     }
 
-    /// How to count gauge `id` against `limit` now, the link being in `status` under `policy`.
+    /// How to count gauge `id` against `limit` now, the link being in `status` under `policy`:
+    /// its unconfirmed cap is [`gauge_cap`]'s; a round is asked for once the fixed cap is begun
+    /// unconfirmed, however much room there is (the sooner the others hear of a burst, the less
+    /// they overlap).
     pub(crate) fn cluster(&self, id: GaugeId, limit: u32, share: f64, status: Status, policy: Policy) -> Cluster {
         let Some(g) = self.get(id) else { return Cluster::Alone };
-        match (status, policy) {
-            (Status::Connected, _) => {
-                // The acknowledgement first (see `exchange`).
-                let acked = g.acked.load(Ordering::SeqCst);
-                let others = g.others.load(Ordering::Acquire);
-                let confirmed = g.confirmed.load(Ordering::Acquire);
-                let cap = gauge_cap(limit, share, others, confirmed, self.replicas.load(Ordering::Acquire));
-                // A round is asked for once the fixed cap is begun unconfirmed, however much
-                // room there is: the sooner the others hear of a burst, the less they overlap.
-                let fixed = switchyard_core::signals::unconfirmed_cap(limit, share);
-                if g.cap.load(Ordering::Relaxed) != fixed {
-                    g.cap.store(fixed, Ordering::Relaxed);
-                }
-                let unconfirmed = g.begun.load(Ordering::SeqCst).saturating_sub(acked);
-                Cluster::Shared { others, unconfirmed: u32::try_from(unconfirmed).unwrap_or(u32::MAX), cap }
-            }
-            (Status::Connecting | Status::Disconnected, Policy::FailOpen) => Cluster::Alone,
-            (Status::Connecting | Status::Disconnected, Policy::FailClosed) => Cluster::Closed,
-        }
+        let replicas = self.replicas.load(Ordering::Acquire);
+        let fixed = unconfirmed_cap(limit, share);
+        g.count.cluster(status, policy, fixed, |others, confirmed| gauge_cap(limit, share, others, confirmed, replicas))
     }
 
     /// Other replicas' requests in progress on gauge `id`, as Redis last answered.
     pub(crate) fn others(&self, id: GaugeId) -> Option<u32> {
-        self.get(id).map(|g| g.others.load(Ordering::Acquire))
+        self.get(id).map(|g| g.count.others())
     }
 
     /// Replicas alive, as Redis last answered.
@@ -159,22 +125,15 @@ impl Gauges {
             call.key(&self.replicas_key).arg(lease_ms).arg(field);
             let mut sent = Vec::with_capacity(chunk.len());
             for g in chunk {
-                // `begun` before `in_flight` (see `began`).
-                let begun = g.begun.load(Ordering::SeqCst);
-                let count = g.in_flight.load(Ordering::SeqCst);
-                call.key(&g.key).arg(count);
-                sent.push((begun, count));
+                let counted = g.count.for_round();
+                call.key(&g.key).arg(counted.1);
+                sent.push(counted);
             }
             let answers = sync::invoke(&call, conn, timeout, chunk.len() + 1).await?;
             let replicas = answers.first().map(|t| count(t)).transpose()?.unwrap_or(1);
             self.replicas.store(replicas.max(1), Ordering::Release);
-            for ((g, (begun, sent)), text) in chunk.iter().zip(sent).zip(&answers[1..]) {
-                // The counts before the acknowledgement: a reader that sees the new `acked`
-                // (little unconfirmed) sees the counts it goes with; one that sees the old
-                // `acked` is only stricter.
-                g.others.store(count(text)?, Ordering::Release);
-                g.confirmed.store(sent, Ordering::Release);
-                g.acked.fetch_max(begun, Ordering::SeqCst);
+            for ((g, counted), text) in chunk.iter().zip(sent).zip(&answers[1..]) {
+                g.count.answer(counted, count(text)?);
             }
         }
         Ok(())

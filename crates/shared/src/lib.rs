@@ -277,6 +277,7 @@
 
 mod budget;
 mod counters;
+mod flight;
 mod gauges;
 mod settings;
 mod signals;

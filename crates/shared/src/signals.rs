@@ -5,7 +5,7 @@
 //! in the crate's docs for the protocol and the overshoot bound).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::Script;
@@ -14,6 +14,7 @@ use switchyard_core::DeploymentId;
 use switchyard_core::signals::{Cluster, GaugeId, Heard, Signal, SignalSpec, Signals, unconfirmed_cap};
 
 use crate::SharedError;
+use crate::flight::Flight;
 use crate::gauges::Gauges;
 use crate::settings::{Policy, Settings, Stats, Status};
 use crate::sync::link_accessors;
@@ -47,15 +48,8 @@ struct Entry {
     /// What the replicas said, as Redis last answered; `version` moves on when it changes.
     heard: Slot<Heard>,
     version: AtomicU64,
-    /// This replica's attempts in flight, and those it ever began.
-    in_flight: AtomicU32,
-    begun: AtomicU64,
-    /// `begun` as of the count Redis last confirmed.
-    acked: AtomicU64,
-    /// Other replicas' attempts in flight, as Redis last answered.
-    others: AtomicU32,
-    /// The unconfirmed cap last answered for (for waking the sync thread early).
-    cap: AtomicU32,
+    /// Its attempts in flight, here and (as last answered) on the other replicas.
+    flight_count: Flight,
 }
 
 /// The sync thread's side: every deployment, pushed and read through `signals.lua`.
@@ -145,7 +139,7 @@ impl RedisSignals {
     /// Other replicas' attempts in flight on a deployment, as Redis last answered (0 for one
     /// that is not counted).
     pub fn others_in_flight(&self, deployment: DeploymentId) -> u32 {
-        self.entry(deployment).map_or(0, |e| e.others.load(Ordering::Acquire))
+        self.entry(deployment).map_or(0, |e| e.flight_count.others())
     }
 
     /// Waits for a sync that begins after this call (asking for one at once): every signal
@@ -203,37 +197,21 @@ impl Signals for RedisSignals {
 
     fn began(&self, deployment: DeploymentId) {
         let Some(e) = self.entry(deployment).filter(|e| e.counted) else { return };
-        // In flight first: a round reads `begun` before `in_flight`, so an attempt it counts
-        // as begun is in the count it publishes.
-        e.in_flight.fetch_add(1, Ordering::SeqCst);
-        let begun = e.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let unconfirmed = begun.saturating_sub(e.acked.load(Ordering::SeqCst));
-        if unconfirmed >= u64::from(e.cap.load(Ordering::Relaxed)) {
+        if e.flight_count.began() {
             self.link.wake_early();
         }
     }
 
     fn ended(&self, deployment: DeploymentId) {
         if let Some(e) = self.entry(deployment).filter(|e| e.counted) {
-            let _ = e.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            e.flight_count.ended();
         }
     }
 
     fn cluster(&self, deployment: DeploymentId, limit: u32) -> Cluster {
         let Some(e) = self.entry(deployment).filter(|e| e.counted) else { return Cluster::Alone };
-        match (self.link.status(), self.link.policy) {
-            (Status::Connected, _) => {
-                let cap = unconfirmed_cap(limit, self.unconfirmed_share);
-                if e.cap.load(Ordering::Relaxed) != cap {
-                    e.cap.store(cap, Ordering::Relaxed);
-                }
-                let unconfirmed = e.begun.load(Ordering::SeqCst).saturating_sub(e.acked.load(Ordering::SeqCst));
-                let others = e.others.load(Ordering::Acquire);
-                Cluster::Shared { others, unconfirmed: u32::try_from(unconfirmed).unwrap_or(u32::MAX), cap }
-            }
-            (Status::Connecting | Status::Disconnected, Policy::FailOpen) => Cluster::Alone,
-            (Status::Connecting | Status::Disconnected, Policy::FailClosed) => Cluster::Closed,
-        }
+        let cap = unconfirmed_cap(limit, self.unconfirmed_share);
+        e.flight_count.cluster(self.link.status(), self.link.policy, cap, |_, _| cap)
     }
 
     /// Synced from the next round on, which is asked for at once.
@@ -295,24 +273,19 @@ impl Entry {
             pending: Slot::new(Heard::default()),
             heard: Slot::new(Heard::default()),
             version: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
-            begun: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            others: AtomicU32::new(0),
-            cap: AtomicU32::new(spec.concurrency.map_or(1, |l| unconfirmed_cap(l, share))),
+            flight_count: Flight::new(spec.concurrency.map_or(1, |l| unconfirmed_cap(l, share))),
         }
     }
 
-    /// Takes in what Redis answered for a round that pushed `sent` and counted `begun`.
-    fn answer(&self, sent: Heard, begun: u64, heard: Heard, others: u32) {
+    /// Takes in what Redis answered for a round that pushed `sent` and `counted`.
+    fn answer(&self, sent: Heard, counted: (u64, u32), heard: Heard, others: u32) {
         {
             let mut pending = self.pending.lock();
             if *pending == sent {
                 *pending = Heard::default();
             }
         }
-        self.acked.fetch_max(begun, Ordering::SeqCst);
-        self.others.store(others, Ordering::Release);
+        self.flight_count.answer(counted, others);
         let mut mine = self.heard.lock();
         if *mine != heard {
             *mine = heard;
@@ -346,18 +319,17 @@ impl Exchange for Rounds {
             let mut sent = Vec::with_capacity(chunk.len());
             for e in chunk {
                 let pending = *e.pending.lock();
-                // `begun` before `in_flight` (see `began`).
-                let begun = e.begun.load(Ordering::SeqCst);
-                let count = if e.counted { i64::from(e.in_flight.load(Ordering::SeqCst)) } else { -1 };
+                let counted = e.flight_count.for_round();
+                let count = if e.counted { i64::from(counted.1) } else { -1 };
                 call.key(&e.signals).key(&e.flight);
                 call.arg(pending.ejected_at).arg(pending.ejected_until).arg(pending.recovered_at);
                 call.arg(pending.cooling_until).arg(count);
-                sent.push((pending, begun));
+                sent.push((pending, counted));
             }
             let answers = sync::invoke(&call, conn, timeout, chunk.len()).await?;
-            for ((e, (pending, begun)), text) in chunk.iter().zip(sent).zip(&answers) {
+            for ((e, (pending, counted)), text) in chunk.iter().zip(sent).zip(&answers) {
                 let (heard, others) = parse(text)?;
-                e.answer(pending, begun, heard, others);
+                e.answer(pending, counted, heard, others);
             }
         }
         self.gauges.exchange(conn, timeout, &self.field, self.lease_ms).await
@@ -381,18 +353,17 @@ mod tests {
     #[test]
     fn a_confirmed_round_clears_what_it_sent_only() {
         let e = Entry::new("p", &SignalSpec { name: "d".into(), concurrency: Some(40) }, 0.1);
-        assert_eq!(e.cap.load(Ordering::Relaxed), 4);
         let first = Signal::Ejected { at: 10, until: 20 };
         e.pending.lock().record(first);
         let sent = *e.pending.lock();
         e.pending.lock().record(Signal::Cooling { until: 30 });
         let heard = Heard { ejected_at: 10, ejected_until: 20, ..Heard::default() };
-        e.answer(sent, 3, heard, 7);
+        e.answer(sent, (3, 0), heard, 7);
         assert_eq!(e.pending.lock().cooling_until, 30, "what came since is pushed next round");
-        assert_eq!((e.acked.load(Ordering::SeqCst), e.others.load(Ordering::SeqCst)), (3, 7));
+        assert_eq!(e.flight_count.others(), 7);
         assert_eq!(e.version.load(Ordering::SeqCst), 1);
         let again = *e.pending.lock();
-        e.answer(again, 3, heard, 7);
+        e.answer(again, (3, 0), heard, 7);
         assert_eq!(*e.pending.lock(), Heard::default());
         assert_eq!(e.version.load(Ordering::SeqCst), 1, "nothing new heard: the same version");
     }
