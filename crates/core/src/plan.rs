@@ -42,8 +42,10 @@ pub struct PlanRequest<'a> {
     /// Put this deployment last, if it is a candidate at all (the one that just failed).
     pub avoid: Option<DeploymentId>,
     /// Deployments whose own API cannot take this request (an embeddings model that does not
-    /// offer the `dimensions` asked for, an OCI format that cannot express a parameter): skipped
-    /// like a protocol that cannot express it. Checked by the caller, per deployment.
+    /// offer the `dimensions` asked for, an OCI format that cannot express a parameter), checked
+    /// by the caller, per deployment: passed over while another deployment is left to plan;
+    /// when none is (for want of fit, not of capacity), planned after all, so that the first
+    /// one's refusal, naming the parameter, is the caller's answer.
     pub unfit: &'a [DeploymentId],
 }
 
@@ -235,6 +237,8 @@ struct Removed {
     missing: [bool; 4],
     n_missing_capability: usize,
     untranslatable: usize,
+    /// Of those, passed over as `unfit`.
+    unfit: usize,
     context_too_small: usize,
     largest_context: u32,
     cooling_down: usize,
@@ -278,11 +282,14 @@ pub fn plan(
             }
             continue;
         }
-        if (request.needs.untranslatable != 0
-            && request.needs.untranslatable & config.cloud_of(*id).protocol.bit() != 0)
-            || request.unfit.contains(id)
+        if request.needs.untranslatable != 0 && request.needs.untranslatable & config.cloud_of(*id).protocol.bit() != 0
         {
             removed.untranslatable += 1;
+            continue;
+        }
+        if request.unfit.contains(id) {
+            removed.untranslatable += 1;
+            removed.unfit += 1;
             continue;
         }
         if caps.context_window < needed_context || caps.context_window <= request.min_context_above {
@@ -332,6 +339,14 @@ pub fn plan(
             load,
             score: 0.0,
         });
+    }
+    if candidates.is_empty()
+        && removed.unfit > 0
+        && ejected.is_empty()
+        && removed.cooling_down + removed.no_headroom == 0
+    {
+        // Nothing that fits is left (not for want of capacity): the unfit ones, for their refusal.
+        return plan(config, state, &PlanRequest { unfit: &[], ..*request }, now, rng);
     }
     if candidates.is_empty() {
         // Panic routing to ejected deployments only when no healthy one exists at all: a

@@ -156,7 +156,7 @@ pub(crate) fn admit(
         max_output_tokens: chat.max_tokens,
         needs: Needs { streaming: chat.stream, tools: chat.tools, vision: chat.vision, prefill: false, untranslatable },
         reserved_tokens: chat.input_tokens.saturating_add(output_estimate),
-        unfit: gw.unfit_formats(alias, chat, untranslatable),
+        unfit: gw.unfit_formats(alias, chat),
     };
     let timing = timing(gw, alias, started);
     let mut account = Account::open(gw, caller, tenant, alias, chat.stream, chat.input_tokens, output_estimate)?;
@@ -245,9 +245,8 @@ async fn embed(gw: &Arc<Gateway>, request: Request, started: Instant) -> Result<
 
 /// The deployments `alias` may reach (its own, then its fallbacks', transitively) whose
 /// embeddings API cannot take `embed` (token arrays, `dimensions` the model does not offer,
-/// ...), for the planner to pass over, each by its own model's API, while another of the
-/// alias's own deployments can take it. None when none of those can: then the first
-/// deployment's refusal, a 400 naming the parameter, is the caller's answer.
+/// ...), each by its own model's API: the planner passes them over while another deployment is
+/// left ([`switchyard_core::plan::PlanRequest::unfit`]).
 fn embeddings_unfit(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> Vec<DeploymentId> {
     if gw.protocols(alias.id) & !Protocol::PASS_THROUGH == 0 {
         return Vec::new();
@@ -256,10 +255,7 @@ fn embeddings_unfit(gw: &Gateway, alias: &Alias, embed: &EmbeddingsRequest) -> V
     let body = embed.object.bytes();
     let unfit: Vec<DeploymentId> =
         reached.iter().copied().filter(|d| gw.upstream.embeddings_refusal(usize::from(d.0), body).is_some()).collect();
-    // Judged by the alias's own deployments, what is planned first (its fallbacks only after a
-    // context-length refusal).
-    let other = alias.deployments.iter().any(|d| !unfit.contains(d));
-    if other { unfit } else { Vec::new() }
+    unfit
 }
 
 #[cfg(test)]

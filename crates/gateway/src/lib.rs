@@ -244,14 +244,12 @@ impl Gateway {
 
     /// The OCI deployments `alias` may reach that speak OCI's COHERE format, when that format
     /// cannot express `chat` (the protocol-wide check, [`Gateway::untranslatable`], is of the
-    /// GENERIC format): the planner passes them over while another of the alias's own
-    /// deployments (what is planned first) can take it. None when none can: then the first
-    /// one's refusal, naming the parameter, is the answer.
+    /// GENERIC format): the planner passes them over while another deployment is left
+    /// ([`switchyard_core::plan::PlanRequest::unfit`]).
     pub(crate) fn unfit_formats(
         &self,
         alias: &Alias,
         chat: &switchyard_wire::ChatRequest,
-        untranslatable: u8,
     ) -> Vec<switchyard_core::config::DeploymentId> {
         use switchyard_core::config::OciFormat;
         if self.protocols(alias.id) & Protocol::Oci.bit() == 0 {
@@ -264,10 +262,7 @@ impl Gateway {
         if !reached.iter().any(cohere) || switchyard_providers::cohere_untranslatable(chat.object.bytes()).is_none() {
             return Vec::new();
         }
-        let unfit: Vec<_> = reached.iter().copied().filter(cohere).collect();
-        let protocol = |d: &switchyard_core::config::DeploymentId| self.config.cloud_of(*d).protocol.bit();
-        let other = alias.deployments.iter().any(|d| !cohere(d) && protocol(d) & untranslatable == 0);
-        if other { unfit } else { Vec::new() }
+        reached.into_iter().filter(cohere).collect()
     }
 
     /// The protocols `alias`'s deployments speak (`Protocol::bit`s).

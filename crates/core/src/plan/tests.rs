@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::attempt::{AttemptError, AttemptSession};
-use crate::config::{Config, NoSecrets};
+use crate::config::{Config, NoSecrets, TenantId};
 use crate::rng::SplitMix64;
 use crate::state::Outcome;
 
@@ -107,6 +107,33 @@ fn latency_policy_avoids_a_slow_deployment() {
             .unwrap();
         assert_eq!(*plan.deployments.last().unwrap(), slow);
     }
+}
+
+#[test]
+fn unfit_deployments_are_passed_over_while_another_is_left_and_planned_for_their_refusal_otherwise() {
+    let config = config();
+    let state = RouterState::new(&config, Time::ZERO);
+    let id = |name: &str| config.deployment_by_name(name).expect("deployment").id;
+    let mut rng = SplitMix64::new(1);
+    // The EU-only tenant: of `chat`, only aws-euc1, az-swe and oci-fra are its.
+    let (euc1, swe, fra) = (id("aws-euc1"), id("az-swe"), id("oci-fra"));
+    let some = [euc1, swe];
+    let r = PlanRequest { unfit: &some, ..request(&config, "chat", 1) };
+    assert_eq!(names(&config, &plan(&config, &state, &r, Time::ZERO, &mut rng).expect("a plan")), ["oci-fra"]);
+    // Every one the tenant may use is unfit (the US ones that fit are not its): they are
+    // planned after all, so that the caller hears their refusal, not "no route".
+    let all = [euc1, swe, fra];
+    let r = PlanRequest { unfit: &all, ..request(&config, "chat", 1) };
+    let mut planned = names(&config, &plan(&config, &state, &r, Time::ZERO, &mut rng).expect("a plan"));
+    planned.sort();
+    assert_eq!(planned, ["aws-euc1", "az-swe", "oci-fra"]);
+    // But when what fits is only cooling down, it is no capacity, not no fit: no route.
+    let r = PlanRequest { unfit: &some, ..request(&config, "chat", 1) };
+    let limited = AttemptError::RateLimited { retry_after: Some(Duration::from_secs(5)) };
+    state.begin_attempt(fra, TenantId(1), 10, Time::ZERO);
+    state.end_attempt(fra, TenantId(1), 10, Outcome::Failure(&limited), Time::ZERO);
+    let why = plan(&config, &state, &r, Time::ZERO, &mut rng).expect_err("no route");
+    assert_eq!(why.cooling_down, 1, "{why:?}");
 }
 
 #[test]
