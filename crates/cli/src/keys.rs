@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use switchyard_core::config::{Priority, Workload, check_name};
-use switchyard_core::tenancy::{KeyField, KeySettingError, KeySettings};
+use switchyard_core::tenancy::{KeyChangeError, KeyField, KeySettingError, KeySettings};
 use switchyard_ledger::{Changed, KeyError, KeyRow};
 use switchyard_placer::table::grid;
 
@@ -143,23 +143,6 @@ fn settings_summary(key: &KeyRow) -> String {
     }
 }
 
-/// A key's settings for JSON: the stored object, or what is wrong with it.
-fn settings_value(key: &KeyRow) -> serde_json::Value {
-    match KeySettings::from_json(&key.settings) {
-        Ok(s) => serde_json::to_value(&s).unwrap_or_else(|_| serde_json::json!({})),
-        Err(e) => serde_json::json!({"unreadable": e}),
-    }
-}
-
-/// `active`, `revoked` or `expired` at `now_ms`.
-fn status(key: &KeyRow, now_ms: i64) -> &'static str {
-    match (key.revoked_ms, key.expires_ms) {
-        (Some(_), _) => "revoked",
-        (None, Some(expires)) if expires <= now_ms => "expired",
-        _ => "active",
-    }
-}
-
 pub(crate) async fn run(args: &LedgerArgs, action: &KeysAction) -> anyhow::Result<ExitCode> {
     exit_code(match action {
         KeysAction::Create(create_args) => create(args, create_args).await,
@@ -246,8 +229,8 @@ async fn list(args: &LedgerArgs, json: bool) -> anyhow::Result<ExitCode> {
                     "created_ms": k.created_ms,
                     "expires_ms": k.expires_ms,
                     "revoked_ms": k.revoked_ms,
-                    "status": status(k, now),
-                    "settings": settings_value(k),
+                    "status": k.status(now),
+                    "settings": KeySettings::shown(&k.settings),
                 })
             })
             .collect();
@@ -264,7 +247,7 @@ async fn list(args: &LedgerArgs, json: bool) -> anyhow::Result<ExitCode> {
                 show_time(k.created_ms),
                 k.expires_ms.map_or("never".to_owned(), show_time),
                 settings_summary(k),
-                status(k, now).to_owned(),
+                k.status(now).to_owned(),
             ]
         })
         .collect();
@@ -296,16 +279,15 @@ async fn update(args: &LedgerArgs, change: &UpdateArgs) -> anyhow::Result<ExitCo
     let opened = args.open(false).await?;
     // Applied to the key as stored, again if another change lands meanwhile.
     let apply = |row: &KeyRow| {
-        let current = KeySettings::from_json(&row.settings).unwrap_or_default();
-        let settings = current.patched(patch.clone()).map_err(usage)?;
         let config = opened.config.as_ref();
-        let wrong = match config.and_then(|c| Some((c, c.tenants.iter().find(|t| t.name == row.tenant)?))) {
-            Some((config, tenant)) => settings.check_for(config, tenant),
-            None => settings.check(),
-        };
-        if !wrong.is_empty() {
-            return Err(bad_settings(&wrong));
-        }
+        let tenant = config.and_then(|c| Some((c, c.tenants.iter().find(|t| t.name == row.tenant)?)));
+        let settings = KeySettings::changed(&row.settings, patch.clone(), tenant).map_err(|e| match e {
+            KeyChangeError::Unreadable(e) => {
+                anyhow::anyhow!("{}'s stored settings cannot be read ({e}); change it with a build that can", row.id)
+            }
+            KeyChangeError::Field(e) => usage(e),
+            KeyChangeError::Checks(wrong) => bad_settings(&wrong),
+        })?;
         let name = change.name.clone().or_else(|| row.name.clone());
         let expires_ms = if change.never_expires { None } else { expires_ms.or(row.expires_ms) };
         Ok((name, expires_ms, settings.to_json()))
@@ -359,9 +341,9 @@ mod tests {
 
     #[test]
     fn status_is_revoked_then_expired_then_active() {
-        assert_eq!(status(&key(None, None), 10), "active");
-        assert_eq!(status(&key(Some(11), None), 10), "active");
-        assert_eq!(status(&key(Some(10), None), 10), "expired");
-        assert_eq!(status(&key(Some(5), Some(1)), 10), "revoked");
+        assert_eq!(key(None, None).status(10), "active");
+        assert_eq!(key(Some(11), None).status(10), "active");
+        assert_eq!(key(Some(10), None).status(10), "expired");
+        assert_eq!(key(Some(5), Some(1)).status(10), "revoked");
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use gate::KeyGate;
 use gate::KeyState;
-pub use key::{KeyField, KeySettingError, KeySettings};
+pub use key::{KeyChangeError, KeyField, KeySettingError, KeySettings};
 pub use windows::LocalWindows;
 
 pub use crate::calendar::{

@@ -13,7 +13,7 @@ use axum::routing::{delete, get};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use switchyard_core::tenancy::{KeyField, KeySettings, format_utc};
+use switchyard_core::tenancy::{KeyChangeError, KeyField, KeySettings, format_utc};
 use switchyard_ledger::{Changed, Group, KeyError, KeyRow, Store};
 
 use crate::error::ApiError;
@@ -62,11 +62,6 @@ fn admitted<'a>(gw: &'a Gateway, headers: &HeaderMap) -> Result<&'a Store, ApiEr
 }
 
 fn key_json(row: &KeyRow, now_ms: i64) -> serde_json::Value {
-    let status = match (row.revoked_ms, row.is_active(now_ms)) {
-        (Some(_), _) => "revoked",
-        (None, true) => "active",
-        (None, false) => "expired",
-    };
     json!({
         "id": row.id,
         "tenant": row.tenant,
@@ -74,17 +69,9 @@ fn key_json(row: &KeyRow, now_ms: i64) -> serde_json::Value {
         "created_ms": row.created_ms,
         "expires_ms": row.expires_ms,
         "revoked_ms": row.revoked_ms,
-        "status": status,
-        "settings": settings_json(row),
+        "status": row.status(now_ms),
+        "settings": KeySettings::shown(&row.settings),
     })
-}
-
-/// A key's settings as stored (an object), or, if they cannot be read, what is wrong.
-fn settings_json(row: &KeyRow) -> serde_json::Value {
-    match KeySettings::from_json(&row.settings) {
-        Ok(settings) => serde_json::to_value(&settings).unwrap_or_else(|_| json!({})),
-        Err(e) => json!({"unreadable": e}),
-    }
 }
 
 /// Reads `POST /admin/keys`'s body: the key's tenant, name and expiry, and its settings, each
@@ -210,20 +197,21 @@ async fn update_key(
     }
     // Applied to the key as stored, again if another change lands meanwhile.
     let change = |row: &KeyRow| {
-        // Settings stored unreadable (written by hand) are replaced by what the change says.
-        let current = KeySettings::from_json(&row.settings).unwrap_or_default();
-        let settings = current.patched(patch.clone()).map_err(|e| {
-            let param = KeyField::ALL.into_iter().find(|f| e.starts_with(f.name())).map(KeyField::name);
-            bad(e, param)
+        let tenant = gw.config.tenants.iter().find(|t| t.name == row.tenant).map(|t| (&*gw.config, t));
+        let settings = KeySettings::changed(&row.settings, patch.clone(), tenant).map_err(|e| match e {
+            KeyChangeError::Unreadable(e) => ApiError::Unavailable(format!(
+                "the key's stored settings cannot be read ({}); a replica that can read them must change it",
+                caller_text(&e)
+            )),
+            KeyChangeError::Field(e) => {
+                let param = KeyField::ALL.into_iter().find(|f| e.starts_with(f.name())).map(KeyField::name);
+                bad(e, param)
+            }
+            KeyChangeError::Checks(wrong) => {
+                let all: Vec<String> = wrong.iter().map(ToString::to_string).collect();
+                bad(all.join("; "), wrong.first().map(|w| w.field.name()))
+            }
         })?;
-        let wrong = match gw.config.tenants.iter().find(|t| t.name == row.tenant) {
-            Some(tenant) => settings.check_for(&gw.config, tenant),
-            None => settings.check(),
-        };
-        if let Some(first) = wrong.first() {
-            let all: Vec<String> = wrong.iter().map(ToString::to_string).collect();
-            return Err(bad(all.join("; "), Some(first.field.name())));
-        }
         let name = name.clone().unwrap_or_else(|| row.name.clone());
         Ok((name, expires_ms.unwrap_or(row.expires_ms), settings.to_json()))
     };

@@ -104,6 +104,15 @@ impl KeyRow {
     pub fn is_active(&self, now_ms: i64) -> bool {
         self.revoked_ms.is_none() && self.expires_ms.is_none_or(|e| e > now_ms)
     }
+
+    /// `revoked`, `expired` or `active` at `now_ms`, as the admin API and the CLI show it.
+    pub fn status(&self, now_ms: i64) -> &'static str {
+        match (self.revoked_ms, self.is_active(now_ms)) {
+            (Some(_), _) => "revoked",
+            (None, true) => "active",
+            (None, false) => "expired",
+        }
+    }
 }
 
 // === impl Keys ===

@@ -153,6 +153,17 @@ impl fmt::Display for KeySettingError {
     }
 }
 
+/// Why a key's settings could not be changed ([`KeySettings::changed`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyChangeError {
+    /// The settings stored cannot be read (written by a newer build, or by hand).
+    Unreadable(String),
+    /// A field of the change cannot be read (its message starts with the field's name).
+    Field(String),
+    /// The settings it would give are wrong, each at its field.
+    Checks(Vec<KeySettingError>),
+}
+
 // === impl KeySettings ===
 
 impl KeySettings {
@@ -186,6 +197,32 @@ impl KeySettings {
             };
         }
         KeySettings::from_value(serde_json::Value::Object(fields))
+    }
+
+    /// A stored key's settings (`stored`, as the ledger keeps them) with `patch` applied
+    /// ([`KeySettings::patched`]), checked against its tenant when `tenant` is known (else
+    /// without it, [`KeySettings::check`]). Settings stored that cannot be read are refused,
+    /// not taken for none: a change must never widen a key.
+    pub fn changed(
+        stored: &str,
+        patch: serde_json::Map<String, serde_json::Value>,
+        tenant: Option<(&Config, &Tenant)>,
+    ) -> Result<KeySettings, KeyChangeError> {
+        let current = KeySettings::from_json(stored).map_err(KeyChangeError::Unreadable)?;
+        let settings = current.patched(patch).map_err(KeyChangeError::Field)?;
+        let wrong = match tenant {
+            Some((config, tenant)) => settings.check_for(config, tenant),
+            None => settings.check(),
+        };
+        if wrong.is_empty() { Ok(settings) } else { Err(KeyChangeError::Checks(wrong)) }
+    }
+
+    /// Settings as stored (`stored`), to show: the object, or `{"unreadable": why}`.
+    pub fn shown(stored: &str) -> serde_json::Value {
+        match KeySettings::from_json(stored) {
+            Ok(settings) => serde_json::to_value(&settings).unwrap_or_else(|_| serde_json::json!({})),
+            Err(e) => serde_json::json!({"unreadable": e}),
+        }
     }
 
     /// The JSON object to store: only the settings that are set (`{}` for none).

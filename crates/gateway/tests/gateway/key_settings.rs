@@ -228,3 +228,21 @@ async fn a_keys_settings_change_through_the_admin_api_and_apply_at_once() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("revoked"), "{}", r.body);
 }
+
+/// Settings this build cannot read (a newer build's, say) are never taken for none: a change
+/// is refused rather than widening the key.
+#[tokio::test]
+async fn a_key_whose_settings_cannot_be_read_is_not_changed() {
+    let (h, store) = Harness::with_ledger(&config()).await;
+    make_key(&h, json!({"tenant": "global", "aliases": ["solo"]})).await;
+    let listed = admin(&h, Method::GET, "/admin/keys", Value::Null).await;
+    let id = listed.body["data"][0]["id"].as_str().expect("id").to_owned();
+    let newer = r#"{"aliases":["solo"],"from_a_newer_build":true}"#;
+    let written = store.keys().change(&id, |r| Ok::<_, ()>((r.name.clone(), r.expires_ms, newer.to_owned()))).await;
+    assert!(written.is_ok(), "{written:?}");
+    let r = admin(&h, Method::PATCH, &format!("/admin/keys/{id}"), json!({"name": "renamed"})).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("cannot be read"), "{}", r.body);
+    let stored = store.keys().get(&id).await.expect("the key");
+    assert_eq!((stored.name, stored.settings.as_str()), (None, newer), "nothing changed");
+}

@@ -171,3 +171,20 @@ fn a_patch_sets_and_clears_fields_and_keeps_the_rest() {
     assert!(wrong.starts_with("tpm"), "{wrong}");
     assert!(settings.patched(patch(r#"{"colour": "red"}"#)).is_err(), "an unknown field");
 }
+
+#[test]
+fn a_change_to_settings_that_cannot_be_read_is_refused_never_taken_for_none() {
+    let config = config();
+    let tenant = Some((&config, &config.tenants[0]));
+    let patch = |text: &str| match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(patch)) => patch,
+        other => panic!("not an object: {other:?}"),
+    };
+    let stored = r#"{"rpm": 10, "from_a_newer_build": true}"#;
+    assert!(matches!(KeySettings::changed(stored, patch("{}"), tenant), Err(KeyChangeError::Unreadable(_))));
+    let changed = KeySettings::changed(r#"{"rpm": 10}"#, patch(r#"{"tpm": 100}"#), tenant).expect("changed");
+    assert_eq!((changed.rpm, changed.tpm), (Some(10), Some(100)));
+    assert!(matches!(KeySettings::changed("{}", patch(r#"{"rpm": "x"}"#), tenant), Err(KeyChangeError::Field(_))));
+    let wrong = KeySettings::changed("{}", patch(r#"{"aliases": ["secret"]}"#), tenant);
+    assert!(matches!(wrong, Err(KeyChangeError::Checks(w)) if w[0].field == KeyField::Aliases));
+}
