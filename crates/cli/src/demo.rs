@@ -1,6 +1,6 @@
-//! `switchyard demo`: emulated AWS-, Azure- and OCI-shaped clouds and an on-prem cluster (AWS on
+//! `switchyard demo`: emulated AWS-, Azure-, OCI- and Google-shaped clouds and an on-prem cluster (AWS on
 //! Bedrock's protocol with SigV4, Azure on Azure OpenAI's, OCI on its own Generative AI API signed with an OCI
-//! API key made at start, on-prem on Anthropic's), the gateway in
+//! API key made at start, Google on Gemini's, on-prem on Anthropic's), the gateway in
 //! front, mixed traffic from two tenants, one whole cloud taken down midway and brought back;
 //! live progress, a closing table, and a report file.
 
@@ -245,9 +245,6 @@ fn ptu_section(gateway: &Gateway, outcomes: &[Outcome], burst: &Burst, ejected: 
     text
 }
 
-/// The demo's made-up credentials, the same for the emulated clouds (which check them as the
-/// real ones do: Bedrock's SigV4 signature, Anthropic's `x-api-key`, Azure's `api-key`) and the
-/// gateway.
 /// The demo's made-up credentials, and the OCI signing key it made at start.
 struct DemoSecrets {
     oci_private_key: String,

@@ -1,6 +1,6 @@
 //! One deployment's listener: accepts connections (resetting them during outages), hands each
 //! request to its protocol's front end (`openai.rs`, `azure.rs`, `anthropic.rs`,
-//! `bedrock.rs`, `gemini.rs`), and runs
+//! `bedrock.rs`, `gemini.rs`, `oci.rs`), and runs
 //! the part every protocol shares: the connection faults (reset, no response), capacity (a
 //! free slot, a place in the queue, or a refusal), and the answer's delivery: whole, after the
 //! timing model's wait, or streamed (`stream.rs`). Every wait is a tokio timer (`sleep`,

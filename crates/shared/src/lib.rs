@@ -111,8 +111,7 @@
 //!
 //! [`RedisCounters::stats`] (and [`RedisWindows::stats`]) gives the [`Status`] (a bounded
 //! label, [`Status::as_str`]) and the counts of answered and failed syncs, for e.g.
-//! `switchyard_shared_status{state}`, `switchyard_shared_syncs_total` and
-//! `switchyard_shared_sync_failures_total`.
+//! `switchyard_shared_status{state}` and `switchyard_shared_syncs_total{result="ok"|"failed"}`.
 //! [`RedisSignals::stats`] likewise (`switchyard_shared_signals_status{state}`,
 //! `switchyard_shared_signals_syncs_total{result}`).
 //!

@@ -42,10 +42,11 @@ pub struct Settings {
     /// Deployment signals ([`RedisSignals`](crate::RedisSignals)) are kept this long after the
     /// latest instant they hold.
     pub key_ttl: Duration,
-    /// How long a replica's count of attempts in flight on a deployment stands in Redis
-    /// unless renewed (every round renews it), so that the count of a replica that died, or
-    /// lost Redis, stops counting. 200 ms to 60 s, and at least four sync intervals plus two
-    /// call timeouts; 2 s by default. Only [`RedisSignals`](crate::RedisSignals) uses it.
+    /// How long a replica's count of attempts in flight on a deployment (or of a tenant's or
+    /// key's requests in progress), and its presence among the replicas alive, stand in Redis
+    /// unless renewed (every round renews them), so that a replica that died, or lost Redis,
+    /// stops counting. 200 ms to 60 s, and at least four sync intervals plus two call timeouts;
+    /// 2 s by default. Only [`RedisSignals`](crate::RedisSignals) uses it.
     pub lease: Duration,
 }
 

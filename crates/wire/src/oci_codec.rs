@@ -19,7 +19,7 @@
 //! - [`decode_response`] / [`encode_response`]: a `ChatResult` (`modelId`, `chatResponse`),
 //!   GENERIC `choices[0].message` or COHERE `text` and `toolCalls`, the `finishReason`, and
 //!   `usage` (`promptTokens`, `completionTokens`, `totalTokens`). Cohere's tool calls carry no
-//!   id: they get `call_<n>`, and a tool result is sent back with the call it answers.
+//!   id: they get `call_<message>_<n>`, and a tool result is sent back with the call it answers.
 //! - [`StreamDecoder`] / [`StreamEncoder`]: `isStream: true` answers SSE events whose data is
 //!   JSON: GENERIC `{"index", "message": {"content": [{"type": "TEXT", "text"}], "toolCalls"}}`
 //!   deltas, then an event with `finishReason`, then (asked for with `streamOptions`) one with
@@ -136,8 +136,8 @@ fn unsupported(param: impl Into<String>, reason: &'static str) -> Unsupported {
 }
 
 /// The fields both formats share, from a canonical request: sampling, the limit, penalties
-/// and seed (from OpenAI's extras), streaming. `stop_key` is the format's name for stop
-/// sequences. The first extra that neither format has is refused.
+/// and seed (from OpenAI's extras), streaming, each under `format`'s names. The first extra
+/// that neither format has is refused.
 fn write_common(request: &Request, format: Format, out: &mut Map<String, Value>) -> Result<(), Unsupported> {
     if request.user_id.is_some() {
         return Err(unsupported("user", "OCI Generative AI takes no end-user id"));
