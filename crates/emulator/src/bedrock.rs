@@ -31,9 +31,6 @@ use crate::{EmulatedDeployment, Seen, conversation};
 const COMMON: &str = "http://internal.amazon.com/coral/com.amazon.coral.service/";
 const BEDROCK: &str = "http://internal.amazon.com/coral/com.amazon.bedrock/";
 
-/// The header `InvokeModel` counts the input tokens in.
-const INPUT_TOKENS: &str = "x-amzn-bedrock-input-token-count";
-
 const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the signature you provided. \
     Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
@@ -98,7 +95,7 @@ async fn invoke(dep: &EmulatedDeployment, model_id: &str, body: &[u8]) -> Reply 
     embeddings::take_time(dep).await;
     match embeddings::bedrock(dep, body, &faults) {
         Embedded::Answer { body, tokens } => {
-            let headers = [(INPUT_TOKENS, tokens.to_string())];
+            let headers = [(switchyard_wire::embed_codec::BEDROCK_INPUT_TOKENS_HEADER, tokens.to_string())];
             respond_with(StatusCode::OK, "application/json", None, &headers, body.to_string().into_bytes())
         }
         Embedded::Invalid(message) => validation(&message),

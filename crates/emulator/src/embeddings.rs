@@ -75,7 +75,8 @@ fn respond(dep: &EmulatedDeployment, body: Bytes) -> Result<Reply, (String, Opti
         .enumerate()
         .map(|(i, input)| {
             let vector = vector(input, dimensions);
-            let embedding = if base64 { json!(encode_base64(&vector)) } else { json!(vector) };
+            let embedding =
+                if base64 { json!(switchyard_wire::embed_codec::base64_of(&vector)) } else { json!(vector) };
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
@@ -324,34 +325,15 @@ pub(crate) fn vector(input: &Value, dimensions: usize) -> Vec<f32> {
     raw.iter().map(|v| (v / norm) as f32).collect()
 }
 
-/// Standard base64 (with padding) of the values' little-endian bytes.
-fn encode_base64(values: &[f32]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * k)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn base64_is_standard() {
-        assert_eq!(encode_base64(&[]), "");
-        assert_eq!(encode_base64(&[1.0]), "AACAPw==");
-        assert_eq!(encode_base64(&[1.0, -2.0]), "AACAPwAAAMA=");
+        assert_eq!(switchyard_wire::embed_codec::base64_of(&[]), "");
+        assert_eq!(switchyard_wire::embed_codec::base64_of(&[1.0]), "AACAPw==");
+        assert_eq!(switchyard_wire::embed_codec::base64_of(&[1.0, -2.0]), "AACAPwAAAMA=");
         let v = vector(&json!("hello"), 64);
         let norm: f32 = v.iter().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-5, "{norm}");

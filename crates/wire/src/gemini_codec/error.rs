@@ -60,7 +60,7 @@ pub fn encode_error(error: &ErrorObject) -> (u16, Value) {
     (status, json!({"error": {"code": status, "message": error.message, "status": kind}}))
 }
 
-pub(super) fn status_of(class: ErrorClass) -> (u16, &'static str) {
+fn status_of(class: ErrorClass) -> (u16, &'static str) {
     match class {
         ErrorClass::InvalidRequest | ErrorClass::ContextLength | ErrorClass::ContentFilter => (400, "INVALID_ARGUMENT"),
         ErrorClass::Authentication => (401, "UNAUTHENTICATED"),

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::error::{read, status_of};
+use super::error::read;
 use super::response::RawResponse;
 use super::{finish_reason, read_finish, write_usage};
 use crate::canonical::{BlockKind, DecodeError, StreamCheck, StreamEvent, Usage};
@@ -207,11 +207,7 @@ impl StreamEncoder {
                 self.chunk(json!({"text": ""}), Some(end), out);
             }
             StreamEvent::MessageStop | StreamEvent::Ping => (),
-            StreamEvent::Error(error) => {
-                let (status, kind) = status_of(error.class);
-                let body = json!({"error": {"code": status, "message": error.message, "status": kind}});
-                data(&body, out);
-            }
+            StreamEvent::Error(error) => data(&super::error::encode_error(error).1, out),
         }
     }
 
