@@ -10,8 +10,7 @@ use std::path::Path;
 
 use crate::lite::{Connection, LiteError, Stmt, Value};
 use crate::record::RequestRecord;
-use crate::schema;
-use crate::store::{BUSY_TIMEOUT, int, opt, stored_cost, text, write_attempts};
+use crate::store::{BUSY_TIMEOUT, int, opt, sqlite_insert_sql, stored_cost, text, write_attempts};
 
 /// A connection with the writer's statements prepared.
 pub(crate) struct Direct {
@@ -33,12 +32,10 @@ impl Direct {
         let mut conn = Connection::open(path, BUSY_TIMEOUT)?;
         conn.execute("PRAGMA journal_mode = WAL")?;
         conn.execute("PRAGMA synchronous = NORMAL")?;
-        let insert = format!(
-            "{} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
-            schema::INSERT_REQUESTS_SQLITE_HEAD
-        );
+        // The store's single-row statement (its smallest size is one row).
+        let (_, insert) = sqlite_insert_sql(1);
         Ok(Direct {
-            insert: conn.prepare(&insert)?,
+            insert: conn.prepare(insert)?,
             begin: conn.prepare("BEGIN IMMEDIATE")?,
             commit: conn.prepare("COMMIT")?,
             rollback: conn.prepare("ROLLBACK")?,

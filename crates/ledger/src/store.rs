@@ -364,7 +364,7 @@ const SQLITE_SIZES: &[usize] = &[
 ];
 
 /// The statement for `rows` rows (at most [`SQLITE_MAX_ROWS`]) and the number of rows it takes.
-fn sqlite_insert_sql(rows: usize) -> (usize, &'static str) {
+pub(crate) fn sqlite_insert_sql(rows: usize) -> (usize, &'static str) {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let texts = SQL.get_or_init(|| {
         SQLITE_SIZES
