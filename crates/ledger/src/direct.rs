@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::json::write_attempts;
 use crate::lite::{Connection, LiteError, Stmt, Value};
 use crate::record::RequestRecord;
-use crate::store::{BUSY_TIMEOUT, int, opt, sqlite_insert_sql, stored_cost, text, write_attempts};
+use crate::store::{BUSY_TIMEOUT, int, opt, sqlite_insert_sql, stored_cost, text};
 
 /// A connection with the writer's statements prepared.
 pub(crate) struct Direct {

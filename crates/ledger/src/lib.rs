@@ -4,9 +4,11 @@
 //! - [`Store`] is the database, opened from a URL (`sqlite:PATH`, a path, `sqlite::memory:`, or
 //!   `postgres://…`), with the same schema and ordered migrations on both backends.
 //! - [`Ledger`] is the writer: [`Ledger::submit`] queues a [`RequestRecord`] in a bounded queue
-//!   and returns a [`Receipt`]; one task writes what is queued in batches, one transaction each
-//!   (on a SQLite file, on a thread of its own, through its own connection: `direct.rs`, over
-//!   the FFI in `lite.rs`, the crate's only unsafe code).
+//!   and returns a [`Receipt`]; one task writes what is queued in batches, one transaction each.
+//!   On a SQLite file a record goes to the pending log first (`pending.rs`: one `write(2)`
+//!   shared by the submitters ready at once), and the writer, on a thread of its own with its
+//!   own connection (`direct.rs`, over the FFI in `lite.rs`, the crate's only unsafe code),
+//!   applies the log to the database in large transactions.
 //! - [`Keys`] creates, lists and revokes API keys; only a secret's SHA-256 is stored.
 //!
 //! # Durability
@@ -17,7 +19,8 @@
 //! restart. The argument, step by step:
 //!
 //! 1. A receipt resolves [`Durable::Committed`] only after the transaction holding its record
-//!    committed. On a SQLite file the writer's own connection writes a batch between
+//!    committed, or, on a SQLite file, after its line was written to the pending log (step 2).
+//!    On a SQLite file the writer's own connection writes a batch between
 //!    `BEGIN IMMEDIATE` and `COMMIT` (a batch of one is a single statement, which commits as it
 //!    ends); through the pool (an in-memory database, a spool replay) a batch of up to 512 is
 //!    one statement (a larger one an explicit transaction); on PostgreSQL, `COMMIT`.
@@ -28,28 +31,37 @@
 //!    which outlives the process; killing the process cannot take it back. On the next open
 //!    SQLite recovers the WAL. (What `NORMAL` gives up is the fsync at each commit: after a
 //!    power loss or a kernel crash, the last transactions before the WAL's last sync, at
-//!    checkpoint, may be lost. That is the worst case for the embedded default.)
+//!    checkpoint, may be lost. That is the worst case for the embedded default.) The pending
+//!    log is written the same way, with `write(2)` and no fsync, before the receipt resolves:
+//!    the same promise. Its file is emptied only after the transaction that applied it
+//!    committed, and a writer holds its files under an exclusive lock, so a file that holds
+//!    records and whose lock is free was left by a writer that died: [`Store::open`] applies
+//!    it (each record kept once, step 4) before anything reads the store.
 //! 3. PostgreSQL acknowledges a `COMMIT` after its WAL record is flushed (the default
 //!    `synchronous_commit=on`), so a committed record survives a crash of the client, and of
 //!    the server too.
 //! 4. With [`Policy::Spool`], a batch the store refuses is appended to the spool file and
 //!    fsynced before its receipts resolve [`Durable::Spooled`]; on the next start (or once the
 //!    store answers) the spool is replayed into the store. Writes are idempotent on the request
-//!    id, so a record replayed twice, or written both directly and from the spool, is kept once.
+//!    id, so a record replayed twice, or written both directly and from the spool (or the
+//!    pending log), is kept once.
 //! 5. A record the writer could not make durable is never acknowledged: its receipt stays
 //!    pending while the writer retries, and resolves [`Unrecorded`] only if the ledger shuts
 //!    down first, when it is logged with its request id and counted in [`Counts::lost`].
 //!
 //! The worst case, then: records whose receipts had not resolved when the process died (their
-//! responses were not complete either), and, for SQLite, the last commits before a power loss.
+//! responses were not complete either), and, for SQLite, the last commits (and pending-log
+//! writes) before a power loss.
 //!
 //! Tests: `tests/crash.rs` runs a child process that writes through a [`Ledger`] and prints each
 //! request id once its receipt resolves, kills it with SIGKILL mid-load, reopens the store and
 //! finds every printed id, on SQLite and on PostgreSQL.
 
 mod direct;
+mod json;
 pub mod keys;
 mod lite;
+mod pending;
 pub mod record;
 mod schema;
 mod spool;

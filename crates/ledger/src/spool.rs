@@ -10,18 +10,11 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
+use crate::pending::Chunks;
 use crate::record::RequestRecord;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SpoolError {
-    #[error("spool {path}: {error}")]
-    Io { path: PathBuf, error: io::Error },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub(crate) use crate::pending::FileError as SpoolError;
 
 pub(crate) struct Spool {
     path: PathBuf,
@@ -94,7 +87,7 @@ impl Spool {
         if !self.dirty {
             return Ok(0);
         }
-        let file = match tokio::fs::File::open(&self.path).await {
+        let file = match std::fs::File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.dirty = false;
@@ -102,25 +95,11 @@ impl Spool {
             }
             Err(e) => return Err(self.io(e)),
         };
-        let mut reader = BufReader::new(file);
-        let (mut line, mut chunk, mut read) = (Vec::new(), Vec::with_capacity(batch), 0);
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).await.map_err(|e| self.io(e))?;
-            if line.iter().any(|b| !b.is_ascii_whitespace()) {
-                match serde_json::from_slice::<RequestRecord>(&line) {
-                    Ok(record) => chunk.push(record),
-                    Err(error) => tracing::warn!(spool = %self.path.display(), %error, "skipping a torn spool line"),
-                }
-            }
-            if chunk.len() >= batch || (n == 0 && !chunk.is_empty()) {
-                store.insert_batch(&chunk).await?;
-                read += chunk.len() as u64;
-                chunk.clear();
-            }
-            if n == 0 {
-                break;
-            }
+        let mut chunks = Chunks::new(&file, &self.path, batch)?;
+        let mut read = 0;
+        while let Some(chunk) = chunks.next_chunk()? {
+            store.insert_batch(&chunk).await?;
+            read += chunk.len() as u64;
         }
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || OpenOptions::new().write(true).open(&path)?.set_len(0))

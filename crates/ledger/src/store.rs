@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ColumnIndex, Connection, Decode, Row, Type};
 
+use crate::json::write_attempts;
 use crate::record::{AttemptRecord, RequestRecord, Text};
 use crate::schema::{self, Sql};
 
@@ -42,6 +43,8 @@ pub enum StoreError {
     Lite(#[from] crate::lite::LiteError),
     #[error("ledger database: injected write failure (Store::fail_next_writes)")]
     Injected,
+    #[error("ledger pending log {path}: {error}")]
+    PendingLog { path: std::path::PathBuf, error: std::io::Error },
 }
 
 /// Which database a [`Store`] talks to.
@@ -116,6 +119,7 @@ impl StoreError {
             StoreError::Sql(_) | StoreError::Lite(_) => "sql",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Injected => "injected",
+            StoreError::PendingLog { .. } => "pending_log",
         }
     }
 }
@@ -160,6 +164,9 @@ impl Store {
     ///
     /// A database that does not answer within [`CONNECT_TIMEOUT`] is an error naming the URL
     /// (without its password).
+    ///
+    /// On a SQLite file, what the pending logs of writers that died hold is applied first
+    /// (`pending.rs`), so the store holds every record a receipt was given for.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let shown: Arc<str> = redact(url).into();
         let bad = |reason: String| StoreError::BadUrl { url: shown.to_string(), reason };
@@ -187,6 +194,9 @@ impl Store {
         };
         let store = Store { db, url: shown, file, faults: Arc::new(AtomicU32::new(0)) };
         store.migrate().await?;
+        if let Some(file) = &store.file {
+            crate::pending::take_orphans(&store, file).await;
+        }
         Ok(store)
     }
 
@@ -216,6 +226,11 @@ impl Store {
     /// without touching the database. `0` clears it.
     pub fn fail_next_writes(&self, n: u32) {
         self.faults.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether failures asked for by [`Store::fail_next_writes`] are left.
+    pub(crate) fn faults_pending(&self) -> bool {
+        self.faults.load(Ordering::SeqCst) > 0
     }
 
     /// Takes one of the failures [`Store::fail_next_writes`] asked for, if any are left.
@@ -451,62 +466,6 @@ fn bind_row<'q>(
         .bind(int(r.latency_ms))
         .bind(r.ttft_ms.map(int))
         .bind(t[10].clone())
-}
-
-/// A record's `attempts` as stored: the JSON that serde writes for `Vec<AttemptRecord>` (and
-/// reads back), written by hand.
-pub(crate) fn write_attempts(out: &mut String, attempts: &[AttemptRecord]) {
-    out.push('[');
-    for (i, a) in attempts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"deployment\":");
-        json_str(out, &a.deployment);
-        out.push_str(",\"outcome\":");
-        json_str(out, &a.outcome);
-        out.push_str(",\"started_ms\":");
-        json_uint(out, a.started_ms);
-        out.push_str(",\"duration_ms\":");
-        json_uint(out, a.duration_ms);
-        out.push_str(",\"output_tokens\":");
-        json_uint(out, a.output_tokens);
-        out.push('}');
-    }
-    out.push(']');
-}
-
-/// A JSON string of `s` as stored: NUL becomes U+FFFD, as [`text`] does.
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0 => "\\ufffd",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x01..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[plain..i]);
-        plain = i + 1;
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-    }
-    out.push_str(&s[plain..]);
-    out.push('"');
-}
-
-fn json_uint(out: &mut String, n: u64) {
-    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Non-finite costs are stored as 0 (SQLite would turn NaN into NULL, JSON has no NaN).

@@ -7,10 +7,12 @@
 //! or hold the batch, report unhealthy and retry until the store answers.
 //!
 //! On a SQLite file the task runs on a thread of its own (`switchyard-ledger`, with a
-//! single-threaded runtime) and writes through a connection of its own (`direct.rs`), in place:
-//! a batch costs one wake-up of that thread, not a hand-off to sqlx's connection thread and
-//! back. On PostgreSQL (and an in-memory SQLite database) it is a task on the caller's runtime
-//! and writes through the store's pool.
+//! single-threaded runtime) and writes through a connection of its own (`direct.rs`), in place.
+//! There a submitter appends its record to the pending log itself (`pending.rs`) and its
+//! receipt resolves once that write returns; the task applies the log to the database in large
+//! transactions, and the queue carries only what the log does not take (closed after a failed
+//! transaction, full, or while write faults are asked for). On PostgreSQL (and an in-memory
+//! SQLite database) the task runs on the caller's runtime and writes through the store's pool.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::direct::Direct;
+use crate::pending::{Chunks, FileError, PendingLog, Reply, Staged};
 use crate::record::RequestRecord;
 use crate::spool::Spool;
 use crate::store::{Store, StoreError};
@@ -38,6 +41,9 @@ pub struct Settings {
     /// once; batches still form while a transaction is in flight.
     pub linger: Duration,
     pub on_failure: Policy,
+    /// On a SQLite file, the longest a record waits in the pending log (`pending.rs`) before
+    /// the writer applies it to the database; it is applied sooner once `batch` are waiting.
+    pub apply: Duration,
     /// The first wait before retrying a failed store (or replaying the spool); it doubles after
     /// each failure, up to `retry_max`.
     pub retry_min: Duration,
@@ -89,7 +95,7 @@ pub struct Receipt {
 /// The writer's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Records committed to the store by a direct write.
+    /// Records committed to the store by a direct write, or written to the pending log.
     pub written: u64,
     /// Records appended to the spool.
     pub spooled: u64,
@@ -104,6 +110,10 @@ pub struct Counts {
 /// The off-request-path writer. See the crate docs for what a [`Receipt`] promises.
 pub struct Ledger {
     tx: mpsc::Sender<Msg>,
+    /// On a SQLite file: the log a submitter appends its record to (`pending.rs`).
+    log: Option<Arc<PendingLog>>,
+    /// For its write faults: while some are asked for, records go through the writer.
+    store: Store,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     /// Resolves when the writer has finished (an error: it panicked).
@@ -138,6 +148,7 @@ impl Default for Settings {
             batch: 512,
             linger: Duration::ZERO,
             on_failure: Policy::Refuse,
+            apply: Duration::from_millis(50),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
         }
@@ -184,8 +195,19 @@ impl Ledger {
             healthy: watch::Sender::new(true),
         });
         let file = store.sqlite_file().map(Path::to_path_buf);
+        let log = file.as_deref().and_then(|file| match PendingLog::claim(file, settings.batch, settings.queue) {
+            Ok(log) => Some(Arc::new(log)),
+            Err(error) => {
+                tracing::warn!(%error, file = %file.display(), "no pending log; records go through the writer's queue");
+                None
+            }
+        });
         let mut writer = Writer {
-            store,
+            store: store.clone(),
+            log: log.clone(),
+            apply_at: None,
+            recover_at: None,
+            recover_backoff: settings.retry_min,
             direct: None,
             rx,
             stop: stop_rx,
@@ -231,13 +253,17 @@ impl Ledger {
                 tokio::spawn(run(writer));
             }
         }
-        Ledger { tx, shared, stop, done: Mutex::new(Some(done)) }
+        Ledger { tx, log, store, shared, stop, done: Mutex::new(Some(done)) }
     }
 
     /// Queues `record` and returns its receipt. When the queue is full this waits for room:
     /// that is the back-pressure, and the caller's own deadline bounds it. It never waits for
     /// the write itself; await the receipt for that.
     pub async fn submit(&self, record: RequestRecord) -> Result<Receipt, SubmitError> {
+        let record = match self.append(record).await {
+            Ok(receipt) => return Ok(receipt),
+            Err(record) => record,
+        };
         match self.tx.reserve().await {
             Ok(permit) => {
                 let (tx, rx) = oneshot::channel();
@@ -250,6 +276,10 @@ impl Ledger {
 
     /// Queues `record` if there is room now, else gives it back ([`SubmitError::Full`]).
     pub fn try_submit(&self, record: RequestRecord) -> Result<Receipt, SubmitError> {
+        let record = match self.append_now(record) {
+            Ok(receipt) => return Ok(receipt),
+            Err(record) => record,
+        };
         match self.tx.try_reserve() {
             Ok(permit) => {
                 let (tx, rx) = oneshot::channel();
@@ -261,8 +291,55 @@ impl Ledger {
         }
     }
 
-    /// Waits until every record submitted before the call is durable and, when the spool holds
-    /// records, tries to replay it now. Returns the counters then.
+    /// Stages `record` for the pending log, if there is one, it is open and has room, and no
+    /// write faults are asked for; else gives it back for the queue. The first of a group
+    /// leads it: it yields once, so that the other tasks ready on its thread stage theirs, and
+    /// then writes them all in one `write(2)` (group commit).
+    async fn append(&self, record: RequestRecord) -> Result<Receipt, RequestRecord> {
+        let (staged, log) = self.stage(record)?;
+        if staged.leader {
+            let group = Group { ledger: self, log };
+            tokio::task::yield_now().await;
+            drop(group);
+        }
+        Ok(Receipt { rx: staged.rx })
+    }
+
+    /// The same, writing the group at once (whoever leads it).
+    #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
+    fn append_now(&self, record: RequestRecord) -> Result<Receipt, RequestRecord> {
+        let (staged, log) = self.stage(record)?;
+        drop(Group { ledger: self, log });
+        Ok(Receipt { rx: staged.rx })
+    }
+
+    #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
+    fn stage(&self, record: RequestRecord) -> Result<(Staged, &PendingLog), RequestRecord> {
+        match &self.log {
+            Some(log) if !*self.stop.borrow() && !self.store.faults_pending() => Ok((log.stage(record)?, log)),
+            _ => Err(record),
+        }
+    }
+
+    /// A group the pending log could not write goes through the queue, receipts and all.
+    fn requeue(&self, failed: Vec<(RequestRecord, Reply)>) {
+        for (record, reply) in failed {
+            match self.tx.try_send(Msg::Record(record, reply)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(msg) | mpsc::error::TrySendError::Closed(msg)) => {
+                    let tx = self.tx.clone();
+                    match tokio::runtime::Handle::try_current() {
+                        // Waits for room; a closed queue drops the reply: `Unrecorded`.
+                        Ok(runtime) => drop(runtime.spawn(async move { tx.send(msg).await })),
+                        Err(_) => drop(msg),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every record submitted before the call is in the store (or the spool) and,
+    /// when the spool holds records, tries to replay it now. Returns the counters then.
     pub async fn flush(&self) -> Counts {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
@@ -286,14 +363,15 @@ impl Ledger {
         self.counts()
     }
 
-    /// Records queued, not yet taken by the writer: the queue-depth gauge.
+    /// Records queued, not yet taken by the writer, and records in the pending log not yet
+    /// applied: the queue-depth gauge.
     pub fn depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.tx.max_capacity() - self.tx.capacity() + self.log.as_ref().map_or(0, |log| log.len())
     }
 
-    /// Records committed to the store by a direct write.
+    /// Records made durable by the writer or the pending log, not by the spool.
     pub fn written(&self) -> u64 {
-        self.shared.written.load(Ordering::Relaxed)
+        self.shared.written.load(Ordering::Relaxed) + self.log.as_ref().map_or(0, |log| log.written())
     }
 
     /// Failed writes so far.
@@ -325,7 +403,7 @@ impl Ledger {
     pub fn counts(&self) -> Counts {
         let s = &self.shared;
         Counts {
-            written: s.written.load(Ordering::Relaxed),
+            written: self.written(),
             spooled: s.spooled.load(Ordering::Relaxed),
             replayed: s.replayed.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
@@ -334,10 +412,32 @@ impl Ledger {
     }
 }
 
+/// The pending log's group a submitter leads: written when this is dropped, after the yield or
+/// when the submitter is cancelled during it, so that no follower is left waiting.
+struct Group<'a> {
+    ledger: &'a Ledger,
+    log: &'a PendingLog,
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        let failed = self.log.write_staged();
+        if !failed.is_empty() {
+            self.ledger.requeue(failed);
+        }
+    }
+}
+
 // === impl Writer ===
 
 struct Writer {
     store: Store,
+    log: Option<Arc<PendingLog>>,
+    /// When to apply what the pending log holds.
+    apply_at: Option<Instant>,
+    /// When to apply the pending log's files from disk next (it is closed).
+    recover_at: Option<Instant>,
+    recover_backoff: Duration,
     /// The writer's own connection, on a SQLite file; `None` writes through `store`.
     direct: Option<Direct>,
     rx: mpsc::Receiver<Msg>,
@@ -359,6 +459,9 @@ impl Writer {
         if let Policy::Spool(path) = &self.settings.on_failure {
             self.spool = Some(Spool::open(path.clone()).await);
             self.replay().await;
+        }
+        if self.log.as_ref().is_some_and(|log| !log.is_open()) {
+            self.recover().await;
         }
         let mut msgs = Vec::with_capacity(self.batch);
         loop {
@@ -383,6 +486,7 @@ impl Writer {
                 }
             }
             if !flushes.is_empty() {
+                self.apply().await;
                 self.replay().await;
                 for done in flushes {
                     let _ = done.send(());
@@ -392,6 +496,7 @@ impl Writer {
                 break;
             }
         }
+        self.apply().await;
         self.replay().await;
     }
 
@@ -400,6 +505,13 @@ impl Writer {
     async fn gather(&mut self, msgs: &mut Vec<Msg>) -> bool {
         loop {
             let replay_at = self.replay_at;
+            let (apply_at, recover_at, log) = (self.apply_at, self.recover_at, self.log.clone());
+            let woken = async {
+                match &log {
+                    Some(log) => log.wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 n = self.rx.recv_many(msgs, self.batch) => {
                     if n == 0 {
@@ -410,6 +522,11 @@ impl Writer {
                 _ = self.stop.changed(), if !self.stopping => self.begin_stop(),
                 () = sleep_until(replay_at.unwrap_or_else(Instant::now)), if replay_at.is_some() => {
                     self.replay().await;
+                }
+                () = woken => self.woken().await,
+                () = sleep_until(apply_at.unwrap_or_else(Instant::now)), if apply_at.is_some() => self.apply().await,
+                () = sleep_until(recover_at.unwrap_or_else(Instant::now)), if recover_at.is_some() => {
+                    self.recover().await;
                 }
             }
         }
@@ -495,11 +612,98 @@ impl Writer {
 
     /// One transaction of `records`, through the writer's own connection if it has one.
     async fn insert(&mut self, records: &[RequestRecord]) -> Result<u64, StoreError> {
-        let Some(direct) = &mut self.direct else { return self.store.insert_batch(records).await };
-        if self.store.take_fault() {
+        if self.direct.is_some() && self.store.take_fault() {
             return Err(StoreError::Injected);
         }
-        Ok(direct.insert(records)?)
+        self.apply_now(records).await
+    }
+
+    /// The same, without the faults [`Store::fail_next_writes`] asks for, which stand for the
+    /// step that makes a record durable: applying the pending log is not that step.
+    async fn apply_now(&mut self, records: &[RequestRecord]) -> Result<u64, StoreError> {
+        match &mut self.direct {
+            Some(direct) => Ok(direct.insert(records)?),
+            None => self.store.insert_batch(records).await,
+        }
+    }
+
+    /// The pending log woke the writer: it holds a batch (apply now), its first record (apply
+    /// within [`Settings::apply`]), or it closed after a failed append (apply it from disk).
+    async fn woken(&mut self) {
+        let Some(log) = &self.log else { return };
+        if !log.is_open() {
+            self.recover_at.get_or_insert_with(Instant::now);
+        } else if log.len() >= self.batch {
+            self.apply().await;
+        } else if log.len() > 0 {
+            let apply = self.settings.apply;
+            self.apply_at.get_or_insert_with(|| Instant::now() + apply);
+        }
+    }
+
+    /// Applies what the pending log holds in one transaction and empties its file. When that
+    /// fails, the log closes: its files are applied from disk later, with backoff, and records
+    /// go through the queue (and the failure policy) meanwhile.
+    async fn apply(&mut self) {
+        self.apply_at = None;
+        let Some(log) = self.log.clone() else { return };
+        if !log.is_open() {
+            return self.recover().await;
+        }
+        let taken = log.take();
+        if taken.records.is_empty() {
+            return;
+        }
+        match self.apply_now(&taken.records).await {
+            Ok(_) => {
+                if let Err(error) = log.applied(&taken) {
+                    // Harmless but for the disk it takes: those records are kept once if the
+                    // file is applied again.
+                    tracing::warn!(%error, log = %log.path().display(), "cannot empty the ledger's pending log");
+                }
+            }
+            Err(error) => {
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, kind = error.kind(), records = taken.records.len(), log = %log.path().display(),
+                    "applying the ledger's pending log failed; records go through the writer's queue until it applies");
+                log.close();
+                self.recover_at = Some(Instant::now() + self.recover_backoff);
+            }
+        }
+    }
+
+    async fn apply_files(&mut self, log: &PendingLog) -> Result<u64, FileError> {
+        let mut read = 0;
+        for (file, path) in log.files()? {
+            let mut chunks = Chunks::new(&file, &path, log.batch())?;
+            while let Some(chunk) = chunks.next_chunk()? {
+                self.apply_now(&chunk).await?;
+                read += chunk.len() as u64;
+            }
+        }
+        log.reopen()?;
+        Ok(read)
+    }
+
+    /// Applies the pending log's files from disk, then opens it again; on failure, tries again
+    /// after a backoff.
+    async fn recover(&mut self) {
+        let Some(log) = self.log.clone() else { return };
+        self.recover_at = None;
+        match self.apply_files(&log).await {
+            Ok(n) => {
+                self.recover_backoff = self.settings.retry_min;
+                if n > 0 {
+                    tracing::info!(records = n, log = %log.path().display(), "the ledger's pending log applied from disk");
+                }
+            }
+            Err(error) => {
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, log = %log.path().display(), "applying the ledger's pending log from disk failed");
+                self.recover_at = Some(Instant::now() + self.recover_backoff);
+                self.recover_backoff = (self.recover_backoff * 2).min(self.settings.retry_max);
+            }
+        }
     }
 
     /// Replays the spool into the store, if it holds anything; on failure, schedules the next

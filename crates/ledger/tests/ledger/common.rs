@@ -16,6 +16,13 @@ pub(crate) struct Case {
 }
 
 impl Case {
+    /// A fresh SQLite file.
+    pub(crate) fn sqlite() -> Case {
+        let dir = TempDir::new("switchyard-ledger").expect("temporary directory");
+        let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
+        Case { backend: Backend::Sqlite, url, dir }
+    }
+
     /// Opens (again) the case's database.
     pub(crate) async fn open(&self) -> Store {
         Store::open(&self.url).await.unwrap_or_else(|e| panic!("opening {}: {e}", self.url))
@@ -35,10 +42,9 @@ impl Case {
 /// server (shared by the tests of this binary), unless PostgreSQL is not installed (then it says
 /// `skipping: …`, or fails under `SWITCHYARD_REQUIRE_SERVICES=1`).
 pub(crate) async fn each_backend(test: impl AsyncFn(&Case)) {
-    let dir = TempDir::new("switchyard-ledger").expect("temporary directory");
-    let url = format!("sqlite:{}", dir.path().join("ledger.db").display());
-    eprintln!("backend: sqlite ({url})");
-    test(&Case { backend: Backend::Sqlite, url, dir }).await;
+    let case = Case::sqlite();
+    eprintln!("backend: sqlite ({})", case.url);
+    test(&case).await;
     if let Some(url) = postgres_database().await {
         eprintln!("backend: postgres ({url})");
         let dir = TempDir::new("switchyard-ledger").expect("temporary directory");

@@ -3,13 +3,14 @@
 //! the parent kills it with SIGKILL mid-stream, reopens the store, and finds every printed id.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_ledger::{Ledger, Settings, Store};
 
-use crate::common::{each_backend, record};
+use crate::common::{Case, each_backend, record};
 
 /// Set (to the store's URL) in the child process only.
 const CHILD_ENV: &str = "SWITCHYARD_LEDGER_CRASH_CHILD_URL";
@@ -17,14 +18,42 @@ const CHILD_ENV: &str = "SWITCHYARD_LEDGER_CRASH_CHILD_URL";
 /// Ids the parent reads before it kills the child.
 const BEFORE_KILL: usize = 2_000;
 
+/// Set in the child to keep every record in the pending log (a SQLite file's) until the kill.
+const HOLD_ENV: &str = "SWITCHYARD_LEDGER_CRASH_HOLD";
+
 #[tokio::test]
 async fn kill_9_under_load_loses_no_acknowledged_record() {
-    each_backend(async |case| {
+    each_backend(async |case| crash_and_check(case, false).await).await;
+}
+
+/// On a SQLite file, with nothing applied before the kill: every acknowledged record is only in
+/// the dead writer's pending log, and opening the store applies it.
+#[tokio::test]
+async fn kill_9_with_every_record_in_the_pending_log_loses_none() {
+    let case = Case::sqlite();
+    crash_and_check(&case, true).await;
+    let logs = pending_bytes(case.dir());
+    assert_eq!(logs, 0, "the logs were applied and emptied at open");
+}
+
+/// Bytes in the pending logs beside the case's SQLite file.
+fn pending_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("-pending-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+async fn crash_and_check(case: &Case, hold: bool) {
+    {
         let exe = std::env::current_exe().expect("this test binary");
         let stderr = std::fs::File::create(case.dir().join("child.stderr")).unwrap();
         let mut child = Command::new(exe)
             .args(["crash::child", "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &case.url)
+            .env(HOLD_ENV, if hold { "1" } else { "" })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -47,15 +76,21 @@ async fn kill_9_under_load_loses_no_acknowledged_record() {
         // What it printed before it died counts too.
         acknowledged.extend(lines.map_while(Result::ok).filter_map(|l| l.strip_prefix("durable ").map(str::to_owned)));
 
+        let held = pending_bytes(case.dir());
+        if hold {
+            assert!(held > 0, "the records were in the pending log at the kill");
+        }
         let store = case.open().await;
         let count = store.count().await.unwrap();
         assert!(count >= acknowledged.len() as u64, "{count} records, {} acknowledged", acknowledged.len());
         for id in &acknowledged {
             assert!(store.get(id).await.unwrap().is_some(), "{id} was acknowledged, then lost");
         }
-        eprintln!("{} acknowledged, {count} in the store after kill -9", acknowledged.len());
-    })
-    .await;
+        eprintln!(
+            "{} acknowledged, {count} in the store after kill -9 ({held} bytes in pending logs)",
+            acknowledged.len()
+        );
+    }
 }
 
 /// The child's body; a no-op unless run by the test above. Sixteen tasks submit records and
@@ -66,7 +101,16 @@ fn child() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let store = Store::open(&url).await.expect("open the store");
-        let ledger = Arc::new(Ledger::start(store, Settings { batch: 64, ..Settings::default() }));
+        let settings = match std::env::var(HOLD_ENV).is_ok_and(|v| v == "1") {
+            true => Settings {
+                batch: 1_000_000,
+                queue: 1_000_000,
+                apply: Duration::from_secs(3_600),
+                ..Settings::default()
+            },
+            false => Settings { batch: 64, ..Settings::default() },
+        };
+        let ledger = Arc::new(Ledger::start(store, settings));
         let deadline = Instant::now() + Duration::from_secs(60);
         let tasks: Vec<_> = (0..16)
             .map(|t| {

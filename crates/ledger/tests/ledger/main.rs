@@ -5,5 +5,6 @@ mod common;
 mod crash;
 mod keys;
 mod open;
+mod pending;
 mod store;
 mod writer;

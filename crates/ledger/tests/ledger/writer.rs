@@ -18,6 +18,7 @@ fn settings(on_failure: Policy) -> Settings {
         batch: 256,
         linger: Duration::ZERO,
         on_failure,
+        apply: Duration::from_millis(50),
         retry_min: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
     }
@@ -46,7 +47,9 @@ async fn ten_thousand_records_from_many_tasks_all_land() {
                         let receipt = ledger.submit(record(n)).await.unwrap();
                         assert_eq!(receipt.await, Ok(Durable::Committed));
                         if i.is_multiple_of(50) {
-                            // A resolved receipt means the record is in the store now.
+                            // A resolved receipt means the record is durable; a flush, that it is
+                            // in the store (on SQLite it may wait in the pending log till then).
+                            ledger.flush().await;
                             assert!(store.get(&format!("req-{n}")).await.unwrap().is_some(), "req-{n}");
                         }
                     }
@@ -214,6 +217,7 @@ async fn a_leftover_spool_is_replayed_at_start_once() {
         assert_eq!(store.get("req-7").await.unwrap(), Some(record(7)));
         assert_eq!(std::fs::metadata(case.spool()).unwrap().len(), 0);
         assert_eq!(ledger.submit(record(60)).await.unwrap().await, Ok(Durable::Committed));
+        ledger.flush().await;
         assert_eq!(store.count().await.unwrap(), 51);
     })
     .await;

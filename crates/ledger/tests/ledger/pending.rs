@@ -1,0 +1,153 @@
+//! The pending log beside a SQLite file: receipts resolve once a record is in it, a flush (or
+//! its time) applies it, a dead writer's log is applied when the store opens and a running
+//! writer's is not, and a failed apply sends records through the queue until the files apply.
+
+use std::path::Path;
+use std::task::Poll;
+use std::time::Duration;
+
+use switchyard_ledger::{Durable, Ledger, Policy, Settings, Store};
+
+use crate::common::{Case, record};
+
+/// Records wait in the log until a flush: nothing is applied on its own during a test.
+fn held() -> Settings {
+    Settings {
+        apply: Duration::from_secs(3_600),
+        batch: 100_000,
+        retry_min: Duration::from_millis(1),
+        retry_max: Duration::from_millis(5),
+        ..Settings::default()
+    }
+}
+
+fn log_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("-pending-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+fn sqlite_pool(store: &Store) -> sqlx::SqlitePool {
+    // The tests reach the database beside the store, for triggers.
+    let url = store.url().to_owned();
+    sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_lazy(&url).unwrap()
+}
+
+#[tokio::test]
+async fn a_receipt_means_in_the_log_and_a_flush_applies_it() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    let ledger = Ledger::start(store.clone(), held());
+    for i in 0..10 {
+        assert_eq!(ledger.submit(record(i)).await.unwrap().await, Ok(Durable::Committed));
+    }
+    assert_eq!(store.count().await.unwrap(), 0, "held in the log");
+    assert!(log_bytes(case.dir()) > 0);
+    assert_eq!(ledger.depth(), 10, "the depth counts records waiting in the log");
+    assert_eq!(ledger.flush().await.written, 10);
+    assert_eq!(store.count().await.unwrap(), 10);
+    assert_eq!(log_bytes(case.dir()), 0, "emptied once applied");
+    assert_eq!(store.get("req-7").await.unwrap(), Some(record(7)));
+    // Its time applies it too.
+    let ledger2 = Ledger::start(store.clone(), Settings { apply: Duration::from_millis(1), ..held() });
+    ledger2.submit(record(10)).await.unwrap().await.unwrap();
+    while store.count().await.unwrap() < 11 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(ledger.shutdown().await.written, 10);
+    assert_eq!(ledger2.shutdown().await.written, 1);
+}
+
+#[tokio::test]
+async fn a_dead_writers_log_is_applied_at_open_and_a_running_writers_is_not() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    // A running writer holds the first pair; a second writer on the same file takes the next.
+    let running = Ledger::start(store.clone(), held());
+    running.submit(record(1)).await.unwrap().await.unwrap();
+    let second = Ledger::start(store.clone(), held());
+    second.submit(record(2)).await.unwrap().await.unwrap();
+    assert!(case.dir().join("ledger.db-pending-1-0").exists(), "a pair of its own");
+    assert_eq!(case.open().await.count().await.unwrap(), 0, "running writers' logs are theirs");
+
+    // What a writer that died left: whole lines, a blank one, and a torn last one.
+    let mut lines = String::new();
+    for i in 20..25 {
+        lines.push_str(&serde_json::to_string(&record(i)).unwrap());
+        lines.push_str("\n\n");
+    }
+    lines.push_str(r#"{"request_id":"req-torn","at_"#);
+    let dead = case.dir().join("ledger.db-pending-7-1");
+    std::fs::write(&dead, lines).unwrap();
+    let reopened = case.open().await;
+    assert_eq!(reopened.count().await.unwrap(), 5, "the dead writer's log, not the running ones'");
+    assert_eq!(std::fs::metadata(&dead).unwrap().len(), 0, "emptied, not removed");
+    assert_eq!(reopened.get("req-22").await.unwrap(), Some(record(22)));
+    assert_eq!(case.open().await.count().await.unwrap(), 5, "applied once");
+
+    running.shutdown().await;
+    second.shutdown().await;
+    assert_eq!(store.count().await.unwrap(), 7);
+    assert_eq!(log_bytes(case.dir()), 0);
+}
+
+#[tokio::test]
+async fn a_failed_apply_sends_records_through_the_queue_until_the_log_applies() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    let pool = sqlite_pool(&store);
+    let ledger = Ledger::start(store.clone(), Settings { on_failure: Policy::Refuse, ..held() });
+    for i in 0..5 {
+        ledger.submit(record(i)).await.unwrap().await.unwrap();
+    }
+    // The database refuses one of the logged records, as a full disk would refuse them all.
+    sqlx::query(
+        "CREATE TRIGGER boom BEFORE INSERT ON requests WHEN NEW.request_id = 'req-3'
+         BEGIN SELECT RAISE(ABORT, 'boom'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let counts = ledger.flush().await;
+    assert!(counts.failed >= 1, "{counts:?}");
+    assert_eq!(store.count().await.unwrap(), 0, "nothing of the failed transaction");
+    assert!(log_bytes(case.dir()) > 0, "still in the log");
+    // The log is closed: a new record goes through the queue, committed by the writer.
+    assert_eq!(ledger.submit(record(5)).await.unwrap().await, Ok(Durable::Committed));
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(ledger.depth(), 0);
+    // Once the cause is gone the files apply and the log takes records again.
+    sqlx::query("DROP TRIGGER boom").execute(&pool).await.unwrap();
+    ledger.flush().await;
+    assert_eq!(store.count().await.unwrap(), 6);
+    assert_eq!(log_bytes(case.dir()), 0);
+    ledger.submit(record(6)).await.unwrap().await.unwrap();
+    assert_eq!(ledger.depth(), 1, "in the log again");
+    let counts = ledger.shutdown().await;
+    assert_eq!((counts.written, counts.lost), (7, 0));
+    assert_eq!(store.count().await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn a_group_whose_leader_is_cancelled_is_still_written() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    let ledger = Ledger::start(store.clone(), held());
+    // The first submit of a group leads it and yields once before writing: cancelled there, it
+    // writes the group as it is dropped.
+    let mut submit = Box::pin(ledger.submit(record(1)));
+    let polled = std::future::poll_fn(|cx| Poll::Ready(submit.as_mut().poll(cx).is_pending())).await;
+    assert!(polled, "it yielded");
+    drop(submit);
+    assert_eq!(ledger.depth(), 1, "written all the same");
+    ledger.flush().await;
+    assert_eq!(store.get("req-1").await.unwrap(), Some(record(1)));
+    // A record submitted without waiting writes at once.
+    let receipt = ledger.try_submit(record(2)).unwrap();
+    assert_eq!(ledger.depth(), 1);
+    assert_eq!(receipt.await, Ok(Durable::Committed));
+    ledger.shutdown().await;
+}
