@@ -159,6 +159,32 @@ mod tests {
     }
 
     #[test]
+    fn costs_read_back_to_the_bit() {
+        let mut r = record();
+        // Seeded: products of token counts and per-token prices, and arbitrary bit patterns.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut costs = vec![1234.0 * 1.5e-5, 0.018_510_000_000_000_002, 0.002_436_000_000_000_000_2, f64::MAX, 5e-324];
+        for _ in 0..5_000 {
+            costs.push((next() % 100_000) as f64 * [1.5e-5, 3e-6, 2.5e-7, 1.1e-4][(next() % 4) as usize]);
+            let bits = f64::from_bits(next());
+            if bits.is_finite() {
+                costs.push(bits);
+            }
+        }
+        for cost in costs {
+            r.cost_usd = cost;
+            let back: RequestRecord = serde_json::from_str(&written(&r)).unwrap();
+            assert_eq!(back.cost_usd.to_bits(), cost.to_bits(), "{cost:e}");
+        }
+    }
+
+    #[test]
     fn odd_text_and_costs_read_back_as_stored() {
         let mut r = record();
         (r.tenant, r.alias, r.region) = ("nul\0here".into(), "quote\" back\\ \n\r\t \u{1} \u{7f} é 🚀".into(), None);

@@ -5,8 +5,8 @@
 //!   `postgres://…`), with the same schema and ordered migrations on both backends.
 //! - [`Ledger`] is the writer: [`Ledger::submit`] queues a [`RequestRecord`] in a bounded queue
 //!   and returns a [`Receipt`]; one task writes what is queued in batches, one transaction each.
-//!   On a SQLite file a record goes to the pending log first (`pending.rs`: one `write(2)`
-//!   shared by the submitters ready at once), and the writer, on a thread of its own with its
+//!   On a SQLite file a record goes to the pending log first (`pending.rs`: one `write(2)` on
+//!   the submitter's thread), and the writer, on a thread of its own with its
 //!   own connection (`direct.rs`, over the FFI in `lite.rs`, the crate's only unsafe code),
 //!   applies the log to the database in large transactions.
 //! - [`Keys`] creates, lists and revokes API keys; only a secret's SHA-256 is stored.

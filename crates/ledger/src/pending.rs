@@ -6,16 +6,17 @@
 //! locks, a dozen system calls) that the few records waiting at any moment would pay again and
 //! again, and handing a record to the writer's thread and back costs two thread wake-ups. So
 //! [`crate::Ledger::submit`] appends the record to this log itself, under a lock, in one
-//! `write(2)`: once that returns, the bytes are in the kernel's page cache and survive a crash of
+//! `write(2)` on the submitter's own thread: once that returns, the bytes are in the kernel's page cache and survive a crash of
 //! the process, the same promise as a commit under `synchronous=NORMAL` (see the crate's
 //! durability notes). The writer's thread applies what the log holds to the database in large
 //! transactions, at most [`crate::Settings::apply`] after the first record or once `batch` are
 //! waiting.
 //!
 //! A log is two files, `<file>-pending-<n>-0` and `-1`: records go to one while what the other
-//! held is applied; the swap and every append take one lock, so the records taken for a
-//! transaction are exactly those in the file set aside, which is emptied once that transaction
-//! commits. Each writer holds both files under an exclusive lock (`flock`) for as long as it
+//! held is applied; the swap and every append take one lock, so every record in the file set
+//! aside is among those taken for the transaction, and the file is emptied once that
+//! transaction commits. (It may hold records applied before, when emptying it failed, or a torn
+//! line: applied again, each record is kept once; a torn line had no receipt.) Each writer holds both files under an exclusive lock (`flock`) for as long as it
 //! runs, `n` being the first pair whose locks are free, so that several processes can write one
 //! SQLite file. A file whose lock is free and that holds records was left by a writer that
 //! died; opening the store ([`crate::Store::open`]) applies it and empties it. Files are
@@ -33,11 +34,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::json::write_record;
-use tokio::sync::oneshot;
-
 use crate::record::RequestRecord;
 use crate::store::{Store, StoreError};
-use crate::writer::{Durable, Unrecorded};
 
 /// Logs per SQLite file, at most: as many writers as may run on it at once.
 const MAX_LOGS: usize = 64;
@@ -63,18 +61,6 @@ struct Inner {
     /// The file appends go to; `records` is what it holds.
     current: usize,
     records: Vec<RequestRecord>,
-    /// The group to be written next: its lines, and each record with its receipt's sender.
-    lines: String,
-    staged: Vec<(RequestRecord, Reply)>,
-}
-
-/// What resolves a receipt.
-pub(crate) type Reply = oneshot::Sender<Result<Durable, Unrecorded>>;
-
-/// A staged record's receipt, and whether its submitter leads the group's write.
-pub(crate) struct Staged {
-    pub(crate) rx: oneshot::Receiver<Result<Durable, Unrecorded>>,
-    pub(crate) leader: bool,
 }
 
 struct LogFile {
@@ -109,8 +95,7 @@ impl PendingLog {
             }
             let [a, b]: [LogFile; 2] = files.try_into().unwrap_or_else(|_| unreachable!("two files"));
             let empty = a.file.metadata()?.len() == 0 && b.file.metadata()?.len() == 0;
-            let inner =
-                Inner { files: [a, b], current: 0, records: Vec::new(), lines: String::new(), staged: Vec::new() };
+            let inner = Inner { files: [a, b], current: 0, records: Vec::new() };
             return Ok(PendingLog {
                 inner: Mutex::new(inner),
                 open: AtomicBool::new(empty),
@@ -145,77 +130,44 @@ impl PendingLog {
         self.lock().records.len()
     }
 
-    /// Stages `record` for the next group write ([`PendingLog::write_staged`]); its receipt
-    /// resolves once that write returns. The first to stage into an empty group leads it: it
-    /// is to call `write_staged`, after letting the other ready tasks stage theirs. Gives the
-    /// record back when the log is closed or full (the caller queues it for the writer).
+    /// Appends `record` as one JSON line in one `write(2)`, under the lock: once this returns
+    /// `Ok`, the record survives a crash of this process. No fsync: the same promise as the
+    /// database's own commits. Gives the record back when the log is closed or full (the caller
+    /// queues it for the writer), or when the write fails, which closes the log.
     #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
-    pub(crate) fn stage(&self, record: RequestRecord) -> Result<Staged, RequestRecord> {
+    pub(crate) fn append(&self, record: RequestRecord) -> Result<(), RequestRecord> {
         if !self.is_open() {
             return Err(record);
         }
+        // A newline first after a failed write: its torn line cannot glue onto this one.
         let mut line = String::with_capacity(512);
+        line.push('\n');
         write_record(&mut line, &record);
         line.push('\n');
         let mut inner = self.lock();
-        if !self.is_open() || inner.records.len() + inner.staged.len() >= self.room {
+        if !self.is_open() || inner.records.len() >= self.room {
             return Err(record);
         }
-        let (reply, rx) = oneshot::channel();
-        let leader = inner.staged.is_empty();
-        inner.lines.push_str(&line);
-        inner.staged.push((record, reply));
-        Ok(Staged { rx, leader })
-    }
-
-    /// Writes the staged group's lines in one `write(2)`, under the lock, and resolves their
-    /// receipts: once it returned, they survive a crash of this process. No fsync: the same
-    /// promise as the database's own commits. When the write fails the log closes, and the
-    /// group is given back, to go through the writer's queue.
-    pub(crate) fn write_staged(&self) -> Vec<(RequestRecord, Reply)> {
-        let mut inner = self.lock();
-        if inner.staged.is_empty() {
-            return Vec::new();
-        }
-        let lines = std::mem::take(&mut inner.lines);
-        let staged = std::mem::take(&mut inner.staged);
         let current = inner.current;
         let file = &mut inner.files[current];
-        // A newline first after a failed write: its torn line cannot glue onto this one.
-        let written = match file.torn {
-            true => (&file.file).write_all(b"\n").and_then(|()| (&file.file).write_all(lines.as_bytes())),
-            false => (&file.file).write_all(lines.as_bytes()),
-        };
-        if let Err(error) = written {
+        let start = usize::from(!file.torn);
+        if let Err(error) = (&file.file).write_all(&line.as_bytes()[start..]) {
             file.torn = true;
             tracing::error!(log = %file.path.display(), %error, "the ledger's pending log failed; records go through the writer's queue");
             self.open.store(false, Ordering::Release);
-            inner.lines = lines;
-            inner.lines.clear();
             drop(inner);
             self.wake.notify_one();
-            return staged;
+            return Err(record);
         }
         file.torn = false;
-        inner.lines = lines;
-        inner.lines.clear();
-        let before = inner.records.len();
-        let mut replies = Vec::with_capacity(staged.len());
-        for (record, reply) in staged {
-            inner.records.push(record);
-            replies.push(reply);
-        }
+        inner.records.push(record);
         let n = inner.records.len();
         drop(inner);
-        self.written.fetch_add(replies.len() as u64, Ordering::Relaxed);
-        for reply in replies {
-            // A dropped receipt is fine: the record is durable all the same.
-            let _ = reply.send(Ok(Durable::Committed));
-        }
-        if before == 0 || (before < self.batch && n >= self.batch) {
+        self.written.fetch_add(1, Ordering::Relaxed);
+        if n == 1 || n == self.batch {
             self.wake.notify_one();
         }
-        Vec::new()
+        Ok(())
     }
 
     /// Takes every record waiting, for one transaction; appends go to the other file from now
@@ -249,11 +201,12 @@ impl PendingLog {
     /// through the writer's queue.
     pub(crate) fn files(&self) -> Result<[(File, PathBuf); 2], FileError> {
         let inner = self.lock();
-        let copy = |f: &LogFile| match f.file.try_clone() {
+        // Opened afresh: a reader of its own, with its own offset.
+        let open = |f: &LogFile| match File::open(&f.path) {
             Ok(file) => Ok((file, f.path.clone())),
             Err(error) => Err(FileError::Io { path: f.path.clone(), error }),
         };
-        Ok([copy(&inner.files[0])?, copy(&inner.files[1])?])
+        Ok([open(&inner.files[0])?, open(&inner.files[1])?])
     }
 
     /// What both files held is in the database: empties them and takes records again.

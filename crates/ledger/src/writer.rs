@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::direct::Direct;
-use crate::pending::{Chunks, FileError, PendingLog, Reply, Staged};
+use crate::pending::{Chunks, FileError, PendingLog};
 use crate::record::RequestRecord;
 use crate::spool::Spool;
 use crate::store::{Store, StoreError};
@@ -65,7 +65,9 @@ pub enum Policy {
 /// How a record was made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durable {
-    /// In the store: its transaction committed.
+    /// On the ledger's disk: its transaction committed, or (on a SQLite file) its line was
+    /// written to the pending log, which is applied to the store within [`Settings::apply`] (or
+    /// by the next [`Store::open`], after a crash).
     Committed,
     /// In the spool file, fsynced; it reaches the store on replay.
     Spooled,
@@ -89,7 +91,8 @@ pub enum SubmitError {
 /// Dropping it does not withdraw the record.
 #[must_use = "a receipt says when the record is durable"]
 pub struct Receipt {
-    rx: oneshot::Receiver<Result<Durable, Unrecorded>>,
+    /// `None`: the record was durable when the receipt was made (in the pending log).
+    rx: Option<oneshot::Receiver<Result<Durable, Unrecorded>>>,
 }
 
 /// The writer's counters.
@@ -161,7 +164,10 @@ impl Future for Receipt {
     type Output = Result<Durable, Unrecorded>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(Unrecorded)))
+        match &mut self.rx {
+            Some(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(Unrecorded))),
+            None => Poll::Ready(Ok(Durable::Committed)),
+        }
     }
 }
 
@@ -245,7 +251,11 @@ impl Ledger {
                     runtime.block_on(run(writer));
                 });
                 if let Err(error) = spawned {
-                    // The writer went with the closure: receipts resolve `Unrecorded`, submits fail.
+                    // The writer went with the closure: receipts resolve `Unrecorded`, submits fail,
+                    // and the pending log takes nothing, since nothing would apply it.
+                    if let Some(log) = &log {
+                        log.close();
+                    }
                     tracing::error!(%error, "the ledger's writer thread did not start");
                 }
             }
@@ -260,7 +270,7 @@ impl Ledger {
     /// that is the back-pressure, and the caller's own deadline bounds it. It never waits for
     /// the write itself; await the receipt for that.
     pub async fn submit(&self, record: RequestRecord) -> Result<Receipt, SubmitError> {
-        let record = match self.append(record).await {
+        let record = match self.append(record) {
             Ok(receipt) => return Ok(receipt),
             Err(record) => record,
         };
@@ -268,7 +278,7 @@ impl Ledger {
             Ok(permit) => {
                 let (tx, rx) = oneshot::channel();
                 permit.send(Msg::Record(record, tx));
-                Ok(Receipt { rx })
+                Ok(Receipt { rx: Some(rx) })
             }
             Err(_) => Err(SubmitError::Closed(Box::new(record))),
         }
@@ -276,7 +286,7 @@ impl Ledger {
 
     /// Queues `record` if there is room now, else gives it back ([`SubmitError::Full`]).
     pub fn try_submit(&self, record: RequestRecord) -> Result<Receipt, SubmitError> {
-        let record = match self.append_now(record) {
+        let record = match self.append(record) {
             Ok(receipt) => return Ok(receipt),
             Err(record) => record,
         };
@@ -284,57 +294,24 @@ impl Ledger {
             Ok(permit) => {
                 let (tx, rx) = oneshot::channel();
                 permit.send(Msg::Record(record, tx));
-                Ok(Receipt { rx })
+                Ok(Receipt { rx: Some(rx) })
             }
             Err(mpsc::error::TrySendError::Full(())) => Err(SubmitError::Full(Box::new(record))),
             Err(mpsc::error::TrySendError::Closed(())) => Err(SubmitError::Closed(Box::new(record))),
         }
     }
 
-    /// Stages `record` for the pending log, if there is one, it is open and has room, and no
-    /// write faults are asked for; else gives it back for the queue. The first of a group
-    /// leads it: it yields once, so that the other tasks ready on its thread stage theirs, and
-    /// then writes them all in one `write(2)` (group commit).
-    async fn append(&self, record: RequestRecord) -> Result<Receipt, RequestRecord> {
-        let (staged, log) = self.stage(record)?;
-        if staged.leader {
-            let group = Group { ledger: self, log };
-            tokio::task::yield_now().await;
-            drop(group);
-        }
-        Ok(Receipt { rx: staged.rx })
-    }
-
-    /// The same, writing the group at once (whoever leads it).
+    /// Appends `record` to the pending log, if there is one, it is open and has room, and no
+    /// write faults are asked for: its receipt is resolved already. Else gives it back for the
+    /// queue.
     #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
-    fn append_now(&self, record: RequestRecord) -> Result<Receipt, RequestRecord> {
-        let (staged, log) = self.stage(record)?;
-        drop(Group { ledger: self, log });
-        Ok(Receipt { rx: staged.rx })
-    }
-
-    #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
-    fn stage(&self, record: RequestRecord) -> Result<(Staged, &PendingLog), RequestRecord> {
+    fn append(&self, record: RequestRecord) -> Result<Receipt, RequestRecord> {
         match &self.log {
-            Some(log) if !*self.stop.borrow() && !self.store.faults_pending() => Ok((log.stage(record)?, log)),
-            _ => Err(record),
-        }
-    }
-
-    /// A group the pending log could not write goes through the queue, receipts and all.
-    fn requeue(&self, failed: Vec<(RequestRecord, Reply)>) {
-        for (record, reply) in failed {
-            match self.tx.try_send(Msg::Record(record, reply)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(msg) | mpsc::error::TrySendError::Closed(msg)) => {
-                    let tx = self.tx.clone();
-                    match tokio::runtime::Handle::try_current() {
-                        // Waits for room; a closed queue drops the reply: `Unrecorded`.
-                        Ok(runtime) => drop(runtime.spawn(async move { tx.send(msg).await })),
-                        Err(_) => drop(msg),
-                    }
-                }
+            Some(log) if !*self.stop.borrow() && !self.store.faults_pending() => {
+                log.append(record)?;
+                Ok(Receipt { rx: None })
             }
+            _ => Err(record),
         }
     }
 
@@ -408,22 +385,6 @@ impl Ledger {
             replayed: s.replayed.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             lost: s.lost.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The pending log's group a submitter leads: written when this is dropped, after the yield or
-/// when the submitter is cancelled during it, so that no follower is left waiting.
-struct Group<'a> {
-    ledger: &'a Ledger,
-    log: &'a PendingLog,
-}
-
-impl Drop for Group<'_> {
-    fn drop(&mut self) {
-        let failed = self.log.write_staged();
-        if !failed.is_empty() {
-            self.ledger.requeue(failed);
         }
     }
 }
@@ -618,8 +579,9 @@ impl Writer {
         self.apply_now(records).await
     }
 
-    /// The same, without the faults [`Store::fail_next_writes`] asks for, which stand for the
-    /// step that makes a record durable: applying the pending log is not that step.
+    /// The same, without the faults [`Store::fail_next_writes`] asks for on the writer's own
+    /// connection, which stand for the step that makes a record durable: applying the pending
+    /// log is not that step. (Through the pool, `Store::insert_batch` takes them as ever.)
     async fn apply_now(&mut self, records: &[RequestRecord]) -> Result<u64, StoreError> {
         match &mut self.direct {
             Some(direct) => Ok(direct.insert(records)?),
@@ -636,8 +598,9 @@ impl Writer {
         } else if log.len() >= self.batch {
             self.apply().await;
         } else if log.len() > 0 {
-            let apply = self.settings.apply;
-            self.apply_at.get_or_insert_with(|| Instant::now() + apply);
+            let now = Instant::now();
+            let at = now.checked_add(self.settings.apply).unwrap_or(now + Duration::from_secs(86_400));
+            self.apply_at.get_or_insert(at);
         }
     }
 
