@@ -43,6 +43,8 @@ const MAX_LOGS: usize = 64;
 /// A writer's pending log, both files locked for as long as it is held.
 pub(crate) struct PendingLog {
     inner: Mutex<Inner>,
+    /// The two files again (the same open files), for emptying one outside the lock.
+    handles: [File; 2],
     /// Appends are taken: the writer applies what they hold. Read without the lock by
     /// submitters, set only under it.
     open: AtomicBool,
@@ -95,9 +97,11 @@ impl PendingLog {
             }
             let [a, b]: [LogFile; 2] = files.try_into().unwrap_or_else(|_| unreachable!("two files"));
             let empty = a.file.metadata()?.len() == 0 && b.file.metadata()?.len() == 0;
+            let handles = [a.file.try_clone()?, b.file.try_clone()?];
             let inner = Inner { files: [a, b], current: 0, records: Vec::new() };
             return Ok(PendingLog {
                 inner: Mutex::new(inner),
+                handles,
                 open: AtomicBool::new(empty),
                 wake: tokio::sync::Notify::new(),
                 batch: batch.max(1),
@@ -181,15 +185,16 @@ impl PendingLog {
 
     /// The transaction holding `taken` committed: empties its file.
     pub(crate) fn applied(&self, taken: &Taken) -> io::Result<()> {
-        let mut inner = self.lock();
-        let file = &mut inner.files[taken.file];
-        file.file.set_len(0)?;
-        file.torn = false;
+        // Not under the lock: appends go to the other file until the writer's next `take`, and
+        // a truncation may wait on the disk.
+        self.handles[taken.file].set_len(0)?;
+        self.lock().files[taken.file].torn = false;
         Ok(())
     }
 
     /// Stops taking records (a transaction failed): what both files hold is to be applied from
-    /// disk ([`PendingLog::recover`]); the records in memory are dropped.
+    /// disk ([`PendingLog::files`], then [`PendingLog::reopen`]); the records in memory are
+    /// dropped.
     pub(crate) fn close(&self) {
         let mut inner = self.lock();
         self.open.store(false, Ordering::Release);
