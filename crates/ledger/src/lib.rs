@@ -5,10 +5,11 @@
 //!   `postgres://…`), with the same schema and ordered migrations on both backends.
 //! - [`Ledger`] is the writer: [`Ledger::submit`] queues a [`RequestRecord`] in a bounded queue
 //!   and returns a [`Receipt`]; one task writes what is queued in batches, one transaction each.
-//!   On a SQLite file a record goes to the pending log first (`pending.rs`: one `write(2)` on
-//!   the submitter's thread), and the writer, on a thread of its own with its
-//!   own connection (`direct.rs`, over the FFI in `lite.rs`, the crate's only unsafe code),
-//!   applies the log to the database in large transactions.
+//!   On a SQLite file a record goes to the pending log first (`pending.rs`: a copy into a
+//!   memory-mapped file, `map.rs`, on the submitter's thread), and the writer, on a thread of
+//!   its own with its own connection (`direct.rs`, over the FFI in `lite.rs`), applies the log
+//!   to the database in large transactions. `lite.rs` and `map.rs` are the crate's only unsafe
+//!   code, each behind a safe API.
 //! - [`Keys`] creates, lists and revokes API keys; only a secret's SHA-256 is stored.
 //!
 //! # Durability
@@ -32,8 +33,9 @@
 //!    SQLite recovers the WAL. (What `NORMAL` gives up is the fsync at each commit: after a
 //!    power loss or a kernel crash, the last transactions before the WAL's last sync, at
 //!    checkpoint, may be lost. That is the worst case for the embedded default.) The pending
-//!    log is written the same way, with `write(2)` and no fsync, before the receipt resolves:
-//!    the same promise. Its file is emptied only after the transaction that applied it
+//!    log gives the same promise: a record's line, then the header's new length, are copied
+//!    into the file's pages (mapped `MAP_SHARED`: the page cache itself) before the receipt
+//!    resolves, with no fsync; the kernel keeps and writes back a killed process's pages. Its file is emptied only after the transaction that applied it
 //!    committed, and a writer holds its files under an exclusive lock, so a file that holds
 //!    records and whose lock is free was left by a writer that died: [`Store::open`] applies
 //!    it (each record kept once, step 4) before anything reads the store.
@@ -61,6 +63,7 @@ mod direct;
 mod json;
 pub mod keys;
 mod lite;
+mod map;
 mod pending;
 pub mod record;
 mod schema;

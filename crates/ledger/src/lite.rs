@@ -1,6 +1,7 @@
 //! A plain SQLite connection over `libsqlite3-sys` (the library sqlx links), for the ledger's
 //! writer thread: prepared statements kept for the connection's life, values bound without
-//! copying, no channel to another thread. The crate's only unsafe code, behind a safe API.
+//! copying, no channel to another thread. Unsafe code (with `map.rs`, the crate's only), behind a
+//! safe API.
 //!
 //! [`Connection`] owns one `sqlite3` handle and its statements ([`Stmt`] is an index into
 //! them). [`Connection::run`] binds a row of [`Value`]s, steps the statement to its end, resets

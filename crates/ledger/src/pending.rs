@@ -1,50 +1,63 @@
 //! The pending log: records made durable beside a SQLite file but not yet in it, one JSON line
 //! each, so that a commit to the database holds hundreds of records, and a caller waiting for
-//! its record waits for one `write(2)` on its own thread instead of a commit on another.
+//! its record waits for a copy into memory on its own thread instead of a commit on another.
 //!
 //! A SQLite commit has a fixed cost (its WAL frames, their checksums, the WAL index and its
 //! locks, a dozen system calls) that the few records waiting at any moment would pay again and
 //! again, and handing a record to the writer's thread and back costs two thread wake-ups. So
-//! [`crate::Ledger::submit`] appends the record to this log itself, under a lock, in one
-//! `write(2)` on the submitter's own thread: once that returns, the bytes are in the kernel's page cache and survive a crash of
-//! the process, the same promise as a commit under `synchronous=NORMAL` (see the crate's
-//! durability notes). The writer's thread applies what the log holds to the database in large
-//! transactions, at most [`crate::Settings::apply`] after the first record or once `batch` are
-//! waiting.
+//! [`crate::Ledger::submit`] appends the record to this log itself, under a lock, on the
+//! submitter's own thread: a copy into the file's pages, mapped into memory (`map.rs`), and
+//! then the file's header says how far its records go. No system call. Once that returns, the
+//! record is in the kernel's page cache and survives a crash of the process, the same promise
+//! as a `write(2)` or a commit under `synchronous=NORMAL` (see the crate's durability notes).
+//! The writer's thread applies what the log holds to the database in large transactions, at
+//! most [`crate::Settings::apply`] after the first record or once `batch` are waiting.
+//!
+//! A log file is a header (`SYPLOG01` and the length of what follows, a little-endian `u64`)
+//! and JSON lines, in a file of [`LOG_BYTES`] whose blocks are allocated when it is claimed (a
+//! full disk fails then, not on a later write). The header is written after the line: a crash
+//! between the two leaves a line beyond the length, which no receipt was given for and no
+//! reader reads. Emptying a file is writing a length of 0.
 //!
 //! A log is two files, `<file>-pending-<n>-0` and `-1`: records go to one while what the other
 //! held is applied; the swap and every append take one lock, so every record in the file set
 //! aside is among those taken for the transaction, and the file is emptied once that
-//! transaction commits. (It may hold records applied before, when emptying it failed, or a torn
-//! line: applied again, each record is kept once; a torn line had no receipt.) Each writer holds both files under an exclusive lock (`flock`) for as long as it
-//! runs, `n` being the first pair whose locks are free, so that several processes can write one
-//! SQLite file. A file whose lock is free and that holds records was left by a writer that
-//! died; opening the store ([`crate::Store::open`]) applies it and empties it. Files are
-//! emptied, never removed: a writer that opened the path just before would otherwise lock a file
-//! no one else can find.
+//! transaction commits. Each writer holds both files under an exclusive lock (`flock`) for as
+//! long as it runs, `n` being the first pair whose locks are free, so that several processes
+//! can write one SQLite file. A file whose lock is free and that holds records was left by a
+//! writer that died; opening the store ([`crate::Store::open`]) applies it and empties it.
+//! Files are emptied, never removed: a writer that opened the path just before would otherwise
+//! lock a file no one else can find.
 //!
 //! When a transaction fails (a full disk, a database locked too long), the log stops taking
 //! records: submissions go through the writer's queue, and its failure policy, while the writer
-//! retries applying both files from disk.
+//! retries applying both files from disk. A full file does the same for one submission.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::json::write_record;
+use crate::map::Mapped;
 use crate::record::RequestRecord;
 use crate::store::{Store, StoreError};
 
 /// Logs per SQLite file, at most: as many writers as may run on it at once.
 const MAX_LOGS: usize = 64;
 
+/// A log file's size: about 9,000 records, far more than wait between two transactions.
+pub(crate) const LOG_BYTES: usize = 4 << 20;
+
+/// The header: a magic, then the length of the lines after it.
+const MAGIC: &[u8; 8] = b"SYPLOG01";
+const HEADER: usize = 16;
+
 /// A writer's pending log, both files locked for as long as it is held.
 pub(crate) struct PendingLog {
     inner: Mutex<Inner>,
-    /// The two files again (the same open files), for emptying one outside the lock.
-    handles: [File; 2],
     /// Appends are taken: the writer applies what they hold. Read without the lock by
     /// submitters, set only under it.
     open: AtomicBool,
@@ -67,9 +80,19 @@ struct Inner {
 
 struct LogFile {
     path: PathBuf,
-    file: File,
-    /// Its last line may be torn (a failed append): the next append starts on a new line.
-    torn: bool,
+    /// Held open for its lock.
+    _file: File,
+    map: Mapped,
+    /// The length of its lines, as its header says.
+    used: usize,
+}
+
+impl LogFile {
+    /// Sets the length of its lines, in its header.
+    fn set_used(&mut self, used: usize) {
+        self.map.write(8, &(used as u64).to_le_bytes());
+        self.used = used;
+    }
 }
 
 /// Records taken from the log for one transaction: all that the set-aside file holds.
@@ -88,20 +111,32 @@ impl PendingLog {
         'pairs: for n in 0..MAX_LOGS {
             let mut files = Vec::with_capacity(2);
             for path in log_paths(db, n) {
-                let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+                let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
                 match file.try_lock() {
-                    Ok(()) => files.push(LogFile { path, file, torn: false }),
+                    Ok(()) => files.push((path, file)),
                     Err(TryLockError::WouldBlock) => continue 'pairs,
                     Err(TryLockError::Error(e)) => return Err(e),
                 }
             }
-            let [a, b]: [LogFile; 2] = files.try_into().unwrap_or_else(|_| unreachable!("two files"));
-            let empty = a.file.metadata()?.len() == 0 && b.file.metadata()?.len() == 0;
-            let handles = [a.file.try_clone()?, b.file.try_clone()?];
+            let mut logs = Vec::with_capacity(2);
+            for (path, file) in files {
+                let mut map = Mapped::new(&file, LOG_BYTES)?;
+                let used = match (map.read8(0), map.read8(8)) {
+                    (Some(magic), Some(used)) if &magic == MAGIC => u64::from_le_bytes(used) as usize,
+                    _ => {
+                        // A new file (or not one of ours): a header saying it is empty.
+                        map.write(8, &0u64.to_le_bytes());
+                        map.write(0, MAGIC);
+                        0
+                    }
+                };
+                logs.push(LogFile { path, _file: file, map, used: used.min(LOG_BYTES - HEADER) });
+            }
+            let [a, b]: [LogFile; 2] = logs.try_into().unwrap_or_else(|_| unreachable!("two files"));
+            let empty = a.used == 0 && b.used == 0;
             let inner = Inner { files: [a, b], current: 0, records: Vec::new() };
             return Ok(PendingLog {
                 inner: Mutex::new(inner),
-                handles,
                 open: AtomicBool::new(empty),
                 wake: tokio::sync::Notify::new(),
                 batch: batch.max(1),
@@ -134,18 +169,16 @@ impl PendingLog {
         self.lock().records.len()
     }
 
-    /// Appends `record` as one JSON line in one `write(2)`, under the lock: once this returns
-    /// `Ok`, the record survives a crash of this process. No fsync: the same promise as the
-    /// database's own commits. Gives the record back when the log is closed or full (the caller
-    /// queues it for the writer), or when the write fails, which closes the log.
+    /// Appends `record` as one JSON line, under the lock: a copy into the mapped file, then its
+    /// header's new length. Once this returns `Ok`, the record survives a crash of this
+    /// process. No fsync: the same promise as the database's own commits. Gives the record back
+    /// when the log is closed or full (the caller queues it for the writer).
     #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
     pub(crate) fn append(&self, record: RequestRecord) -> Result<(), RequestRecord> {
         if !self.is_open() {
             return Err(record);
         }
-        // A newline first after a failed write: its torn line cannot glue onto this one.
         let mut line = String::with_capacity(512);
-        line.push('\n');
         write_record(&mut line, &record);
         line.push('\n');
         let mut inner = self.lock();
@@ -154,16 +187,14 @@ impl PendingLog {
         }
         let current = inner.current;
         let file = &mut inner.files[current];
-        let start = usize::from(!file.torn);
-        if let Err(error) = (&file.file).write_all(&line.as_bytes()[start..]) {
-            file.torn = true;
-            tracing::error!(log = %file.path.display(), %error, "the ledger's pending log failed; records go through the writer's queue");
-            self.open.store(false, Ordering::Release);
+        let used = file.used + line.len();
+        if !file.map.write(HEADER + file.used, line.as_bytes()) {
+            // Full: the writer is far behind. This one goes through the queue.
             drop(inner);
             self.wake.notify_one();
             return Err(record);
         }
-        file.torn = false;
+        file.set_used(used);
         inner.records.push(record);
         let n = inner.records.len();
         drop(inner);
@@ -184,12 +215,8 @@ impl PendingLog {
     }
 
     /// The transaction holding `taken` committed: empties its file.
-    pub(crate) fn applied(&self, taken: &Taken) -> io::Result<()> {
-        // Not under the lock: appends go to the other file until the writer's next `take`, and
-        // a truncation may wait on the disk.
-        self.handles[taken.file].set_len(0)?;
-        self.lock().files[taken.file].torn = false;
-        Ok(())
+    pub(crate) fn applied(&self, taken: &Taken) {
+        self.lock().files[taken.file].set_used(0);
     }
 
     /// Stops taking records (a transaction failed): what both files hold is to be applied from
@@ -201,29 +228,22 @@ impl PendingLog {
         inner.records.clear();
     }
 
-    /// Both files, to be read from their start ([`Chunks`]) and applied, before
+    /// Both files' paths, to be read ([`read_log`]) and applied, before
     /// [`PendingLog::reopen`]. Submitters do not wait meanwhile: while the log is closed they go
     /// through the writer's queue.
-    pub(crate) fn files(&self) -> Result<[(File, PathBuf); 2], FileError> {
+    pub(crate) fn paths(&self) -> [PathBuf; 2] {
         let inner = self.lock();
-        // Opened afresh: a reader of its own, with its own offset.
-        let open = |f: &LogFile| match File::open(&f.path) {
-            Ok(file) => Ok((file, f.path.clone())),
-            Err(error) => Err(FileError::Io { path: f.path.clone(), error }),
-        };
-        Ok([open(&inner.files[0])?, open(&inner.files[1])?])
+        [inner.files[0].path.clone(), inner.files[1].path.clone()]
     }
 
     /// What both files held is in the database: empties them and takes records again.
-    pub(crate) fn reopen(&self) -> Result<(), FileError> {
+    pub(crate) fn reopen(&self) {
         let mut inner = self.lock();
         for f in &mut inner.files {
-            f.file.set_len(0).map_err(|error| FileError::Io { path: f.path.clone(), error })?;
-            f.torn = false;
+            f.set_used(0);
         }
         inner.records.clear();
         self.open.store(true, Ordering::Release);
-        Ok(())
     }
 
     /// Records per chunk when applying from disk.
@@ -255,24 +275,23 @@ fn log_paths(db: &Path, n: usize) -> [PathBuf; 2] {
     })
 }
 
-/// Reads a file of JSON lines from its start, `batch` records at a time. A line that does not
-/// parse (torn by a crash mid-append: no receipt was given for it) is skipped with a warning.
-/// The pending log's and the spool's reader.
-pub(crate) struct Chunks<'a> {
-    reader: BufReader<&'a File>,
+/// Reads JSON lines, `batch` records at a time. A line that does not parse (torn by a crash
+/// mid-append: no receipt was given for it) is skipped with a warning. The pending log's and
+/// the spool's reader.
+pub(crate) struct Chunks<'a, R> {
+    reader: R,
     path: &'a Path,
     batch: usize,
     line: Vec<u8>,
 }
 
-impl<'a> Chunks<'a> {
-    pub(crate) fn new(file: &'a File, path: &'a Path, batch: usize) -> Result<Chunks<'a>, FileError> {
-        let mut reader = BufReader::new(file);
-        reader.seek(SeekFrom::Start(0)).map_err(|error| FileError::Io { path: path.to_path_buf(), error })?;
-        Ok(Chunks { reader, path, batch: batch.max(1), line: Vec::new() })
+impl<'a, R: BufRead> Chunks<'a, R> {
+    /// Lines from `reader` (of the file at `path`, for messages).
+    pub(crate) fn new(reader: R, path: &'a Path, batch: usize) -> Chunks<'a, R> {
+        Chunks { reader, path, batch: batch.max(1), line: Vec::new() }
     }
 
-    /// The next records, at most `batch`; `None` at the end of the file.
+    /// The next records, at most `batch`; `None` at the end.
     pub(crate) fn next_chunk(&mut self) -> Result<Option<Vec<RequestRecord>>, FileError> {
         let mut chunk = Vec::new();
         while chunk.len() < self.batch {
@@ -293,6 +312,25 @@ impl<'a> Chunks<'a> {
         }
         Ok((!chunk.is_empty()).then_some(chunk))
     }
+}
+
+/// The records a pending log file at `path` holds, as far as its header says; `None` when it
+/// holds none (empty, or not a pending log).
+pub(crate) fn read_log(path: &Path, batch: usize) -> Result<Option<Chunks<'_, BufReader<io::Take<File>>>>, FileError> {
+    let io_error = |error| FileError::Io { path: path.to_path_buf(), error };
+    let mut file = File::open(path).map_err(io_error)?;
+    let mut header = [0u8; HEADER];
+    match file.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    }
+    let used = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+    if &header[..8] != MAGIC || used == 0 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(HEADER as u64)).map_err(io_error)?;
+    Ok(Some(Chunks::new(BufReader::new(file.take(used)), path, batch)))
 }
 
 /// Applies and empties every log beside `store`'s SQLite file that no running writer holds
@@ -318,10 +356,8 @@ pub(crate) async fn take_orphans(store: &Store, db: &Path) -> u64 {
                 continue;
             }
         }
-        if file.metadata().is_ok_and(|m| m.len() == 0) {
-            continue;
-        }
         match take(store, &file, &path).await {
+            Ok(0) => {}
             Ok(n) => {
                 tracing::info!(log = %path.display(), records = n, "applied a pending log left by a stopped writer");
                 taken += n;
@@ -334,12 +370,12 @@ pub(crate) async fn take_orphans(store: &Store, db: &Path) -> u64 {
 
 /// One orphaned log into the store, then emptied; the caller holds its lock.
 async fn take(store: &Store, file: &File, path: &Path) -> Result<u64, FileError> {
-    let mut chunks = Chunks::new(file, path, 512)?;
+    let Some(mut chunks) = read_log(path, 512)? else { return Ok(0) };
     let mut read = 0;
     while let Some(chunk) = chunks.next_chunk()? {
         store.insert_batch(&chunk).await?;
         read += chunk.len() as u64;
     }
-    file.set_len(0).map_err(|error| FileError::Io { path: path.to_path_buf(), error })?;
+    file.write_all_at(&0u64.to_le_bytes(), 8).map_err(|error| FileError::Io { path: path.to_path_buf(), error })?;
     Ok(read)
 }

@@ -95,7 +95,7 @@ impl Spool {
             }
             Err(e) => return Err(self.io(e)),
         };
-        let mut chunks = Chunks::new(&file, &self.path, batch)?;
+        let mut chunks = Chunks::new(std::io::BufReader::new(&file), &self.path, batch);
         let mut read = 0;
         while let Some(chunk) = chunks.next_chunk()? {
             store.insert_batch(&chunk).await?;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::direct::Direct;
-use crate::pending::{Chunks, FileError, PendingLog};
+use crate::pending::{FileError, PendingLog, read_log};
 use crate::record::RequestRecord;
 use crate::spool::Spool;
 use crate::store::{Store, StoreError};
@@ -618,13 +618,7 @@ impl Writer {
             return;
         }
         match self.apply_now(&taken.records).await {
-            Ok(_) => {
-                if let Err(error) = log.applied(&taken) {
-                    // Harmless but for the disk it takes: those records are kept once if the
-                    // file is applied again.
-                    tracing::warn!(%error, log = %log.path().display(), "cannot empty the ledger's pending log");
-                }
-            }
+            Ok(_) => log.applied(&taken),
             Err(error) => {
                 self.shared.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, kind = error.kind(), records = taken.records.len(), log = %log.path().display(),
@@ -637,14 +631,14 @@ impl Writer {
 
     async fn apply_files(&mut self, log: &PendingLog) -> Result<u64, FileError> {
         let mut read = 0;
-        for (file, path) in log.files()? {
-            let mut chunks = Chunks::new(&file, &path, log.batch())?;
+        for path in log.paths() {
+            let Some(mut chunks) = read_log(&path, log.batch())? else { continue };
             while let Some(chunk) = chunks.next_chunk()? {
                 self.apply_now(&chunk).await?;
                 read += chunk.len() as u64;
             }
         }
-        log.reopen()?;
+        log.reopen();
         Ok(read)
     }
 

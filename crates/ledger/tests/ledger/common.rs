@@ -91,3 +91,28 @@ pub(crate) fn record(i: usize) -> RequestRecord {
         ..RequestRecord::new(format!("req-{i}"), 1_000 + i as i64, format!("tenant-{}", i % 2), "key_0")
     }
 }
+
+/// What the pending logs beside a case's SQLite file hold: the sum of their headers' lengths
+/// (`SYPLOG01`, then a little-endian `u64`).
+pub(crate) fn pending_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("-pending-"))
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            match bytes.get(..16) {
+                Some(h) if &h[..8] == b"SYPLOG01" => u64::from_le_bytes(h[8..16].try_into().unwrap()),
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// A pending log file as a writer that died leaves it: the header, then `lines`.
+pub(crate) fn pending_file(lines: &str) -> Vec<u8> {
+    let mut bytes = b"SYPLOG01".to_vec();
+    bytes.extend_from_slice(&(lines.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(lines.as_bytes());
+    bytes
+}

@@ -3,14 +3,13 @@
 //! the parent kills it with SIGKILL mid-stream, reopens the store, and finds every printed id.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_ledger::{Ledger, Settings, Store};
 
-use crate::common::{Case, each_backend, record};
+use crate::common::{Case, each_backend, pending_bytes, record};
 
 /// Set (to the store's URL) in the child process only.
 const CHILD_ENV: &str = "SWITCHYARD_LEDGER_CRASH_CHILD_URL";
@@ -34,16 +33,6 @@ async fn kill_9_with_every_record_in_the_pending_log_loses_none() {
     crash_and_check(&case, true).await;
     let logs = pending_bytes(case.dir());
     assert_eq!(logs, 0, "the logs were applied and emptied at open");
-}
-
-/// Bytes in the pending logs beside the case's SQLite file.
-fn pending_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().contains("-pending-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
 }
 
 async fn crash_and_check(case: &Case, hold: bool) {

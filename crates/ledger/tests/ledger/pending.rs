@@ -2,12 +2,11 @@
 //! its time) applies it, a dead writer's log is applied when the store opens and a running
 //! writer's is not, and a failed apply sends records through the queue until the files apply.
 
-use std::path::Path;
 use std::time::Duration;
 
 use switchyard_ledger::{Durable, Ledger, Policy, Settings, Store};
 
-use crate::common::{Case, record};
+use crate::common::{Case, pending_bytes, pending_file, record};
 
 /// Records wait in the log until a flush: nothing is applied on its own during a test.
 fn held() -> Settings {
@@ -18,15 +17,6 @@ fn held() -> Settings {
         retry_max: Duration::from_millis(5),
         ..Settings::default()
     }
-}
-
-fn log_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().contains("-pending-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
 }
 
 fn sqlite_pool(store: &Store) -> sqlx::SqlitePool {
@@ -44,11 +34,11 @@ async fn a_receipt_means_in_the_log_and_a_flush_applies_it() {
         assert_eq!(ledger.submit(record(i)).await.unwrap().await, Ok(Durable::Committed));
     }
     assert_eq!(store.count().await.unwrap(), 0, "held in the log");
-    assert!(log_bytes(case.dir()) > 0);
+    assert!(pending_bytes(case.dir()) > 0);
     assert_eq!(ledger.depth(), 10, "the depth counts records waiting in the log");
     assert_eq!(ledger.flush().await.written, 10);
     assert_eq!(store.count().await.unwrap(), 10);
-    assert_eq!(log_bytes(case.dir()), 0, "emptied once applied");
+    assert_eq!(pending_bytes(case.dir()), 0, "emptied once applied");
     assert_eq!(store.get("req-7").await.unwrap(), Some(record(7)));
     // Its time applies it too.
     let ledger2 = Ledger::start(store.clone(), Settings { apply: Duration::from_millis(1), ..held() });
@@ -80,17 +70,24 @@ async fn a_dead_writers_log_is_applied_at_open_and_a_running_writers_is_not() {
     }
     lines.push_str(r#"{"request_id":"req-torn","at_"#);
     let dead = case.dir().join("ledger.db-pending-7-1");
-    std::fs::write(&dead, lines).unwrap();
+    let mut bytes = pending_file(&lines);
+    // A line written past the header's length (the process died before the header said so).
+    bytes.extend_from_slice(serde_json::to_string(&record(99)).unwrap().as_bytes());
+    std::fs::write(&dead, bytes).unwrap();
+    // And files that are not pending logs, or hold nothing, are left as they are.
+    std::fs::write(case.dir().join("ledger.db-pending-8-0"), "not a log").unwrap();
+    std::fs::write(case.dir().join("ledger.db-pending-8-1"), pending_file("")).unwrap();
     let reopened = case.open().await;
     assert_eq!(reopened.count().await.unwrap(), 5, "the dead writer's log, not the running ones'");
-    assert_eq!(std::fs::metadata(&dead).unwrap().len(), 0, "emptied, not removed");
+    let header = std::fs::read(&dead).unwrap()[..16].to_vec();
+    assert_eq!(header, pending_file("")[..16], "emptied (its header says 0), not removed");
     assert_eq!(reopened.get("req-22").await.unwrap(), Some(record(22)));
     assert_eq!(case.open().await.count().await.unwrap(), 5, "applied once");
 
     running.shutdown().await;
     second.shutdown().await;
     assert_eq!(store.count().await.unwrap(), 7);
-    assert_eq!(log_bytes(case.dir()), 0);
+    assert_eq!(pending_bytes(case.dir()), 0);
 }
 
 #[tokio::test]
@@ -113,7 +110,7 @@ async fn a_failed_apply_sends_records_through_the_queue_until_the_log_applies() 
     let counts = ledger.flush().await;
     assert!(counts.failed >= 1, "{counts:?}");
     assert_eq!(store.count().await.unwrap(), 0, "nothing of the failed transaction");
-    assert!(log_bytes(case.dir()) > 0, "still in the log");
+    assert!(pending_bytes(case.dir()) > 0, "still in the log");
     // The log is closed: a new record goes through the queue, committed by the writer.
     assert_eq!(ledger.submit(record(5)).await.unwrap().await, Ok(Durable::Committed));
     assert_eq!(store.count().await.unwrap(), 1);
@@ -122,7 +119,7 @@ async fn a_failed_apply_sends_records_through_the_queue_until_the_log_applies() 
     sqlx::query("DROP TRIGGER boom").execute(&pool).await.unwrap();
     ledger.flush().await;
     assert_eq!(store.count().await.unwrap(), 6);
-    assert_eq!(log_bytes(case.dir()), 0);
+    assert_eq!(pending_bytes(case.dir()), 0);
     ledger.submit(record(6)).await.unwrap().await.unwrap();
     assert_eq!(ledger.depth(), 1, "in the log again");
     let counts = ledger.shutdown().await;
@@ -138,11 +135,11 @@ async fn a_record_is_in_the_log_when_submit_returns() {
     // Its receipt is resolved already: the record was written before `submit` returned.
     let receipt = ledger.try_submit(record(1)).unwrap();
     assert_eq!(ledger.depth(), 1);
-    let bytes = log_bytes(case.dir());
+    let bytes = pending_bytes(case.dir());
     assert!(bytes > 0);
     assert_eq!(receipt.await, Ok(Durable::Committed));
     let receipt = ledger.submit(record(2)).await.unwrap();
-    assert!(log_bytes(case.dir()) > bytes);
+    assert!(pending_bytes(case.dir()) > bytes);
     assert_eq!(receipt.await, Ok(Durable::Committed));
     assert_eq!(ledger.shutdown().await.written, 2);
     assert_eq!(store.count().await.unwrap(), 2);
