@@ -33,9 +33,11 @@
 //!    SQLite recovers the WAL. (What `NORMAL` gives up is the fsync at each commit: after a
 //!    power loss or a kernel crash, the last transactions before the WAL's last sync, at
 //!    checkpoint, may be lost. That is the worst case for the embedded default.) The pending
-//!    log gives the same promise: a record's line, then the header's new length, are copied
-//!    into the file's pages (mapped `MAP_SHARED`: the page cache itself) before the receipt
-//!    resolves, with no fsync; the kernel keeps and writes back a killed process's pages. Its file is emptied only after the transaction that applied it
+//!    log gives the same promise: a record's line, then the header's new length, are in the
+//!    file's pages in the page cache before the receipt resolves (copied into the mapped file,
+//!    or written with `pwrite(2)`), with no fsync; the kernel keeps and writes back a killed
+//!    process's pages. A line the header does not count yet had no receipt and is never read.
+//!    Its file is emptied only after the transaction that applied it
 //!    committed, and a writer holds its files under an exclusive lock, so a file that holds
 //!    records and whose lock is free was left by a writer that died: [`Store::open`] applies
 //!    it (each record kept once, step 4) before anything reads the store.

@@ -6,16 +6,18 @@
 //! locks, a dozen system calls) that the few records waiting at any moment would pay again and
 //! again, and handing a record to the writer's thread and back costs two thread wake-ups. So
 //! [`crate::Ledger::submit`] appends the record to this log itself, under a lock, on the
-//! submitter's own thread: a copy into the file's pages, mapped into memory (`map.rs`), and
-//! then the file's header says how far its records go. No system call. Once that returns, the
+//! submitter's own thread, and then the file's header says how far its records go. On ext4
+//! and tmpfs that is a copy into the file's pages, mapped into memory (`map.rs`): no system
+//! call; elsewhere, `pwrite(2)` (see `map.rs` for why). Once that returns, the
 //! record is in the kernel's page cache and survives a crash of the process, the same promise
 //! as a `write(2)` or a commit under `synchronous=NORMAL` (see the crate's durability notes).
 //! The writer's thread applies what the log holds to the database in large transactions, at
 //! most [`crate::Settings::apply`] after the first record or once `batch` are waiting.
 //!
 //! A log file is a header (`SYPLOG01` and the length of what follows, a little-endian `u64`)
-//! and JSON lines, in a file of [`LOG_BYTES`] whose blocks are allocated when it is claimed (a
-//! full disk fails then, not on a later write). The header is written after the line: a crash
+//! and JSON lines, in a file of [`LOG_BYTES`] (mapped, its blocks are allocated when it is
+//! claimed: a full disk fails then, not on a later write). A file that is not a log is never
+//! claimed nor overwritten. The header is written after the line: a crash
 //! between the two leaves a line beyond the length, which no receipt was given for and no
 //! reader reads. Emptying a file is writing a length of 0.
 //!
@@ -31,7 +33,9 @@
 //!
 //! When a transaction fails (a full disk, a database locked too long), the log stops taking
 //! records: submissions go through the writer's queue, and its failure policy, while the writer
-//! retries applying both files from disk. A full file does the same for one submission.
+//! retries applying both files from disk. A full file sends one submission through the queue
+//! and has the writer apply at once. Before its last apply, and however it ends, the writer
+//! stops the log: no record is taken that nothing would apply.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -69,6 +73,10 @@ pub(crate) struct PendingLog {
     room: usize,
     /// Records made durable here, counted in [`crate::Counts::written`].
     written: AtomicU64,
+    /// The writer has stopped, or is about to apply for the last time: no more appends.
+    stopped: AtomicBool,
+    /// An append found the file full: the writer is to apply at once.
+    full: AtomicBool,
 }
 
 struct Inner {
@@ -80,18 +88,36 @@ struct Inner {
 
 struct LogFile {
     path: PathBuf,
-    /// Held open for its lock.
-    _file: File,
-    map: Mapped,
+    /// Held open for its lock, and written through where it is not mapped.
+    file: File,
+    /// Its pages mapped, where that is safe (`map::can_map`): writes are copies.
+    map: Option<Mapped>,
     /// The length of its lines, as its header says.
     used: usize,
 }
 
 impl LogFile {
-    /// Sets the length of its lines, in its header.
-    fn set_used(&mut self, used: usize) {
-        self.map.write(8, &(used as u64).to_le_bytes());
+    /// Writes `bytes` at `at`: false when they would not fit in [`LOG_BYTES`].
+    fn put(&mut self, at: usize, bytes: &[u8]) -> io::Result<bool> {
+        if at.checked_add(bytes.len()).is_none_or(|end| end > LOG_BYTES) {
+            return Ok(false);
+        }
+        match &mut self.map {
+            Some(map) => Ok(map.write(at, bytes)),
+            None => self.file.write_all_at(bytes, at as u64).map(|()| true),
+        }
+    }
+
+    /// Sets the length of its lines, in its header (after the lines it counts).
+    fn set_used(&mut self, used: usize) -> io::Result<()> {
+        match &mut self.map {
+            Some(map) => {
+                map.store_u64(8, used as u64);
+            }
+            None => self.file.write_all_at(&(used as u64).to_le_bytes(), 8)?,
+        }
         self.used = used;
+        Ok(())
     }
 }
 
@@ -108,6 +134,11 @@ impl PendingLog {
     /// hold records already (left by a writer that died, which the store's open could not
     /// apply), the log starts closed: the writer applies them from disk first.
     pub(crate) fn claim(db: &Path, batch: usize, room: usize) -> io::Result<PendingLog> {
+        PendingLog::claim_with(db, batch, room, true)
+    }
+
+    /// [`PendingLog::claim`], mapping the files only if `map` (and `map::can_map`).
+    fn claim_with(db: &Path, batch: usize, room: usize, map: bool) -> io::Result<PendingLog> {
         'pairs: for n in 0..MAX_LOGS {
             let mut files = Vec::with_capacity(2);
             for path in log_paths(db, n) {
@@ -120,17 +151,29 @@ impl PendingLog {
             }
             let mut logs = Vec::with_capacity(2);
             for (path, file) in files {
-                let mut map = Mapped::new(&file, LOG_BYTES)?;
-                let used = match (map.read8(0), map.read8(8)) {
-                    (Some(magic), Some(used)) if &magic == MAGIC => u64::from_le_bytes(used) as usize,
-                    _ => {
-                        // A new file (or not one of ours): a header saying it is empty.
-                        map.write(8, &0u64.to_le_bytes());
-                        map.write(0, MAGIC);
-                        0
+                let mut header = [0u8; HEADER];
+                let used = match file.read_exact_at(&mut header, 0) {
+                    Ok(()) if &header[..8] == MAGIC => u64::from_le_bytes(header[8..].try_into().unwrap_or_default()),
+                    Ok(()) if header.iter().all(|b| *b == 0) => 0,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && file.metadata()?.len() == 0 => 0,
+                    Ok(()) | Err(_) => {
+                        // Not a pending log (or not this version's): never overwritten.
+                        tracing::warn!(log = %path.display(), "not a pending log; its pair is left alone");
+                        continue 'pairs;
                     }
                 };
-                logs.push(LogFile { path, _file: file, map, used: used.min(LOG_BYTES - HEADER) });
+                let map = match map.then(|| Mapped::new(&file, LOG_BYTES)) {
+                    Some(Ok(map)) => Some(map),
+                    Some(Err(error)) if error.kind() != io::ErrorKind::Unsupported => return Err(error),
+                    Some(Err(_)) | None => None,
+                };
+                let mut log = LogFile { path, file, map, used: 0 };
+                if used == 0 {
+                    log.put(0, MAGIC)?;
+                    log.set_used(0)?;
+                }
+                log.used = usize::try_from(used).unwrap_or(usize::MAX).min(LOG_BYTES - HEADER);
+                logs.push(log);
             }
             let [a, b]: [LogFile; 2] = logs.try_into().unwrap_or_else(|_| unreachable!("two files"));
             let empty = a.used == 0 && b.used == 0;
@@ -142,6 +185,8 @@ impl PendingLog {
                 batch: batch.max(1),
                 room: room.max(1),
                 written: AtomicU64::new(0),
+                stopped: AtomicBool::new(false),
+                full: AtomicBool::new(false),
             });
         }
         Err(io::Error::other(format!(
@@ -169,10 +214,12 @@ impl PendingLog {
         self.lock().records.len()
     }
 
-    /// Appends `record` as one JSON line, under the lock: a copy into the mapped file, then its
-    /// header's new length. Once this returns `Ok`, the record survives a crash of this
-    /// process. No fsync: the same promise as the database's own commits. Gives the record back
-    /// when the log is closed or full (the caller queues it for the writer).
+    /// Appends `record` as one JSON line, under the lock: the line, then its file's header's new
+    /// length (copies into the mapped file, with no system call, on ext4 or tmpfs; `pwrite(2)`
+    /// elsewhere). Once this returns `Ok`, the record survives a crash of this process. No
+    /// fsync: the same promise as the database's own commits. Gives the record back when the
+    /// log is closed, stopped or full (the caller queues it for the writer), or when a write
+    /// fails, which closes the log.
     #[expect(clippy::result_large_err, reason = "the record given back goes to the queue: boxing would allocate")]
     pub(crate) fn append(&self, record: RequestRecord) -> Result<(), RequestRecord> {
         if !self.is_open() {
@@ -182,19 +229,34 @@ impl PendingLog {
         write_record(&mut line, &record);
         line.push('\n');
         let mut inner = self.lock();
-        if !self.is_open() || inner.records.len() >= self.room {
+        if !self.is_open() || self.stopped.load(Ordering::Acquire) || inner.records.len() >= self.room {
             return Err(record);
         }
         let current = inner.current;
         let file = &mut inner.files[current];
         let used = file.used + line.len();
-        if !file.map.write(HEADER + file.used, line.as_bytes()) {
-            // Full: the writer is far behind. This one goes through the queue.
-            drop(inner);
-            self.wake.notify_one();
-            return Err(record);
+        let written = file.put(HEADER + file.used, line.as_bytes()).and_then(|fits| match fits {
+            true => file.set_used(used).map(|()| true),
+            false => Ok(false),
+        });
+        match written {
+            Ok(true) => {}
+            Ok(false) => {
+                // Full: the writer is to apply now; this one goes through the queue.
+                drop(inner);
+                self.full.store(true, Ordering::Release);
+                self.wake.notify_one();
+                return Err(record);
+            }
+            Err(error) => {
+                // The header still says what it said: a line past it is read by no one.
+                tracing::error!(log = %file.path.display(), %error, "the ledger's pending log failed; records go through the writer's queue");
+                self.open.store(false, Ordering::Release);
+                drop(inner);
+                self.wake.notify_one();
+                return Err(record);
+            }
         }
-        file.set_used(used);
         inner.records.push(record);
         let n = inner.records.len();
         drop(inner);
@@ -203,6 +265,17 @@ impl PendingLog {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether an append found the file full since the last call.
+    pub(crate) fn take_full(&self) -> bool {
+        self.full.swap(false, Ordering::AcqRel)
+    }
+
+    /// Takes no more records: the writer is about to apply for the last time, or is gone.
+    pub(crate) fn stop(&self) {
+        let _held = self.lock();
+        self.stopped.store(true, Ordering::Release);
     }
 
     /// Takes every record waiting, for one transaction; appends go to the other file from now
@@ -215,8 +288,8 @@ impl PendingLog {
     }
 
     /// The transaction holding `taken` committed: empties its file.
-    pub(crate) fn applied(&self, taken: &Taken) {
-        self.lock().files[taken.file].set_used(0);
+    pub(crate) fn applied(&self, taken: &Taken) -> io::Result<()> {
+        self.lock().files[taken.file].set_used(0)
     }
 
     /// Stops taking records (a transaction failed): what both files hold is to be applied from
@@ -237,13 +310,14 @@ impl PendingLog {
     }
 
     /// What both files held is in the database: empties them and takes records again.
-    pub(crate) fn reopen(&self) {
+    pub(crate) fn reopen(&self) -> Result<(), FileError> {
         let mut inner = self.lock();
         for f in &mut inner.files {
-            f.set_used(0);
+            f.set_used(0).map_err(|error| FileError::Io { path: f.path.clone(), error })?;
         }
         inner.records.clear();
         self.open.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Records per chunk when applying from disk.
@@ -325,7 +399,7 @@ pub(crate) fn read_log(path: &Path, batch: usize) -> Result<Option<Chunks<'_, Bu
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(io_error(e)),
     }
-    let used = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+    let used = u64::from_le_bytes(header[8..].try_into().unwrap_or_default()).min((LOG_BYTES - HEADER) as u64);
     if &header[..8] != MAGIC || used == 0 {
         return Ok(None);
     }
@@ -378,4 +452,64 @@ async fn take(store: &Store, file: &File, path: &Path) -> Result<u64, FileError>
     }
     file.write_all_at(&0u64.to_le_bytes(), 8).map_err(|error| FileError::Io { path: path.to_path_buf(), error })?;
     Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_testkit::TempDir;
+
+    use super::*;
+
+    fn record(i: usize) -> RequestRecord {
+        RequestRecord::new(format!("req-{i}").as_str(), 1_000 + i as i64, "tenant", "key_0")
+    }
+
+    fn read_all(path: &Path) -> Vec<RequestRecord> {
+        let mut out = Vec::new();
+        if let Some(mut chunks) = read_log(path, 2).unwrap() {
+            while let Some(chunk) = chunks.next_chunk().unwrap() {
+                out.extend(chunk);
+            }
+        }
+        out
+    }
+
+    /// The same log, mapped (where the filesystem allows) and written with `pwrite(2)`.
+    #[test]
+    fn appends_swaps_and_empties_read_back_mapped_or_not() {
+        for map in [true, false] {
+            let dir = TempDir::new("switchyard-pending").unwrap();
+            let db = dir.path().join("ledger.db");
+            let log = PendingLog::claim_with(&db, 10, 100, map).unwrap();
+            let paths = log.paths();
+            let mapped = {
+                let inner = log.lock();
+                (inner.files[0].map.is_some(), crate::map::can_map(&inner.files[0].file))
+            };
+            assert_eq!(mapped.0, map && mapped.1);
+            for i in 0..3 {
+                log.append(record(i)).unwrap();
+            }
+            assert_eq!(read_all(&paths[0]), (0..3).map(record).collect::<Vec<_>>(), "map: {map}");
+            let taken = log.take();
+            assert_eq!(taken.records.len(), 3);
+            log.append(record(3)).unwrap();
+            assert_eq!(read_all(&paths[1]), vec![record(3)], "the other file");
+            log.applied(&taken).unwrap();
+            assert!(read_all(&paths[0]).is_empty(), "emptied");
+            // A second claim beside the same file takes the next pair; dropped, its lock frees.
+            let other = PendingLog::claim_with(&db, 10, 100, map).unwrap();
+            assert!(other.paths()[0].ends_with("ledger.db-pending-1-0"));
+            drop(other);
+            log.stop();
+            assert!(log.append(record(4)).is_err(), "stopped");
+            drop(log);
+            // What the dropped log held is a dead writer's: the next claim starts closed on it.
+            let again = PendingLog::claim_with(&db, 10, 100, map).unwrap();
+            assert!(!again.is_open());
+            assert_eq!(read_all(&again.paths()[1]), vec![record(3)]);
+            again.reopen().unwrap();
+            assert!(again.is_open() && read_all(&again.paths()[1]).is_empty());
+        }
+    }
 }

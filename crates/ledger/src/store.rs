@@ -43,8 +43,6 @@ pub enum StoreError {
     Lite(#[from] crate::lite::LiteError),
     #[error("ledger database: injected write failure (Store::fail_next_writes)")]
     Injected,
-    #[error("ledger pending log {path}: {error}")]
-    PendingLog { path: std::path::PathBuf, error: std::io::Error },
 }
 
 /// Which database a [`Store`] talks to.
@@ -119,7 +117,6 @@ impl StoreError {
             StoreError::Sql(_) | StoreError::Lite(_) => "sql",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Injected => "injected",
-            StoreError::PendingLog { .. } => "pending_log",
         }
     }
 }

@@ -391,6 +391,16 @@ impl Ledger {
 
 // === impl Writer ===
 
+impl Drop for Writer {
+    /// However the writer ends (a panic too), its log takes no more records: nothing would
+    /// apply them.
+    fn drop(&mut self) {
+        if let Some(log) = &self.log {
+            log.stop();
+        }
+    }
+}
+
 struct Writer {
     store: Store,
     log: Option<Arc<PendingLog>>,
@@ -456,6 +466,9 @@ impl Writer {
             if !open {
                 break;
             }
+        }
+        if let Some(log) = &self.log {
+            log.stop();
         }
         self.apply().await;
         self.replay().await;
@@ -593,7 +606,9 @@ impl Writer {
     /// within [`Settings::apply`]), or it closed after a failed append (apply it from disk).
     async fn woken(&mut self) {
         let Some(log) = &self.log else { return };
-        if !log.is_open() {
+        if log.take_full() {
+            self.apply().await;
+        } else if !log.is_open() {
             self.recover_at.get_or_insert_with(Instant::now);
         } else if log.len() >= self.batch {
             self.apply().await;
@@ -618,7 +633,12 @@ impl Writer {
             return;
         }
         match self.apply_now(&taken.records).await {
-            Ok(_) => log.applied(&taken),
+            Ok(_) => {
+                if let Err(error) = log.applied(&taken) {
+                    // Harmless but for a later start applying those records again (kept once).
+                    tracing::warn!(%error, log = %log.path().display(), "cannot empty the ledger's pending log");
+                }
+            }
             Err(error) => {
                 self.shared.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, kind = error.kind(), records = taken.records.len(), log = %log.path().display(),
@@ -638,7 +658,7 @@ impl Writer {
                 read += chunk.len() as u64;
             }
         }
-        log.reopen();
+        log.reopen()?;
         Ok(read)
     }
 

@@ -144,3 +144,79 @@ async fn a_record_is_in_the_log_when_submit_returns() {
     assert_eq!(ledger.shutdown().await.written, 2);
     assert_eq!(store.count().await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_full_log_applies_at_once_and_sends_the_record_through_the_queue() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    let ledger = Ledger::start(store.clone(), held());
+    // Long text fills a 4 MiB file in a few hundred records.
+    let big = |i: usize| {
+        let mut r = record(i);
+        r.alias = "x".repeat(20_000).into();
+        r
+    };
+    let mut n = 0;
+    while ledger.depth() == n {
+        assert_eq!(ledger.submit(big(n)).await.unwrap().await, Ok(Durable::Committed));
+        n += 1;
+        assert!(n < 1_000, "the log never filled");
+    }
+    // The record that did not fit went through the queue; the full file made the writer apply
+    // what the log held without waiting for its hour.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.count().await.unwrap() < n as u64 {
+        assert!(std::time::Instant::now() < deadline, "the full log was not applied");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // And the log takes records again.
+    ledger.submit(record(5_000)).await.unwrap().await.unwrap();
+    assert_eq!(ledger.depth(), 1);
+    let counts = ledger.shutdown().await;
+    assert_eq!((counts.written, counts.lost), (n as u64 + 1, 0));
+    assert_eq!(store.count().await.unwrap(), n as u64 + 1);
+}
+
+#[tokio::test]
+async fn a_writer_that_claims_a_log_holding_records_applies_them_first() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    // Written after the store opened: the next writer to claim the pair finds them.
+    let mut lines = String::new();
+    for i in 0..3 {
+        lines.push_str(&serde_json::to_string(&record(i)).unwrap());
+        lines.push('\n');
+    }
+    std::fs::write(case.dir().join("ledger.db-pending-0-1"), pending_file(&lines)).unwrap();
+    let ledger = Ledger::start(store.clone(), held());
+    ledger.flush().await;
+    assert_eq!(store.count().await.unwrap(), 3);
+    assert_eq!(pending_bytes(case.dir()), 0);
+    ledger.submit(record(3)).await.unwrap().await.unwrap();
+    assert_eq!(ledger.depth(), 1, "then it takes records");
+    ledger.shutdown().await;
+    assert_eq!(store.count().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn files_that_are_not_pending_logs_are_left_alone() {
+    let case = Case::sqlite();
+    let store = case.open().await;
+    let foreign = case.dir().join("ledger.db-pending-0-0");
+    std::fs::write(&foreign, "someone else's file").unwrap();
+    // A header claiming more than a log holds: what is there is read, no more.
+    let mut bytes = b"SYPLOG01".to_vec();
+    bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+    bytes.extend_from_slice(serde_json::to_string(&record(7)).unwrap().as_bytes());
+    bytes.push(b'\n');
+    std::fs::write(case.dir().join("ledger.db-pending-5-0"), bytes).unwrap();
+    assert_eq!(case.open().await.count().await.unwrap(), 1);
+
+    let ledger = Ledger::start(store.clone(), held());
+    ledger.submit(record(1)).await.unwrap().await.unwrap();
+    assert_eq!(ledger.depth(), 1);
+    assert!(case.dir().join("ledger.db-pending-1-0").exists(), "the next pair was claimed");
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "someone else's file");
+    ledger.shutdown().await;
+    assert_eq!(store.count().await.unwrap(), 2);
+}
