@@ -69,12 +69,15 @@ impl BudgetView {
         true
     }
 
-    /// The sync thread guesses that callers are in `window` (the latest window a caller moved
-    /// into, or the system clock's before any call): it follows the guess only forward once a
-    /// caller has used the view.
-    pub(crate) fn follow(&mut self, window: i64) {
+    /// The sync thread guesses that callers are in `window`: the latest window a caller moved
+    /// into (`from_callers`), or the system clock's before any call. Once a caller has used the
+    /// view it follows only the callers' guesses, and only forward: a clock guess taken before
+    /// the first call and applied after it must not move the view off the callers' calendar.
+    pub(crate) fn follow(&mut self, window: i64, from_callers: bool) {
         if self.anchored {
-            self.roll(window);
+            if from_callers {
+                self.roll(window);
+            }
         } else if self.current.is_none_or(|c| c.window != window) {
             self.current = Some(Entry::new(window));
             self.previous = None;
@@ -285,7 +288,7 @@ mod tests {
     #[test]
     fn the_sync_threads_guess_gives_way_to_the_first_callers_window() {
         let mut v = BudgetView::new(10.0);
-        v.follow(DAY + 7);
+        v.follow(DAY + 7, false);
         v.take(DAY + 7);
         v.answer(DAY + 7, 9.0);
         assert_eq!(v.used(DAY + 7), 9.0);
@@ -294,10 +297,13 @@ mod tests {
         assert_eq!(v.pushes().collect::<Vec<_>>(), [DAY]);
         v.answer(DAY + 7, 9.0);
         assert_eq!(v.used(DAY), 0.0);
-        // From then on the guess only moves the view forward.
-        v.follow(DAY - 1);
+        // A clock guess taken before that call, applied after it, does not move the view.
+        v.follow(DAY + 7, false);
         assert_eq!(v.pushes().collect::<Vec<_>>(), [DAY]);
-        v.follow(DAY + 1);
+        // From then on the callers' guess only moves the view forward.
+        v.follow(DAY - 1, true);
+        assert_eq!(v.pushes().collect::<Vec<_>>(), [DAY]);
+        v.follow(DAY + 1, true);
         assert_eq!(v.pushes().collect::<Vec<_>>(), [DAY + 1]);
     }
 

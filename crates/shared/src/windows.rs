@@ -324,12 +324,16 @@ impl Drop for RedisWindows {
 
 impl Windows {
     /// The wall-clock time whose windows callers are in, as far as this thread can tell.
-    fn guess(&self) -> i64 {
+    /// And whether it came from callers (else from the system clock: no caller moved yet).
+    fn guess(&self) -> (i64, bool) {
         match self.books.latest.load(Ordering::Acquire) {
-            i64::MIN => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            latest => latest,
+            i64::MIN => (
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                false,
+            ),
+            latest => (latest, true),
         }
     }
 }
@@ -344,7 +348,7 @@ impl Exchange for Windows {
         if budgets.is_empty() {
             return sync::ping(conn, timeout).await;
         }
-        let guess = self.guess();
+        let (guess, from_callers) = self.guess();
         // Each budget pushes at most two windows.
         for chunk in budgets.chunks(CHUNK / 2) {
             let mut call = self.script.prepare_invoke();
@@ -356,7 +360,7 @@ impl Exchange for Windows {
                     Period::Month => MONTH_TTL_MS,
                 };
                 let mut view = b.view.lock();
-                view.follow(window_of(b.period, guess));
+                view.follow(window_of(b.period, guess), from_callers);
                 for window in view.pushes() {
                     let Some((total, floor)) = view.take(window) else { continue };
                     call.key(format!("{}:{window}", b.stem)).arg(ttl_ms).arg(total);
