@@ -65,7 +65,8 @@ pub(crate) struct PendingLog {
     /// Appends are taken: the writer applies what they hold. Read without the lock by
     /// submitters, set only under it.
     open: AtomicBool,
-    /// Woken when the log turns from empty to not, when it holds a batch, and when it closes.
+    /// Woken when the log turns from empty to not, when it holds a batch, when a file is full,
+    /// and when it closes.
     pub(crate) wake: tokio::sync::Notify,
     /// Records per transaction the writer is asked for; the log takes at most `room` records
     /// before submissions wait in the writer's queue (back-pressure).
@@ -151,16 +152,10 @@ impl PendingLog {
             }
             let mut logs = Vec::with_capacity(2);
             for (path, file) in files {
-                let mut header = [0u8; HEADER];
-                let used = match file.read_exact_at(&mut header, 0) {
-                    Ok(()) if &header[..8] == MAGIC => u64::from_le_bytes(header[8..].try_into().unwrap_or_default()),
-                    Ok(()) if header.iter().all(|b| *b == 0) => 0,
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && file.metadata()?.len() == 0 => 0,
-                    Ok(()) | Err(_) => {
-                        // Not a pending log (or not this version's): never overwritten.
-                        tracing::warn!(log = %path.display(), "not a pending log; its pair is left alone");
-                        continue 'pairs;
-                    }
+                let Ok(Some(used)) = header(&file) else {
+                    // Not a pending log (or not this version's): never overwritten.
+                    tracing::warn!(log = %path.display(), "not a pending log; its pair is left alone");
+                    continue 'pairs;
                 };
                 let map = match map.then(|| Mapped::new(&file, LOG_BYTES)) {
                     Some(Ok(map)) => Some(map),
@@ -172,7 +167,7 @@ impl PendingLog {
                     log.put(0, MAGIC)?;
                     log.set_used(0)?;
                 }
-                log.used = usize::try_from(used).unwrap_or(usize::MAX).min(LOG_BYTES - HEADER);
+                log.used = used;
                 logs.push(log);
             }
             let [a, b]: [LogFile; 2] = logs.try_into().unwrap_or_else(|_| unreachable!("two files"));
@@ -293,8 +288,8 @@ impl PendingLog {
     }
 
     /// Stops taking records (a transaction failed): what both files hold is to be applied from
-    /// disk ([`PendingLog::files`], then [`PendingLog::reopen`]); the records in memory are
-    /// dropped.
+    /// disk ([`PendingLog::paths`], [`read_log`], then [`PendingLog::reopen`]); the records in
+    /// memory are dropped.
     pub(crate) fn close(&self) {
         let mut inner = self.lock();
         self.open.store(false, Ordering::Release);
@@ -386,6 +381,32 @@ impl<'a, R: BufRead> Chunks<'a, R> {
         }
         Ok((!chunk.is_empty()).then_some(chunk))
     }
+
+    /// Writes every record left into `store`, a chunk a transaction; returns how many.
+    pub(crate) async fn insert_into(mut self, store: &Store) -> Result<u64, FileError> {
+        let mut read = 0;
+        while let Some(chunk) = self.next_chunk()? {
+            store.insert_batch(&chunk).await?;
+            read += chunk.len() as u64;
+        }
+        Ok(read)
+    }
+}
+
+/// The length of the lines a log file holds, as its header says (at most what a log can
+/// hold): 0 for a new file (empty, or a header of zeros); `None` for a file that is not a
+/// pending log.
+fn header(file: &File) -> io::Result<Option<usize>> {
+    let mut header = [0u8; HEADER];
+    match file.read_exact_at(&mut header, 0) {
+        Ok(()) if &header[..8] == MAGIC => {
+            let used = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+            Ok(Some(usize::try_from(used).unwrap_or(usize::MAX).min(LOG_BYTES - HEADER)))
+        }
+        Ok(()) => Ok(header.iter().all(|b| *b == 0).then_some(0)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok((file.metadata()?.len() == 0).then_some(0)),
+        Err(e) => Err(e),
+    }
 }
 
 /// The records a pending log file at `path` holds, as far as its header says; `None` when it
@@ -393,16 +414,10 @@ impl<'a, R: BufRead> Chunks<'a, R> {
 pub(crate) fn read_log(path: &Path, batch: usize) -> Result<Option<Chunks<'_, BufReader<io::Take<File>>>>, FileError> {
     let io_error = |error| FileError::Io { path: path.to_path_buf(), error };
     let mut file = File::open(path).map_err(io_error)?;
-    let mut header = [0u8; HEADER];
-    match file.read_exact(&mut header) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(io_error(e)),
-    }
-    let used = u64::from_le_bytes(header[8..].try_into().unwrap_or_default()).min((LOG_BYTES - HEADER) as u64);
-    if &header[..8] != MAGIC || used == 0 {
-        return Ok(None);
-    }
+    let used = match header(&file).map_err(io_error)? {
+        Some(0) | None => return Ok(None),
+        Some(used) => used as u64,
+    };
     file.seek(SeekFrom::Start(HEADER as u64)).map_err(io_error)?;
     Ok(Some(Chunks::new(BufReader::new(file.take(used)), path, batch)))
 }
@@ -444,12 +459,8 @@ pub(crate) async fn take_orphans(store: &Store, db: &Path) -> u64 {
 
 /// One orphaned log into the store, then emptied; the caller holds its lock.
 async fn take(store: &Store, file: &File, path: &Path) -> Result<u64, FileError> {
-    let Some(mut chunks) = read_log(path, 512)? else { return Ok(0) };
-    let mut read = 0;
-    while let Some(chunk) = chunks.next_chunk()? {
-        store.insert_batch(&chunk).await?;
-        read += chunk.len() as u64;
-    }
+    let Some(chunks) = read_log(path, 512)? else { return Ok(0) };
+    let read = chunks.insert_into(store).await?;
     file.write_all_at(&0u64.to_le_bytes(), 8).map_err(|error| FileError::Io { path: path.to_path_buf(), error })?;
     Ok(read)
 }

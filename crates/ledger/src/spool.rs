@@ -10,11 +10,9 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::pending::Chunks;
+use crate::pending::{Chunks, FileError};
 use crate::record::RequestRecord;
 use crate::store::Store;
-
-pub(crate) use crate::pending::FileError as SpoolError;
 
 pub(crate) struct Spool {
     path: PathBuf,
@@ -44,7 +42,7 @@ impl Spool {
 
     /// Appends `records`, one JSON line each, and fsyncs: once this returns `Ok`, they survive
     /// a crash of this process (and of the machine, as far as the disk keeps its promises).
-    pub(crate) async fn append(&mut self, records: &[RequestRecord]) -> Result<(), SpoolError> {
+    pub(crate) async fn append(&mut self, records: &[RequestRecord]) -> Result<(), FileError> {
         let mut bytes = Vec::with_capacity(records.len() * 512 + 1);
         if self.torn {
             bytes.push(b'\n');
@@ -83,7 +81,7 @@ impl Spool {
     /// Writes everything the spool holds into `store`, `batch` records a transaction, then
     /// empties it. Returns how many records it read. On an error nothing is emptied: a later
     /// replay writes the same records again, and the store keeps each once.
-    pub(crate) async fn replay(&mut self, store: &Store, batch: usize) -> Result<u64, SpoolError> {
+    pub(crate) async fn replay(&mut self, store: &Store, batch: usize) -> Result<u64, FileError> {
         if !self.dirty {
             return Ok(0);
         }
@@ -95,12 +93,7 @@ impl Spool {
             }
             Err(e) => return Err(self.io(e)),
         };
-        let mut chunks = Chunks::new(std::io::BufReader::new(&file), &self.path, batch);
-        let mut read = 0;
-        while let Some(chunk) = chunks.next_chunk()? {
-            store.insert_batch(&chunk).await?;
-            read += chunk.len() as u64;
-        }
+        let read = Chunks::new(std::io::BufReader::new(&file), &self.path, batch).insert_into(store).await?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || OpenOptions::new().write(true).open(&path)?.set_len(0))
             .await
@@ -111,7 +104,7 @@ impl Spool {
         Ok(read)
     }
 
-    fn io(&self, error: io::Error) -> SpoolError {
-        SpoolError::Io { path: self.path.clone(), error }
+    fn io(&self, error: io::Error) -> FileError {
+        FileError::Io { path: self.path.clone(), error }
     }
 }
